@@ -1,0 +1,70 @@
+// `heirloom generate`: continue a prompt, streaming tokens to the terminal.
+#include <chrono>
+#include <cstdio>
+
+#include "commands.h"
+#include "heirloom/generate.h"
+#include "heirloom/model.h"
+
+namespace heirloom::cli {
+
+namespace {
+// Length of s without a trailing, not yet complete, UTF-8 sequence.
+size_t complete_utf8_prefix(const std::string& s) {
+  const size_t n = s.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const unsigned char c = (unsigned char)s[n - back];
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
+    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
+}
+}  // namespace
+
+Action add_generate(CLI::App& app, Common& common) {
+  auto* sub = app.add_subcommand("generate", "generate text from a prompt (KV cache; greedy or sampled)");
+  struct Opts { std::string model, prompt; int n = 200; SamplingOptions s; };
+  auto o = std::make_shared<Opts>();
+  sub->add_option("--model", o->model, "model (GGUF)")->required()->check(CLI::ExistingFile);
+  sub->add_option("--prompt", o->prompt, "text to continue")->capture_default_str();
+  sub->add_option("-n,--tokens", o->n, "tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--temperature", o->s.temperature, "sampling temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--top-k", o->s.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--top-p", o->s.top_p, "keep the smallest set with this probability (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str();
+  add_common_flags(*sub, common);
+  return [o, &common] {
+    const Model m = load_model(o->model);
+    const std::vector<int32_t> prompt = encode(m.vocab, o->prompt, true);
+    // Stream by decoding everything so far and printing what is new, holding back a trailing
+    // incomplete UTF-8 sequence: byte tokens complete a character (or a U+2581 space) only together.
+    std::vector<int32_t> ids = prompt;
+    const size_t prompt_len = decode(m.vocab, ids).size();
+    size_t printed = prompt_len;
+    if (!common.json) std::fputs(decode(m.vocab, ids).c_str(), stdout);
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int32_t> out = generate(m, prompt, o->n, o->s, nullptr, [&](int32_t tok) {
+      ids.push_back(tok);
+      const std::string all = decode(m.vocab, ids);
+      const size_t stable = complete_utf8_prefix(all);
+      if (!common.json && stable > printed) {
+        std::fwrite(all.data() + printed, 1, stable - printed, stdout);
+        std::fflush(stdout);
+        printed = stable;
+      }
+      return true;
+    });
+    const std::string text = decode(m.vocab, ids).substr(prompt_len);
+    if (!common.json && text.size() + prompt_len > printed) std::fputs(text.c_str() + (printed - prompt_len), stdout);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (common.json)
+      print_json({{"prompt", o->prompt}, {"text", text}, {"tokens", out}, {"seconds", secs},
+                  {"tokens_per_second", out.size() / std::max(secs, 1e-9)}});
+    else
+      std::fprintf(stderr, "\n[%zu tokens in %.2f s, %.0f tokens/s]\n", out.size(), secs, out.size() / std::max(secs, 1e-9));
+    return 0;
+  };
+}
+
+}  // namespace heirloom::cli

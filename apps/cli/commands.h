@@ -1,0 +1,26 @@
+// The `heirloom` subcommands: each file registers one with CLI11 and runs it. No maths here.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+namespace heirloom::cli {
+
+// Options every command has.
+struct Common {
+  int threads = 0;  // 0 = all cores
+  bool json = false;
+};
+
+// Each returns the action to run after parsing.
+using Action = std::function<int()>;
+Action add_pretrain(CLI::App& app, Common& common);
+Action add_eval(CLI::App& app, Common& common);
+Action add_generate(CLI::App& app, Common& common);
+Action add_bench(CLI::App& app, Common& common);
+
+void add_common_flags(CLI::App& sub, Common& common);
+void apply_threads(const Common& common);
+void print_json(const nlohmann::json& j);
+
+}  // namespace heirloom::cli

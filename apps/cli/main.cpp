@@ -1,0 +1,58 @@
+// heirloom: a personal language-model specialist for everyone, trained on their own CPU.
+// Dispatches to one subcommand per file; turns heirloom::Error into a message and exit code 2.
+#include <cstdio>
+#include <map>
+
+#include "commands.h"
+#include "heirloom/error.h"
+#include "heirloom/threads.h"
+
+namespace heirloom::cli {
+
+void add_common_flags(CLI::App& sub, Common& common) {
+  sub.add_option("--threads", common.threads, "worker threads (0 = all cores); results are deterministic per count")
+      ->check(CLI::Range(0, 1024));
+  sub.add_flag("--json", common.json, "print machine-readable JSON on stdout");
+}
+
+void apply_threads(const Common& common) { set_num_threads(common.threads); }
+
+void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str()); }
+
+}  // namespace heirloom::cli
+
+int main(int argc, char** argv) {
+  using namespace heirloom::cli;
+  CLI::App app{"heirloom — train a personal language-model specialist on your own CPU"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("heirloom ") + HEIRLOOM_VERSION);
+  Common common;
+  std::map<CLI::App*, Action> actions;
+  auto reg = [&](Action (*add)(CLI::App&, Common&)) {
+    const size_t before = app.get_subcommands({}).size();
+    Action a = add(app, common);
+    actions[app.get_subcommands({})[before]] = std::move(a);
+  };
+  reg(add_pretrain);
+  reg(add_eval);
+  reg(add_generate);
+  reg(add_bench);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    apply_threads(common);
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const heirloom::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    if (!e.hint().empty()) std::fprintf(stderr, "hint: %s\n", e.hint().c_str());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\nhint: use a smaller batch, sequence or model\n");
+    return 3;
+  }
+  return 1;
+}

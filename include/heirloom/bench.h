@@ -1,0 +1,39 @@
+// `heirloom bench`: the engine's speed on a model's real shapes, with the machine's own sgemm peak
+// measured on the same GEMM shapes so every throughput can be read as a fraction of what is possible.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "heirloom/config.h"
+
+namespace heirloom {
+
+struct BenchOptions {
+  std::string preset = "moe-30m";
+  int batch = 8, seq = 128;  // training step shape
+  int forward_len = 512;     // forward pass length (batch 1)
+  int gen_tokens = 128;      // tokens generated after a 16-token prompt
+  int repeats = 5;           // timed repetitions (after one warm-up)
+  int lora_rank = 8;
+};
+
+struct BenchRow {
+  std::string name;
+  double ms = 0;         // median milliseconds per call
+  double tokens_per_s = 0;
+  double gflop = 0;      // work per call (formula in the report)
+  double gflops = 0;     // achieved GFLOP/s
+  double peak_fraction = 0;
+};
+
+struct BenchReport {
+  std::string preset, cpu;
+  int threads = 0;
+  double sgemm_peak_gflops = 0;  // best measured sgemm GFLOP/s over the model's shapes
+  std::vector<BenchRow> gemm_rows, rows;
+  std::vector<std::string> notes;  // FLOP formulas
+};
+
+BenchReport run_bench(const BenchOptions& opt, bool progress);
+
+}  // namespace heirloom

@@ -1,0 +1,89 @@
+// The engine: one forward pass for training, evaluation and generation, and the backward pass.
+//
+// Adapters are applied per call and per sequence: forward takes, for each sequence of the batch, the
+// adapter view (or null) that applies to it, and never modifies the base weights, so one loaded base
+// serves many people in one batch. Consecutive sequences with the same adapter form one segment; only
+// the adapter-dependent work (norm gains, LoRA, steering) is split by segment.
+//
+// backward() computes weight gradients only for what is trainable: base tensors flagged in
+// `base_trainable` and, for segments that use `trained`, that adapter's tensors. Activation gradients
+// still flow through every frozen layer.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "heirloom/model.h"
+
+namespace heirloom {
+
+enum LoraTarget { kLoraQ = 0, kLoraK, kLoraV, kLoraO, kLoraTargets };
+
+// Deltas from the base, read during forward. Every part is optional (null / empty).
+struct AdapterView {
+  const float* norm_delta = nullptr;  // [L·2·C + C]: per layer attn_norm then ffn_norm, then output_norm
+  const float* steer = nullptr;       // [L, C] added to the residual stream after each layer
+  int lora_rank = 0;                  // R
+  float lora_scale = 1.f;             // alpha / R
+  // Per layer and target: A [R, in], B [out, R]; null pointers = no LoRA on that projection.
+  std::vector<std::array<const float*, kLoraTargets>> lora_a, lora_b;
+};
+
+// Gradient buffers shaped like the AdapterView parts they train (null = that part is frozen).
+struct AdapterGrads {
+  float* norm_delta = nullptr;
+  float* steer = nullptr;
+  std::vector<std::array<float*, kLoraTargets>> lora_a, lora_b;
+};
+
+// Keys and values of every layer for B sequences up to n_ctx positions: [L][B, n_ctx, Hkv·D].
+struct KvCache {
+  int B = 0, n_ctx = 0, n_pos = 0;  // n_pos: positions filled so far (same for every sequence)
+  std::vector<std::vector<float>> k, v;
+};
+KvCache make_kv_cache(const ModelConfig& c, int B, int n_ctx);
+
+struct Batch {
+  const int32_t* tokens = nullptr;   // [B, T]
+  const int32_t* targets = nullptr;  // [B, T] or null; kIgnoreIndex (-1) = not scored
+  int B = 0, T = 0;
+};
+
+struct ForwardOptions {
+  bool for_backward = false;    // keep what backward needs
+  bool fixed_routing = false;   // reuse the expert choice of the previous forward (gradient checks)
+  bool last_logits_only = false;  // compute logits for each sequence's last row only (generation)
+  float aux_coef = 0.f;         // weight of the MoE load-balancing loss in the returned loss
+  KvCache* cache = nullptr;     // attend over the cache; the new rows start at cache->n_pos
+};
+
+struct ForwardResult {
+  double loss_sum = 0;  // sum of token cross-entropies (nats) over scored rows
+  int n_scored = 0;
+  double aux = 0;       // mean over layers of the MoE load-balancing loss (0 for dense)
+  double mean_loss() const { return n_scored ? loss_sum / n_scored : 0.0; }
+  // What backward differentiates: mean cross-entropy + aux_coef · aux.
+  double objective(float aux_coef) const { return mean_loss() + aux_coef * aux; }
+};
+
+struct Workspace;  // activations and gradient scratch, sized on demand (see src/model/workspace.h)
+struct WorkspaceDeleter { void operator()(Workspace*) const; };
+using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
+WorkspacePtr make_workspace();
+
+// Runs the model; validates token ids and lengths (throws heirloom::Error). adapters: empty, one
+// entry (applies to all sequences) or B entries.
+ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
+                      std::span<const AdapterView* const> adapters, const ForwardOptions& opt);
+// Logits of the last forward: [B·T, V], or [B, V] with last_logits_only.
+const float* logits(const Workspace& ws);
+
+// Gradient of ForwardResult::objective(aux_coef) for the last forward (run with for_backward).
+// dbase: laid out like Model::data (may be null when nothing in the base is trainable); accumulates (+=).
+void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const> adapters,
+              const std::vector<bool>& base_trainable, float* dbase, const AdapterView* trained,
+              const AdapterGrads* dadapter, float aux_coef);
+
+}  // namespace heirloom

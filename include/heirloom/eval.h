@@ -1,0 +1,28 @@
+// Perplexity: a sliding window (every token scored once, each with at least half a window of context
+// except in the first window) and llama.cpp's own protocol (shared/GGUF-NOTES.md), so a heirloom number
+// can stand beside a llama-perplexity number.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <span>
+
+#include "heirloom/engine.h"
+
+namespace heirloom {
+
+struct PerplexityResult {
+  double nll_sum = 0;  // nats
+  int64_t n_scored = 0;
+  int n_windows = 0;
+  double mean_nll() const { return n_scored ? nll_sum / n_scored : 0.0; }
+  double ppl() const { return std::exp(mean_nll()); }
+};
+
+// tokens: the whole text, BOS first if the model's vocabulary adds one. ctx ≤ model context.
+PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tokens, int ctx,
+                                    const AdapterView* adapter = nullptr, int batch = 4);
+// llama.cpp's protocol: chunks of n_ctx, first token replaced by BOS, score the second half only.
+PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> tokens, int n_ctx,
+                                  const AdapterView* adapter = nullptr, int batch = 4);
+
+}  // namespace heirloom

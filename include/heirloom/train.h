@@ -1,0 +1,63 @@
+// Training: AdamW over a chosen set of trainable tensors, one step = forward + backward + update;
+// and `pretrain`, the recipe behind `heirloom pretrain` (progress, held-out evaluation, checkpoints,
+// resume, deterministic for a fixed seed and thread count).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "heirloom/engine.h"
+
+namespace heirloom {
+
+struct AdamwConfig {
+  float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+  float clip = 1.0f;  // global gradient-norm clip; 0 = off
+};
+
+// Which base tensors train. Named regimes: "all", "norm" (RMSNorm gains only), "none".
+std::vector<bool> trainable_mask(const Model& m, const std::string& regime);
+
+// Gradients and AdamW moments for the trainable tensors of a model (stored like Model::data).
+class BaseTrainer {
+ public:
+  BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg);
+  struct StepStats { double loss, aux, grad_norm; float lr; };
+  // One optimisation step on `batch` (targets required) at learning rate lr.
+  StepStats step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef);
+  const std::vector<bool>& trainable() const { return trainable_; }
+  int steps_done = 0;
+  std::vector<float> grads, m1, m2;
+
+ private:
+  std::vector<bool> trainable_;
+  AdamwConfig cfg_;
+};
+
+struct PretrainOptions {
+  std::string preset = "tiny";
+  std::vector<std::string> texts;
+  std::string out = "model.gguf";
+  int steps = 200, batch = 8, seq = 128, warmup = 20;
+  float lr = 1e-3f, min_lr = 1e-4f, weight_decay = 0.1f, clip = 1.0f, aux_coef = 0.01f;
+  int eval_every = 50, checkpoint_every = 100;
+  uint64_t seed = 1;
+  int stop_at = 0;  // stop after this step with a checkpoint, as if interrupted (0 = run to the end)
+  bool resume = false, f16 = false, progress = true;
+};
+
+struct PretrainReport {
+  int steps = 0;
+  int64_t n_params = 0, train_tokens = 0, heldout_tokens = 0;
+  double final_train_loss = 0, heldout_loss = 0, seconds = 0, tokens_per_second = 0;
+  std::vector<std::pair<int, double>> heldout_curve;  // (step, held-out loss)
+};
+
+PretrainReport pretrain(const PretrainOptions& opt);
+
+// Byte windows for language modelling: B windows of T+1 tokens from `stream` at offsets drawn from rng.
+void sample_windows(const std::vector<int32_t>& stream, int B, int T, uint64_t seed, std::vector<int32_t>& tokens,
+                    std::vector<int32_t>& targets);
+
+}  // namespace heirloom

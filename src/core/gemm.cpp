@@ -1,0 +1,44 @@
+// gemm() on OpenBLAS's sgemm; set_num_threads() keeps OpenMP and the BLAS in step.
+#include "core/gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+namespace heirloom {
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // BLAS leaves C untouched for K=0 only when beta=1; make the semantics explicit.
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+              const float* B, int ldb, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int k = 0; k < K; ++k) {
+        const float a = trans_a ? A[(int64_t)k * lda + i] : A[(int64_t)i * lda + k];
+        const float b = trans_b ? B[(int64_t)j * ldb + k] : B[(int64_t)k * ldb + j];
+        acc += (double)a * b;
+      }
+      float& c = C[(int64_t)i * ldc + j];
+      c = (float)(alpha * acc + (beta == 0.f ? 0.0 : (double)beta * c));
+    }
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = omp_get_num_procs();
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
+}  // namespace heirloom

@@ -1,0 +1,91 @@
+// Perplexity protocols. See include/heirloom/eval.h. Windows are batched (B windows per forward) for speed;
+// the result does not depend on the batch size.
+#include <algorithm>
+#include <vector>
+
+#include "heirloom/error.h"
+#include "heirloom/eval.h"
+#include "ops/xent.h"
+
+namespace heirloom {
+
+namespace {
+
+// A window: tokens [begin, begin + len), scoring predictions whose target index is in [score_from, begin + len).
+struct Window {
+  int64_t begin;
+  int len;
+  int64_t score_from;
+  bool bos_first;  // replace the first token by BOS (llama protocol)
+};
+
+PerplexityResult run_windows(const Model& m, std::span<const int32_t> tokens, const std::vector<Window>& wins,
+                             const AdapterView* adapter, int batch) {
+  PerplexityResult res;
+  res.n_windows = (int)wins.size();
+  auto ws = make_workspace();
+  const AdapterView* adapters[1] = {adapter};
+  std::span<const AdapterView* const> ad = adapter ? std::span<const AdapterView* const>(adapters, 1)
+                                                   : std::span<const AdapterView* const>();
+  for (size_t w0 = 0; w0 < wins.size();) {
+    // Group consecutive windows of equal length into one batch.
+    size_t w1 = w0 + 1;
+    while (w1 < wins.size() && (int)(w1 - w0) < batch && wins[w1].len == wins[w0].len) ++w1;
+    const int B = (int)(w1 - w0), T = wins[w0].len - 1;
+    std::vector<int32_t> tok((size_t)B * T), tgt((size_t)B * T);
+    for (int b = 0; b < B; ++b) {
+      const Window& w = wins[w0 + b];
+      for (int t = 0; t < T; ++t) {
+        tok[(size_t)b * T + t] = tokens[w.begin + t];
+        const int64_t target_index = w.begin + t + 1;
+        tgt[(size_t)b * T + t] = target_index >= w.score_from ? tokens[target_index] : kIgnoreIndex;
+      }
+      if (w.bos_first) tok[(size_t)b * T] = m.vocab.bos_id;
+    }
+    const ForwardResult r = forward(m, *ws, Batch{tok.data(), tgt.data(), B, T}, ad, ForwardOptions{});
+    res.nll_sum += r.loss_sum;
+    res.n_scored += r.n_scored;
+    w0 = w1;
+  }
+  return res;
+}
+
+}  // namespace
+
+PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tokens, int ctx, const AdapterView* adapter,
+                                    int batch) {
+  const int64_t n = (int64_t)tokens.size();
+  if (ctx < 2 || ctx > m.config.n_ctx)
+    throw Error("context " + std::to_string(ctx) + " is outside [2, " + std::to_string(m.config.n_ctx) + "]",
+                "the model's context length is the largest window");
+  if (n < 2) throw Error("the text has " + std::to_string(n) + " tokens; perplexity needs at least 2");
+  // Window length ctx + 1 tokens gives ctx predictions; windows advance by half a window.
+  const int stride = std::max(1, ctx / 2);
+  std::vector<Window> wins;
+  int64_t scored_to = 1;  // targets [1, scored_to) are done
+  for (int64_t begin = 0; scored_to < n; begin += stride) {
+    const int len = (int)std::min<int64_t>(ctx + 1, n - begin);
+    if (len < 2) break;
+    wins.push_back({begin, len, scored_to, false});
+    scored_to = begin + len;
+  }
+  return run_windows(m, tokens, wins, adapter, batch);
+}
+
+PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> tokens, int n_ctx, const AdapterView* adapter,
+                                  int batch) {
+  if (n_ctx < 4 || n_ctx > m.config.n_ctx)
+    throw Error("context " + std::to_string(n_ctx) + " is outside [4, " + std::to_string(m.config.n_ctx) + "]");
+  const int64_t n_chunks = (int64_t)tokens.size() / n_ctx;
+  if (n_chunks < 2)
+    throw Error("llama.cpp's protocol needs at least 2·n_ctx = " + std::to_string(2 * n_ctx) + " tokens, the text has " +
+                    std::to_string(tokens.size()),
+                "use a longer text or a smaller --ctx");
+  // Chunk i is tokens [i·n_ctx, (i+1)·n_ctx): logits at positions n_ctx/2 .. n_ctx−2 predict the next token.
+  // We feed all n_ctx tokens and score targets at chunk positions n_ctx/2 + 1 .. n_ctx − 1.
+  std::vector<Window> wins;
+  for (int64_t i = 0; i < n_chunks; ++i) wins.push_back({i * n_ctx, n_ctx, i * n_ctx + n_ctx / 2 + 1, true});
+  return run_windows(m, tokens, wins, adapter, batch);
+}
+
+}  // namespace heirloom

@@ -1,0 +1,132 @@
+// Model files: the "llama" architecture in GGUF, as llama.cpp reads it (see shared/GGUF-NOTES.md).
+// Config ⇄ llama.* keys; tensors in the order of model_tensors(); ne is the reverse of our shape.
+// Loading checks every key and every tensor against the config before touching the weights.
+#include <cstring>
+
+#include "core/half.h"
+#include "heirloom/error.h"
+#include "heirloom/model.h"
+#include "io/gguf.h"
+#include "io/model_file.h"
+#include "heirloom/vocab.h"
+
+namespace heirloom {
+
+namespace {
+std::vector<int64_t> reversed(const std::vector<int64_t>& v) { return {v.rbegin(), v.rend()}; }
+
+std::string shape_str(const std::vector<int64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+}  // namespace
+
+void write_model_keys(gguf::Writer& w, const Model& m, StorageType storage) {
+  const ModelConfig& c = m.config;
+  w.set_string("general.architecture", "llama");
+  w.set_string("general.name", "heirloom-" + c.preset);
+  w.set_u32("general.file_type", storage == StorageType::f16 ? 1 : 0);
+  w.set_u32("llama.context_length", c.n_ctx);
+  w.set_u32("llama.embedding_length", c.n_embd);
+  w.set_u32("llama.block_count", c.n_layer);
+  w.set_u32("llama.feed_forward_length", c.n_ff);
+  w.set_u32("llama.attention.head_count", c.n_head);
+  w.set_u32("llama.attention.head_count_kv", c.n_head_kv);
+  w.set_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+  w.set_f32("llama.rope.freq_base", c.rope_base);
+  w.set_u32("llama.rope.dimension_count", c.head_dim());
+  w.set_u32("llama.vocab_size", c.n_vocab);
+  if (c.is_moe()) {
+    w.set_u32("llama.expert_count", c.n_expert);
+    w.set_u32("llama.expert_used_count", c.n_expert_used);
+  }
+  w.set_string("heirloom.preset", c.preset);
+  write_vocab(w, m.vocab);
+}
+
+void save_model(const Model& m, const std::string& path, StorageType storage, const Metadata& meta,
+                const std::vector<std::pair<std::string, const std::vector<float>*>>& extra_tensors) {
+  gguf::Writer w;
+  write_model_keys(w, m, storage);
+  for (const auto& [k, v] : meta) w.set_string("heirloom." + k, v);
+  std::vector<std::vector<uint16_t>> halves;  // keeps converted data alive until write()
+  halves.reserve(m.tensors.size());
+  for (const auto& s : m.tensors) {
+    const float* p = m.data.data() + s.offset;
+    // Norm gains stay F32 (llama.cpp does the same; they are tiny and precision-sensitive).
+    if (storage == StorageType::f16 && !s.is_norm()) {
+      auto& h = halves.emplace_back(s.numel);
+      for (int64_t i = 0; i < s.numel; ++i) h[i] = f32_to_f16(p[i]);
+      w.add_tensor(s.name, reversed(s.shape), TensorType::F16, h.data(), h.size() * 2);
+    } else {
+      w.add_tensor(s.name, reversed(s.shape), TensorType::F32, p, s.numel * sizeof(float));
+    }
+  }
+  for (const auto& [name, vec] : extra_tensors)
+    w.add_tensor(name, {(int64_t)vec->size()}, TensorType::F32, vec->data(), vec->size() * sizeof(float));
+  w.write(path);
+}
+
+ModelConfig read_model_config(const gguf::File& f) {
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != "llama")
+    throw Error(f.path + ": architecture '" + arch + "' is not supported",
+                "heirloom reads the llama.cpp \"llama\" architecture (dense or Mixtral-style MoE)");
+  ModelConfig c;
+  c.preset = f.get_string("heirloom.preset", "imported");
+  c.n_ctx = (int)f.get_u32("llama.context_length");
+  c.n_embd = (int)f.get_u32("llama.embedding_length");
+  c.n_layer = (int)f.get_u32("llama.block_count");
+  c.n_ff = (int)f.get_u32("llama.feed_forward_length");
+  c.n_head = (int)f.get_u32("llama.attention.head_count");
+  c.n_head_kv = (int)f.get_u32("llama.attention.head_count_kv", (uint32_t)c.n_head);
+  c.norm_eps = f.get_f32("llama.attention.layer_norm_rms_epsilon");
+  c.rope_base = f.get_f32("llama.rope.freq_base", 10000.f);
+  c.n_expert = (int)f.get_u32("llama.expert_count", 0);
+  c.n_expert_used = (int)f.get_u32("llama.expert_used_count", 0);
+  const std::vector<std::string> toks = f.get_string_array("tokenizer.ggml.tokens");
+  c.n_vocab = (int)f.get_u32("llama.vocab_size", (uint32_t)toks.size());
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+  c.validate();
+  if (c.n_head > 0 && c.n_embd % c.n_head == 0 && f.find("llama.rope.dimension_count") &&
+      (int)f.get_u32("llama.rope.dimension_count") != c.head_dim())
+    throw Error(f.path + ": llama.rope.dimension_count is " + std::to_string(f.get_u32("llama.rope.dimension_count")) +
+                ", expected the head dimension " + std::to_string(c.head_dim()),
+                "partial rotary embeddings are not supported");
+  if ((int)toks.size() != c.n_vocab)
+    throw Error(f.path + ": the vocabulary has " + std::to_string(toks.size()) + " tokens but llama.vocab_size is " +
+                std::to_string(c.n_vocab));
+  return c;
+}
+
+void load_tensors_into(const gguf::File& f, const std::vector<TensorSpec>& specs, float* dst) {
+  for (const auto& s : specs) {
+    const gguf::TensorInfo* t = f.find_tensor(s.name);
+    if (!t) throw Error(f.path + ": tensor '" + s.name + "' is missing", "the file is not a complete model of this shape");
+    if (t->ne != reversed(s.shape))
+      throw Error(f.path + ": tensor '" + s.name + "' has shape " + shape_str(t->ne) + ", expected " +
+                  shape_str(reversed(s.shape)) + " from the model's keys");
+    dequantize_row(t->type, f.tensor_data(*t), dst + s.offset, s.numel);
+  }
+}
+
+Model load_model(const std::string& path) {
+  const gguf::File f = gguf::read_file(path);
+  Model m;
+  m.config = read_model_config(f);
+  m.vocab = read_vocab(f);
+  m.tensors = model_tensors(m.config);
+  for (const auto& t : f.tensors) {
+    bool known = false;
+    for (const auto& s : m.tensors) known |= s.name == t.name;
+    if (!known && t.name.rfind("heirloom.", 0) != 0)
+      throw Error(path + ": unexpected tensor '" + t.name + "'", "the file has tensors this architecture does not use");
+  }
+  m.data.assign(m.tensors.back().offset + m.tensors.back().numel, 0.f);
+  load_tensors_into(f, m.tensors, m.data.data());
+  m.w = bind_weights(m.config, m.tensors, m.data.data());
+  return m;
+}
+
+}  // namespace heirloom

@@ -1,0 +1,175 @@
+// The backward pass of forward.cpp, layer by layer in reverse. Weight gradients are computed only for
+// trainable tensors (null gradient pointers skip that work inside the ops); activation gradients flow
+// through every layer. Norm-gain gradients go to the base gain and/or the trained adapter's delta
+// (d gain = d delta, since gain = base + delta). See include/heirloom/engine.h.
+#include <algorithm>
+#include <cstring>
+
+#include "core/gemm.h"
+#include "heirloom/engine.h"
+#include "heirloom/error.h"
+#include "model/workspace.h"
+#include "ops/attention.h"
+#include "ops/embed.h"
+#include "ops/matmul.h"
+#include "ops/moe.h"
+#include "ops/rmsnorm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+#include "ops/xent.h"
+
+namespace heirloom {
+
+namespace {
+
+template <class T>
+void zero(std::vector<T>& v) { std::fill(v.begin(), v.end(), T{}); }
+
+// Gradient pointers for the base, null where frozen (or everywhere when dbase is null).
+Weights trainable_grads(const Model& m, const std::vector<bool>& trainable, float* dbase) {
+  Weights g{};
+  g.layers.assign(m.config.n_layer, LayerWeights{});
+  if (!dbase) return g;
+  if (trainable.size() != m.tensors.size()) throw Error("backward: trainable mask does not match the model's tensor list");
+  Weights all = bind_weights(m.config, m.tensors, dbase);
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    if (!trainable[i]) continue;
+    const TensorSpec& s = m.tensors[i];
+    const LayerWeights* a = s.layer >= 0 ? &all.layers[s.layer] : nullptr;
+    LayerWeights* L = s.layer >= 0 ? &g.layers[s.layer] : nullptr;
+    switch (s.role) {
+      case TensorRole::token_embd: g.token_embd = all.token_embd; if (m.config.tied_output) g.output = all.token_embd; break;
+      case TensorRole::output_norm: g.output_norm = all.output_norm; break;
+      case TensorRole::output: g.output = all.output; break;
+      case TensorRole::attn_norm: L->attn_norm = a->attn_norm; break;
+      case TensorRole::attn_q: case TensorRole::attn_k: case TensorRole::attn_v:
+        L->wq = a->wq; break;  // q|k|v share one fused gradient GEMM
+      case TensorRole::attn_output: L->wo = a->wo; break;
+      case TensorRole::ffn_norm: L->ffn_norm = a->ffn_norm; break;
+      case TensorRole::ffn_gate: case TensorRole::ffn_gate_exps: L->ffn_gate = a->ffn_gate; break;
+      case TensorRole::ffn_up: case TensorRole::ffn_up_exps: L->ffn_up = a->ffn_up; break;
+      case TensorRole::ffn_down: case TensorRole::ffn_down_exps: L->ffn_down = a->ffn_down; break;
+      case TensorRole::ffn_gate_inp: L->router = a->router; break;
+    }
+  }
+  return g;
+}
+
+struct Ctx {
+  const Model& m;
+  Workspace& ws;
+  const AdapterView* trained;
+  const AdapterGrads* da;
+  int T, C;
+  bool trains(const Segment& sg) const { return da && sg.adapter == trained && trained; }
+};
+
+// RMSNorm backward per segment: dinp += ...; gain gradient to the base slot and/or the adapter delta.
+void norm_backward(const Ctx& x, int j, float* dinp, const float* dout, const float* inp, const float* rstd,
+                   float* dbase_gain) {
+  for (size_t s = 0; s < x.ws.segments.size(); ++s) {
+    const Segment& sg = x.ws.segments[s];
+    const int64_t r0 = (int64_t)sg.b0 * x.T, n = (int64_t)(sg.b1 - sg.b0) * x.T;
+    float* dad = x.trains(sg) && x.da->norm_delta ? x.da->norm_delta + (int64_t)j * x.C : nullptr;
+    float* dg = nullptr;
+    if (dad || dbase_gain) { zero(x.ws.dgain); dg = x.ws.dgain.data(); }
+    rmsnorm_backward(dinp + r0 * x.C, dg, dout + r0 * x.C, inp + r0 * x.C, x.ws.gain(x.m, s, j), rstd + r0, (int)n, x.C);
+    for (int c = 0; dg && c < x.C; ++c) {
+      if (dad) dad[c] += dg[c];
+      if (dbase_gain) dbase_gain[c] += dg[c];
+    }
+  }
+}
+
+// LoRA backward for one target: out += s·(inp·Aᵀ)·Bᵀ.  dinp += s·(dout·B)·A; dB += s·doutᵀ·u; dA += (s·dout·B)ᵀ·inp.
+void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const float* dout, int ldo, const float* inp,
+                   int ldi, int I, int O) {
+  for (const Segment& sg : x.ws.segments) {
+    const AdapterView* a = sg.adapter;
+    if (!a || a->lora_a.empty() || !a->lora_a[l][t]) continue;
+    const int64_t r0 = (int64_t)sg.b0 * x.T, n = (int64_t)(sg.b1 - sg.b0) * x.T;
+    const int R = a->lora_rank;
+    const float* u = x.ws.layers[l].lora_u[t].data() + r0 * R;
+    float* du = x.ws.du.data();
+    gemm(false, false, (int)n, R, O, a->lora_scale, dout + r0 * ldo, ldo, a->lora_b[l][t], R, 0.f, du, R);
+    if (x.trains(sg) && !x.da->lora_b.empty() && x.da->lora_b[l][t])
+      gemm(true, false, O, R, (int)n, a->lora_scale, dout + r0 * ldo, ldo, u, R, 1.f, x.da->lora_b[l][t], R);
+    if (x.trains(sg) && !x.da->lora_a.empty() && x.da->lora_a[l][t])
+      gemm(true, false, R, I, (int)n, 1.f, du, R, inp + r0 * ldi, ldi, 1.f, x.da->lora_a[l][t], I);
+    gemm(false, false, (int)n, I, R, 1.f, du, R, a->lora_a[l][t], I, 1.f, dinp + r0 * ldi_d, ldi_d);
+  }
+}
+
+}  // namespace
+
+void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const> adapters,
+              const std::vector<bool>& base_trainable, float* dbase, const AdapterView* trained,
+              const AdapterGrads* dadapter, float aux_coef) {
+  if (!ws.has_backward_state) throw Error("backward: the last forward did not keep activations (for_backward)");
+  const ModelConfig& c = m.config;
+  const int B = ws.B, T = ws.T, C = c.n_embd, L = c.n_layer, V = c.n_vocab, D = c.head_dim();
+  const int H = c.n_head, Hkv = c.n_head_kv, HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
+  const int64_t N = (int64_t)B * T;
+  const Weights g = trainable_grads(m, base_trainable, dbase);
+  const Ctx x{m, ws, trained, dadapter, T, C};
+
+  // --- head: d objective / d logits = (softmax − onehot) / n_scored
+  int n_scored = 0;
+  for (int64_t i = 0; i < N; ++i) n_scored += ws.targets[i] >= 0;
+  zero(ws.dlogits);
+  if (n_scored > 0) xent_backward(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V);
+  zero(ws.dlnf);
+  matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V);
+  zero(ws.dres);
+  norm_backward(x, 2 * L, ws.dres.data(), ws.dlnf.data(), ws.xf.data(), ws.rstdf.data(), g.output_norm);
+
+  for (int l = L - 1; l >= 0; --l) {
+    LayerActs& A = ws.layers[l];
+    const LayerWeights& W = m.w.layers[l];
+    const LayerWeights& G = g.layers[l];
+    // steering: x_{l+1} += dir_l
+    for (const Segment& sg : ws.segments) {
+      if (!x.trains(sg) || !dadapter->steer) continue;
+      float* ds = dadapter->steer + (int64_t)l * C;
+      for (int64_t r = (int64_t)sg.b0 * T; r < (int64_t)sg.b1 * T; ++r)
+        for (int ch = 0; ch < C; ++ch) ds[ch] += ws.dres[r * C + ch];
+    }
+    // --- feed-forward block: x_{l+1} = mid + ffn(ln2(mid))
+    zero(ws.dln);
+    if (c.is_moe()) {
+      MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
+      MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
+      MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down};
+      MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(), ws.ddw.data(), ws.dgaux.data()};
+      moe_backward(ws.dln.data(), mg, sc, ws.dres.data(), aux_coef / L, A.moe_saved(), A.ln2.data(), mw, ms);
+    } else {
+      const int F = c.n_ff;
+      zero(ws.dh); zero(ws.dhg); zero(ws.dhu);
+      matmul_backward(ws.dh.data(), F, G.ffn_down, ws.dres.data(), C, A.h.data(), F, W.ffn_down, (int)N, F, C);
+      swiglu_backward(ws.dhg.data(), ws.dhu.data(), ws.dh.data(), A.hg.data(), A.hu.data(), (int)N, F);
+      matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F);
+      matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F);
+    }
+    norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
+    // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
+    zero(ws.datty);
+    matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C);
+    lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
+    zero(ws.dqkv);
+    AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV};
+    float* dq = ws.dqkv.data();
+    attention_backward(dq, dq + HD, dq + HD + KD, ws.datt.data(), ws.datty.data(), A.att.data(), A.qkv.data(),
+                       A.qkv.data() + HD, A.qkv.data() + HD + KD, shape);
+    rope_backward(dq, QKV, ws.rope, B, T, H, D, 0);
+    rope_backward(dq + HD, QKV, ws.rope, B, T, Hkv, D, 0);
+    zero(ws.dln);
+    matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV);
+    const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
+    for (int t = kLoraQ; t <= kLoraV; ++t)
+      lora_backward(x, l, t, ws.dln.data(), C, ws.dqkv.data() + off[t], QKV, A.ln1.data(), C, C, width[t]);
+    norm_backward(x, 2 * l, ws.dres.data(), ws.dln.data(), A.x.data(), A.rstd1.data(), G.attn_norm);
+  }
+  if (g.token_embd) embed_backward(g.token_embd, ws.dres.data(), ws.tokens.data(), (int)N, C);
+}
+
+}  // namespace heirloom

@@ -1,0 +1,220 @@
+// The forward pass: embedding → L × (RMSNorm → GQA attention with RoPE → residual → RMSNorm →
+// SwiGLU or MoE → residual [+ steering]) → RMSNorm → head → cross-entropy. See include/heirloom/engine.h.
+// Adapter-dependent work (norm gains, LoRA, steering) runs per segment of sequences sharing an adapter;
+// everything else runs once over the whole batch.
+#include <algorithm>
+#include <cstring>
+
+#include "core/gemm.h"
+#include "heirloom/engine.h"
+#include "heirloom/error.h"
+#include "model/workspace.h"
+#include "ops/attention.h"
+#include "ops/embed.h"
+#include "ops/matmul.h"
+#include "ops/moe.h"
+#include "ops/rmsnorm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+#include "ops/xent.h"
+
+namespace heirloom {
+
+KvCache make_kv_cache(const ModelConfig& c, int B, int n_ctx) {
+  KvCache kv;
+  kv.B = B;
+  kv.n_ctx = n_ctx;
+  const size_t n = (size_t)B * n_ctx * c.n_head_kv * c.head_dim();
+  kv.k.assign(c.n_layer, std::vector<float>(n));
+  kv.v.assign(c.n_layer, std::vector<float>(n));
+  return kv;
+}
+
+const float* logits(const Workspace& ws) { return ws.logits.data(); }
+
+namespace {
+
+void build_segments(Workspace& ws, const Model& m, std::span<const AdapterView* const> adapters, int B) {
+  if (!adapters.empty() && adapters.size() != 1 && (int)adapters.size() != B)
+    throw Error("forward: expected 0, 1 or " + std::to_string(B) + " adapters, found " + std::to_string(adapters.size()));
+  ws.segments.clear();
+  for (int b = 0; b < B; ++b) {
+    const AdapterView* a = adapters.empty() ? nullptr : adapters[adapters.size() == 1 ? 0 : b];
+    if (!ws.segments.empty() && ws.segments.back().adapter == a) ws.segments.back().b1 = b + 1;
+    else ws.segments.push_back({b, b + 1, a});
+  }
+  const int C = m.config.n_embd, n_norm = 2 * m.config.n_layer + 1;
+  ws.gains.resize(ws.segments.size());
+  for (size_t s = 0; s < ws.segments.size(); ++s) {
+    const AdapterView* a = ws.segments[s].adapter;
+    if (!a || !a->norm_delta) { ws.gains[s].clear(); continue; }
+    ws.gains[s].resize((size_t)n_norm * C);
+    for (int j = 0; j < n_norm; ++j) {
+      const float* base = j == 2 * m.config.n_layer ? m.w.output_norm
+                          : j % 2 == 0 ? m.w.layers[j / 2].attn_norm : m.w.layers[j / 2].ffn_norm;
+      for (int c = 0; c < C; ++c) ws.gains[s][(size_t)j * C + c] = base[c] + a->norm_delta[(size_t)j * C + c];
+    }
+  }
+}
+
+int max_lora_rank(std::span<const AdapterView* const> adapters) {
+  int r = 0;
+  for (auto* a : adapters)
+    if (a) r = std::max(r, a->lora_rank);
+  return r;
+}
+
+// out[n, O] (stride ldo) += scale · (inp · Aᵀ) · Bᵀ for the segment's rows; u[n, R] keeps inp · Aᵀ.
+void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, const float* A, const float* Bm, int n,
+                  int I, int O, int R, float scale) {
+  gemm(false, true, n, R, I, 1.f, inp, ldi, A, I, 0.f, u, R);
+  gemm(false, true, n, O, R, scale, u, R, Bm, R, 1.f, out, ldo);
+}
+
+}  // namespace
+
+ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
+                      std::span<const AdapterView* const> adapters, const ForwardOptions& opt) {
+  const ModelConfig& c = m.config;
+  const int B = batch.B, T = batch.T, C = c.n_embd, L = c.n_layer, V = c.n_vocab, D = c.head_dim();
+  const int H = c.n_head, Hkv = c.n_head_kv, HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
+  const int pos0 = opt.cache ? opt.cache->n_pos : 0;
+  if (B < 1 || T < 1) throw Error("forward: expected a non-empty batch, found B=" + std::to_string(B) + " T=" + std::to_string(T));
+  if (pos0 + T > c.n_ctx)
+    throw Error("sequence of " + std::to_string(pos0 + T) + " tokens is longer than the model's context of " +
+                    std::to_string(c.n_ctx),
+                "use a shorter text window (e.g. --ctx " + std::to_string(c.n_ctx) + ")");
+  if (opt.cache && (opt.cache->B != B || pos0 + T > opt.cache->n_ctx))
+    throw Error("forward: KV cache shape does not match the batch");
+  const int64_t N = (int64_t)B * T;
+  for (int64_t i = 0; i < N; ++i)
+    if (batch.tokens[i] < 0 || batch.tokens[i] >= V)
+      throw Error("token id " + std::to_string(batch.tokens[i]) + " at position " + std::to_string(i) +
+                      " is out of range: the vocabulary has " + std::to_string(V) + " tokens",
+                  "the text was tokenized for another model");
+  if (batch.targets)
+    for (int64_t i = 0; i < N; ++i)
+      if (batch.targets[i] >= V || batch.targets[i] < kIgnoreIndex)
+        throw Error("target id " + std::to_string(batch.targets[i]) + " is out of range for a vocabulary of " +
+                    std::to_string(V));
+  if (opt.for_backward && (opt.cache || opt.last_logits_only))
+    throw Error("forward: backward needs a full forward without KV cache");
+
+  const int S = pos0 + T, R = max_lora_rank(adapters);
+  ensure_shape(ws, m, B, T, S, R, opt.for_backward);
+  ws.pos0 = pos0;
+  ws.has_backward_state = opt.for_backward;
+  ws.last_only = opt.last_logits_only;
+  if (ws.rope.n_ctx != c.n_ctx || ws.rope.D != D || ws.rope_base != c.rope_base) {
+    ws.rope = make_rope_table(c.n_ctx, D, c.rope_base);
+    ws.rope_base = c.rope_base;
+  }
+  build_segments(ws, m, adapters, B);
+  const float eps = c.norm_eps;
+
+  embed_forward(ws.layers[0].x.data(), batch.tokens, m.w.token_embd, (int)N, C);
+  double aux_total = 0;
+  for (int l = 0; l < L; ++l) {
+    LayerActs& A = ws.layers[l];
+    const LayerWeights& W = m.w.layers[l];
+    float* xout = l + 1 < L ? ws.layers[l + 1].x.data() : ws.xf.data();
+    // --- attention block
+    for (size_t s = 0; s < ws.segments.size(); ++s) {
+      const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
+      rmsnorm_forward(A.ln1.data() + r0 * C, A.rstd1.data() + r0, A.x.data() + r0 * C, ws.gain(m, s, 2 * l), (int)n, C, eps);
+    }
+    matmul_forward(A.qkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV);  // q|k|v are adjacent
+    for (const Segment& sg : ws.segments) {
+      const AdapterView* a = sg.adapter;
+      if (!a || a->lora_a.empty()) continue;
+      const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
+      const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
+      for (int t = kLoraQ; t <= kLoraV; ++t)
+        if (a->lora_a[l][t])
+          lora_forward(A.qkv.data() + r0 * QKV + off[t], QKV, A.lora_u[t].data() + r0 * a->lora_rank,
+                       A.ln1.data() + r0 * C, C, a->lora_a[l][t], a->lora_b[l][t], (int)n, C, width[t], a->lora_rank,
+                       a->lora_scale);
+    }
+    rope_forward(A.qkv.data(), QKV, ws.rope, B, T, H, D, pos0);
+    rope_forward(A.qkv.data() + HD, QKV, ws.rope, B, T, Hkv, D, pos0);
+    AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV};
+    const float *k = A.qkv.data() + HD, *v = A.qkv.data() + HD + KD;
+    if (opt.cache) {
+      KvCache& kv = *opt.cache;
+      for (int b = 0; b < B; ++b)
+        for (int t = 0; t < T; ++t) {
+          const float* row = A.qkv.data() + ((int64_t)b * T + t) * QKV;
+          const int64_t dst = ((int64_t)b * kv.n_ctx + pos0 + t) * KD;
+          std::memcpy(kv.k[l].data() + dst, row + HD, sizeof(float) * KD);
+          std::memcpy(kv.v[l].data() + dst, row + HD + KD, sizeof(float) * KD);
+        }
+      k = kv.k[l].data();
+      v = kv.v[l].data();
+      shape.ldkv = KD;
+      shape.kv_bstride = (int64_t)kv.n_ctx * KD;
+    }
+    attention_forward(A.atty.data(), A.att.data(), A.qkv.data(), k, v, shape);
+    matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C);
+    for (const Segment& sg : ws.segments) {
+      const AdapterView* a = sg.adapter;
+      if (!a || a->lora_a.empty() || !a->lora_a[l][kLoraO]) continue;
+      const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
+      lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * a->lora_rank, A.atty.data() + r0 * HD, HD,
+                   a->lora_a[l][kLoraO], a->lora_b[l][kLoraO], (int)n, HD, C, a->lora_rank, a->lora_scale);
+    }
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < N * C; ++i) A.mid[i] += A.x[i];
+    // --- feed-forward block
+    for (size_t s = 0; s < ws.segments.size(); ++s) {
+      const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
+      rmsnorm_forward(A.ln2.data() + r0 * C, A.rstd2.data() + r0, A.mid.data() + r0 * C, ws.gain(m, s, 2 * l + 1), (int)n, C, eps);
+    }
+    if (c.is_moe()) {
+      MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
+      MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
+      aux_total += moe_forward(xout, A.moe_saved(), A.ln2.data(), mw, ms, opt.fixed_routing);
+    } else {
+      const int F = c.n_ff;
+      matmul_forward(A.hg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F);
+      matmul_forward(A.hu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F);
+      swiglu_forward(A.h.data(), A.hg.data(), A.hu.data(), (int)N, F);
+      matmul_forward(xout, C, A.h.data(), F, W.ffn_down, (int)N, F, C);
+    }
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < N * C; ++i) xout[i] += A.mid[i];
+    for (const Segment& sg : ws.segments) {
+      if (!sg.adapter || !sg.adapter->steer) continue;
+      const float* dir = sg.adapter->steer + (int64_t)l * C;
+      for (int64_t r = (int64_t)sg.b0 * T; r < (int64_t)sg.b1 * T; ++r)
+        for (int ch = 0; ch < C; ++ch) xout[r * C + ch] += dir[ch];
+    }
+  }
+  if (opt.cache) opt.cache->n_pos += T;
+  if (opt.for_backward) ws.tokens.assign(batch.tokens, batch.tokens + N);
+  // --- head
+  for (size_t s = 0; s < ws.segments.size(); ++s) {
+    const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
+    rmsnorm_forward(ws.lnf.data() + r0 * C, ws.rstdf.data() + r0, ws.xf.data() + r0 * C, ws.gain(m, s, 2 * L), (int)n, C, eps);
+  }
+  ForwardResult res;
+  res.aux = c.is_moe() ? aux_total / L : 0.0;
+  if (opt.last_logits_only) {
+    ws.last_rows.resize((size_t)B * C);
+    for (int b = 0; b < B; ++b)
+      std::memcpy(ws.last_rows.data() + (size_t)b * C, ws.lnf.data() + ((int64_t)b * T + T - 1) * C, sizeof(float) * C);
+    ws.logits.resize((size_t)B * V);
+    matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, B, C, V);
+    return res;
+  }
+  ws.logits.resize((size_t)N * V);
+  matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V);
+  if (batch.targets) {
+    std::copy(batch.targets, batch.targets + N, ws.targets.begin());
+    res.loss_sum = xent_forward(ws.losses.data(), ws.logits.data(), batch.targets, (int)N, V, &res.n_scored);
+  } else {
+    std::fill(ws.targets.begin(), ws.targets.end(), kIgnoreIndex);
+  }
+  return res;
+}
+
+}  // namespace heirloom

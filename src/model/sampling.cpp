@@ -1,0 +1,72 @@
+// Sampling and the generation loop. See include/heirloom/generate.h.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/rng.h"
+#include "heirloom/error.h"
+#include "heirloom/generate.h"
+
+namespace heirloom {
+
+int32_t sample_token(const float* logits, int V, const SamplingOptions& opt, float u) {
+  if (opt.temperature <= 0.f) return (int32_t)(std::max_element(logits, logits + V) - logits);
+  std::vector<int32_t> idx(V);
+  std::iota(idx.begin(), idx.end(), 0);
+  const int k = opt.top_k > 0 ? std::min(opt.top_k, V) : V;
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  idx.resize(k);
+  std::vector<double> p(k);
+  const double mx = logits[idx[0]];
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += (p[i] = std::exp((logits[idx[i]] - mx) / opt.temperature));
+  // Keep the smallest prefix whose probability reaches top_p.
+  int keep = k;
+  if (opt.top_p < 1.f) {
+    double acc = 0;
+    for (int i = 0; i < k; ++i) {
+      acc += p[i] / sum;
+      if (acc >= opt.top_p) { keep = i + 1; break; }
+    }
+  }
+  double kept = 0;
+  for (int i = 0; i < keep; ++i) kept += p[i];
+  double r = u * kept;
+  for (int i = 0; i < keep; ++i) {
+    r -= p[i];
+    if (r < 0) return idx[i];
+  }
+  return idx[keep - 1];
+}
+
+std::vector<int32_t> generate(const Model& m, std::span<const int32_t> prompt, int n_new, const SamplingOptions& opt,
+                              const AdapterView* adapter, const std::function<bool(int32_t)>& on_token) {
+  if (prompt.empty()) throw Error("generate: the prompt is empty", "give at least one token (BOS counts)");
+  if ((int)prompt.size() >= m.config.n_ctx)
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
+                std::to_string(m.config.n_ctx), "shorten the prompt");
+  auto ws = make_workspace();
+  KvCache cache = make_kv_cache(m.config, 1, m.config.n_ctx);
+  const AdapterView* ad[1] = {adapter};
+  std::span<const AdapterView* const> ads = adapter ? std::span<const AdapterView* const>(ad, 1)
+                                                    : std::span<const AdapterView* const>();
+  ForwardOptions fo;
+  fo.cache = &cache;
+  fo.last_logits_only = true;
+  Rng rng(opt.seed);
+  std::vector<int32_t> out;
+  forward(m, *ws, Batch{prompt.data(), nullptr, 1, (int)prompt.size()}, ads, fo);
+  const int V = m.config.n_vocab;
+  for (int i = 0; i < n_new; ++i) {
+    const int32_t tok = sample_token(logits(*ws), V, opt, rng.uniform());
+    out.push_back(tok);
+    if (on_token && !on_token(tok)) break;
+    if (tok == m.vocab.eos_id || cache.n_pos >= m.config.n_ctx) break;
+    forward(m, *ws, Batch{&tok, nullptr, 1, 1}, ads, fo);
+  }
+  return out;
+}
+
+}  // namespace heirloom

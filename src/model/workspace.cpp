@@ -1,0 +1,60 @@
+// Workspace sizing. See workspace.h.
+#include "model/workspace.h"
+
+#include <algorithm>
+
+namespace heirloom {
+
+void WorkspaceDeleter::operator()(Workspace* w) const { delete w; }
+WorkspacePtr make_workspace() { return WorkspacePtr(new Workspace()); }
+
+MoeSaved LayerActs::moe_saved() {
+  return MoeSaved{probs.data(), topk.data(), weights.data(), offsets.data(), slot_row.data(), slot_of.data(),
+                  xg.data(),    hg.data(),   hu.data(),      h.data(),       y.data(),        logits.data(),
+                  cursor.data()};
+}
+
+const float* Workspace::gain(const Model& m, int seg, int j) const {
+  if (!gains[seg].empty()) return gains[seg].data() + (int64_t)j * m.config.n_embd;
+  const int L = m.config.n_layer;
+  if (j == 2 * L) return m.w.output_norm;
+  return j % 2 == 0 ? m.w.layers[j / 2].attn_norm : m.w.layers[j / 2].ffn_norm;
+}
+
+namespace {
+template <class T>
+void fit(std::vector<T>& v, size_t n) {
+  if (v.size() != n) v.assign(n, T{});
+}
+}  // namespace
+
+void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_rank, bool for_backward) {
+  const ModelConfig& c = m.config;
+  const int64_t N = (int64_t)B * T, C = c.n_embd, D = c.head_dim(), H = c.n_head, Hkv = c.n_head_kv;
+  const int64_t QKV = (H + 2 * Hkv) * D, F = c.n_ff, E = c.n_expert, K = c.n_expert_used;
+  const int64_t NF = c.is_moe() ? N * K * F : N * F;
+  ws.B = B;
+  ws.T = T;
+  ws.S = S;
+  ws.layers.resize(c.n_layer);
+  for (auto& a : ws.layers) {
+    fit(a.x, N * C); fit(a.ln1, N * C); fit(a.rstd1, N); fit(a.qkv, N * QKV);
+    fit(a.att, B * H * T * S); fit(a.atty, N * H * D); fit(a.mid, N * C); fit(a.ln2, N * C); fit(a.rstd2, N);
+    fit(a.hg, NF); fit(a.hu, NF); fit(a.h, NF);
+    if (c.is_moe()) {
+      fit(a.probs, N * E); fit(a.weights, N * K); fit(a.xg, N * K * C); fit(a.y, N * K * C);
+      fit(a.topk, N * K); fit(a.offsets, E + 1); fit(a.slot_row, N * K); fit(a.slot_of, N * K);
+      fit(a.logits, N * E); fit(a.cursor, E);
+    }
+    for (auto& u : a.lora_u) fit(u, N * lora_rank);
+  }
+  fit(ws.xf, N * C); fit(ws.lnf, N * C); fit(ws.rstdf, N); fit(ws.losses, N); fit(ws.targets, N);
+  if (!for_backward) return;
+  fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV); fit(ws.datt, B * H * T * S);
+  fit(ws.datty, N * H * D); fit(ws.dlnf, N * C); fit(ws.dlogits, N * (int64_t)c.n_vocab); fit(ws.dgain, C);
+  fit(ws.du, N * std::max(lora_rank, 1));
+  fit(ws.dh, NF); fit(ws.dhg, NF); fit(ws.dhu, NF);
+  if (c.is_moe()) { fit(ws.ddy, N * K * C); fit(ws.ddxg, N * K * C); fit(ws.ddlogits, N * E); fit(ws.ddw, N * K); fit(ws.dgaux, E); }
+}
+
+}  // namespace heirloom

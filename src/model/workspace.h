@@ -1,0 +1,55 @@
+// Activations kept by forward for backward, and backward's scratch. Sized on demand for (B, T, S);
+// buffers are reused across calls of the same shape, so the training loop allocates nothing per step.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "heirloom/engine.h"
+#include "ops/moe.h"
+#include "ops/rope.h"
+
+namespace heirloom {
+
+struct LayerActs {
+  std::vector<float> x;                  // [N, C] layer input (residual stream)
+  std::vector<float> ln1, rstd1;         // [N, C], [N]
+  std::vector<float> qkv;                // [N, (H + 2·Hkv)·D] after RoPE
+  std::vector<float> att;                // [B, H, T, S]
+  std::vector<float> atty;               // [N, H·D]
+  std::vector<float> mid;                // [N, C] residual after attention
+  std::vector<float> ln2, rstd2;         // [N, C], [N]
+  std::vector<float> hg, hu, h;          // dense: [N, F]; MoE: [N·K, F]
+  std::vector<float> probs, weights, xg, y, logits;  // MoE: [N, E], [N, K], [N·K, C], [N·K, C], [N, E]
+  std::vector<int32_t> topk, offsets, slot_row, slot_of, cursor;
+  std::array<std::vector<float>, kLoraTargets> lora_u;  // [N, R]
+  MoeSaved moe_saved();
+};
+
+struct Segment {
+  int b0, b1;  // sequences [b0, b1)
+  const AdapterView* adapter;
+};
+
+struct Workspace {
+  int B = 0, T = 0, S = 0, pos0 = 0;
+  bool has_backward_state = false, last_only = false;
+  std::vector<LayerActs> layers;
+  std::vector<float> xf, lnf, rstdf, last_rows, logits, losses;  // final residual, norm, head
+  std::vector<int32_t> targets, tokens;
+  std::vector<Segment> segments;
+  std::vector<std::vector<float>> gains;  // per segment: effective norm gains [(2L + 1)·C], if it has a delta
+  RopeTable rope;
+  float rope_base = 0.f;
+  // backward scratch
+  std::vector<float> dres, dln, dqkv, datt, datty, dlnf, dlogits, dgain, du;
+  std::vector<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;
+
+  int N() const { return B * T; }
+  // Effective gain j (2l: attn, 2l+1: ffn, 2L: output) for a segment.
+  const float* gain(const Model& m, int seg, int j) const;
+};
+
+void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_rank, bool for_backward);
+
+}  // namespace heirloom

@@ -1,0 +1,54 @@
+// AdamW, clipping helpers and the schedule. See adamw.h.
+#include "ops/adamw.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace heirloom {
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
+                  float lr) {
+  const float c1 = 1.0f / (1.0f - std::pow(h.beta1, (float)step));
+  const float c2 = 1.0f / (1.0f - std::pow(h.beta2, (float)step));
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = grad[i];
+    m[i] = h.beta1 * m[i] + (1.0f - h.beta1) * g;
+    v[i] = h.beta2 * v[i] + (1.0f - h.beta2) * g * g;
+    param[i] -= lr * (m[i] * c1 / (std::sqrt(v[i] * c2) + h.eps) + h.weight_decay * param[i]);
+  }
+}
+
+void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
+                      float lr) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = grad[i];
+    const double mi = h.beta1 * (double)m[i] + (1.0 - h.beta1) * g;
+    const double vi = h.beta2 * (double)v[i] + (1.0 - h.beta2) * g * g;
+    const double mh = mi / (1.0 - std::pow((double)h.beta1, step)), vh = vi / (1.0 - std::pow((double)h.beta2, step));
+    m[i] = (float)mi;
+    v[i] = (float)vi;
+    param[i] = (float)(param[i] - lr * (mh / (std::sqrt(vh) + h.eps) + h.weight_decay * (double)param[i]));
+  }
+}
+
+double sum_squares(const float* x, int64_t n) {
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+  for (int64_t i = 0; i < n; ++i) s += (double)x[i] * x[i];
+  return s;
+}
+
+void scale_inplace(float* x, int64_t n, float s) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
+  if (warmup > 0 && step < warmup) return lr_max * (step + 1) / warmup;
+  if (total <= warmup) return lr_max;
+  const float progress = std::clamp((float)(step - warmup) / (float)(total - warmup), 0.f, 1.f);
+  return lr_min + 0.5f * (lr_max - lr_min) * (1.0f + std::cos(3.14159265358979f * progress));
+}
+
+}  // namespace heirloom

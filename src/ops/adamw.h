@@ -1,0 +1,25 @@
+// AdamW (decoupled weight decay, bias-corrected moments), gradient-norm clipping and the
+// warm-up + cosine learning-rate schedule. The optimizer state lives with the caller.
+#pragma once
+#include <cstdint>
+
+namespace heirloom {
+
+struct AdamwHparams {
+  float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+};
+
+// step counts from 1. param -= lr·(m̂/(sqrt(v̂)+eps) + wd·param)
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
+                  float lr);
+void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
+                      float lr);
+
+// Sum of squares of n values, accumulated in double (deterministic per thread count).
+double sum_squares(const float* x, int64_t n);
+void scale_inplace(float* x, int64_t n, float s);
+
+// Linear warm-up over `warmup` steps to lr_max, then cosine decay to lr_min at `total` steps.
+float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min);
+
+}  // namespace heirloom

@@ -1,0 +1,30 @@
+// Linear layer forward/backward on gemm(). See matmul.h.
+#include "ops/matmul.h"
+
+#include "core/gemm.h"
+
+namespace heirloom {
+
+void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
+                    bool accumulate) {
+  gemm(false, true, N, O, I, 1.f, inp, ldi, weight, I, accumulate ? 1.f : 0.f, out, ldo);
+}
+
+void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
+                     const float* weight, int N, int I, int O) {
+  if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, 1.f, dinp, ldi_d);
+  if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, 1.f, dweight, I);
+}
+
+void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
+                        bool accumulate) {
+  gemm_ref(false, true, N, O, I, 1.f, inp, ldi, weight, I, accumulate ? 1.f : 0.f, out, ldo);
+}
+
+void matmul_backward_ref(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp,
+                         int ldi, const float* weight, int N, int I, int O) {
+  if (dinp) gemm_ref(false, false, N, I, O, 1.f, dout, ldo, weight, I, 1.f, dinp, ldi_d);
+  if (dweight) gemm_ref(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, 1.f, dweight, I);
+}
+
+}  // namespace heirloom

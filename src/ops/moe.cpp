@@ -1,0 +1,269 @@
+// MoE forward/backward. See moe.h.
+// Router gradient: with w = softmax over the kept logits, dlogit_j = w_j (dw_j − Σ_k w_k dw_k) for kept j;
+// the load-balancing term adds p ⊙ (g − Σ p g) with g_e = aux_coef · E · f_e / N.
+#include "ops/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/gemm.h"
+#include "ops/swiglu.h"
+
+namespace heirloom {
+
+namespace {
+
+void softmax_row(float* p, const float* x, int E) {
+  float mx = -INFINITY, sum = 0.f;
+  for (int e = 0; e < E; ++e) mx = std::max(mx, x[e]);
+  for (int e = 0; e < E; ++e) sum += (p[e] = std::exp(x[e] - mx));
+  for (int e = 0; e < E; ++e) p[e] /= sum;
+}
+
+// K largest of p[E], ties to the lower index.
+void top_k(int32_t* idx, const float* p, int E, int K) {
+  for (int k = 0; k < K; ++k) {
+    int best = -1;
+    for (int e = 0; e < E; ++e) {
+      bool used = false;
+      for (int j = 0; j < k; ++j) used |= idx[j] == e;
+      if (!used && (best < 0 || p[e] > p[best])) best = e;
+    }
+    idx[k] = best;
+  }
+}
+
+// Route every row: probabilities, kept experts, renormalised weights; returns the aux loss.
+float route(const MoeSaved& s, const float* logits, const MoeShape& sh, bool fixed_routing) {
+  const int N = sh.N, E = sh.E, K = sh.K;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    float* p = s.probs + (int64_t)n * E;
+    softmax_row(p, logits + (int64_t)n * E, E);
+    int32_t* idx = s.topk + (int64_t)n * K;
+    if (!fixed_routing) top_k(idx, p, E, K);
+    float sum = 0.f;
+    for (int k = 0; k < K; ++k) sum += p[idx[k]];
+    for (int k = 0; k < K; ++k) s.weights[(int64_t)n * K + k] = p[idx[k]] / sum;
+  }
+  // Group the slots by expert (counting sort, rows ascending within an expert: deterministic).
+  std::fill(s.offsets, s.offsets + E + 1, 0);
+  for (int i = 0; i < N * K; ++i) s.offsets[s.topk[i] + 1]++;
+  for (int e = 0; e < E; ++e) s.offsets[e + 1] += s.offsets[e];
+  std::copy(s.offsets, s.offsets + E, s.cursor);
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) {
+      const int slot = s.cursor[s.topk[n * K + k]]++;
+      s.slot_row[slot] = n;
+      s.slot_of[n * K + k] = slot;
+    }
+  double aux = 0;
+  for (int e = 0; e < E; ++e) {
+    double pe = 0;
+    for (int n = 0; n < N; ++n) pe += s.probs[(int64_t)n * E + e];
+    aux += (double)(s.offsets[e + 1] - s.offsets[e]) / (N * K) * (pe / N);
+  }
+  return (float)(aux * E);
+}
+
+}  // namespace
+
+float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
+                  bool fixed_routing) {
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
+  gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
+  const float aux = route(s, s.logits, sh, fixed_routing);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < N * K; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
+  for (int e = 0; e < E; ++e) {
+    const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
+    if (n_e == 0) continue;
+    const int64_t fc = (int64_t)F * C;
+    gemm(false, true, n_e, F, C, 1.f, s.xg + (int64_t)o * C, C, w.gate + e * fc, C, 0.f, s.hg + (int64_t)o * F, F);
+    gemm(false, true, n_e, F, C, 1.f, s.xg + (int64_t)o * C, C, w.up + e * fc, C, 0.f, s.hu + (int64_t)o * F, F);
+    swiglu_forward(s.h + (int64_t)o * F, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
+    gemm(false, true, n_e, C, F, 1.f, s.h + (int64_t)o * F, F, w.down + e * fc, F, 0.f, s.y + (int64_t)o * C, C);
+  }
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    float* o = out + (int64_t)n * C;
+    std::fill(o, o + C, 0.f);
+    for (int k = 0; k < K; ++k) {
+      const float wk = s.weights[n * K + k];
+      const float* y = s.y + (int64_t)s.slot_of[n * K + k] * C;
+      for (int c = 0; c < C; ++c) o[c] += wk * y[c];
+    }
+  }
+  return aux;
+}
+
+void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const float* dout, float aux_coef,
+                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh) {
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
+  const int64_t fc = (int64_t)F * C;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) {
+      const int slot = s.slot_of[n * K + k];
+      const float wk = s.weights[n * K + k];
+      const float* go = dout + (int64_t)n * C;
+      const float* y = s.y + (int64_t)slot * C;
+      float* dy = sc.dy + (int64_t)slot * C;
+      float d = 0.f;
+      for (int c = 0; c < C; ++c) {
+        dy[c] = wk * go[c];
+        d += go[c] * y[c];
+      }
+      sc.dw[n * K + k] = d;
+    }
+  std::memset(sc.dhg, 0, sizeof(float) * (size_t)N * K * F);
+  std::memset(sc.dhu, 0, sizeof(float) * (size_t)N * K * F);
+  for (int e = 0; e < E; ++e) {
+    const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
+    if (n_e == 0) continue;
+    const float* dy = sc.dy + (int64_t)o * C;
+    float* dh = sc.dh + (int64_t)o * F;
+    float* dhg = sc.dhg + (int64_t)o * F;
+    float* dhu = sc.dhu + (int64_t)o * F;
+    const float* xg = s.xg + (int64_t)o * C;
+    gemm(false, false, n_e, F, C, 1.f, dy, C, w.down + e * fc, F, 0.f, dh, F);
+    if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
+    swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
+    float* dxg = sc.dxg + (int64_t)o * C;
+    gemm(false, false, n_e, C, F, 1.f, dhg, F, w.gate + e * fc, C, 0.f, dxg, C);
+    gemm(false, false, n_e, C, F, 1.f, dhu, F, w.up + e * fc, C, 1.f, dxg, C);
+    if (g.gate) gemm(true, false, F, C, n_e, 1.f, dhg, F, xg, C, 1.f, g.gate + e * fc, C);
+    if (g.up) gemm(true, false, F, C, n_e, 1.f, dhu, F, xg, C, 1.f, g.up + e * fc, C);
+  }
+  // Load-balancing gradient per expert, then the router logits' gradient.
+  float* gaux = sc.gaux;
+  for (int e = 0; e < E; ++e) gaux[e] = 0.f;
+  if (aux_coef != 0.f)
+    for (int e = 0; e < E; ++e) gaux[e] = aux_coef * E * (float)(s.offsets[e + 1] - s.offsets[e]) / (N * K) / N;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const float* src = sc.dxg;
+    float* d = dx + (int64_t)n * C;
+    for (int k = 0; k < K; ++k) {
+      const float* r = src + (int64_t)s.slot_of[n * K + k] * C;
+      for (int c = 0; c < C; ++c) d[c] += r[c];
+    }
+    float* dl = sc.dlogits + (int64_t)n * E;
+    const float* wn = s.weights + (int64_t)n * K;
+    const float* dwn = sc.dw + (int64_t)n * K;
+    float wdw = 0.f;
+    for (int k = 0; k < K; ++k) wdw += wn[k] * dwn[k];
+    const float* p = s.probs + (int64_t)n * E;
+    float pg = 0.f;
+    for (int e = 0; e < E; ++e) pg += p[e] * gaux[e];
+    for (int e = 0; e < E; ++e) dl[e] = p[e] * (gaux[e] - pg);
+    for (int k = 0; k < K; ++k) dl[s.topk[n * K + k]] += wn[k] * (dwn[k] - wdw);
+  }
+  gemm(false, false, N, C, E, 1.f, sc.dlogits, E, w.router, C, 1.f, dx, C);
+  if (g.router) gemm(true, false, E, C, N, 1.f, sc.dlogits, E, x, C, 1.f, g.router, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Naive twins.
+
+namespace {
+struct ExpertRef {  // one token through one expert, in double
+  std::vector<double> hg, hu, h, y;
+};
+ExpertRef expert_ref(const float* x, const MoeWeights& w, int e, int C, int F) {
+  ExpertRef r{std::vector<double>(F), std::vector<double>(F), std::vector<double>(F), std::vector<double>(C)};
+  const int64_t fc = (int64_t)F * C;
+  for (int f = 0; f < F; ++f) {
+    for (int c = 0; c < C; ++c) {
+      r.hg[f] += (double)x[c] * w.gate[e * fc + (int64_t)f * C + c];
+      r.hu[f] += (double)x[c] * w.up[e * fc + (int64_t)f * C + c];
+    }
+    r.h[f] = r.hg[f] / (1.0 + std::exp(-r.hg[f])) * r.hu[f];
+  }
+  for (int c = 0; c < C; ++c)
+    for (int f = 0; f < F; ++f) r.y[c] += r.h[f] * w.down[e * fc + (int64_t)c * F + f];
+  return r;
+}
+}  // namespace
+
+float moe_forward_ref(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
+                      bool fixed_routing) {
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
+  std::vector<double> pe(E, 0.0), fe(E, 0.0);
+  for (int n = 0; n < N; ++n) {
+    const float* xn = x + (int64_t)n * C;
+    std::vector<double> l(E);
+    double mx = -INFINITY, sum = 0;
+    for (int e = 0; e < E; ++e) {
+      for (int c = 0; c < C; ++c) l[e] += (double)xn[c] * w.router[(int64_t)e * C + c];
+      mx = std::max(mx, l[e]);
+    }
+    for (int e = 0; e < E; ++e) sum += std::exp(l[e] - mx);
+    for (int e = 0; e < E; ++e) s.probs[(int64_t)n * E + e] = (float)(std::exp(l[e] - mx) / sum), pe[e] += std::exp(l[e] - mx) / sum;
+    int32_t* idx = s.topk + (int64_t)n * K;
+    if (!fixed_routing) top_k(idx, s.probs + (int64_t)n * E, E, K);
+    double ks = 0;
+    for (int k = 0; k < K; ++k) ks += std::exp(l[idx[k]] - mx) / sum;
+    for (int c = 0; c < C; ++c) out[(int64_t)n * C + c] = 0.f;
+    for (int k = 0; k < K; ++k) {
+      const double wk = std::exp(l[idx[k]] - mx) / sum / ks;
+      s.weights[(int64_t)n * K + k] = (float)wk;
+      fe[idx[k]] += 1.0 / (N * K);
+      const ExpertRef r = expert_ref(xn, w, idx[k], C, F);
+      for (int c = 0; c < C; ++c) out[(int64_t)n * C + c] += (float)(wk * r.y[c]);
+    }
+  }
+  double aux = 0;
+  for (int e = 0; e < E; ++e) aux += fe[e] * pe[e] / N;
+  return (float)(aux * E);
+}
+
+void moe_backward_ref(float* dx, const MoeGrads& g, const float* dout, float aux_coef, const MoeSaved& s,
+                      const float* x, const MoeWeights& w, const MoeShape& sh) {
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
+  const int64_t fc = (int64_t)F * C;
+  std::vector<double> fe(E, 0.0);
+  for (int i = 0; i < N * K; ++i) fe[s.topk[i]] += 1.0 / (N * K);
+  for (int n = 0; n < N; ++n) {
+    const float* xn = x + (int64_t)n * C;
+    const float* go = dout + (int64_t)n * C;
+    std::vector<double> dwk(K), dl(E, 0.0);
+    for (int k = 0; k < K; ++k) {
+      const int e = s.topk[n * K + k];
+      const double wk = s.weights[n * K + k];
+      const ExpertRef r = expert_ref(xn, w, e, C, F);
+      for (int c = 0; c < C; ++c) dwk[k] += go[c] * r.y[c];
+      std::vector<double> dh(F, 0.0);
+      for (int c = 0; c < C; ++c)
+        for (int f = 0; f < F; ++f) {
+          dh[f] += wk * go[c] * w.down[e * fc + (int64_t)c * F + f];
+          if (g.down) g.down[e * fc + (int64_t)c * F + f] += (float)(wk * go[c] * r.h[f]);
+        }
+      for (int f = 0; f < F; ++f) {
+        const double sg = 1.0 / (1.0 + std::exp(-r.hg[f]));
+        const double dg = dh[f] * r.hu[f] * sg * (1.0 + r.hg[f] * (1.0 - sg)), du = dh[f] * r.hg[f] * sg;
+        for (int c = 0; c < C; ++c) {
+          dx[(int64_t)n * C + c] += (float)(dg * w.gate[e * fc + (int64_t)f * C + c] + du * w.up[e * fc + (int64_t)f * C + c]);
+          if (g.gate) g.gate[e * fc + (int64_t)f * C + c] += (float)(dg * xn[c]);
+          if (g.up) g.up[e * fc + (int64_t)f * C + c] += (float)(du * xn[c]);
+        }
+      }
+    }
+    double wdw = 0;
+    for (int k = 0; k < K; ++k) wdw += s.weights[n * K + k] * dwk[k];
+    for (int k = 0; k < K; ++k) dl[s.topk[n * K + k]] += s.weights[n * K + k] * (dwk[k] - wdw);
+    const float* p = s.probs + (int64_t)n * E;
+    double pg = 0;
+    for (int e = 0; e < E; ++e) pg += p[e] * aux_coef * E * fe[e] / N;
+    for (int e = 0; e < E; ++e) dl[e] += p[e] * (aux_coef * E * fe[e] / N - pg);
+    for (int e = 0; e < E; ++e)
+      for (int c = 0; c < C; ++c) {
+        dx[(int64_t)n * C + c] += (float)(dl[e] * w.router[(int64_t)e * C + c]);
+        if (g.router) g.router[(int64_t)e * C + c] += (float)(dl[e] * xn[c]);
+      }
+  }
+}
+
+}  // namespace heirloom

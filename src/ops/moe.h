@@ -1,0 +1,74 @@
+// Mixture of SwiGLU experts with top-K routing (Mixtral / llama.cpp semantics):
+// softmax over all E router logits, keep the K largest (ties: lower index), renormalise those K weights
+// to sum to 1 (= a softmax over the K kept logits), out = Σ_k w_k · expert_k(x).
+// Tokens are grouped by expert once per call (a counting sort, rows ascending inside each expert) so every
+// expert runs as three GEMMs over its rows; there is no per-token dispatch.
+// Also returns the switch-style load-balancing loss E · Σ_e f_e · P_e (f_e: share of routed slots,
+// P_e: mean router probability); its gradient flows into the router when aux_coef > 0.
+#pragma once
+#include <cstdint>
+
+namespace heirloom {
+
+struct MoeShape {
+  int N, C, F, E, K;
+};
+
+struct MoeWeights {
+  const float* router;  // [E, C]
+  const float* gate;    // [E, F, C]
+  const float* up;      // [E, F, C]
+  const float* down;    // [E, C, F]
+};
+
+struct MoeGrads {  // null = frozen (weight-gradient work skipped)
+  float* router;
+  float* gate;
+  float* up;
+  float* down;
+};
+
+// Buffers kept from forward for backward. Slots are the N·K (row, k) pairs grouped by expert.
+struct MoeSaved {
+  float* probs;        // [N, E] full softmax
+  int32_t* topk;       // [N, K] chosen experts (input when routing is fixed)
+  float* weights;      // [N, K] renormalised weights
+  int32_t* offsets;    // [E + 1] first slot of each expert
+  int32_t* slot_row;   // [N·K] row of each slot
+  int32_t* slot_of;    // [N·K] slot of (n, k)
+  float* xg;           // [N·K, C] gathered inputs
+  float* hg;           // [N·K, F] gate projections
+  float* hu;           // [N·K, F] up projections
+  float* h;            // [N·K, F] silu(hg) ⊙ hu
+  float* y;            // [N·K, C] expert outputs (unweighted)
+  float* logits;       // [N, E] router logits
+  int32_t* cursor;     // [E] work space of the grouping sort
+};
+
+struct MoeScratch {  // backward work space
+  float* dy;       // [N·K, C]
+  float* dh;       // [N·K, F]
+  float* dhg;      // [N·K, F]
+  float* dhu;      // [N·K, F]
+  float* dxg;      // [N·K, C]
+  float* dlogits;  // [N, E]
+  float* dw;       // [N, K]
+  float* gaux;     // [E] load-balancing gradient per expert
+};
+
+// out[N, C] = MoE(x[N, C]). With fixed_routing the experts in s.topk are kept (the weights are still
+// recomputed from the current logits) — used to hold routing fixed across finite-difference probes.
+// Returns the load-balancing loss value.
+float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
+                  bool fixed_routing);
+// dx[N, C] += ...; weight gradients += ... ; dout[N, C]. aux_coef scales the load-balancing loss.
+void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& scratch, const float* dout, float aux_coef,
+                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh);
+
+// Naive twins: per token, per chosen expert, in double. The backward uses s.topk from the forward.
+float moe_forward_ref(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
+                      bool fixed_routing);
+void moe_backward_ref(float* dx, const MoeGrads& g, const float* dout, float aux_coef, const MoeSaved& s,
+                      const float* x, const MoeWeights& w, const MoeShape& sh);
+
+}  // namespace heirloom

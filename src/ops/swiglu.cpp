@@ -1,0 +1,41 @@
+// SwiGLU forward/backward. d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g))).
+#include "ops/swiglu.h"
+
+#include <cmath>
+#include <cstdint>
+
+namespace heirloom {
+
+void swiglu_forward(float* out, const float* gate, const float* up, int N, int F) {
+  const int64_t n = (int64_t)N * F;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N, int F) {
+  const int64_t n = (int64_t)N * F;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i], sg = 1.0f / (1.0f + std::exp(-g));
+    dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    dup[i] += dout[i] * g * sg;
+  }
+}
+
+void swiglu_forward_ref(float* out, const float* gate, const float* up, int N, int F) {
+  for (int64_t i = 0; i < (int64_t)N * F; ++i) out[i] = (float)(gate[i] / (1.0 + std::exp(-(double)gate[i])) * up[i]);
+}
+
+void swiglu_backward_ref(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N,
+                         int F) {
+  for (int64_t i = 0; i < (int64_t)N * F; ++i) {
+    const double g = gate[i], sg = 1.0 / (1.0 + std::exp(-g));
+    dgate[i] += (float)(dout[i] * up[i] * sg * (1.0 + g * (1.0 - sg)));
+    dup[i] += (float)(dout[i] * g * sg);
+  }
+}
+
+}  // namespace heirloom

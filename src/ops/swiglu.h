@@ -1,0 +1,15 @@
+// SwiGLU activation: out = silu(gate) ⊙ up, silu(x) = x·σ(x). The projections around it are matmuls.
+#pragma once
+
+namespace heirloom {
+
+// out[N, F] = silu(gate[N, F]) ⊙ up[N, F]
+void swiglu_forward(float* out, const float* gate, const float* up, int N, int F);
+// dgate, dup += ...
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N, int F);
+
+void swiglu_forward_ref(float* out, const float* gate, const float* up, int N, int F);
+void swiglu_backward_ref(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N,
+                         int F);
+
+}  // namespace heirloom

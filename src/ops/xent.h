@@ -1,0 +1,21 @@
+// Softmax cross-entropy over the vocabulary with an ignore index (target < 0 is not scored).
+// The loss is the mean over scored rows; backward writes dlogits = (softmax − onehot)·dloss/n_scored.
+#pragma once
+#include <cstdint>
+
+namespace heirloom {
+
+constexpr int32_t kIgnoreIndex = -1;
+
+// losses[N] (0 for ignored rows); returns the sum of losses; *n_scored = rows with a target.
+double xent_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored);
+// dlogits[N, V] += (softmax(logits) − onehot(target)) · scale  (ignored rows get nothing)
+void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);
+
+double xent_forward_ref(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored);
+void xent_backward_ref(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);
+
+// log-softmax probability of one token given a row of logits (for scoring and sampling).
+float log_softmax_at(const float* logits, int V, int32_t token);
+
+}  // namespace heirloom

@@ -1,0 +1,117 @@
+// gemm() (OpenBLAS) against gemm_ref() (naive, double accumulation): every transpose combination, odd sizes,
+// leading dimensions wider than the data, alpha/beta ≠ 1, beta = 0 with garbage in C, and K = 0.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/gemm.h"
+#include "core/rng.h"
+
+namespace heirloom {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kPad = -12345.f;
+
+struct Problem {
+  bool ta, tb;
+  int M, N, K;
+  float alpha, beta;
+  bool c_garbage = false;  // beta = 0: C starts as NaN and must not be read
+};
+
+std::string describe(const Problem& p) {
+  return std::string("trans_a=") + (p.ta ? "T" : "N") + " trans_b=" + (p.tb ? "T" : "N") + " M=" +
+         std::to_string(p.M) + " N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) +
+         " alpha=" + std::to_string(p.alpha) + " beta=" + std::to_string(p.beta);
+}
+
+void run(const Problem& p) {
+  SCOPED_TRACE(describe(p));
+  Rng rng(1000 + p.M * 31 + p.N * 7 + p.K + (p.ta ? 1 : 0) + (p.tb ? 2 : 0));
+  // Stored shapes: A is [M, K] or (trans) [K, M]; B is [K, N] or (trans) [N, K]; C is [M, N].
+  const int a_rows = p.ta ? p.K : p.M, a_cols = p.ta ? p.M : p.K;
+  const int b_rows = p.tb ? p.N : p.K, b_cols = p.tb ? p.K : p.N;
+  const int lda = a_cols + 3, ldb = b_cols + 5, ldc = p.N + 2;
+  // Padding of A and B is NaN: reading it would poison the result.
+  std::vector<float> A((size_t)std::max(a_rows, 1) * lda, kNaN), B((size_t)std::max(b_rows, 1) * ldb, kNaN);
+  for (int i = 0; i < a_rows; ++i)
+    for (int j = 0; j < a_cols; ++j) A[(size_t)i * lda + j] = rng.normal();
+  for (int i = 0; i < b_rows; ++i)
+    for (int j = 0; j < b_cols; ++j) B[(size_t)i * ldb + j] = rng.normal();
+  std::vector<float> C0((size_t)p.M * ldc, kPad);
+  for (int i = 0; i < p.M; ++i)
+    for (int j = 0; j < p.N; ++j) C0[(size_t)i * ldc + j] = p.c_garbage ? kNaN : rng.normal();
+
+  std::vector<float> C = C0, Cref = C0;
+  gemm(p.ta, p.tb, p.M, p.N, p.K, p.alpha, A.data(), lda, B.data(), ldb, p.beta, C.data(), ldc);
+  gemm_ref(p.ta, p.tb, p.M, p.N, p.K, p.alpha, A.data(), lda, B.data(), ldb, p.beta, Cref.data(), ldc);
+
+  int bad = 0;
+  for (int i = 0; i < p.M; ++i) {
+    for (int j = 0; j < p.N; ++j) {
+      // The definition in double, with a bound from the magnitudes that enter the float sum.
+      double exact = 0, mag = 0;
+      for (int k = 0; k < p.K; ++k) {
+        const double a = p.ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        const double b = p.tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        exact += a * b;
+        mag += std::fabs(a * b);
+      }
+      const double c0 = C0[(size_t)i * ldc + j];
+      exact *= p.alpha;
+      mag *= std::fabs(p.alpha);
+      if (p.beta != 0.f) exact += p.beta * c0, mag += std::fabs(p.beta * c0);
+      // Worst-case float summation error bound (K + 2)·u·Σ|terms|, u = 2^-24.
+      const double tol = (p.K + 2) * 6e-8 * mag + 1e-30;
+      const float got = C[(size_t)i * ldc + j], ref = Cref[(size_t)i * ldc + j];
+      if (!(std::fabs(got - exact) <= tol) && bad++ < 5)
+        ADD_FAILURE() << "gemm C[" << i << "," << j << "] = " << got << ", exact " << exact << " (tol " << tol << ")";
+      if (!(std::fabs(ref - exact) <= 1e-6 * mag + 1e-30) && bad++ < 5)
+        ADD_FAILURE() << "gemm_ref C[" << i << "," << j << "] = " << ref << ", exact " << exact;
+    }
+    for (int j = p.N; j < ldc; ++j) {
+      ASSERT_EQ(C[(size_t)i * ldc + j], kPad) << "gemm wrote C padding at row " << i;
+      ASSERT_EQ(Cref[(size_t)i * ldc + j], kPad) << "gemm_ref wrote C padding at row " << i;
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(GemmTest, AllTransposesOddSizesStrided) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      run({ta, tb, 7, 11, 13, 0.75f, -0.5f});
+      run({ta, tb, 7, 11, 13, 1.f, 1.f});                 // accumulate
+      run({ta, tb, 5, 3, 9, -1.25f, 0.f, true});          // beta = 0: C's old contents (NaN) ignored
+      run({ta, tb, 1, 1, 1, 2.f, 0.25f});                 // scalar
+      run({ta, tb, 1, 17, 3, 1.f, 0.f});                  // one row
+      run({ta, tb, 67, 45, 129, 0.5f, 2.f});              // beyond the BLAS micro-kernel tiles
+    }
+}
+
+TEST(GemmTest, KZeroScalesC) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      run({ta, tb, 7, 11, 0, 0.75f, -0.5f});  // C = beta·C
+      run({ta, tb, 7, 11, 0, 1.f, 1.f});      // C unchanged
+      run({ta, tb, 7, 11, 0, 1.f, 0.f, true});  // C = 0 even if it held NaN
+    }
+  // Explicit values, independent of gemm_ref.
+  std::vector<float> C = {1.f, -2.f, 3.f, kPad, 4.f, 5.f, -6.f, kPad};
+  gemm(false, false, 2, 3, 0, 1.f, nullptr, 1, nullptr, 3, 0.5f, C.data(), 4);
+  EXPECT_EQ(C, (std::vector<float>{0.5f, -1.f, 1.5f, kPad, 2.f, 2.5f, -3.f, kPad}));
+}
+
+TEST(GemmTest, EmptyOutputIsANoOp) {
+  std::vector<float> C(4, 7.f);
+  gemm(false, false, 0, 3, 5, 1.f, nullptr, 5, nullptr, 3, 0.f, C.data(), 3);
+  gemm(false, false, 3, 0, 5, 1.f, nullptr, 5, nullptr, 1, 0.f, C.data(), 1);
+  EXPECT_EQ(C, std::vector<float>(4, 7.f));
+}
+
+}  // namespace
+}  // namespace heirloom
