@@ -3,6 +3,8 @@
 //   dv += pᵀ·dout;  dp = dout·vᵀ;  ds = p ⊙ (dp − rowsum(p ⊙ dp));  dq += ds·k·scale;  dk += dsᵀ·q·scale
 #include "ops/attention.h"
 
+#include "ops/vec_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -43,7 +45,11 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
           mx = std::max(mx, p[j]);
         }
         float sum = 0.f;
-        for (int j = 0; j < n_keys; ++j) sum += (p[j] = std::exp(p[j] - mx));
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n_keys; ++j) {
+          p[j] = exp_fast(p[j] - mx);
+          sum += p[j];
+        }
         const float inv = 1.0f / sum;
         for (int j = 0; j < n_keys; ++j) p[j] *= inv;
         std::fill(p + n_keys, p + S, 0.f);

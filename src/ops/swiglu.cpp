@@ -1,6 +1,8 @@
 // SwiGLU forward/backward. d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g))).
 #include "ops/swiglu.h"
 
+#include "ops/vec_math.h"
+
 #include <cmath>
 #include <cstdint>
 
@@ -11,7 +13,7 @@ void swiglu_forward(float* out, const float* gate, const float* up, int N, int F
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + exp_fast(-g)) * up[i];
   }
 }
 
@@ -19,7 +21,7 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
   const int64_t n = (int64_t)N * F;
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i], sg = 1.0f / (1.0f + std::exp(-g));
+    const float g = gate[i], sg = 1.0f / (1.0f + exp_fast(-g));
     dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
     dup[i] += dout[i] * g * sg;
   }

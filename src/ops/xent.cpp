@@ -1,6 +1,8 @@
 // Cross-entropy forward/backward. See xent.h.
 #include "ops/xent.h"
 
+#include "ops/vec_math.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -10,10 +12,11 @@ namespace {
 // max and log(sum(exp(x - max))) of one row.
 inline void row_lse(const float* x, int V, float* mx, float* lse) {
   float m = -INFINITY;
+#pragma omp simd reduction(max : m)
   for (int i = 0; i < V; ++i) m = std::max(m, x[i]);
   float s = 0.f;
 #pragma omp simd reduction(+ : s)
-  for (int i = 0; i < V; ++i) s += std::exp(x[i] - m);
+  for (int i = 0; i < V; ++i) s += exp_fast(x[i] - m);
   *mx = m;
   *lse = std::log(s);
 }
@@ -49,7 +52,7 @@ void xent_backward(float* dlogits, const float* logits, const int32_t* targets, 
     row_lse(x, V, &mx, &lse);
     const float off = mx + lse;
 #pragma omp simd
-    for (int i = 0; i < V; ++i) d[i] += std::exp(x[i] - off) * scale;
+    for (int i = 0; i < V; ++i) d[i] += exp_fast(x[i] - off) * scale;
     d[targets[n]] -= scale;
   }
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Side-by-side speed of heirloom and PyTorch 1.13 (Debian's python3-torch) on the same moe-30m model, in one
+# run: `build/heirloom bench --json`, then bench/pytorch/moe30m.py, then one markdown table.
+#
+#   bench/compare.sh [--threads N] [--repeats N] [--keep DIR] [--no-wait]
+#
+# python3-torch is a benchmark-only dependency (not part of scripts/setup): it is installed here with apt-get
+# when Debian's /usr/bin/python3 cannot import torch (sudo only when not root). heirloom is built (Release)
+# when build/heirloom is missing; an existing binary is used as it is, with a warning when it is older than
+# the sources. Before each timed part the script waits (sleep 20, up to QUIET_MAX_WAIT=600 s) until the
+# 1-minute load average is below QUIET_LOAD=0.7, and it reports the CPU time other processes used while each
+# part ran, so a table measured on a busy machine says so.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+THREADS=2 REPEATS=5 KEEP="" WAIT=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) THREADS="$2"; shift 2 ;;
+    --repeats) REPEATS="$2"; shift 2 ;;
+    --keep) KEEP="$2"; shift 2 ;;
+    --no-wait) WAIT=0; shift ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown argument '$1' (expected --threads N, --repeats N, --keep DIR or --no-wait)" >&2; exit 2 ;;
+  esac
+done
+QUIET_LOAD="${QUIET_LOAD:-0.7}"
+QUIET_MAX_WAIT="${QUIET_MAX_WAIT:-600}"
+PY=/usr/bin/python3  # Debian's: a pyenv python3 earlier on PATH does not see Debian's packages
+HEIRLOOM=build/heirloom
+
+log() { echo "compare: $*" >&2; }
+
+# --- dependencies ---------------------------------------------------------------------------------------
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  log "installing python3-torch (benchmark-only dependency)"
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch
+fi
+if [ ! -x "$HEIRLOOM" ]; then
+  log "building heirloom (Release)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+  cmake --build build -j2
+fi
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' build/CMakeCache.txt 2>/dev/null || true)
+[ "$build_type" = "Release" ] || log "warning: build/ is configured as '${build_type:-unknown}', not Release"
+if [ -n "$(find src include apps -newer "$HEIRLOOM" -type f 2>/dev/null | head -1)" ]; then
+  log "warning: $HEIRLOOM is older than some sources; rebuild for current numbers (cmake --build build -j2)"
+fi
+
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+# --- quiet-machine guard --------------------------------------------------------------------------------
+load1() { cut -d' ' -f1 /proc/loadavg; }
+is_quiet() { "$PY" -c "import sys; sys.exit(0 if float('$(load1)') < float('$QUIET_LOAD') else 1)"; }
+wait_quiet() {  # $1 = part name; records the load average the part started at
+  local waited=0
+  if [ "$WAIT" = 1 ]; then
+    until is_quiet; do
+      if [ "$waited" -ge "$QUIET_MAX_WAIT" ]; then
+        log "warning: load average still $(load1) after ${waited}s; timing $1 anyway"
+        break
+      fi
+      log "load average $(load1) >= $QUIET_LOAD; waiting before $1 (${waited}s so far)"
+      sleep 20
+      waited=$((waited + 20))
+    done
+  fi
+  cut -d' ' -f1-3 /proc/loadavg > "$OUT/$1.load"
+  log "timing $1 at load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+children_cpu() {  # $1 = output of bash `times` (run in this shell, not a subshell): children's CPU seconds
+  sed -n 2p "$1" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }'
+}
+run_timed() {  # $1 = part name, rest = command; stdout to $OUT/$1.json; other processes' CPU to $OUT/$1.foreign
+  local name="$1"; shift
+  wait_quiet "$name"
+  local b0 c0 t0 b1 c1 t1
+  times > "$OUT/times0"; b0=$(busy_jiffies); t0=$(date +%s.%N)
+  "$@" > "$OUT/$name.json"
+  times > "$OUT/times1"; b1=$(busy_jiffies); t1=$(date +%s.%N)
+  c0=$(children_cpu "$OUT/times0"); c1=$(children_cpu "$OUT/times1")
+  "$PY" - "$b0" "$b1" "$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" > "$OUT/$name.foreign" <<'EOF'
+import sys
+b0, b1, c0, c1, t0, t1, hz = map(float, sys.argv[1:])
+wall = t1 - t0
+foreign = max(0.0, (b1 - b0) / hz - (c1 - c0))
+print(f"{foreign:.1f} {wall:.1f}")
+EOF
+}
+
+run_timed heirloom "$HEIRLOOM" bench --json --threads "$THREADS" --repeats "$REPEATS"
+run_timed pytorch env OMP_WAIT_POLICY=PASSIVE "$PY" bench/pytorch/moe30m.py --threads "$THREADS" --repeats "$REPEATS"
+[ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$OUT"/* "$KEEP"/
+
+# --- the table ------------------------------------------------------------------------------------------
+"$PY" - "$OUT" <<'EOF'
+import json, sys, datetime
+out = sys.argv[1]
+h = json.load(open(f"{out}/heirloom.json"))
+p = json.load(open(f"{out}/pytorch.json"))
+load = {k: open(f"{out}/{k}.load").read().split() for k in ("heirloom", "pytorch")}
+foreign = {k: open(f"{out}/{k}.foreign").read().split() for k in ("heirloom", "pytorch")}
+
+def hrow(prefix):
+    for r in h["results"]:
+        if r["name"].startswith(prefix):
+            return r
+    sys.exit(f"compare: heirloom's bench has no row starting with '{prefix}'")
+
+rows = [("train step full 8x128 (fwd, xent, bwd, AdamW)", hrow("train step full")["ms"], p["train_ms"]["full"]),
+        ("train step norm-only 8x128", hrow("train step norm-only")["ms"], p["train_ms"]["norm"]),
+        ("train step LoRA r8 q,k,v,o 8x128", hrow("train step lora")["ms"], p["train_ms"]["lora"]),
+        (f"forward 1x{p['forward_len']}", hrow("forward 1x")["ms"], p["forward_ms"]),
+        (f"generate {p['generate_tokens']} tokens after 16 (KV cache, batch 1)", hrow("generate ")["ms"],
+         p["generate_ms"])]
+hg, pg = hrow("generate ")["tokens_per_s"], p["generate_tokens_per_s"]
+
+print(f"## heirloom vs PyTorch {p['torch']} — moe-30m, {datetime.date.today()}\n")
+print(f"CPU: {h['cpu']}; heirloom {h['threads']} threads; PyTorch {p['threads']} threads "
+      f"(OMP_WAIT_POLICY={p['omp_wait_policy'] or 'unset'}, BLAS: {p['blas']}, {p['blas_threads']} BLAS threads, "
+      f"attention: {p['attention']}). Median of {p['repeats']} after a warm-up.\n")
+print("| task | heirloom ms | PyTorch ms | speed-up |\n|---|---:|---:|---:|")
+for name, a, b in rows:
+    print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+print(f"| generation tokens/s | {hg:.0f} | {pg:.0f} | {hg / pg:.2f}x |")
+print()
+for k in ("heirloom", "pytorch"):
+    f, wall = foreign[k]
+    print(f"- {k}: load average {' '.join(load[k])} (1, 5, 15 min) when it started; "
+          f"other processes used {f} CPU-s during its {wall} s")
+print("- heirloom's LoRA row times forward + backward only (no optimizer update); PyTorch's includes AdamW "
+      f"on the LoRA parameters, {p['lora_adamw_ms']:.2f} ms of it")
+EOF

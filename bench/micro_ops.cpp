@@ -1,0 +1,116 @@
+// Google Benchmark micro-benchmarks of the ops at moe-30m training shapes (B·T = 8·128 rows), and of
+// whole forward/backward passes, to see where a training step's time goes.
+// Run: ./build/heirloom_microbench [--benchmark_filter=REGEX]
+#include <benchmark/benchmark.h>
+
+#include <vector>
+
+#include "core/rng.h"
+#include "heirloom/engine.h"
+#include "heirloom/train.h"
+#include "ops/attention.h"
+#include "ops/moe.h"
+#include "ops/rmsnorm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+#include "ops/xent.h"
+
+namespace heirloom {
+namespace {
+
+constexpr int B = 8, T = 128, N = B * T, C = 256, H = 8, D = 32, F = 512, E = 8, K = 2, V = 8192;
+
+std::vector<float> randn(size_t n, float s = 1.f) {
+  static Rng rng(1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = s * rng.normal();
+  return v;
+}
+
+void BM_rmsnorm_fwd_bwd(benchmark::State& st) {
+  auto x = randn(N * C), w = randn(C), out = randn(N * C), dx = randn(N * C), dw = randn(C);
+  std::vector<float> rstd(N);
+  for (auto _ : st) {
+    rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+    rmsnorm_backward(dx.data(), dw.data(), out.data(), x.data(), w.data(), rstd.data(), N, C);
+  }
+}
+BENCHMARK(BM_rmsnorm_fwd_bwd)->Unit(benchmark::kMillisecond);
+
+void BM_attention(benchmark::State& st) {
+  const int QKV = 3 * H * D;
+  auto qkv = randn(N * QKV, 0.3f), out = randn(N * H * D), att = randn((size_t)B * H * T * T);
+  AttnShape s{B, T, H, H, D, 0, QKV, QKV, (int64_t)T * QKV};
+  const bool bwd = st.range(0);
+  auto dqkv = randn(N * QKV), datt = randn((size_t)B * H * T * T), dout = randn(N * H * D);
+  for (auto _ : st) {
+    attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + H * D, qkv.data() + 2 * H * D, s);
+    if (bwd)
+      attention_backward(dqkv.data(), dqkv.data() + H * D, dqkv.data() + 2 * H * D, datt.data(), dout.data(), att.data(),
+                         qkv.data(), qkv.data() + H * D, qkv.data() + 2 * H * D, s);
+  }
+}
+BENCHMARK(BM_attention)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+void BM_xent(benchmark::State& st) {
+  auto logits = randn((size_t)N * V), dl = randn((size_t)N * V);
+  std::vector<float> losses(N);
+  std::vector<int32_t> tgt(N, 5);
+  int n;
+  for (auto _ : st) {
+    xent_forward(losses.data(), logits.data(), tgt.data(), N, V, &n);
+    xent_backward(dl.data(), logits.data(), tgt.data(), 1.f / N, N, V);
+  }
+}
+BENCHMARK(BM_xent)->Unit(benchmark::kMillisecond);
+
+void BM_swiglu(benchmark::State& st) {
+  auto g = randn(N * K * F), u = randn(N * K * F), o = randn(N * K * F), dg = randn(N * K * F), du = randn(N * K * F);
+  for (auto _ : st) {
+    swiglu_forward(o.data(), g.data(), u.data(), N * K, F);
+    swiglu_backward(dg.data(), du.data(), o.data(), g.data(), u.data(), N * K, F);
+  }
+}
+BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
+
+// Whole model: forward only, and forward + backward for the norm-only regime.
+struct ModelFixture {
+  Model m = init_model(preset_config("moe-30m", 8192), [] {
+    Vocab v = byte_vocab();
+    for (int i = v.n_tokens(); i < 8192; ++i) { v.tokens.push_back("t" + std::to_string(i)); v.scores.push_back(0); v.types.push_back(1); }
+    return v;
+  }(), 1);
+  std::vector<int32_t> tok, tgt;
+  ModelFixture() {
+    std::vector<int32_t> stream(1 << 15);
+    Rng r(2);
+    for (auto& t : stream) t = (int32_t)r.below(8192);
+    sample_windows(stream, B, T, 3, tok, tgt);
+  }
+};
+
+void BM_model_forward_8x128(benchmark::State& st) {
+  static ModelFixture f;
+  auto ws = make_workspace();
+  ForwardOptions fo;
+  fo.for_backward = true;
+  for (auto _ : st) forward(f.m, *ws, Batch{f.tok.data(), f.tgt.data(), B, T}, {}, fo);
+}
+BENCHMARK(BM_model_forward_8x128)->Unit(benchmark::kMillisecond);
+
+void BM_model_backward_norm_8x128(benchmark::State& st) {
+  static ModelFixture f;
+  auto ws = make_workspace();
+  ForwardOptions fo;
+  fo.for_backward = true;
+  const std::vector<bool> mask = trainable_mask(f.m, "norm");
+  std::vector<float> grads(f.m.data.size());
+  forward(f.m, *ws, Batch{f.tok.data(), f.tgt.data(), B, T}, {}, fo);
+  for (auto _ : st) backward(f.m, *ws, {}, mask, grads.data(), nullptr, nullptr, 0.01f);
+}
+BENCHMARK(BM_model_backward_norm_8x128)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace heirloom
+
+BENCHMARK_MAIN();

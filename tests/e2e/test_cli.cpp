@@ -1,0 +1,121 @@
+// The `heirloom` program as a user meets it: --help on every command, JSON output, and bad input
+// answered with a message on stderr, exit code 2 and no output file.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "heirloom/model.h"
+#include "heirloom/vocab.h"
+
+namespace heirloom {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliResult {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+CliResult run(const std::string& args) {
+  const char* cli = std::getenv("HEIRLOOM_CLI");
+  if (!cli) return {-1, "HEIRLOOM_CLI is not set (ctest sets it)"};
+  const std::string cmd = std::string(cli) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+struct Dir {
+  fs::path p = fs::temp_directory_path() / ("heirloom_cli_" + std::to_string(getpid()));
+  Dir() { fs::create_directories(p); }
+  ~Dir() { fs::remove_all(p); }
+  std::string operator/(const std::string& f) const { return (p / f).string(); }
+};
+
+TEST(Cli, EveryCommandHasHelp) {
+  for (const char* c : {"pretrain", "eval", "generate", "bench"}) {
+    const CliResult r = run(std::string(c) + " --help");
+    EXPECT_EQ(r.code, 0) << c;
+    EXPECT_NE(r.out.find("--threads"), std::string::npos) << c;
+    EXPECT_NE(r.out.find("--json"), std::string::npos) << c;
+  }
+  EXPECT_NE(run("--help").out.find("pretrain"), std::string::npos);
+  EXPECT_NE(run("").code, 0);  // a subcommand is required
+}
+
+TEST(Cli, PretrainEvalGenerateEndToEnd) {
+  Dir d;
+  {
+    std::ofstream t(d / "t.txt");
+    for (int i = 0; i < 200; ++i) t << "Every person deserves a model of their own words. " << i % 10 << "\n";
+  }
+  CliResult r = run("pretrain --preset tiny --text " + d / "t.txt" + " --out " + d / "m.gguf" +
+              " --steps 4 --batch 2 --seq 32 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"heldout_loss\""), std::string::npos);
+  r = run("eval --model " + d / "m.gguf" + " --text " + d / "t.txt" + " --json --ctx 64");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"ppl\""), std::string::npos);
+  r = run("eval --model " + d / "m.gguf" + " --text " + d / "t.txt" + " --protocol llama --ctx 64");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("llama protocol"), std::string::npos);
+  r = run("generate --model " + d / "m.gguf" + " --prompt Every -n 5 --temperature 0 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"tokens\""), std::string::npos);
+}
+
+TEST(Cli, BadInputIsAMessageAndExitCodeAndNothingWritten) {
+  Dir d;
+  std::ofstream(d / "notgguf.gguf") << "this is not a model";
+  CliResult r = run("eval --model " + d / "notgguf.gguf" + " --text " + d / "notgguf.gguf");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("error:"), std::string::npos);
+  EXPECT_NE(r.out.find("GGUF"), std::string::npos) << r.out;
+
+  // A truncated model.
+  Model m = init_model(preset_config("tiny"), byte_vocab(), 1);
+  save_model(m, d / "m.gguf");
+  fs::resize_file(d / "m.gguf", fs::file_size(d / "m.gguf") / 2);
+  r = run("generate --model " + d / "m.gguf" + " --prompt hi -n 3");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("error:"), std::string::npos);
+
+  // A context longer than the model's.
+  save_model(m, d / "ok.gguf");
+  std::ofstream(d / "short.txt") << "short text for scoring";
+  r = run("eval --model " + d / "ok.gguf" + " --text " + d / "short.txt" + " --ctx 4096");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("128"), std::string::npos) << r.out;
+
+  // Too little text to pretrain on: no model and no checkpoint left behind.
+  r = run("pretrain --preset tiny --text " + d / "short.txt" + " --out " + d / "new.gguf");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_FALSE(fs::exists(d / "new.gguf"));
+  EXPECT_FALSE(fs::exists(d / "new.gguf.ckpt"));
+
+  // Absurd dimensions in a header: a model whose width is enormous.
+  {
+    Model big = init_model(preset_config("tiny"), byte_vocab(), 1);
+    big.config.n_embd = 1 << 30;  // written into the header, tensors stay small
+    save_model(big, d / "absurd.gguf");
+  }
+  r = run("eval --model " + d / "absurd.gguf" + " --text " + d / "short.txt");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("expected"), std::string::npos) << r.out;
+
+  // Unknown preset and a missing file: parse-time errors, non-zero.
+  EXPECT_NE(run("pretrain --preset nope --text " + d / "short.txt" + " --out " + d / "x.gguf").code, 0);
+  EXPECT_NE(run("eval --model " + d / "missing.gguf" + " --text " + d / "short.txt").code, 0);
+}
+
+}  // namespace
+}  // namespace heirloom
