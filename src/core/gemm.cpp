@@ -14,6 +14,14 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
       for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
     return;
   }
+  if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing
+    const int incx = trans_a ? lda : 1;
+    if (trans_b)  // C[1,N] = a[1,K]·B[N,K]ᵀ = B·a
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, incx, beta, C, 1);
+    else          // C[1,N] = a[1,K]·B[K,N] = Bᵀ·a
+      cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, incx, beta, C, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, lda, B, ldb, beta, C, ldc);
 }

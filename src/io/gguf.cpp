@@ -19,12 +19,6 @@ namespace heirloom::gguf {
 
 static_assert(std::endian::native == std::endian::little, "GGUF is little-endian; so is this reader");
 
-namespace {
-
-constexpr uint64_t kMaxTensors = 1'000'000, kMaxKv = 1'000'000;
-constexpr int64_t kMaxNumel = int64_t{1} << 40;
-constexpr const char* kHint = "the file may be truncated or is not a GGUF model";
-
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 std::string in_quotes(std::string_view s) {
@@ -35,6 +29,12 @@ std::string in_quotes(std::string_view s) {
   r += '\'';
   return r;
 }
+
+namespace {
+
+constexpr uint64_t kMaxTensors = 1'000'000, kMaxKv = 1'000'000;
+constexpr int64_t kMaxNumel = int64_t{1} << 40;
+constexpr const char* kHint = "the file may be truncated or is not a GGUF model";
 
 // "0..N" for a count, saying when the file's remaining size (not the format) sets the limit.
 std::string count_limit(uint64_t cap, uint64_t remaining, uint64_t min_bytes_each) {

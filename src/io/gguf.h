@@ -109,6 +109,10 @@ struct File {
   std::vector<int32_t> get_i32_array(std::string_view key, std::vector<int32_t> def) const;
 };
 
+// Shared by the reader and the writer.
+uint64_t align_up(uint64_t x, uint64_t a);
+std::string in_quotes(std::string_view s);
+
 File read_file(const std::string& path);
 File read_bytes(std::vector<uint8_t> bytes, std::string name = "<memory>");
 

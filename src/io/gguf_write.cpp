@@ -18,17 +18,6 @@ namespace {
 
 constexpr const char* kWriterHint = "the tensor handed to the GGUF writer is inconsistent (a bug in the caller)";
 
-uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
-
-std::string in_quotes(std::string_view s) {
-  std::string r;  // built by appends: GCC 12 warns falsely (-Wrestrict) on "'" + std::string(s) + "'"
-  r.reserve(s.size() + 2);
-  r += '\'';
-  r += s;
-  r += '\'';
-  return r;
-}
-
 }  // namespace
 
 void Writer::set(std::string key, Value value) {

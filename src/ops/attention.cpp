@@ -44,12 +44,7 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
           p[j] = dot(qt, kb + (int64_t)j * s.ldkv, D) * scale;
           mx = std::max(mx, p[j]);
         }
-        float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n_keys; ++j) {
-          p[j] = exp_fast(p[j] - mx);
-          sum += p[j];
-        }
+        const float sum = row_exp(p, p, n_keys, mx);
         const float inv = 1.0f / sum;
         for (int j = 0; j < n_keys; ++j) p[j] *= inv;
         std::fill(p + n_keys, p + S, 0.f);

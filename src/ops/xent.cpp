@@ -11,14 +11,9 @@ namespace heirloom {
 namespace {
 // max and log(sum(exp(x - max))) of one row.
 inline void row_lse(const float* x, int V, float* mx, float* lse) {
-  float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int i = 0; i < V; ++i) m = std::max(m, x[i]);
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int i = 0; i < V; ++i) s += exp_fast(x[i] - m);
+  const float m = row_max(x, V);
   *mx = m;
-  *lse = std::log(s);
+  *lse = std::log(row_sum_exp(x, V, m));
 }
 }  // namespace
 
@@ -51,8 +46,9 @@ void xent_backward(float* dlogits, const float* logits, const int32_t* targets, 
     float mx, lse;
     row_lse(x, V, &mx, &lse);
     const float off = mx + lse;
-#pragma omp simd
-    for (int i = 0; i < V; ++i) d[i] += exp_fast(x[i] - off) * scale;
+    int i = 0;
+    for (; i + 8 <= V; i += 8) store8(d + i, load8(d + i) + exp_fast(load8(x + i) - off) * scale);
+    for (; i < V; ++i) d[i] += exp_fast(x[i] - off) * scale;
     d[targets[n]] -= scale;
   }
 }

@@ -13,6 +13,7 @@
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
 #include "heirloom/generate.h"
+#include "heirloom/threads.h"
 #include "heirloom/train.h"
 #include "heirloom/vocab.h"
 
@@ -246,6 +247,32 @@ TEST(Model, BadInputsToForwardAreErrors) {
   ModelConfig bad = preset_config("tiny");
   bad.n_head = 5;  // does not divide 64
   EXPECT_THROW(bad.validate(), Error);
+}
+
+}  // namespace
+}  // namespace heirloom
+
+namespace heirloom {
+namespace {
+
+TEST(Model, DeterministicForAGivenThreadCount) {
+  Model m = init_model(preset_config("tiny"), byte_vocab(), 19);
+  const std::vector<int32_t> tok = some_tokens(4 * 32, 259, 20), tgt = some_tokens(4 * 32, 259, 21);
+  const int before = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    std::vector<std::vector<float>> grads;
+    for (int run = 0; run < 2; ++run) {
+      auto ws = make_workspace();
+      ForwardOptions fo;
+      fo.for_backward = true;
+      forward(m, *ws, Batch{tok.data(), tgt.data(), 4, 32}, {}, fo);
+      grads.emplace_back(m.data.size(), 0.f);
+      backward(m, *ws, {}, std::vector<bool>(m.tensors.size(), true), grads.back().data(), nullptr, nullptr, 0.01f);
+    }
+    EXPECT_EQ(grads[0], grads[1]) << threads << " threads";
+  }
+  set_num_threads(before);
 }
 
 }  // namespace
