@@ -8,8 +8,9 @@
 # when Debian's /usr/bin/python3 cannot import torch (sudo only when not root). heirloom is built (Release)
 # when build/heirloom is missing; an existing binary is used as it is, with a warning when it is older than
 # the sources. Before each timed part the script waits (sleep 20, up to QUIET_MAX_WAIT=600 s) until the
-# 1-minute load average is below QUIET_LOAD=0.7, and it reports the CPU time other processes used while each
-# part ran, so a table measured on a busy machine says so.
+# 1-minute load average is below QUIET_LOAD=0.7; it measures the CPU time other processes used while the part
+# ran and re-measures the part (up to ATTEMPTS=3 in all) when that exceeds FOREIGN_MAX=0.05 of the machine's
+# CPU time, keeping the quietest attempt; the table says the load and the foreign CPU time of what it shows.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -26,6 +27,8 @@ while [ $# -gt 0 ]; do
 done
 QUIET_LOAD="${QUIET_LOAD:-0.7}"
 QUIET_MAX_WAIT="${QUIET_MAX_WAIT:-600}"
+FOREIGN_MAX="${FOREIGN_MAX:-0.05}"  # re-measure a part when others used more than this share of all cores
+ATTEMPTS="${ATTEMPTS:-3}"
 PY=/usr/bin/python3  # Debian's: a pyenv python3 earlier on PATH does not see Debian's packages
 HEIRLOOM=build/heirloom
 
@@ -56,7 +59,7 @@ trap 'rm -rf "$OUT"' EXIT
 # --- quiet-machine guard --------------------------------------------------------------------------------
 load1() { cut -d' ' -f1 /proc/loadavg; }
 is_quiet() { "$PY" -c "import sys; sys.exit(0 if float('$(load1)') < float('$QUIET_LOAD') else 1)"; }
-wait_quiet() {  # $1 = part name; records the load average the part started at
+wait_quiet() {  # $1 = part name
   local waited=0
   if [ "$WAIT" = 1 ]; then
     until is_quiet; do
@@ -69,33 +72,45 @@ wait_quiet() {  # $1 = part name; records the load average the part started at
       waited=$((waited + 20))
     done
   fi
-  cut -d' ' -f1-3 /proc/loadavg > "$OUT/$1.load"
   log "timing $1 at load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 children_cpu() {  # $1 = output of bash `times` (run in this shell, not a subshell): children's CPU seconds
   sed -n 2p "$1" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }'
 }
-run_timed() {  # $1 = part name, rest = command; stdout to $OUT/$1.json; other processes' CPU to $OUT/$1.foreign
-  local name="$1"; shift
+measure() {  # $1 = part name, $2 = attempt, rest = command; writes $OUT/$1.$2.{json,load,foreign}
+  local name="$1" n="$2"; shift 2
   wait_quiet "$name"
+  cut -d' ' -f1-3 /proc/loadavg > "$OUT/$name.$n.load"
   local b0 c0 t0 b1 c1 t1
   times > "$OUT/times0"; b0=$(busy_jiffies); t0=$(date +%s.%N)
-  "$@" > "$OUT/$name.json"
+  "$@" > "$OUT/$name.$n.json"
   times > "$OUT/times1"; b1=$(busy_jiffies); t1=$(date +%s.%N)
   c0=$(children_cpu "$OUT/times0"); c1=$(children_cpu "$OUT/times1")
-  "$PY" - "$b0" "$b1" "$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" > "$OUT/$name.foreign" <<'EOF'
+  "$PY" - "$b0" "$b1" "$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" > "$OUT/$name.$n.foreign" <<'PYEOF'
 import sys
 b0, b1, c0, c1, t0, t1, hz = map(float, sys.argv[1:])
-wall = t1 - t0
-foreign = max(0.0, (b1 - b0) / hz - (c1 - c0))
-print(f"{foreign:.1f} {wall:.1f}")
-EOF
+print(f"{max(0.0, (b1 - b0) / hz - (c1 - c0)):.1f} {t1 - t0:.1f}")
+PYEOF
+}
+run_timed() {  # $1 = part name, rest = command. Re-measures (up to ATTEMPTS) while other processes used more
+  # than FOREIGN_MAX (a fraction of the machine's CPU time) during the part; keeps the quietest attempt.
+  local name="$1"; shift
+  local n best="" best_f="" f wall
+  for n in $(seq 1 "$ATTEMPTS"); do
+    measure "$name" "$n" "$@"
+    read -r f wall < "$OUT/$name.$n.foreign"
+    if [ -z "$best" ] || "$PY" -c "import sys; sys.exit(0 if $f < $best_f else 1)"; then best=$n best_f=$f; fi
+    if "$PY" -c "import os, sys; sys.exit(0 if $f <= $FOREIGN_MAX * $wall * os.cpu_count() else 1)"; then break; fi
+    log "other processes used $f CPU-s during the $wall s of $name (attempt $n of $ATTEMPTS)"
+  done
+  for x in json load foreign; do cp "$OUT/$name.$best.$x" "$OUT/$name.$x"; done
+  echo "$best" > "$OUT/$name.attempts"
 }
 
 run_timed heirloom "$HEIRLOOM" bench --json --threads "$THREADS" --repeats "$REPEATS"
 run_timed pytorch env OMP_WAIT_POLICY=PASSIVE "$PY" bench/pytorch/moe30m.py --threads "$THREADS" --repeats "$REPEATS"
-[ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$OUT"/* "$KEEP"/
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$OUT"/* "$KEEP"/; fi
 
 # --- the table ------------------------------------------------------------------------------------------
 "$PY" - "$OUT" <<'EOF'
@@ -104,6 +119,7 @@ out = sys.argv[1]
 h = json.load(open(f"{out}/heirloom.json"))
 p = json.load(open(f"{out}/pytorch.json"))
 load = {k: open(f"{out}/{k}.load").read().split() for k in ("heirloom", "pytorch")}
+attempts = {k: open(f"{out}/{k}.attempts").read().strip() for k in ("heirloom", "pytorch")}
 foreign = {k: open(f"{out}/{k}.foreign").read().split() for k in ("heirloom", "pytorch")}
 
 def hrow(prefix):
@@ -132,7 +148,7 @@ print()
 for k in ("heirloom", "pytorch"):
     f, wall = foreign[k]
     print(f"- {k}: load average {' '.join(load[k])} (1, 5, 15 min) when it started; "
-          f"other processes used {f} CPU-s during its {wall} s")
+          f"other processes used {f} CPU-s during its {wall} s (attempt {attempts[k]})")
 print("- heirloom's LoRA row times forward + backward only (no optimizer update); PyTorch's includes AdamW "
       f"on the LoRA parameters, {p['lora_adamw_ms']:.2f} ms of it")
 EOF
