@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --repeats) REPEATS="$2"; shift 2 ;;
     --keep) KEEP="$2"; shift 2 ;;
     --no-wait) WAIT=0; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (expected --threads N, --repeats N, --keep DIR or --no-wait)" >&2; exit 2 ;;
   esac
 done
@@ -39,13 +39,13 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
   log "installing python3-torch (benchmark-only dependency)"
-  $SUDO apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch
+  $SUDO apt-get update -q >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch >&2
 fi
 if [ ! -x "$HEIRLOOM" ]; then
   log "building heirloom (Release)"
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-  cmake --build build -j2
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2
+  cmake --build build -j2 >&2
 fi
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' build/CMakeCache.txt 2>/dev/null || true)
 [ "$build_type" = "Release" ] || log "warning: build/ is configured as '${build_type:-unknown}', not Release"
@@ -149,6 +149,8 @@ for k in ("heirloom", "pytorch"):
     f, wall = foreign[k]
     print(f"- {k}: load average {' '.join(load[k])} (1, 5, 15 min) when it started; "
           f"other processes used {f} CPU-s during its {wall} s (attempt {attempts[k]})")
+if not p["blas"].startswith("OpenBLAS"):
+    print(f"- warning: PyTorch's BLAS is {p['blas']}, not OpenBLAS (libblas.so.3 may be the reference BLAS)")
 print("- heirloom's LoRA row times forward + backward only (no optimizer update); PyTorch's includes AdamW "
       f"on the LoRA parameters, {p['lora_adamw_ms']:.2f} ms of it")
 EOF

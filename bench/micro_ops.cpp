@@ -98,6 +98,14 @@ void BM_model_forward_8x128(benchmark::State& st) {
 }
 BENCHMARK(BM_model_forward_8x128)->Unit(benchmark::kMillisecond);
 
+void BM_model_forward_1x512(benchmark::State& st) {
+  static ModelFixture f;
+  auto ws = make_workspace();
+  std::vector<int32_t> tok(f.tok.begin(), f.tok.begin() + 512);
+  for (auto _ : st) forward(f.m, *ws, Batch{tok.data(), nullptr, 1, 512}, {}, ForwardOptions{});
+}
+BENCHMARK(BM_model_forward_1x512)->Unit(benchmark::kMillisecond);
+
 void BM_model_backward_norm_8x128(benchmark::State& st) {
   static ModelFixture f;
   auto ws = make_workspace();

@@ -18,6 +18,7 @@ Action add_pretrain(CLI::App& app, Common& common);
 Action add_eval(CLI::App& app, Common& common);
 Action add_generate(CLI::App& app, Common& common);
 Action add_bench(CLI::App& app, Common& common);
+Action add_corpus(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 void apply_threads(const Common& common);

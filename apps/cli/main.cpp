@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   reg(add_eval);
   reg(add_generate);
   reg(add_bench);
+  reg(add_corpus);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -24,7 +24,9 @@ Implementation choices a competent PyTorch user would make (none changes the FLO
   bench passes aux 0.01 to full and norm-only steps; 0 for LoRA), global grad-norm clip 1.0 (full and
   norm-only; heirloom's BaseTrainer default), AdamW(lr 1e-5, betas 0.9/0.95, eps 1e-8, weight decay 0).
 - generation: a preallocated KV cache, prompt in one forward, then one token per forward, head on the last
-  row only, greedy argmax; 128 forwards after the 16-token prompt as heirloom's generate() does.
+  row only, greedy argmax; 128 forwards after the 16-token prompt as heirloom's generate() does. A one-token
+  MoE calls its two chosen experts directly instead of grouping (same FLOPs, ~10% faster decoding).
+- AdamW's default single-tensor implementation: foreach=True measured 30-60 ms slower per full step here.
 
 Prints one JSON object on stdout; diagnostics go to stderr. Run with OMP_WAIT_POLICY=PASSIVE set.
 """
@@ -33,6 +35,7 @@ import ctypes
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 
@@ -409,6 +412,11 @@ def main():
            "adamw_foreach": a.foreach, "params": n_params, "active_params": n_active,
            "batch": a.batch, "seq": a.seq, "repeats": a.repeats}
     res["blas"], res["blas_threads"] = blas_info()
+    try:
+        res["debian_package"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-torch"],
+                                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        res["debian_package"] = ""
     train, samples = {}, {}
     regimes = (("full", "all", 0.01, 1.0), ("norm", "norm", 0.01, 1.0), ("lora", "lora", 0.0, 0.0))
     for key, regime, aux_coef, clip in regimes:

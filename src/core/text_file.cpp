@@ -41,3 +41,22 @@ std::string read_text_for_eval(const std::string& path, bool llama_protocol) {
 }
 
 }  // namespace heirloom
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace heirloom {
+
+void write_file_atomic(const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw Error("cannot write '" + tmp + "'", "check that the directory exists and is writable");
+  const bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size() && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error("could not write '" + path + "' (disk full?)", "free some space and run again");
+  }
+}
+
+}  // namespace heirloom

@@ -3,6 +3,7 @@
 //   dv += pᵀ·dout;  dp = dout·vᵀ;  ds = p ⊙ (dp − rowsum(p ⊙ dp));  dq += ds·k·scale;  dk += dsᵀ·q·scale
 #include "ops/attention.h"
 
+#include "core/gemm.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -19,12 +20,11 @@ inline float dot(const float* a, const float* b, int n) {
   for (int i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
-inline void axpy(float* y, float a, const float* x, int n) {
-#pragma omp simd
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
 }  // namespace
 
+// Both passes run per (sequence, head) as small GEMMs on strided views of q, k, v (single-threaded
+// inside the parallel loop); the masked upper triangle is computed and then zeroed, which costs less than
+// it saves against scalar loops.
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const AttnShape& s) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
@@ -33,25 +33,20 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
   for (int b = 0; b < s.B; ++b)
     for (int h = 0; h < s.H; ++h) {
       const int g = h / group;
+      const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
       const float* kb = k + b * s.kv_bstride + g * D;
       const float* vb = v + b * s.kv_bstride + g * D;
+      float* pb = att + ((int64_t)b * s.H + h) * s.T * S;
+      gemm(false, true, s.T, S, D, scale, qb, s.ldq, kb, s.ldkv, 0.f, pb, S);
       for (int t = 0; t < s.T; ++t) {
-        const float* qt = q + ((int64_t)b * s.T + t) * s.ldq + h * D;
-        float* p = att + (((int64_t)b * s.H + h) * s.T + t) * S;
+        float* p = pb + (int64_t)t * S;
         const int n_keys = s.pos0 + t + 1;
-        float mx = -INFINITY;
-        for (int j = 0; j < n_keys; ++j) {
-          p[j] = dot(qt, kb + (int64_t)j * s.ldkv, D) * scale;
-          mx = std::max(mx, p[j]);
-        }
-        const float sum = row_exp(p, p, n_keys, mx);
-        const float inv = 1.0f / sum;
+        const float mx = row_max(p, n_keys);
+        const float inv = 1.0f / row_exp(p, p, n_keys, mx);
         for (int j = 0; j < n_keys; ++j) p[j] *= inv;
         std::fill(p + n_keys, p + S, 0.f);
-        float* o = out + ((int64_t)b * s.T + t) * HD + h * D;
-        std::fill(o, o + D, 0.f);
-        for (int j = 0; j < n_keys; ++j) axpy(o, p[j], vb + (int64_t)j * s.ldkv, D);
       }
+      gemm(false, false, s.T, D, S, 1.f, pb, S, vb, s.ldkv, 0.f, out + (int64_t)b * s.T * HD + h * D, HD);
     }
 }
 
@@ -66,27 +61,25 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
       const float* vb = v + b * s.kv_bstride + g * D;
       float* dkb = dk + b * s.kv_bstride + g * D;
       float* dvb = dv + b * s.kv_bstride + g * D;
-      for (int h = g * group; h < (g + 1) * group; ++h)
+      for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
+        const float* pb = att + ((int64_t)b * s.H + h) * s.T * S;
+        float* ds = datt + ((int64_t)b * s.H + h) * s.T * S;
+        const float* dob = dout + (int64_t)b * s.T * HD + h * D;
+        const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
+        float* dqb = dq + (int64_t)b * s.T * s.ldq + h * D;
+        gemm(true, false, S, D, s.T, 1.f, pb, S, dob, HD, 1.f, dvb, s.ldkv);  // dv += pᵀ·dout
+        gemm(false, true, s.T, S, D, 1.f, dob, HD, vb, s.ldkv, 0.f, ds, S);   // dp = dout·vᵀ
         for (int t = 0; t < s.T; ++t) {
-          const int64_t row = ((int64_t)b * s.H + h) * s.T + t;
-          const float* p = att + row * S;
-          float* ds = datt + row * S;
-          const float* dot_ = dout + ((int64_t)b * s.T + t) * HD + h * D;
-          const float* qt = q + ((int64_t)b * s.T + t) * s.ldq + h * D;
-          float* dqt = dq + ((int64_t)b * s.T + t) * s.ldq + h * D;
+          const float* p = pb + (int64_t)t * S;
+          float* d = ds + (int64_t)t * S;
           const int n_keys = s.pos0 + t + 1;
-          float pdp = 0.f;
-          for (int j = 0; j < n_keys; ++j) {
-            ds[j] = dot(dot_, vb + (int64_t)j * s.ldkv, D);
-            pdp += p[j] * ds[j];
-            axpy(dvb + (int64_t)j * s.ldkv, p[j], dot_, D);
-          }
-          for (int j = 0; j < n_keys; ++j) {
-            const float d = p[j] * (ds[j] - pdp) * scale;
-            axpy(dqt, d, kb + (int64_t)j * s.ldkv, D);
-            axpy(dkb + (int64_t)j * s.ldkv, d, qt, D);
-          }
+          const float pdp = dot(p, d, n_keys);
+          for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
+          std::fill(d + n_keys, d + S, 0.f);
         }
+        gemm(false, false, s.T, D, S, 1.f, ds, S, kb, s.ldkv, 1.f, dqb, s.ldq);  // dq += ds·k
+        gemm(true, false, S, D, s.T, 1.f, ds, S, qb, s.ldq, 1.f, dkb, s.ldkv);   // dk += dsᵀ·q
+      }
     }
 }
 

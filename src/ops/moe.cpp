@@ -77,6 +77,9 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   const float aux = route(s, s.logits, sh, fixed_routing);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < N * K; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
+  // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
+  // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
+#pragma omp parallel for schedule(dynamic, 1)
   for (int e = 0; e < E; ++e) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     if (n_e == 0) continue;
@@ -120,6 +123,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     }
   std::memset(sc.dhg, 0, sizeof(float) * (size_t)N * K * F);
   std::memset(sc.dhu, 0, sizeof(float) * (size_t)N * K * F);
+#pragma omp parallel for schedule(dynamic, 1)  // as in forward: experts in parallel, disjoint outputs
   for (int e = 0; e < E; ++e) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     if (n_e == 0) continue;
