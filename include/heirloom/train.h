@@ -37,7 +37,11 @@ class BaseTrainer {
 
 struct PretrainOptions {
   std::string preset = "tiny";
+  // Training text: either files (with the byte-level vocabulary) or, when none are given, a built corpus
+  // directory (its tokenizer, its `corpus` training split, and that corpus's held-out split for evaluation).
   std::vector<std::string> texts;
+  std::string corpus_dir;            // empty: default_corpus_dir()
+  std::string corpus = "general";
   std::string out = "model.gguf";
   int steps = 200, batch = 8, seq = 128, warmup = 20;
   float lr = 1e-3f, min_lr = 1e-4f, weight_decay = 0.1f, clip = 1.0f, aux_coef = 0.01f;
@@ -55,6 +59,11 @@ struct PretrainReport {
 };
 
 PretrainReport pretrain(const PretrainOptions& opt);
+
+// Options from a recipe file (recipes/*.json): preset, corpus, steps, batch, seq, lr, min_lr, warmup,
+// weight_decay, clip, aux, eval_every, checkpoint_every, seed. Unknown keys are an Error (a typo would
+// otherwise silently train another model); "about" is free text.
+PretrainOptions pretrain_options_from_recipe(const std::string& json_text, const std::string& source_name);
 
 // Byte windows for language modelling: B windows of T+1 tokens from `stream` at offsets drawn from rng.
 void sample_windows(const std::vector<int32_t>& stream, int B, int T, uint64_t seed, std::vector<int32_t>& tokens,

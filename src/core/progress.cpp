@@ -19,7 +19,10 @@ void Progress::update(long done, const std::string& status) {
   if (!enabled_ || total_ <= 0) return;
   const auto now = std::chrono::steady_clock::now();
   const int decile = (int)(10 * done / total_);
-  if (tty_ ? (now - last_draw_ < std::chrono::milliseconds(100) && done < total_) : decile == last_decile_) return;
+  // A terminal redraws ten times a second; a log gets a line per 10% or per 30 s, whichever comes first.
+  if (tty_ ? (now - last_draw_ < std::chrono::milliseconds(100) && done < total_)
+           : (decile == last_decile_ && now - last_draw_ < std::chrono::seconds(30)))
+    return;
   last_draw_ = now;
   last_decile_ = decile;
   const double t = elapsed_seconds(), rate = done > 0 ? done / t : 0.0;

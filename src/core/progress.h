@@ -1,5 +1,5 @@
 // One-line progress bar on stderr: fraction, rate, ETA and a caller's status text.
-// On a terminal it redraws in place; otherwise (logs, CI) it prints a line every ~10% so logs stay short.
+// On a terminal it redraws in place; otherwise (logs, CI) it prints a line every 10% or 30 s.
 #pragma once
 #include <chrono>
 #include <string>

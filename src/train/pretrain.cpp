@@ -7,9 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/progress.h"
 #include "heirloom/text.h"
+#include "heirloom/corpus.h"
 #include "heirloom/error.h"
 #include "heirloom/train.h"
 #include "io/gguf.h"
@@ -24,7 +26,8 @@ namespace {
 std::string checkpoint_path(const PretrainOptions& o) { return o.out + ".ckpt"; }
 
 Metadata recipe(const PretrainOptions& o, int step) {
-  return {{"train.step", std::to_string(step)},   {"train.seed", std::to_string(o.seed)},
+  return {{"train.step", std::to_string(step)},   {"train.data", o.texts.empty() ? "corpus:" + o.corpus : "text files"},
+          {"train.seed", std::to_string(o.seed)},
           {"train.batch", std::to_string(o.batch)}, {"train.seq", std::to_string(o.seq)},
           {"train.steps", std::to_string(o.steps)}, {"train.lr", std::to_string(o.lr)}};
 }
@@ -47,18 +50,33 @@ double heldout_loss(const Model& m, Workspace& ws, const std::vector<int32_t>& s
 }  // namespace
 
 PretrainReport pretrain(const PretrainOptions& o) {
-  if (o.texts.empty()) throw Error("pretrain needs at least one --text file");
   if (o.steps < 1 || o.batch < 1 || o.seq < 2) throw Error("pretrain: --steps, --batch must be ≥ 1 and --seq ≥ 2");
-  const Vocab vocab = byte_vocab();
+  Vocab vocab;
+  std::vector<int32_t> train, held;
+  if (!o.texts.empty()) {
+    // Plain files: the byte-level vocabulary, and the last 5% of the text held out.
+    vocab = byte_vocab();
+    const std::vector<int32_t> all = encode(vocab, read_text_files(o.texts), false);
+    const int64_t n_held = std::max<int64_t>((int64_t)all.size() / 20, 2 * (o.seq + 1));
+    if ((int64_t)all.size() < n_held + 4 * (o.seq + 1))
+      throw Error("the training text is too short: " + std::to_string(all.size()) + " tokens",
+                  "pretraining needs at least " + std::to_string(n_held + 4 * (o.seq + 1)) + " tokens at --seq " + std::to_string(o.seq));
+    train.assign(all.begin(), all.end() - n_held);
+    held.assign(all.end() - n_held, all.end());
+  } else {
+    const CorpusDir cd{o.corpus_dir.empty() ? default_corpus_dir() : o.corpus_dir};
+    if (!std::filesystem::exists(cd.manifest_path()))
+      throw Error("no built corpus in '" + cd.dir + "'", "build it first: heirloom corpus build" +
+                  (o.corpus_dir.empty() ? std::string() : " --out " + cd.dir) + ", or pass --text FILE");
+    vocab = cd.vocab();
+    train = encode(vocab, read_text_file(cd.train_path(o.corpus)), true);
+    held = encode(vocab, read_text_file(cd.heldout_path(o.corpus)), true);
+    if ((int64_t)held.size() < o.seq + 1 || (int64_t)train.size() < 4 * (o.seq + 1))
+      throw Error("corpus '" + o.corpus + "' is too small for --seq " + std::to_string(o.seq));
+  }
   ModelConfig cfg = preset_config(o.preset, vocab.n_tokens());
   if (o.seq > cfg.n_ctx)
     throw Error("--seq " + std::to_string(o.seq) + " is longer than the " + o.preset + " context of " + std::to_string(cfg.n_ctx));
-  const std::vector<int32_t> all = encode(vocab, read_text_files(o.texts), false);
-  const int64_t n_held = std::max<int64_t>((int64_t)all.size() / 20, 2 * (o.seq + 1));
-  if ((int64_t)all.size() < n_held + 4 * (o.seq + 1))
-    throw Error("the training text is too short: " + std::to_string(all.size()) + " tokens",
-                "pretraining needs at least " + std::to_string(n_held + 4 * (o.seq + 1)) + " tokens at --seq " + std::to_string(o.seq));
-  const std::vector<int32_t> train(all.begin(), all.end() - n_held), held(all.end() - n_held, all.end());
 
   Model m = init_model(cfg, vocab, o.seed);
   BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{o.lr, 0.9f, 0.95f, 1e-8f, o.weight_decay, o.clip});
@@ -119,6 +137,40 @@ PretrainReport pretrain(const PretrainOptions& o) {
   rep.tokens_per_second = (double)(tr.steps_done - first) * o.batch * o.seq / std::max(rep.seconds, 1e-9);
   if (tr.steps_done == o.steps) save_model(m, o.out, o.f16 ? StorageType::f16 : StorageType::f32, recipe(o, tr.steps_done));
   return rep;
+}
+
+PretrainOptions pretrain_options_from_recipe(const std::string& text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(source + " is not valid JSON: " + e.what(), "fix the recipe file");
+  }
+  PretrainOptions o;
+  try {
+    for (const auto& [k, v] : j.items()) {
+      if (k == "about") continue;
+      else if (k == "preset") o.preset = v.get<std::string>();
+      else if (k == "corpus") o.corpus = v.get<std::string>();
+      else if (k == "steps") o.steps = v.get<int>();
+      else if (k == "batch") o.batch = v.get<int>();
+      else if (k == "seq") o.seq = v.get<int>();
+      else if (k == "lr") o.lr = v.get<float>();
+      else if (k == "min_lr") o.min_lr = v.get<float>();
+      else if (k == "warmup") o.warmup = v.get<int>();
+      else if (k == "weight_decay") o.weight_decay = v.get<float>();
+      else if (k == "clip") o.clip = v.get<float>();
+      else if (k == "aux") o.aux_coef = v.get<float>();
+      else if (k == "eval_every") o.eval_every = v.get<int>();
+      else if (k == "checkpoint_every") o.checkpoint_every = v.get<int>();
+      else if (k == "seed") o.seed = v.get<uint64_t>();
+      else throw Error(source + ": unknown recipe key '" + k + "'",
+                       "known keys: preset corpus steps batch seq lr min_lr warmup weight_decay clip aux eval_every checkpoint_every seed");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(source + ": a recipe value has the wrong type: " + e.what());
+  }
+  return o;
 }
 
 }  // namespace heirloom
