@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "heirloom/corpus.h"
 #include "heirloom/error.h"
 #include "heirloom/eval.h"
 #include "heirloom/model.h"
@@ -12,10 +13,13 @@ namespace heirloom::cli {
 
 Action add_eval(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("eval", "perplexity of a model on a text file");
-  struct Opts { std::string model, text, protocol = "sliding"; int ctx = 0, batch = 4; };
+  struct Opts { std::string model, text, corpus, corpus_dir, protocol = "sliding"; int ctx = 0, batch = 4; bool unigram = false; };
   auto o = std::make_shared<Opts>();
   sub->add_option("--model", o->model, "model (GGUF)")->required()->check(CLI::ExistingFile);
-  sub->add_option("--text", o->text, "text file to score")->required()->check(CLI::ExistingFile);
+  auto* text = sub->add_option("--text", o->text, "text file to score")->check(CLI::ExistingFile);
+  sub->add_option("--corpus", o->corpus, "score a built corpus's held-out split instead (e.g. general, kjv)")->excludes(text);
+  sub->add_option("--corpus-dir", o->corpus_dir, "built corpus directory (default: " + default_corpus_dir() + ")");
+  sub->add_flag("--unigram", o->unigram, "also report the unigram baseline (token frequencies of the corpus's training split)");
   sub->add_option("--protocol", o->protocol, "sliding (half-window stride) or llama (llama.cpp's perplexity)")
       ->check(CLI::IsMember({"sliding", "llama"}))->capture_default_str();
   sub->add_option("--ctx", o->ctx, "window length in tokens (default: the model's context)");
@@ -23,19 +27,31 @@ Action add_eval(CLI::App& app, Common& common) {
   add_common_flags(*sub, common);
   return [o, &common] {
     const Model m = load_model(o->model);
+    if (o->text.empty() && o->corpus.empty()) throw Error("eval needs --text FILE or --corpus NAME");
+    const CorpusDir cd{o->corpus_dir.empty() ? default_corpus_dir() : o->corpus_dir};
+    if (!o->corpus.empty()) o->text = cd.heldout_path(o->corpus);
     std::string text = read_text_for_eval(o->text, o->protocol == "llama");
     const std::vector<int32_t> toks = encode(m.vocab, text, true);
     const int ctx = o->ctx > 0 ? o->ctx : m.config.n_ctx;
     const PerplexityResult r = o->protocol == "llama" ? perplexity_llama(m, toks, ctx, nullptr, o->batch)
                                                       : perplexity_sliding(m, toks, ctx, nullptr, o->batch);
-    if (common.json)
-      print_json({{"model", o->model}, {"text", o->text}, {"protocol", o->protocol}, {"ctx", ctx},
-                  {"tokens", toks.size()}, {"scored", r.n_scored}, {"windows", r.n_windows},
-                  {"mean_nll", r.mean_nll()}, {"ppl", r.ppl()}});
-    else
+    double unigram = 0;
+    if (o->unigram) {
+      if (o->corpus.empty()) throw Error("--unigram needs --corpus (the baseline counts that corpus's training split)");
+      unigram = perplexity_unigram(encode(m.vocab, read_text_file(cd.train_path(o->corpus)), true), toks, m.config.n_vocab).ppl();
+    }
+    if (common.json) {
+      nlohmann::json j = {{"model", o->model}, {"text", o->text}, {"protocol", o->protocol}, {"ctx", ctx},
+                          {"tokens", toks.size()}, {"scored", r.n_scored}, {"windows", r.n_windows},
+                          {"mean_nll", r.mean_nll()}, {"ppl", r.ppl()}};
+      if (o->unigram) j["unigram_ppl"] = unigram;
+      print_json(j);
+    } else {
+      if (o->unigram) std::printf("unigram baseline on the same tokens: perplexity %.4f\n", unigram);
       std::printf("%s on %s: perplexity %.4f (%s protocol, ctx %d, %lld tokens scored in %d windows)\n",
                   o->model.c_str(), o->text.c_str(), r.ppl(), o->protocol.c_str(), ctx, (long long)r.n_scored,
                   r.n_windows);
+    }
     return 0;
   };
 }

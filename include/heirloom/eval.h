@@ -26,3 +26,11 @@ PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> token
                                   const AdapterView* adapter = nullptr, int batch = 4);
 
 }  // namespace heirloom
+
+namespace heirloom {
+
+// The unigram baseline: token frequencies of `train` (add-one smoothed over a vocabulary of V) scoring
+// `heldout`. A base that does not beat this has learned nothing beyond word counts.
+PerplexityResult perplexity_unigram(std::span<const int32_t> train, std::span<const int32_t> heldout, int V);
+
+}  // namespace heirloom

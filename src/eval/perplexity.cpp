@@ -1,6 +1,7 @@
 // Perplexity protocols. See include/heirloom/eval.h. Windows are batched (B windows per forward) for speed;
 // the result does not depend on the batch size.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "heirloom/error.h"
@@ -86,6 +87,26 @@ PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> token
   std::vector<Window> wins;
   for (int64_t i = 0; i < n_chunks; ++i) wins.push_back({i * n_ctx, n_ctx, i * n_ctx + n_ctx / 2 + 1, true});
   return run_windows(m, tokens, wins, adapter, batch);
+}
+
+}  // namespace heirloom
+
+namespace heirloom {
+
+PerplexityResult perplexity_unigram(std::span<const int32_t> train, std::span<const int32_t> heldout, int V) {
+  std::vector<double> count(V, 1.0);  // add-one
+  for (int32_t t : train)
+    if (t >= 0 && t < V) count[t] += 1;
+  const double total = (double)train.size() + V;
+  PerplexityResult r;
+  r.n_windows = 1;
+  for (size_t i = 1; i < heldout.size(); ++i) {  // the same targets a model scores: every token after the first
+    const int32_t t = heldout[i];
+    if (t < 0 || t >= V) throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
+    r.nll_sum -= std::log(count[t] / total);
+    ++r.n_scored;
+  }
+  return r;
 }
 
 }  // namespace heirloom
