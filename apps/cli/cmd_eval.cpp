@@ -15,7 +15,7 @@ Action add_eval(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("eval", "perplexity of a model on a text file");
   struct Opts { std::string model, text, corpus, corpus_dir, protocol = "sliding"; int ctx = 0, batch = 4; bool unigram = false; };
   auto o = std::make_shared<Opts>();
-  sub->add_option("--model", o->model, "model (GGUF)")->required()->check(CLI::ExistingFile);
+  sub->add_option("--model,--base", o->model, "model (GGUF); default: the moe-30m base under models/ or the cache")->check(CLI::ExistingFile);
   auto* text = sub->add_option("--text", o->text, "text file to score")->check(CLI::ExistingFile);
   sub->add_option("--corpus", o->corpus, "score a built corpus's held-out split instead (e.g. general, kjv)")->excludes(text);
   sub->add_option("--corpus-dir", o->corpus_dir, "built corpus directory (default: " + default_corpus_dir() + ")");
@@ -26,6 +26,9 @@ Action add_eval(CLI::App& app, Common& common) {
   sub->add_option("--batch", o->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   add_common_flags(*sub, common);
   return [o, &common] {
+    if (o->model.empty()) o->model = find_default_base();
+    if (o->model.empty())
+      throw Error("no model given and no base found", "pass --model FILE, or pretrain one: heirloom pretrain --recipe recipes/moe-30m.json --out models/moe-30m.gguf");
     const Model m = load_model(o->model);
     if (o->text.empty() && o->corpus.empty()) throw Error("eval needs --text FILE or --corpus NAME");
     const CorpusDir cd{o->corpus_dir.empty() ? default_corpus_dir() : o->corpus_dir};

@@ -3,6 +3,8 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "heirloom/corpus.h"
+#include "heirloom/error.h"
 #include "heirloom/generate.h"
 #include "heirloom/model.h"
 
@@ -26,7 +28,7 @@ Action add_generate(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("generate", "generate text from a prompt (KV cache; greedy or sampled)");
   struct Opts { std::string model, prompt; int n = 200; SamplingOptions s; };
   auto o = std::make_shared<Opts>();
-  sub->add_option("--model", o->model, "model (GGUF)")->required()->check(CLI::ExistingFile);
+  sub->add_option("--model,--base", o->model, "model (GGUF); default: the moe-30m base under models/ or the cache")->check(CLI::ExistingFile);
   sub->add_option("--prompt", o->prompt, "text to continue")->capture_default_str();
   sub->add_option("-n,--tokens", o->n, "tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--temperature", o->s.temperature, "sampling temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -35,6 +37,9 @@ Action add_generate(CLI::App& app, Common& common) {
   sub->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str();
   add_common_flags(*sub, common);
   return [o, &common] {
+    if (o->model.empty()) o->model = find_default_base();
+    if (o->model.empty())
+      throw Error("no model given and no base found", "pass --model FILE, or pretrain one: heirloom pretrain --recipe recipes/moe-30m.json --out models/moe-30m.gguf");
     const Model m = load_model(o->model);
     const std::vector<int32_t> prompt = encode(m.vocab, o->prompt, true);
     // Stream by decoding everything so far and printing what is new, holding back a trailing

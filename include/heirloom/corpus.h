@@ -37,3 +37,12 @@ struct CorpusDir {
 };
 
 }  // namespace heirloom
+
+namespace heirloom {
+
+// The base model heirloom uses when no --base/--model is given: $HEIRLOOM_BASE, else models/moe-30m.gguf
+// beside the program's source tree or the current directory, else the cache's bases/moe-30m.gguf.
+// Returns "" when none exists.
+std::string find_default_base();
+
+}  // namespace heirloom

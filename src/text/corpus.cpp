@@ -263,3 +263,19 @@ std::vector<std::string> CorpusDir::people() const {
 Vocab CorpusDir::vocab() const { return read_vocab(gguf::read_file(tokenizer_path())); }
 
 }  // namespace heirloom
+
+namespace heirloom {
+
+std::string find_default_base() {
+  if (const char* b = std::getenv("HEIRLOOM_BASE"); b && *b) return b;
+  std::vector<fs::path> candidates = {fs::current_path() / "models/moe-30m.gguf"};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) candidates.push_back(exe.parent_path().parent_path() / "models/moe-30m.gguf");  // build/heirloom → ../models
+  candidates.push_back(fs::path(cache_dir()) / "bases/moe-30m.gguf");
+  for (const auto& c : candidates)
+    if (fs::is_regular_file(c, ec)) return c.string();
+  return "";
+}
+
+}  // namespace heirloom
