@@ -26,9 +26,7 @@ Action add_eval(CLI::App& app, Common& common) {
   sub->add_option("--batch", o->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   add_common_flags(*sub, common);
   return [o, &common] {
-    if (o->model.empty()) o->model = find_default_base();
-    if (o->model.empty())
-      throw Error("no model given and no base found", "pass --model FILE, or pretrain one: heirloom pretrain --recipe recipes/moe-30m.json --out models/moe-30m.gguf");
+    o->model = resolve_model(o->model);
     const Model m = load_model(o->model);
     if (o->text.empty() && o->corpus.empty()) throw Error("eval needs --text FILE or --corpus NAME");
     const CorpusDir cd{o->corpus_dir.empty() ? default_corpus_dir() : o->corpus_dir};

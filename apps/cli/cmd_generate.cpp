@@ -37,9 +37,7 @@ Action add_generate(CLI::App& app, Common& common) {
   sub->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str();
   add_common_flags(*sub, common);
   return [o, &common] {
-    if (o->model.empty()) o->model = find_default_base();
-    if (o->model.empty())
-      throw Error("no model given and no base found", "pass --model FILE, or pretrain one: heirloom pretrain --recipe recipes/moe-30m.json --out models/moe-30m.gguf");
+    o->model = resolve_model(o->model);
     const Model m = load_model(o->model);
     const std::vector<int32_t> prompt = encode(m.vocab, o->prompt, true);
     // Stream by decoding everything so far and printing what is new, holding back a trailing

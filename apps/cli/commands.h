@@ -21,6 +21,8 @@ Action add_bench(CLI::App& app, Common& common);
 Action add_corpus(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
+// The --model/--base argument, or the default base when it is empty (Error when there is none).
+std::string resolve_model(const std::string& given);
 void apply_threads(const Common& common);
 void print_json(const nlohmann::json& j);
 

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "commands.h"
+#include "heirloom/corpus.h"
 #include "heirloom/error.h"
 #include "heirloom/threads.h"
 
@@ -13,6 +14,15 @@ void add_common_flags(CLI::App& sub, Common& common) {
   sub.add_option("--threads", common.threads, "worker threads (0 = all cores); results are deterministic per count")
       ->check(CLI::Range(0, 1024));
   sub.add_flag("--json", common.json, "print machine-readable JSON on stdout");
+}
+
+std::string resolve_model(const std::string& given) {
+  if (!given.empty()) return given;
+  const std::string base = heirloom::find_default_base();
+  if (base.empty())
+    throw heirloom::Error("no model given and no base found",
+                          "pass --model FILE, or pretrain one: heirloom pretrain --recipe recipes/moe-30m.json --out models/moe-30m.gguf");
+  return base;
 }
 
 void apply_threads(const Common& common) { set_num_threads(common.threads); }
