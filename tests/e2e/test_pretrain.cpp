@@ -91,3 +91,42 @@ TEST(Pretrain, RefusesTooLittleTextAndWritesNothing) {
 
 }  // namespace
 }  // namespace heirloom
+
+namespace heirloom {
+namespace {
+
+TEST(Pretrain, RecipesParseAndRejectTypos) {
+  const PretrainOptions o = pretrain_options_from_recipe(
+      R"({"about": "x", "preset": "moe-30m", "steps": 12, "batch": 3, "seq": 64, "lr": 0.5, "seed": 9, "aux": 0.25})", "r.json");
+  EXPECT_EQ(o.preset, "moe-30m");
+  EXPECT_EQ(o.steps, 12);
+  EXPECT_EQ(o.batch, 3);
+  EXPECT_EQ(o.seq, 64);
+  EXPECT_FLOAT_EQ(o.lr, 0.5f);
+  EXPECT_EQ(o.seed, 9u);
+  EXPECT_FLOAT_EQ(o.aux_coef, 0.25f);
+  EXPECT_THROW(pretrain_options_from_recipe(R"({"stpes": 5})", "r.json"), Error);
+  EXPECT_THROW(pretrain_options_from_recipe(R"({"steps": "many"})", "r.json"), Error);
+  EXPECT_THROW(pretrain_options_from_recipe("{", "r.json"), Error);
+  // The committed recipes parse.
+  for (const char* f : {"tiny.json", "moe-30m.json"}) {
+    const std::string path = std::string(HEIRLOOM_SOURCE_DIR) + "/recipes/" + f;
+    EXPECT_NO_THROW(pretrain_options_from_recipe(slurp(path), path)) << f;
+  }
+}
+
+TEST(Pretrain, WithoutACorpusSaysHowToBuildOne) {
+  TempDir d;
+  PretrainOptions o = small("", d / "m.gguf");
+  o.texts.clear();
+  o.corpus_dir = d / "no-corpus";
+  try {
+    pretrain(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.hint()).find("heirloom corpus build"), std::string::npos) << e.hint();
+  }
+}
+
+}  // namespace
+}  // namespace heirloom
