@@ -89,7 +89,7 @@ void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const flo
     if (!a || a->lora_a.empty() || !a->lora_a[l][t]) continue;
     const int64_t r0 = (int64_t)sg.b0 * x.T, n = (int64_t)(sg.b1 - sg.b0) * x.T;
     const int R = a->lora_rank;
-    const float* u = x.ws.layers[l].lora_u[t].data() + r0 * R;
+    const float* u = x.ws.layers[l].lora_u[t].data() + r0 * x.ws.lora_rmax;
     float* du = x.ws.du.data();
     gemm(false, false, (int)n, R, O, a->lora_scale, dout + r0 * ldo, ldo, a->lora_b[l][t], R, 0.f, du, R);
     if (x.trains(sg) && !x.da->lora_b.empty() && x.da->lora_b[l][t])

@@ -131,7 +131,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
       for (int t = kLoraQ; t <= kLoraV; ++t)
         if (a->lora_a[l][t])
-          lora_forward(A.qkv.data() + r0 * QKV + off[t], QKV, A.lora_u[t].data() + r0 * a->lora_rank,
+          lora_forward(A.qkv.data() + r0 * QKV + off[t], QKV, A.lora_u[t].data() + r0 * ws.lora_rmax,
                        A.ln1.data() + r0 * C, C, a->lora_a[l][t], a->lora_b[l][t], (int)n, C, width[t], a->lora_rank,
                        a->lora_scale);
     }
@@ -159,7 +159,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       const AdapterView* a = sg.adapter;
       if (!a || a->lora_a.empty() || !a->lora_a[l][kLoraO]) continue;
       const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
-      lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * a->lora_rank, A.atty.data() + r0 * HD, HD,
+      lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * ws.lora_rmax, A.atty.data() + r0 * HD, HD,
                    a->lora_a[l][kLoraO], a->lora_b[l][kLoraO], (int)n, HD, C, a->lora_rank, a->lora_scale);
     }
 #pragma omp parallel for simd schedule(static)

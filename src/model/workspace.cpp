@@ -36,6 +36,7 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   ws.B = B;
   ws.T = T;
   ws.S = S;
+  ws.lora_rmax = lora_rank;
   ws.layers.resize(c.n_layer);
   for (auto& a : ws.layers) {
     fit(a.x, N * C); fit(a.ln1, N * C); fit(a.rstd1, N); fit(a.qkv, N * QKV);

@@ -33,6 +33,7 @@ struct Segment {
 
 struct Workspace {
   int B = 0, T = 0, S = 0, pos0 = 0;
+  int lora_rmax = 0;  // the largest LoRA rank in the batch: a segment's u rows start at r0 · lora_rmax
   bool has_backward_state = false, last_only = false;
   std::vector<LayerActs> layers;
   std::vector<float> xf, lnf, rstdf, last_rows, logits, losses;  // final residual, norm, head
