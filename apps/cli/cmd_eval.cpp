@@ -48,7 +48,7 @@ Action add_eval(CLI::App& app, Common& common) {
       if (o->unigram) j["unigram_ppl"] = unigram;
       print_json(j);
     } else {
-      if (o->unigram) std::printf("unigram baseline on the same tokens: perplexity %.4f\n", unigram);
+      if (o->unigram) std::printf("unigram baseline (token frequencies of %s/train.txt) on the same text: perplexity %.4f\n", o->corpus.c_str(), unigram);
       std::printf("%s on %s: perplexity %.4f (%s protocol, ctx %d, %lld tokens scored in %d windows)\n",
                   o->model.c_str(), o->text.c_str(), r.ppl(), o->protocol.c_str(), ctx, (long long)r.n_scored,
                   r.n_windows);
