@@ -13,7 +13,7 @@ namespace heirloom::cli {
 
 Action add_eval(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("eval", "perplexity of a model on a text file");
-  struct Opts { std::string model, text, corpus, corpus_dir, protocol = "sliding"; int ctx = 0, batch = 4; bool unigram = false; };
+  struct Opts { std::string model, text, corpus, corpus_dir, protocol = "sliding"; int ctx = 0, batch = 4; bool unigram = false; std::vector<std::string> adapters; };
   auto o = std::make_shared<Opts>();
   sub->add_option("--model,--base", o->model, "model (GGUF); default: the moe-30m base under models/ or the cache")->check(CLI::ExistingFile);
   auto* text = sub->add_option("--text", o->text, "text file to score")->check(CLI::ExistingFile);
@@ -24,18 +24,22 @@ Action add_eval(CLI::App& app, Common& common) {
       ->check(CLI::IsMember({"sliding", "llama"}))->capture_default_str();
   sub->add_option("--ctx", o->ctx, "window length in tokens (default: the model's context)");
   sub->add_option("--batch", o->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  add_adapter_option(*sub, o->adapters);
   add_common_flags(*sub, common);
   return [o, &common] {
     o->model = resolve_model(o->model);
-    const Model m = load_model(o->model);
+    const Model base = load_model(o->model);
+    const LoadedAdapters ad = load_adapters(base, o->adapters);
+    const Model& m = ad.applied.model(base);
+    const AdapterView* view = ad.applied.view_ptr();
     if (o->text.empty() && o->corpus.empty()) throw Error("eval needs --text FILE or --corpus NAME");
     const CorpusDir cd{o->corpus_dir.empty() ? default_corpus_dir() : o->corpus_dir};
     if (!o->corpus.empty()) o->text = cd.heldout_path(o->corpus);
     std::string text = read_text_for_eval(o->text, o->protocol == "llama");
     const std::vector<int32_t> toks = encode(m.vocab, text, true);
     const int ctx = o->ctx > 0 ? o->ctx : m.config.n_ctx;
-    const PerplexityResult r = o->protocol == "llama" ? perplexity_llama(m, toks, ctx, nullptr, o->batch)
-                                                      : perplexity_sliding(m, toks, ctx, nullptr, o->batch);
+    const PerplexityResult r = o->protocol == "llama" ? perplexity_llama(m, toks, ctx, view, o->batch)
+                                                      : perplexity_sliding(m, toks, ctx, view, o->batch);
     double unigram = 0;
     if (o->unigram) {
       if (o->corpus.empty()) throw Error("--unigram needs --corpus (the baseline counts that corpus's training split)");
@@ -44,11 +48,12 @@ Action add_eval(CLI::App& app, Common& common) {
     if (common.json) {
       nlohmann::json j = {{"model", o->model}, {"text", o->text}, {"protocol", o->protocol}, {"ctx", ctx},
                           {"tokens", toks.size()}, {"scored", r.n_scored}, {"windows", r.n_windows},
-                          {"mean_nll", r.mean_nll()}, {"ppl", r.ppl()}};
+                          {"mean_nll", r.mean_nll()}, {"ppl", r.ppl()}, {"adapters", ad.names}};
       if (o->unigram) j["unigram_ppl"] = unigram;
       print_json(j);
     } else {
       if (o->unigram) std::printf("unigram baseline (token frequencies of %s/train.txt) on the same text: perplexity %.4f\n", o->corpus.c_str(), unigram);
+      for (const auto& name : ad.names) std::printf("with adapter %s\n", name.c_str());
       std::printf("%s on %s: perplexity %.4f (%s protocol, ctx %d, %lld tokens scored in %d windows)\n",
                   o->model.c_str(), o->text.c_str(), r.ppl(), o->protocol.c_str(), ctx, (long long)r.n_scored,
                   r.n_windows);

@@ -26,7 +26,7 @@ size_t complete_utf8_prefix(const std::string& s) {
 
 Action add_generate(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("generate", "generate text from a prompt (KV cache; greedy or sampled)");
-  struct Opts { std::string model, prompt; int n = 200; SamplingOptions s; };
+  struct Opts { std::string model, prompt; int n = 200; SamplingOptions s; std::vector<std::string> adapters; };
   auto o = std::make_shared<Opts>();
   sub->add_option("--model,--base", o->model, "model (GGUF); default: the moe-30m base under models/ or the cache")->check(CLI::ExistingFile);
   sub->add_option("--prompt", o->prompt, "text to continue")->capture_default_str();
@@ -35,10 +35,13 @@ Action add_generate(CLI::App& app, Common& common) {
   sub->add_option("--top-k", o->s.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--top-p", o->s.top_p, "keep the smallest set with this probability (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   sub->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str();
+  add_adapter_option(*sub, o->adapters);
   add_common_flags(*sub, common);
   return [o, &common] {
     o->model = resolve_model(o->model);
-    const Model m = load_model(o->model);
+    const Model base = load_model(o->model);
+    const LoadedAdapters ad = load_adapters(base, o->adapters);
+    const Model& m = ad.applied.model(base);
     const std::vector<int32_t> prompt = encode(m.vocab, o->prompt, true);
     // Stream by decoding everything so far and printing what is new, holding back a trailing
     // incomplete UTF-8 sequence: byte tokens complete a character (or a U+2581 space) only together.
@@ -47,7 +50,7 @@ Action add_generate(CLI::App& app, Common& common) {
     size_t printed = prompt_len;
     if (!common.json) std::fputs(decode(m.vocab, ids).c_str(), stdout);
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<int32_t> out = generate(m, prompt, o->n, o->s, nullptr, [&](int32_t tok) {
+    const std::vector<int32_t> out = generate(m, prompt, o->n, o->s, ad.applied.view_ptr(), [&](int32_t tok) {
       ids.push_back(tok);
       const std::string all = decode(m.vocab, ids);
       const size_t stable = complete_utf8_prefix(all);

@@ -3,6 +3,10 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "heirloom/adapter.h"
 
 namespace heirloom::cli {
 
@@ -19,11 +23,21 @@ Action add_eval(CLI::App& app, Common& common);
 Action add_generate(CLI::App& app, Common& common);
 Action add_bench(CLI::App& app, Common& common);
 Action add_corpus(CLI::App& app, Common& common);
+Action add_personalize(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // The --model/--base argument, or the default base when it is empty (Error when there is none).
 std::string resolve_model(const std::string& given);
 void apply_threads(const Common& common);
 void print_json(const nlohmann::json& j);
+
+// Adapters given on the command line, loaded onto (and checked against) a base.
+struct LoadedAdapters {
+  std::vector<Adapter> adapters;
+  std::vector<std::string> names;
+  AppliedAdapters applied;
+};
+void add_adapter_option(CLI::App& sub, std::vector<std::string>& specs);
+LoadedAdapters load_adapters(const Model& base, const std::vector<std::string>& specs);
 
 }  // namespace heirloom::cli

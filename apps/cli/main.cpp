@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   reg(add_generate);
   reg(add_bench);
   reg(add_corpus);
+  reg(add_personalize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -25,7 +25,7 @@ void Progress::update(long done, const std::string& status) {
     return;
   last_draw_ = now;
   last_decile_ = decile;
-  const double t = elapsed_seconds(), rate = done > 0 ? done / t : 0.0;
+  const double t = elapsed_seconds(), rate = done > first_ ? (done - first_) / t : 0.0;
   const double eta = rate > 0 ? (total_ - done) / rate : 0.0;
   const int width = 24, filled = (int)(width * done / total_);
   std::string bar(filled, '#');

@@ -9,12 +9,14 @@ namespace heirloom {
 class Progress {
  public:
   Progress(long total, std::string label, std::string unit = "it", bool enabled = true);
+  // A resumed job: `done` units were finished before this run, so rate and ETA count only what follows.
+  void start_at(long done) { first_ = done; }
   void update(long done, const std::string& status = "");
   void finish(const std::string& status = "");
   double elapsed_seconds() const;
 
  private:
-  long total_;
+  long total_, first_ = 0;
   std::string label_, unit_;
   bool enabled_, tty_;
   int last_decile_ = -1;

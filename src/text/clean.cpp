@@ -54,13 +54,16 @@ uint32_t named_entity(std::string_view name) {
 }
 }  // namespace
 
-bool is_valid_utf8(std::string_view s) {
+bool is_valid_utf8(std::string_view s) { return count_invalid_utf8(s) == 0; }
+
+int64_t count_invalid_utf8(std::string_view s) {
+  int64_t bad = 0;
   for (size_t i = 0; i < s.size();) {
     const size_t n = utf8_len(s, i);
-    if (!n) return false;
-    i += n;
+    bad += n == 0;
+    i += n ? n : 1;
   }
-  return true;
+  return bad;
 }
 
 std::string to_utf8(std::string_view s) {

@@ -11,6 +11,8 @@
 namespace heirloom {
 
 bool is_valid_utf8(std::string_view s);
+// Bytes that are not part of a valid UTF-8 sequence.
+int64_t count_invalid_utf8(std::string_view s);
 // Valid UTF-8 kept as is; other bytes are read as Latin-1 (what old Debian text files use).
 std::string to_utf8(std::string_view s);
 // Tags removed (script/style with their content), block tags become paragraph breaks, entities decoded.

@@ -110,6 +110,7 @@ PretrainReport pretrain(const PretrainOptions& o) {
   double loss = 0;
   const auto t0 = std::chrono::steady_clock::now();
   const int first = tr.steps_done;
+  bar.start_at(first);
   while (tr.steps_done < o.steps) {
     const int step = tr.steps_done;
     sample_windows(train, o.batch, o.seq, o.seed * 1000003ull + step, tok, tgt);
@@ -122,9 +123,10 @@ PretrainReport pretrain(const PretrainOptions& o) {
     if ((o.checkpoint_every > 0 && tr.steps_done % o.checkpoint_every == 0) || last || stopping)
       save_model(m, ckpt, StorageType::f32, recipe(o, tr.steps_done), {{"heirloom.adam_m", &tr.m1}, {"heirloom.adam_v", &tr.m2}});
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    char held_text[32] = "-";
+    if (!rep.heldout_curve.empty()) std::snprintf(held_text, sizeof held_text, "%.3f", rep.heldout_curve.back().second);
     char status[160];
-    std::snprintf(status, sizeof status, "loss %.3f held-out %.3f %.0f tok/s", loss,
-                  rep.heldout_curve.empty() ? NAN : rep.heldout_curve.back().second,
+    std::snprintf(status, sizeof status, "loss %.3f held-out %s %.0f tok/s", loss, held_text,
                   (double)(tr.steps_done - first) * o.batch * o.seq / std::max(secs, 1e-9));
     bar.update(tr.steps_done, status);
     if (stopping) break;

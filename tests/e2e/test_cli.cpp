@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli_helpers.h"
 #include "heirloom/model.h"
 #include "heirloom/vocab.h"
 
@@ -16,33 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliResult {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-CliResult run(const std::string& args) {
-  const char* cli = std::getenv("HEIRLOOM_CLI");
-  if (!cli) return {-1, "HEIRLOOM_CLI is not set (ctest sets it)"};
-  const std::string cmd = std::string(cli) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-struct Dir {
-  fs::path p = fs::temp_directory_path() / ("heirloom_cli_" + std::to_string(getpid()));
-  Dir() { fs::create_directories(p); }
-  ~Dir() { fs::remove_all(p); }
-  std::string operator/(const std::string& f) const { return (p / f).string(); }
-};
-
 TEST(Cli, EveryCommandHasHelp) {
-  for (const char* c : {"pretrain", "eval", "generate", "bench"}) {
+  for (const char* c : {"pretrain", "eval", "generate", "bench", "personalize"}) {
     const CliResult r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("--threads"), std::string::npos) << c;

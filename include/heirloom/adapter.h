@@ -1,0 +1,93 @@
+// Adapters: a person's specialist as a small set of deltas on a frozen base.
+//
+// Kinds (all trained with AdamW while the base stays frozen):
+//   norm  — a delta to every RMSNorm gain ([2L+1, C]; 4352 values for moe-30m), the production default;
+//   lora  — rank-R A/B pairs on chosen attention projections (q, k, v, o), y += (alpha/R)·B(A x);
+//   steer — one vector per layer added to the residual stream after that layer (a control vector).
+//           Layer 0 stays zero: llama.cpp's control vectors start after layer 1, and a steering adapter
+//           must mean the same thing in both;
+//   full  — every weight, stored as a delta (the seeds' original Bet 10 primitive).
+// norm, lora and steer are applied per call through an AdapterView; a full adapter is applied by
+// building a private merged copy (merge_adapters), never by modifying the loaded base.
+//
+// The file (adapter_file.cpp) is a GGUF with general.type = "adapter", bound to its base by the base's
+// fingerprint, with a sha256 over the tensor data so a damaged file is refused.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "heirloom/engine.h"
+#include "heirloom/model.h"
+
+namespace heirloom {
+
+enum class AdapterKind { norm, lora, steer, full };
+const char* kind_name(AdapterKind k);
+AdapterKind parse_adapter_kind(const std::string& s);  // Error names the valid kinds
+
+struct LoraShape {
+  int rank = 8;
+  float alpha = 16.f;
+  std::array<bool, kLoraTargets> targets{true, true, true, true};  // q, k, v, o
+  float scale() const { return rank > 0 ? alpha / (float)rank : 0.f; }
+};
+// "q,k,v,o" → targets; Error on anything else.
+std::array<bool, kLoraTargets> parse_lora_targets(const std::string& s);
+
+// Where an adapter came from: written into its file.
+struct AdapterInfo {
+  std::string owner;             // who it belongs to (free text)
+  std::string created;           // ISO 8601 UTC
+  std::string base_fingerprint;  // Model::fingerprint() of the base it was trained on
+  int steps = 0, seq = 0, batch = 0;
+  float lr = 0;
+  int64_t tokens = 0;            // training tokens seen (steps · batch · seq)
+  uint64_t seed = 0;
+};
+
+struct Adapter {
+  AdapterKind kind = AdapterKind::norm;
+  AdapterInfo info;
+  LoraShape lora;            // lora only
+  std::vector<float> params;  // every trainable value, laid out as below (offsets from part_offsets)
+
+  // Views into params (or into any buffer of params.size() laid out the same way, e.g. gradients).
+  // For kind full the view is empty: use merge_adapters.
+  AdapterView view(const ModelConfig& c) const;
+  AdapterGrads grads(const ModelConfig& c, float* g) const;
+};
+
+// Number of trainable values of a kind for a base (lora: with the given shape).
+int64_t adapter_size(const ModelConfig& c, AdapterKind kind, const LoraShape& lora = {});
+// A fresh adapter whose effect is exactly zero: zero deltas; LoRA A ~ normal(0, 1/sqrt(in)), B = 0.
+Adapter make_adapter(const Model& base, AdapterKind kind, const LoraShape& lora = {}, uint64_t seed = 1);
+
+// Several adapters with a user scale each, combined into one view (norm and steer deltas add; LoRA
+// pairs are stacked into one larger rank with each scale folded into B). Full adapters, and anything
+// else when `merge_all` is set, are merged into a private copy of the base instead.
+struct AppliedAdapters {
+  std::optional<Model> merged;  // set when some adapter had to be merged
+  std::vector<float> buffer;    // storage behind `view`
+  AdapterView view;
+  bool has_view = false;
+  const Model& model(const Model& base) const { return merged ? *merged : base; }
+  const AdapterView* view_ptr() const { return has_view ? &view : nullptr; }
+};
+AppliedAdapters apply_adapters(const Model& base, const std::vector<std::pair<const Adapter*, float>>& adapters,
+                               bool merge_all = false);
+
+// A deep copy of a model (the base itself is never modified).
+Model clone_model(const Model& m);
+
+// File I/O. save is atomic; storage f16 halves the size (the default for norm: ~9 KB for moe-30m).
+void save_adapter(const Adapter& a, const ModelConfig& c, const std::string& path, StorageType storage);
+// Reads and checks an adapter file: structure, checksum, finite values, and that it was made for `base`
+// (refused with both fingerprints otherwise).
+Adapter load_adapter(const std::string& path, const Model& base);
+// A steering adapter as a llama.cpp control vector (direction.1 .. direction.L-1).
+void save_control_vector(const Adapter& a, const ModelConfig& c, const std::string& path);
+
+}  // namespace heirloom

@@ -1,0 +1,60 @@
+// `heirloom personalize`, the Bet 10 job: a person's text → a specialist adapter, with the evidence.
+// Held-out personal and held-out general perplexity are measured before and after training on the
+// same tokens, and the Bet 10 verdict is drawn from the four numbers.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "heirloom/adapter.h"
+
+namespace heirloom {
+
+struct PersonalizeOptions {
+  std::vector<std::string> texts;  // the person's writing
+  std::string heldout;             // their held-out text; empty = the last paragraphs of `texts`
+  double heldout_fraction = 0.15;  // share of the text held out when `heldout` is empty
+  std::string general;             // held-out general text (e.g. the general corpus's held-out split)
+  AdapterKind kind = AdapterKind::norm;
+  LoraShape lora;
+  int steps = 100, batch = 1, seq = 256;
+  float lr = 0;                    // 0 = the kind's default (default_lr)
+  int eval_tokens = 8192;          // tokens of each held-out text scored before and after
+  int trajectory_every = 10;       // personal ppl on the first trajectory_tokens every this many steps
+  int trajectory_tokens = 2048;
+  int64_t max_bytes = 256ll << 20;  // larger personal files are refused before reading
+  uint64_t seed = 1;
+  std::string owner;
+  bool progress = true;
+};
+
+// The learning rate each kind trains well with at 100 steps (documented in the README).
+float default_lr(AdapterKind kind);
+
+struct PersonalizeReport {
+  AdapterKind kind = AdapterKind::norm;
+  float lr = 0;
+  int steps = 0, batch = 0, seq = 0;
+  int64_t train_tokens = 0, heldout_tokens = 0, general_tokens = 0;  // available
+  int64_t personal_scored = 0, general_scored = 0;                   // scored per measurement
+  int64_t invalid_utf8 = 0;
+  double personal_before = 0, personal_after = 0, general_before = 0, general_after = 0;  // perplexities
+  double train_seconds = 0, eval_seconds = 0;
+  double final_train_loss = 0;
+  int64_t n_values = 0;  // trainable values
+  std::vector<std::pair<int, double>> trajectory;  // (step, personal ppl on the first trajectory_tokens)
+  std::string verdict;   // STRICT, LENIENT, CATASTROPHIC or none
+};
+
+// Bet 10's pre-registered criteria. "Unchanged" personal ppl means a drop of less than 1 %.
+std::string bet10_verdict(double personal_before, double personal_after, double general_before, double general_after);
+
+// Trains `adapter` (fresh from make_adapter) in place and measures it. Errors (bad text, too short,
+// missing general text) are thrown before any training.
+PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& opt);
+
+// Where the text is cut into train and held-out: at a paragraph break near (1 - fraction) of the bytes,
+// else a line break, else a space, else a UTF-8 character boundary.
+size_t heldout_cut(const std::string& text, double fraction);
+
+}  // namespace heirloom

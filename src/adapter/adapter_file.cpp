@@ -1,0 +1,176 @@
+// Adapter files (GGUF, general.type = "adapter") and llama.cpp control vectors.
+// Keys: general.architecture "llama" (llama.cpp requires the base's), general.type "adapter",
+// adapter.type = the kind ("lora" is what llama.cpp applies; it refuses the others, which it could not
+// apply anyway), adapter.lora.alpha for LoRA, and heirloom.* for provenance and the checksum.
+// Tensors: norm "heirloom.norm_delta" [C, 2L+1]; steer "heirloom.steer" [C, L]; LoRA with llama.cpp's
+// names "<base tensor>.lora_a" [in, R] and ".lora_b" [R, out]; full: the base's tensor names, as deltas.
+// The checksum is the sha256 of the data section's tensor bytes, so any flipped byte is caught.
+#include <cmath>
+#include <ctime>
+
+#include "adapter/lora_layout.h"
+#include "core/half.h"
+#include "core/sha256.h"
+#include "heirloom/adapter.h"
+#include "heirloom/error.h"
+#include "io/gguf.h"
+
+namespace heirloom {
+
+namespace {
+
+struct Part {
+  std::string name;
+  std::vector<int64_t> ne;
+  int64_t offset, numel;  // into Adapter::params
+};
+
+std::vector<Part> file_parts(const Adapter& a, const ModelConfig& c) {
+  const int64_t C = c.n_embd, L = c.n_layer;
+  switch (a.kind) {
+    case AdapterKind::norm: return {{"heirloom.norm_delta", {C, 2 * L + 1}, 0, (2 * L + 1) * C}};
+    case AdapterKind::steer: return {{"heirloom.steer", {C, L}, 0, L * C}};
+    case AdapterKind::lora: {
+      std::vector<Part> parts;
+      const int64_t R = a.lora.rank;
+      for (const LoraBlock& b : lora_blocks(c, a.lora)) {
+        const std::string base = "blk." + std::to_string(b.layer) + "." + lora_base_name(b.target) + ".weight";
+        parts.push_back({base + ".lora_a", {b.in, R}, b.a_offset, R * b.in});
+        parts.push_back({base + ".lora_b", {R, b.out}, b.b_offset, R * b.out});
+      }
+      return parts;
+    }
+    case AdapterKind::full: {
+      std::vector<Part> parts;
+      for (const TensorSpec& s : model_tensors(c)) parts.push_back({s.name, {s.shape.rbegin(), s.shape.rend()}, s.offset, s.numel});
+      return parts;
+    }
+  }
+  return {};
+}
+
+std::string now_iso8601() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string ne_str(const std::vector<int64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+void save_adapter(const Adapter& a, const ModelConfig& c, const std::string& path, StorageType storage) {
+  if ((int64_t)a.params.size() != adapter_size(c, a.kind, a.lora))
+    throw Error("adapter has " + std::to_string(a.params.size()) + " values, expected " +
+                std::to_string(adapter_size(c, a.kind, a.lora)) + " for a " + kind_name(a.kind) + " adapter of this base");
+  for (float x : a.params)
+    if (!std::isfinite(x)) throw Error("refusing to save an adapter with a NaN or infinite value", "training diverged; lower --lr");
+  const TensorType type = storage == StorageType::f16 ? TensorType::F16 : TensorType::F32;
+  const size_t esize = storage == StorageType::f16 ? 2 : 4;
+  const std::vector<Part> parts = file_parts(a, c);
+  std::vector<std::vector<uint8_t>> bytes;  // converted data, alive until write()
+  Sha256 sha;
+  for (const Part& p : parts) {
+    auto& b = bytes.emplace_back((size_t)p.numel * esize);
+    quantize_row(type, a.params.data() + p.offset, b.data(), p.numel);
+    sha.update(b.data(), b.size());
+  }
+  gguf::Writer w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("general.type", "adapter");
+  w.set_string("adapter.type", kind_name(a.kind));
+  if (a.kind == AdapterKind::lora) w.set_f32("adapter.lora.alpha", a.lora.alpha);
+  w.set_string("heirloom.base", a.info.base_fingerprint);
+  w.set_string("heirloom.owner", a.info.owner);
+  w.set_string("heirloom.created", a.info.created.empty() ? now_iso8601() : a.info.created);
+  w.set_u32("heirloom.steps", (uint32_t)a.info.steps);
+  w.set_u32("heirloom.batch", (uint32_t)a.info.batch);
+  w.set_u32("heirloom.seq", (uint32_t)a.info.seq);
+  w.set_f32("heirloom.lr", a.info.lr);
+  w.set_u64("heirloom.tokens", (uint64_t)a.info.tokens);
+  w.set_u64("heirloom.seed", a.info.seed);
+  w.set_string("heirloom.sha256", sha.hex());
+  for (size_t i = 0; i < parts.size(); ++i) w.add_tensor(parts[i].name, parts[i].ne, type, bytes[i].data(), bytes[i].size());
+  w.write(path);
+}
+
+Adapter load_adapter(const std::string& path, const Model& base) {
+  const gguf::File f = gguf::read_file(path);
+  const std::string type = f.get_string("general.type", "model");
+  if (type != "adapter")
+    throw Error(path + ": general.type is '" + type + "', expected 'adapter'",
+                "this looks like a model file; pass it as --base, and an adapter made by `heirloom personalize` as --adapter");
+  Adapter a;
+  a.kind = parse_adapter_kind(f.get_string("adapter.type"));
+  a.info.base_fingerprint = f.get_string("heirloom.base");
+  const std::string want = base.fingerprint();
+  if (a.info.base_fingerprint != want)
+    throw Error(path + " was trained on the base with fingerprint " + a.info.base_fingerprint +
+                    ", but the loaded base has fingerprint " + want,
+                "an adapter only means something on its own base; pass that base with --base");
+  a.info.owner = f.get_string("heirloom.owner", "");
+  a.info.created = f.get_string("heirloom.created", "");
+  a.info.steps = (int)f.get_u32("heirloom.steps", 0);
+  a.info.batch = (int)f.get_u32("heirloom.batch", 0);
+  a.info.seq = (int)f.get_u32("heirloom.seq", 0);
+  a.info.lr = f.get_f32("heirloom.lr", 0.f);
+  a.info.tokens = (int64_t)f.get_u64("heirloom.tokens", 0);
+  a.info.seed = f.get_u64("heirloom.seed", 0);
+  const ModelConfig& c = base.config;
+  if (a.kind == AdapterKind::lora) {
+    a.lora.alpha = f.get_f32("adapter.lora.alpha");
+    a.lora.targets = {};
+    a.lora.rank = 0;
+    for (const auto& t : f.tensors)
+      for (int k = 0; k < kLoraTargets; ++k)
+        if (t.name.ends_with(std::string(".") + lora_base_name(k) + ".weight.lora_a")) {
+          a.lora.targets[k] = true;
+          if (t.ne.size() == 2) a.lora.rank = (int)t.ne[1];
+        }
+    if (a.lora.rank < 1 || a.lora.rank > 256) throw Error(path + ": no usable LoRA tensors (rank " + std::to_string(a.lora.rank) + ")");
+  }
+  const std::vector<Part> parts = file_parts(a, c);
+  if (f.tensors.size() != parts.size())
+    throw Error(path + ": has " + std::to_string(f.tensors.size()) + " tensors, expected " + std::to_string(parts.size()) +
+                " for a " + kind_name(a.kind) + " adapter of this base");
+  a.params.assign(adapter_size(c, a.kind, a.lora), 0.f);
+  Sha256 sha;
+  for (const Part& p : parts) {
+    const gguf::TensorInfo* t = f.find_tensor(p.name);
+    if (!t) throw Error(path + ": tensor '" + p.name + "' is missing");
+    if (t->ne != p.ne) throw Error(path + ": tensor '" + p.name + "' has shape " + ne_str(t->ne) + ", expected " + ne_str(p.ne));
+    sha.update(f.tensor_data(*t), t->nbytes());
+    dequantize_row(t->type, f.tensor_data(*t), a.params.data() + p.offset, p.numel);
+  }
+  const std::string sum = sha.hex(), stored = f.get_string("heirloom.sha256");
+  if (sum != stored)
+    throw Error(path + ": content checksum does not match (stored " + stored.substr(0, 12) + "…, computed " +
+                    sum.substr(0, 12) + "…)",
+                "the file is damaged; train or copy it again");
+  for (float x : a.params)
+    if (!std::isfinite(x)) throw Error(path + ": contains NaN or infinite values", "the adapter is unusable; train it again");
+  return a;
+}
+
+void save_control_vector(const Adapter& a, const ModelConfig& c, const std::string& path) {
+  if (a.kind != AdapterKind::steer)
+    throw Error(std::string("only a steering adapter can be written as a control vector (this one is ") + kind_name(a.kind) + ")");
+  gguf::Writer w;
+  w.set_string("general.architecture", "controlvector");
+  w.set_string("controlvector.model_hint", "llama");
+  w.set_i32("controlvector.layer_count", c.n_layer - 1);
+  // llama.cpp adds direction.N after block N for N >= 1; heirloom keeps block 0's vector at zero.
+  for (int l = 1; l < c.n_layer; ++l)
+    w.add_tensor("direction." + std::to_string(l), {c.n_embd}, TensorType::F32, a.params.data() + (int64_t)l * c.n_embd,
+                 (size_t)c.n_embd * sizeof(float));
+  w.write(path);
+}
+
+}  // namespace heirloom
