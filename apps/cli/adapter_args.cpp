@@ -26,6 +26,7 @@ LoadedAdapters load_adapters(const Model& base, const std::vector<std::string>& 
     }
     out.adapters.push_back(load_adapter(path, base));
     list.emplace_back(&out.adapters.back(), scale);
+    out.scales.push_back(scale);
     out.names.push_back(path + (scale != 1.f ? " x" + std::to_string(scale) : ""));
   }
   out.applied = apply_adapters(base, list);

@@ -24,6 +24,7 @@ Action add_generate(CLI::App& app, Common& common);
 Action add_bench(CLI::App& app, Common& common);
 Action add_corpus(CLI::App& app, Common& common);
 Action add_personalize(CLI::App& app, Common& common);
+Action add_export(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // The --model/--base argument, or the default base when it is empty (Error when there is none).
@@ -34,6 +35,7 @@ void print_json(const nlohmann::json& j);
 // Adapters given on the command line, loaded onto (and checked against) a base.
 struct LoadedAdapters {
   std::vector<Adapter> adapters;
+  std::vector<float> scales;
   std::vector<std::string> names;
   AppliedAdapters applied;
 };

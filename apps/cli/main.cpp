@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   reg(add_bench);
   reg(add_corpus);
   reg(add_personalize);
+  reg(add_export);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -15,6 +15,7 @@ struct BenchOptions {
   int gen_tokens = 128;      // tokens generated after a 16-token prompt
   int repeats = 5;           // timed repetitions (after one warm-up)
   int lora_rank = 8;
+  int personal_steps = 100, personal_seq = 256;  // the Bet 10 job: 100 norm-adapter steps of 256 tokens
 };
 
 struct BenchRow {

@@ -11,6 +11,7 @@
 #include "core/gemm.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "heirloom/adapter_train.h"
 #include "heirloom/bench.h"
 #include "heirloom/engine.h"
 #include "heirloom/generate.h"
@@ -62,7 +63,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   const int N = o.batch * o.seq, C = c.n_embd, D = c.head_dim();
   const int QKV = (c.n_head + 2 * c.n_head_kv) * D, F = c.n_ff;
   const int expert_rows = c.is_moe() ? N * c.n_expert_used / c.n_expert : N;
-  Progress bar(4 + 7, "bench " + o.preset, "task", progress);
+  Progress bar(7, "bench " + o.preset, "task", progress);
   int done = 0;
 
   // sgemm on the model's own shapes (forward orientation: rows × out, inner = in).
@@ -107,34 +108,29 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
             std::to_string(o.batch) + "x" + std::to_string(o.seq),
         ms, N, (std::string(regime) == "all" ? 3.0 : 2.0) * fwd_flop);
   }
-  {  // LoRA-shaped trainables on q, k, v, o of every layer (A random, B zero, as LoRA starts)
-    const int R = o.lora_rank, HD = c.n_head * D, KD = c.n_head_kv * D;
-    const int in[4] = {C, C, C, HD}, out[4] = {HD, KD, KD, C};
-    std::vector<std::vector<float>> As, Bs, dAs, dBs;
-    AdapterView av;
-    AdapterGrads ag;
-    av.lora_rank = R;
-    av.lora_scale = 2.0f;
-    av.lora_a.resize(c.n_layer); av.lora_b.resize(c.n_layer); ag.lora_a.resize(c.n_layer); ag.lora_b.resize(c.n_layer);
-    As.reserve(4 * c.n_layer); Bs.reserve(4 * c.n_layer); dAs.reserve(4 * c.n_layer); dBs.reserve(4 * c.n_layer);
-    for (int l = 0; l < c.n_layer; ++l)
-      for (int t = 0; t < 4; ++t) {
-        auto& a = As.emplace_back((size_t)R * in[t]);
-        for (auto& x : a) x = 0.01f * rng.normal();
-        auto& b = Bs.emplace_back((size_t)out[t] * R, 0.f);
-        av.lora_a[l][t] = a.data(); av.lora_b[l][t] = b.data();
-        ag.lora_a[l][t] = dAs.emplace_back(a.size()).data(); ag.lora_b[l][t] = dBs.emplace_back(b.size()).data();
-      }
-    const AdapterView* ads[1] = {&av};
-    const std::vector<bool> frozen = trainable_mask(m, "none");
-    const double ms = median_ms(o.repeats, [&] {
-      ForwardOptions fo;
-      fo.for_backward = true;
-      forward(m, *ws, batch, ads, fo);
-      backward(m, *ws, ads, frozen, nullptr, &av, &ag, 0.f);
-    });
-    add("train step lora r" + std::to_string(R) + " q,k,v,o " + std::to_string(o.batch) + "x" + std::to_string(o.seq),
+  {  // a LoRA adapter on q, k, v, o of every layer (A random, B zero, as LoRA starts), base frozen
+    LoraShape shape;
+    shape.rank = o.lora_rank;
+    Adapter a = make_adapter(m, AdapterKind::lora, shape);
+    AdapterTrainer tr(m, a, AdamwConfig{1e-5f});
+    const double ms = median_ms(o.repeats, [&] { tr.step(*ws, batch, 1e-5f); });
+    add("train step lora r" + std::to_string(shape.rank) + " q,k,v,o " + std::to_string(o.batch) + "x" + std::to_string(o.seq),
         ms, N, 2.0 * fwd_flop);
+  }
+  {  // the Bet 10 job's training: a norm adapter, personal_steps steps of one personal_seq window
+    const int T = std::min(o.personal_seq, c.n_ctx);
+    std::vector<int32_t> ptok, ptgt;
+    Adapter a = make_adapter(m, AdapterKind::norm);
+    AdapterTrainer tr(m, a, AdamwConfig{1e-2f});
+    auto pws = make_workspace();
+    const double ms = median_ms(std::max(1, o.repeats / 2), [&] {
+      for (int s = 0; s < o.personal_steps; ++s) {
+        sample_windows(stream, 1, T, 1000 + s, ptok, ptgt);
+        tr.step(*pws, Batch{ptok.data(), ptgt.data(), 1, T}, 1e-2f);
+      }
+    });
+    add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", ms,
+        (double)o.personal_steps * T, 2.0 * forward_flops_per_token(c, T) * T * o.personal_steps);
   }
   {
     const int T = std::min(o.forward_len, c.n_ctx);

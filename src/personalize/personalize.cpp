@@ -16,7 +16,7 @@ namespace heirloom {
 float default_lr(AdapterKind kind) {
   switch (kind) {
     case AdapterKind::norm: return 1e-2f;
-    case AdapterKind::lora: return 2e-3f;
+    case AdapterKind::lora: return 1e-3f;
     case AdapterKind::steer: return 1e-2f;
     case AdapterKind::full: return 5e-5f;  // the seeds' Bet 10 setting
   }

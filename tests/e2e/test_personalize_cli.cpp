@@ -50,6 +50,14 @@ TEST(PersonalizeCli, WritesAnAdapterAndReportsBet10) {
   const CliResult bad = run("eval --base " + other + " --text " + f.me + " --adapter " + f.out + " --ctx 32");
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.out.find("fingerprint"), std::string::npos) << bad.out;
+  // Merged into a standalone model (how a norm adapter reaches llama.cpp): the same perplexity.
+  const std::string merged = f.d / "merged.gguf";
+  const CliResult x = run("export --base " + f.base + " --adapter " + f.out + " --out " + merged);
+  ASSERT_EQ(x.code, 0) << x.out;
+  auto ppl = [](const CliResult& r) { return nlohmann::json::parse(r.out.substr(r.out.find('{')))["ppl"].get<double>(); };
+  const double with_adapter = ppl(run("eval --base " + f.base + " --adapter " + f.out + " --text " + f.me + " --ctx 32 --json"));
+  const double from_merged = ppl(run("eval --base " + merged + " --text " + f.me + " --ctx 32 --json"));
+  EXPECT_NEAR(from_merged, with_adapter, 1e-4 * with_adapter);
   // The table, for people.
   const CliResult t = run(f.args(f.me) + " --kind steer");
   EXPECT_EQ(t.code, 0) << t.out;
