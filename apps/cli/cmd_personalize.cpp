@@ -66,7 +66,7 @@ Action add_personalize(CLI::App& app, Common& common) {
   sub->add_option("--steps", o->p.steps, "training steps")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--lr", o->p.lr, "learning rate (default per kind: norm 1e-2, lora 1e-3, steer 1e-2, full 5e-5)");
   sub->add_option("--batch", o->p.batch, "windows per step")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--seq", o->p.seq, "tokens per window (also the evaluation window)")->capture_default_str();
+  sub->add_option("--seq", o->p.seq, "tokens per window, also the evaluation window (default 256, or the base's context when shorter)");
   sub->add_option("--rank", o->p.lora.rank, "LoRA rank")->capture_default_str()->check(CLI::Range(1, 256));
   sub->add_option("--alpha", o->p.lora.alpha, "LoRA alpha (scale = alpha / rank)")->capture_default_str();
   sub->add_option("--targets", o->targets, "LoRA projections, from q,k,v,o")->capture_default_str();

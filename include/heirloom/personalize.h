@@ -17,7 +17,8 @@ struct PersonalizeOptions {
   std::string general;             // held-out general text (e.g. the general corpus's held-out split)
   AdapterKind kind = AdapterKind::norm;
   LoraShape lora;
-  int steps = 100, batch = 1, seq = 256;
+  int steps = 100, batch = 1;
+  int seq = 0;                     // tokens per window; 0 = 256, or the base's context when shorter
   float lr = 0;                    // 0 = the kind's default (default_lr)
   int eval_tokens = 8192;          // tokens of each held-out text scored before and after
   int trajectory_every = 10;       // personal ppl on the first trajectory_tokens every this many steps

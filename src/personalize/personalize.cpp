@@ -68,7 +68,9 @@ std::span<const int32_t> first(const std::vector<int32_t>& v, int64_t n) {
 
 }  // namespace
 
-PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& o) {
+PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& opt) {
+  PersonalizeOptions o = opt;
+  if (o.seq == 0) o.seq = std::min(256, base.config.n_ctx);
   if (o.texts.empty()) throw Error("personalize needs the person's text", "pass --text FILE (one or more)");
   if (o.steps < 1 || o.batch < 1) throw Error("--steps and --batch must be at least 1");
   if (o.seq < 8 || o.seq > base.config.n_ctx)
