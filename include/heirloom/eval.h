@@ -19,11 +19,12 @@ struct PerplexityResult {
 };
 
 // tokens: the whole text, BOS first if the model's vocabulary adds one. ctx ≤ model context.
+// ws: scratch to reuse across calls (null = a fresh one).
 PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tokens, int ctx,
-                                    const AdapterView* adapter = nullptr, int batch = 4);
+                                    const AdapterView* adapter = nullptr, int batch = 4, Workspace* ws = nullptr);
 // llama.cpp's protocol: chunks of n_ctx, first token replaced by BOS, score the second half only.
 PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> tokens, int n_ctx,
-                                  const AdapterView* adapter = nullptr, int batch = 4);
+                                  const AdapterView* adapter = nullptr, int batch = 4, Workspace* ws = nullptr);
 
 }  // namespace heirloom
 

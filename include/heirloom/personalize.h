@@ -22,7 +22,7 @@ struct PersonalizeOptions {
   float lr = 0;                    // 0 = the kind's default (default_lr)
   int eval_tokens = 8192;          // tokens of each held-out text scored before and after
   int trajectory_every = 10;       // personal ppl on the first trajectory_tokens every this many steps
-  int trajectory_tokens = 2048;
+  int trajectory_tokens = 1024;
   int64_t max_bytes = 256ll << 20;  // larger personal files are refused before reading
   uint64_t seed = 1;
   std::string owner;

@@ -21,10 +21,11 @@ struct Window {
 };
 
 PerplexityResult run_windows(const Model& m, std::span<const int32_t> tokens, const std::vector<Window>& wins,
-                             const AdapterView* adapter, int batch) {
+                             const AdapterView* adapter, int batch, Workspace* scratch) {
   PerplexityResult res;
   res.n_windows = (int)wins.size();
-  auto ws = make_workspace();
+  WorkspacePtr own = scratch ? nullptr : make_workspace();
+  Workspace* ws = scratch ? scratch : own.get();
   const AdapterView* adapters[1] = {adapter};
   std::span<const AdapterView* const> ad = adapter ? std::span<const AdapterView* const>(adapters, 1)
                                                    : std::span<const AdapterView* const>();
@@ -54,7 +55,7 @@ PerplexityResult run_windows(const Model& m, std::span<const int32_t> tokens, co
 }  // namespace
 
 PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tokens, int ctx, const AdapterView* adapter,
-                                    int batch) {
+                                    int batch, Workspace* ws) {
   const int64_t n = (int64_t)tokens.size();
   if (ctx < 2 || ctx > m.config.n_ctx)
     throw Error("context " + std::to_string(ctx) + " is outside [2, " + std::to_string(m.config.n_ctx) + "]",
@@ -70,11 +71,11 @@ PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tok
     wins.push_back({begin, len, scored_to, false});
     scored_to = begin + len;
   }
-  return run_windows(m, tokens, wins, adapter, batch);
+  return run_windows(m, tokens, wins, adapter, batch, ws);
 }
 
 PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> tokens, int n_ctx, const AdapterView* adapter,
-                                  int batch) {
+                                  int batch, Workspace* ws) {
   if (n_ctx < 4 || n_ctx > m.config.n_ctx)
     throw Error("context " + std::to_string(n_ctx) + " is outside [4, " + std::to_string(m.config.n_ctx) + "]");
   const int64_t n_chunks = (int64_t)tokens.size() / n_ctx;
@@ -86,7 +87,7 @@ PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> token
   // We feed all n_ctx tokens and score targets at chunk positions n_ctx/2 + 1 .. n_ctx − 1.
   std::vector<Window> wins;
   for (int64_t i = 0; i < n_chunks; ++i) wins.push_back({i * n_ctx, n_ctx, i * n_ctx + n_ctx / 2 + 1, true});
-  return run_windows(m, tokens, wins, adapter, batch);
+  return run_windows(m, tokens, wins, adapter, batch, ws);
 }
 
 }  // namespace heirloom

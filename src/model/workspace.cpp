@@ -22,9 +22,11 @@ const float* Workspace::gain(const Model& m, int seg, int j) const {
 }
 
 namespace {
+// resize, not assign: a shorter batch (the last evaluation window) keeps the allocation, so alternating
+// shapes cost no reallocation or zero-filling of the whole buffer. Nothing relies on buffers being zero.
 template <class T>
 void fit(std::vector<T>& v, size_t n) {
-  if (v.size() != n) v.assign(n, T{});
+  if (v.size() != n) v.resize(n);
 }
 }  // namespace
 

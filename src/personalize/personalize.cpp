@@ -114,7 +114,9 @@ PersonalizeReport personalize(const Model& base, Adapter& adapter, const Persona
   const auto personal_eval = first(held, o.eval_tokens), general_eval = first(general, o.eval_tokens);
   auto t0 = std::chrono::steady_clock::now();
   auto seconds_since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
-  const PerplexityResult pb = perplexity_sliding(base, personal_eval, ctx), gb = perplexity_sliding(base, general_eval, ctx);
+  auto eval_ws = make_workspace();  // one scratch for every evaluation
+  const PerplexityResult pb = perplexity_sliding(base, personal_eval, ctx, nullptr, 4, eval_ws.get());
+  const PerplexityResult gb = perplexity_sliding(base, general_eval, ctx, nullptr, 4, eval_ws.get());
   rep.personal_before = pb.ppl();
   rep.general_before = gb.ppl();
   rep.personal_scored = pb.n_scored;
@@ -135,7 +137,7 @@ PersonalizeReport personalize(const Model& base, Adapter& adapter, const Persona
   const auto traj_eval = first(held, o.trajectory_tokens);
   auto trajectory_point = [&](int step) {
     const auto te = std::chrono::steady_clock::now();
-    rep.trajectory.emplace_back(step, perplexity_sliding(trainer.model(), traj_eval, ctx, trainer.view()).ppl());
+    rep.trajectory.emplace_back(step, perplexity_sliding(trainer.model(), traj_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl());
     rep.eval_seconds += seconds_since(te);
   };
   if (o.trajectory_every > 0) trajectory_point(0);
@@ -158,8 +160,8 @@ PersonalizeReport personalize(const Model& base, Adapter& adapter, const Persona
 
   // --- after
   t0 = std::chrono::steady_clock::now();
-  rep.personal_after = perplexity_sliding(trainer.model(), personal_eval, ctx, trainer.view()).ppl();
-  rep.general_after = perplexity_sliding(trainer.model(), general_eval, ctx, trainer.view()).ppl();
+  rep.personal_after = perplexity_sliding(trainer.model(), personal_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
+  rep.general_after = perplexity_sliding(trainer.model(), general_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
   rep.eval_seconds += seconds_since(t0);
   rep.verdict = bet10_verdict(rep.personal_before, rep.personal_after, rep.general_before, rep.general_after);
   return rep;
