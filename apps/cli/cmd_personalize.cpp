@@ -69,7 +69,7 @@ Action add_personalize(CLI::App& app, Common& common) {
   sub->add_option("--seq", o->p.seq, "tokens per window, also the evaluation window (default 256, or the base's context when shorter)");
   sub->add_option("--rank", o->p.lora.rank, "LoRA rank")->capture_default_str()->check(CLI::Range(1, 256));
   sub->add_option("--alpha", o->p.lora.alpha, "LoRA alpha (scale = alpha / rank)")->capture_default_str();
-  sub->add_option("--targets", o->targets, "LoRA projections, from q,k,v,o")->capture_default_str();
+  sub->add_option("--targets", o->targets, "LoRA projections: any of q,k,v,o and, on an MoE base, router,gate,up,down (the experts' FFNs)")->capture_default_str();
   sub->add_option("--eval-tokens", o->p.eval_tokens, "tokens of each held-out text scored before and after")
       ->capture_default_str()->check(CLI::Range(16, 1 << 30));
   sub->add_option("--seed", o->p.seed, "seed for the training windows and LoRA init")->capture_default_str();

@@ -19,7 +19,9 @@
 
 namespace heirloom {
 
-enum LoraTarget { kLoraQ = 0, kLoraK, kLoraV, kLoraO, kLoraTargets };
+// LoRA targets: the attention projections, and for MoE bases the router and the experts' FFNs.
+enum LoraTarget { kLoraQ = 0, kLoraK, kLoraV, kLoraO, kLoraRouter, kLoraGate, kLoraUp, kLoraDown, kLoraTargets };
+constexpr bool is_expert_target(int t) { return t >= kLoraGate; }
 
 // Deltas from the base, read during forward. Every part is optional (null / empty).
 struct AdapterView {
@@ -27,7 +29,8 @@ struct AdapterView {
   const float* steer = nullptr;       // [L, C] added to the residual stream after each layer
   int lora_rank = 0;                  // R
   float lora_scale = 1.f;             // alpha / R
-  // Per layer and target: A [R, in], B [out, R]; null pointers = no LoRA on that projection.
+  // Per layer and target: A [R, in], B [out, R]; for expert targets one pair per expert, A [E, R, in] and
+  // B [E, out, R]. Null pointers = no LoRA on that projection.
   std::vector<std::array<const float*, kLoraTargets>> lora_a, lora_b;
 };
 

@@ -35,8 +35,12 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& s) {
   while (start <= s.size()) {
     const size_t end = std::min(s.find(',', start), s.size());
     const std::string name = s.substr(start, end - start);
-    const int i = name == "q" ? kLoraQ : name == "k" ? kLoraK : name == "v" ? kLoraV : name == "o" ? kLoraO : -1;
-    if (i < 0) throw Error("unknown LoRA target '" + name + "' in '" + s + "'", "use a comma-separated list of q, k, v, o");
+    int i = -1;
+    for (int k = 0; k < kLoraTargets; ++k)
+      if (name == lora_short_name(k)) i = k;
+    if (i < 0)
+      throw Error("unknown LoRA target '" + name + "' in '" + s + "'",
+                  "use a comma-separated list of q, k, v, o, router, gate, up, down");
     t[i] = true;
     start = end + 1;
   }
@@ -44,15 +48,20 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& s) {
 }
 
 std::vector<LoraBlock> lora_blocks(const ModelConfig& c, const LoraShape& s) {
-  const int C = c.n_embd, HD = c.n_head * c.head_dim(), KD = c.n_head_kv * c.head_dim();
-  const int in[kLoraTargets] = {C, C, C, HD}, out[kLoraTargets] = {HD, KD, KD, C};
+  const int C = c.n_embd, HD = c.n_head * c.head_dim(), KD = c.n_head_kv * c.head_dim(), F = c.n_ff, E = c.n_expert;
+  const int in[kLoraTargets] = {C, C, C, HD, C, C, C, F}, out[kLoraTargets] = {HD, KD, KD, C, E, F, F, C};
+  for (int t = kLoraRouter; t < kLoraTargets; ++t)
+    if (s.targets[t] && !c.is_moe())
+      throw Error(std::string("LoRA target '") + lora_short_name(t) + "' needs a mixture-of-experts base; this base is dense",
+                  "use q, k, v, o");
   std::vector<LoraBlock> blocks;
   int64_t off = 0;
   for (int l = 0; l < c.n_layer; ++l)
     for (int t = 0; t < kLoraTargets; ++t) {
       if (!s.targets[t]) continue;
-      LoraBlock b{l, t, in[t], out[t], off, off + (int64_t)s.rank * in[t]};
-      off = b.b_offset + (int64_t)out[t] * s.rank;
+      const int copies = is_expert_target(t) ? E : 1;
+      LoraBlock b{l, t, in[t], out[t], copies, off, off + (int64_t)copies * s.rank * in[t]};
+      off = b.b_offset + (int64_t)copies * out[t] * s.rank;
       blocks.push_back(b);
     }
   return blocks;
@@ -65,7 +74,7 @@ int64_t adapter_size(const ModelConfig& c, AdapterKind kind, const LoraShape& lo
     case AdapterKind::full: return count_params(c);
     case AdapterKind::lora: {
       const auto blocks = lora_blocks(c, lora);
-      return blocks.empty() ? 0 : blocks.back().b_offset + (int64_t)blocks.back().out * lora.rank;
+      return blocks.empty() ? 0 : blocks.back().b_offset + (int64_t)blocks.back().copies * blocks.back().out * lora.rank;
     }
   }
   return 0;
@@ -83,7 +92,7 @@ Adapter make_adapter(const Model& base, AdapterKind kind, const LoraShape& lora,
     Rng rng(seed);
     for (const LoraBlock& b : lora_blocks(base.config, lora)) {
       const float std = 1.f / std::sqrt((float)b.in);  // B = 0 keeps the start exactly the base
-      for (int64_t i = 0; i < (int64_t)lora.rank * b.in; ++i) a.params[b.a_offset + i] = std * rng.normal();
+      for (int64_t i = 0; i < (int64_t)b.copies * lora.rank * b.in; ++i) a.params[b.a_offset + i] = std * rng.normal();
     }
   }
   return a;

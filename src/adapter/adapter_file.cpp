@@ -3,7 +3,8 @@
 // adapter.type = the kind ("lora" is what llama.cpp applies; it refuses the others, which it could not
 // apply anyway), adapter.lora.alpha for LoRA, and heirloom.* for provenance and the checksum.
 // Tensors: norm "heirloom.norm_delta" [C, 2L+1]; steer "heirloom.steer" [C, L]; LoRA with llama.cpp's
-// names "<base tensor>.lora_a" [in, R] and ".lora_b" [R, out]; full: the base's tensor names, as deltas.
+// names "<base tensor>.lora_a" [in, R] and ".lora_b" [R, out] ([in, R, E], [R, out, E] for the experts);
+// full: the base's tensor names, as deltas.
 // The checksum is the sha256 of the data section's tensor bytes, so any flipped byte is caught.
 #include <cmath>
 #include <ctime>
@@ -35,8 +36,11 @@ std::vector<Part> file_parts(const Adapter& a, const ModelConfig& c) {
       const int64_t R = a.lora.rank;
       for (const LoraBlock& b : lora_blocks(c, a.lora)) {
         const std::string base = "blk." + std::to_string(b.layer) + "." + lora_base_name(b.target) + ".weight";
-        parts.push_back({base + ".lora_a", {b.in, R}, b.a_offset, R * b.in});
-        parts.push_back({base + ".lora_b", {R, b.out}, b.b_offset, R * b.out});
+        // Expert targets are 3-D, as llama.cpp lays them out: [in, R, E] and [R, out, E].
+        std::vector<int64_t> na{b.in, R}, nb{R, b.out};
+        if (is_expert_target(b.target)) na.push_back(b.copies), nb.push_back(b.copies);
+        parts.push_back({base + ".lora_a", na, b.a_offset, b.copies * R * b.in});
+        parts.push_back({base + ".lora_b", nb, b.b_offset, b.copies * R * b.out});
       }
       return parts;
     }
@@ -132,7 +136,7 @@ Adapter load_adapter(const std::string& path, const Model& base) {
       for (int k = 0; k < kLoraTargets; ++k)
         if (t.name.ends_with(std::string(".") + lora_base_name(k) + ".weight.lora_a")) {
           a.lora.targets[k] = true;
-          if (t.ne.size() == 2) a.lora.rank = (int)t.ne[1];
+          if (t.ne.size() >= 2) a.lora.rank = (int)t.ne[1];
         }
     if (a.lora.rank < 1 || a.lora.rank > 256) throw Error(path + ": no usable LoRA tensors (rank " + std::to_string(a.lora.rank) + ")");
   }

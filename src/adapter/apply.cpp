@@ -31,9 +31,13 @@ void merge_one(Model& m, const Adapter& a, float s) {
       }
       break;
     case AdapterKind::lora:
-      for (const LoraBlock& b : lora_blocks(c, a.lora))  // W[out, in] += s·scale · B[out, R] · A[R, in]
-        gemm(false, false, b.out, b.in, a.lora.rank, s * a.lora.scale(), a.params.data() + b.b_offset, a.lora.rank,
-             a.params.data() + b.a_offset, b.in, 1.f, lora_base_weight(m.w.layers[b.layer], b.target), b.in);
+      for (const LoraBlock& b : lora_blocks(c, a.lora))  // W_e[out, in] += s·scale · B_e[out, R] · A_e[R, in]
+        for (int e = 0; e < b.copies; ++e) {
+          const int64_t ae = (int64_t)e * a.lora.rank * b.in, be = (int64_t)e * b.out * a.lora.rank;
+          gemm(false, false, b.out, b.in, a.lora.rank, s * a.lora.scale(), a.params.data() + b.b_offset + be, a.lora.rank,
+               a.params.data() + b.a_offset + ae, b.in, 1.f,
+               lora_base_weight(m.w.layers[b.layer], b.target) + (int64_t)e * b.out * b.in, b.in);
+        }
       break;
     case AdapterKind::steer:
       throw Error("a steering adapter adds to the residual stream and cannot be merged into weights",
@@ -75,7 +79,7 @@ AppliedAdapters apply_adapters(const Model& base, const std::vector<std::pair<co
   stacked.alpha = (float)stacked.rank;  // scale 1: each adapter's own scale is folded into its B columns
   const int64_t norm_n = any_norm ? (int64_t)n_norm * C : 0, steer_n = any_steer ? (int64_t)L * C : 0;
   const auto blocks = stacked.rank > 0 ? lora_blocks(c, stacked) : std::vector<LoraBlock>{};
-  const int64_t lora_n = blocks.empty() ? 0 : blocks.back().b_offset + (int64_t)blocks.back().out * stacked.rank;
+  const int64_t lora_n = blocks.empty() ? 0 : blocks.back().b_offset + (int64_t)blocks.back().copies * blocks.back().out * stacked.rank;
   out.buffer.assign(norm_n + steer_n + lora_n, 0.f);
   float* norm = out.buffer.data();
   float* steer = norm + norm_n;
@@ -94,11 +98,16 @@ AppliedAdapters apply_adapters(const Model& base, const std::vector<std::pair<co
       const LoraBlock& dst = *std::find_if(blocks.begin(), blocks.end(), [&](const LoraBlock& b) {
         return b.layer == src.layer && b.target == src.target;
       });
-      for (int r = 0; r < R; ++r)
-        std::copy_n(a->params.data() + src.a_offset + (int64_t)r * src.in, src.in, lora + dst.a_offset + (int64_t)(r0 + r) * dst.in);
-      for (int o = 0; o < src.out; ++o)
-        for (int r = 0; r < R; ++r)
-          lora[dst.b_offset + (int64_t)o * stacked.rank + r0 + r] = fold * a->params[src.b_offset + (int64_t)o * R + r];
+      const int RS = stacked.rank;
+      for (int e = 0; e < src.copies; ++e) {  // rows r0.. of A_e, columns r0.. of B_e
+        const float* sa = a->params.data() + src.a_offset + (int64_t)e * R * src.in;
+        const float* sb = a->params.data() + src.b_offset + (int64_t)e * src.out * R;
+        float* da = lora + dst.a_offset + (int64_t)e * RS * dst.in;
+        float* db = lora + dst.b_offset + (int64_t)e * dst.out * RS;
+        for (int r = 0; r < R; ++r) std::copy_n(sa + (int64_t)r * src.in, src.in, da + (int64_t)(r0 + r) * dst.in);
+        for (int o = 0; o < src.out; ++o)
+          for (int r = 0; r < R; ++r) db[(int64_t)o * RS + r0 + r] = fold * sb[(int64_t)o * R + r];
+      }
     }
     r0 += R;
   }

@@ -141,7 +141,11 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
       MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down};
       MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(), ws.ddw.data(), ws.dgaux.data()};
-      moe_backward(ws.dln.data(), mg, sc, ws.dres.data(), aux_coef / L, A.moe_saved(), A.ln2.data(), mw, ms);
+      const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
+      const MoeLora ml = moe_lora(ws, l, parts);
+      moe_backward(ws.dln.data(), mg, sc, ws.dres.data(), aux_coef / L, A.moe_saved(), A.ln2.data(), mw, ms,
+                   parts.empty() ? nullptr : &ml);
+      lora_backward(x, l, kLoraRouter, ws.dln.data(), C, ws.ddlogits.data(), c.n_expert, A.ln2.data(), C, C, c.n_expert);
     } else {
       const int F = c.n_ff;
       zero(ws.dh); zero(ws.dhg); zero(ws.dhu);

@@ -172,7 +172,25 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
-      aux_total += moe_forward(xout, A.moe_saved(), A.ln2.data(), mw, ms, opt.fixed_routing);
+      // A router LoRA adds to the logits before routing, per segment.
+      bool router_lora = false;
+      for (const Segment& sg : ws.segments)
+        router_lora |= sg.adapter && !sg.adapter->lora_a.empty() && sg.adapter->lora_a[l][kLoraRouter];
+      if (router_lora) {
+        const int E = c.n_expert;
+        gemm(false, true, (int)N, E, C, 1.f, A.ln2.data(), C, W.router, C, 0.f, A.logits.data(), E);
+        for (const Segment& sg : ws.segments) {
+          const AdapterView* a = sg.adapter;
+          if (!a || a->lora_a.empty() || !a->lora_a[l][kLoraRouter]) continue;
+          const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
+          lora_forward(A.logits.data() + r0 * E, E, A.lora_u[kLoraRouter].data() + r0 * ws.lora_rmax, A.ln2.data() + r0 * C,
+                       C, a->lora_a[l][kLoraRouter], a->lora_b[l][kLoraRouter], (int)n, C, E, a->lora_rank, a->lora_scale);
+        }
+      }
+      const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, nullptr, nullptr);
+      const MoeLora ml = moe_lora(ws, l, parts);
+      aux_total += moe_forward(xout, A.moe_saved(), A.ln2.data(), mw, ms, opt.fixed_routing, parts.empty() ? nullptr : &ml,
+                               router_lora);
     } else {
       const int F = c.n_ff;
       matmul_forward(A.hg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F);

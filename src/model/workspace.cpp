@@ -49,15 +49,45 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
       fit(a.topk, N * K); fit(a.offsets, E + 1); fit(a.slot_row, N * K); fit(a.slot_of, N * K);
       fit(a.logits, N * E); fit(a.cursor, E);
     }
-    for (auto& u : a.lora_u) fit(u, N * lora_rank);
+    for (int t = 0; t < kLoraTargets; ++t) fit(a.lora_u[t], (is_expert_target(t) ? N * std::max<int64_t>(K, 1) : N) * lora_rank);
   }
   fit(ws.xf, N * C); fit(ws.lnf, N * C); fit(ws.rstdf, N); fit(ws.losses, N); fit(ws.targets, N);
   if (!for_backward) return;
   fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV); fit(ws.datt, B * H * T * S);
   fit(ws.datty, N * H * D); fit(ws.dlnf, N * C); fit(ws.dlogits, N * (int64_t)c.n_vocab); fit(ws.dgain, C);
-  fit(ws.du, N * std::max(lora_rank, 1));
+  fit(ws.du, N * std::max<int64_t>(K, 1) * std::max(lora_rank, 1));  // expert LoRA: one row per slot
   fit(ws.dh, NF); fit(ws.dhg, NF); fit(ws.dhu, NF);
   if (c.is_moe()) { fit(ws.ddy, N * K * C); fit(ws.ddxg, N * K * C); fit(ws.ddlogits, N * E); fit(ws.ddw, N * K); fit(ws.dgaux, E); }
+}
+
+}  // namespace heirloom
+
+namespace heirloom {
+
+std::vector<MoeLoraPart> moe_lora_parts(const Workspace& ws, int l, const AdapterView* trained, const AdapterGrads* da) {
+  std::vector<MoeLoraPart> parts;
+  for (const Segment& sg : ws.segments) {
+    const AdapterView* a = sg.adapter;
+    if (!a || a->lora_a.empty()) continue;
+    const auto& la = a->lora_a[l];
+    if (!la[kLoraGate] && !la[kLoraUp] && !la[kLoraDown]) continue;
+    const bool trains = da && trained && a == trained && !da->lora_a.empty();
+    MoeLoraPart p{sg.b0 * ws.T, sg.b1 * ws.T, a->lora_rank, a->lora_scale, {}, {}, {}, {}};
+    for (int j = 0; j < 3; ++j) {
+      p.a[j] = la[kLoraGate + j];
+      p.b[j] = a->lora_b[l][kLoraGate + j];
+      p.da[j] = trains ? da->lora_a[l][kLoraGate + j] : nullptr;
+      p.db[j] = trains ? da->lora_b[l][kLoraGate + j] : nullptr;
+    }
+    parts.push_back(p);
+  }
+  return parts;
+}
+
+MoeLora moe_lora(Workspace& ws, int l, const std::vector<MoeLoraPart>& parts) {
+  LayerActs& A = ws.layers[l];
+  return MoeLora{parts.data(), (int)parts.size(), ws.lora_rmax,
+                 {A.lora_u[kLoraGate].data(), A.lora_u[kLoraUp].data(), A.lora_u[kLoraDown].data()}, ws.du.data()};
 }
 
 }  // namespace heirloom

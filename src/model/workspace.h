@@ -22,7 +22,7 @@ struct LayerActs {
   std::vector<float> hg, hu, h;          // dense: [N, F]; MoE: [N·K, F]
   std::vector<float> probs, weights, xg, y, logits;  // MoE: [N, E], [N, K], [N·K, C], [N·K, C], [N, E]
   std::vector<int32_t> topk, offsets, slot_row, slot_of, cursor;
-  std::array<std::vector<float>, kLoraTargets> lora_u;  // [N, R]
+  std::array<std::vector<float>, kLoraTargets> lora_u;  // [N, R]; expert targets [N·K, R] (one row per slot)
   MoeSaved moe_saved();
 };
 
@@ -52,5 +52,10 @@ struct Workspace {
 };
 
 void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_rank, bool for_backward);
+
+// The expert-FFN LoRA of layer l for the MoE op, one part per segment whose adapter has one; gradients
+// only for the segments of `trained`. moe_lora() points the op at the workspace's buffers.
+std::vector<MoeLoraPart> moe_lora_parts(const Workspace& ws, int l, const AdapterView* trained, const AdapterGrads* da);
+MoeLora moe_lora(Workspace& ws, int l, const std::vector<MoeLoraPart>& parts);
 
 }  // namespace heirloom

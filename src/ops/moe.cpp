@@ -68,12 +68,55 @@ float route(const MoeSaved& s, const float* logits, const MoeShape& sh, bool fix
   return (float)(aux * E);
 }
 
+// Slots [i0, i1) of expert e that belong to rows [row0, row1): slots are sorted by row within an expert.
+std::pair<int, int> slot_range(const MoeSaved& s, int o, int n_e, int row0, int row1) {
+  const int32_t* first = s.slot_row + o;
+  const int i0 = (int)(std::lower_bound(first, first + n_e, row0) - s.slot_row);
+  const int i1 = (int)(std::lower_bound(first, first + n_e, row1) - s.slot_row);
+  return {i0, i1};
+}
+
+// out[slots, O] += scale · (inp[slots, I] · A_eᵀ) · B_eᵀ for projection j of every LoRA part; u keeps inp · A_eᵀ.
+void expert_lora_forward(const MoeLora* lora, int j, const MoeSaved& s, int e, int o, int n_e, const float* inp, int I,
+                         float* out, int O) {
+  for (int p = 0; lora && p < lora->n_parts; ++p) {
+    const MoeLoraPart& part = lora->parts[p];
+    if (!part.a[j]) continue;
+    const auto [i0, i1] = slot_range(s, o, n_e, part.row0, part.row1);
+    if (i1 == i0) continue;
+    const int R = part.R, rm = lora->rmax;
+    float* u = lora->u[j] + (int64_t)i0 * rm;
+    gemm(false, true, i1 - i0, R, I, 1.f, inp + (int64_t)i0 * I, I, part.a[j] + (int64_t)e * R * I, I, 0.f, u, rm);
+    gemm(false, true, i1 - i0, O, R, part.scale, u, rm, part.b[j] + (int64_t)e * O * R, R, 1.f, out + (int64_t)i0 * O, O);
+  }
+}
+
+// The backward of expert_lora_forward: dinp[slots, I] += scale · (dout · B_e) · A_e, and the A, B gradients.
+void expert_lora_backward(const MoeLora* lora, int j, const MoeSaved& s, int e, int o, int n_e, const float* inp, int I,
+                          const float* dout, int O, float* dinp) {
+  for (int p = 0; lora && p < lora->n_parts; ++p) {
+    const MoeLoraPart& part = lora->parts[p];
+    if (!part.a[j]) continue;
+    const auto [i0, i1] = slot_range(s, o, n_e, part.row0, part.row1);
+    if (i1 == i0) continue;
+    const int R = part.R, rm = lora->rmax, n = i1 - i0;
+    const float* A = part.a[j] + (int64_t)e * R * I;
+    const float* B = part.b[j] + (int64_t)e * O * R;
+    const float* u = lora->u[j] + (int64_t)i0 * rm;
+    float* du = lora->du + (int64_t)i0 * rm;
+    gemm(false, false, n, R, O, part.scale, dout + (int64_t)i0 * O, O, B, R, 0.f, du, rm);
+    if (part.db[j]) gemm(true, false, O, R, n, part.scale, dout + (int64_t)i0 * O, O, u, rm, 1.f, part.db[j] + (int64_t)e * O * R, R);
+    if (part.da[j]) gemm(true, false, R, I, n, 1.f, du, rm, inp + (int64_t)i0 * I, I, 1.f, part.da[j] + (int64_t)e * R * I, I);
+    gemm(false, false, n, I, R, 1.f, du, rm, A, I, 1.f, dinp + (int64_t)i0 * I, I);
+  }
+}
+
 }  // namespace
 
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  bool fixed_routing) {
+                  bool fixed_routing, const MoeLora* lora, bool logits_ready) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
-  gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
+  if (!logits_ready) gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
   const float aux = route(s, s.logits, sh, fixed_routing);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < N * K; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
@@ -86,8 +129,11 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     const int64_t fc = (int64_t)F * C;
     gemm(false, true, n_e, F, C, 1.f, s.xg + (int64_t)o * C, C, w.gate + e * fc, C, 0.f, s.hg + (int64_t)o * F, F);
     gemm(false, true, n_e, F, C, 1.f, s.xg + (int64_t)o * C, C, w.up + e * fc, C, 0.f, s.hu + (int64_t)o * F, F);
+    expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
+    expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     swiglu_forward(s.h + (int64_t)o * F, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     gemm(false, true, n_e, C, F, 1.f, s.h + (int64_t)o * F, F, w.down + e * fc, F, 0.f, s.y + (int64_t)o * C, C);
+    expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
   }
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
@@ -103,7 +149,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
 }
 
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const float* dout, float aux_coef,
-                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh) {
+                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh, const MoeLora* lora) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
 #pragma omp parallel for schedule(static)
@@ -134,10 +180,13 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     const float* xg = s.xg + (int64_t)o * C;
     gemm(false, false, n_e, F, C, 1.f, dy, C, w.down + e * fc, F, 0.f, dh, F);
     if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
+    expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
     gemm(false, false, n_e, C, F, 1.f, dhg, F, w.gate + e * fc, C, 0.f, dxg, C);
     gemm(false, false, n_e, C, F, 1.f, dhu, F, w.up + e * fc, C, 1.f, dxg, C);
+    expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
+    expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) gemm(true, false, F, C, n_e, 1.f, dhg, F, xg, C, 1.f, g.gate + e * fc, C);
     if (g.up) gemm(true, false, F, C, n_e, 1.f, dhu, F, xg, C, 1.f, g.up + e * fc, C);
   }

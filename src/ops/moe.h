@@ -56,14 +56,36 @@ struct MoeScratch {  // backward work space
   float* gaux;     // [E] load-balancing gradient per expert
 };
 
-// out[N, C] = MoE(x[N, C]). With fixed_routing the experts in s.topk are kept (the weights are still
+// LoRA on the experts' gate, up and down projections for the rows of one segment (sequences sharing an
+// adapter). Pointers per projection j (0 gate, 1 up, 2 down): A [E, R, in], B [E, out, R]; null = none.
+struct MoeLoraPart {
+  int row0, row1;  // rows [row0, row1) of x
+  int R;
+  float scale;
+  const float* a[3];
+  const float* b[3];
+  float* da[3];  // gradients (null = not trained)
+  float* db[3];
+};
+struct MoeLora {
+  const MoeLoraPart* parts = nullptr;
+  int n_parts = 0;
+  int rmax = 0;
+  float* u[3] = {};     // [N·K, rmax] per projection: the slot's input times Aᵀ (kept for backward)
+  float* du = nullptr;  // [N·K, rmax] backward scratch
+};
+
+// out[N, C] = MoE(x[N, C]). With logits_ready the router logits are taken from s.logits as the caller
+// left them (to add a router LoRA); otherwise they are computed here. lora may be null. With fixed_routing the experts in s.topk are kept (the weights are still
 // recomputed from the current logits) — used to hold routing fixed across finite-difference probes.
 // Returns the load-balancing loss value.
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  bool fixed_routing);
+                  bool fixed_routing, const MoeLora* lora = nullptr, bool logits_ready = false);
 // dx[N, C] += ...; weight gradients += ... ; dout[N, C]. aux_coef scales the load-balancing loss.
+// The router logits' gradient is left in scratch.dlogits (for a router LoRA).
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& scratch, const float* dout, float aux_coef,
-                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh);
+                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
+                  const MoeLora* lora = nullptr);
 
 // Naive twins: per token, per chosen expert, in double. The backward uses s.topk from the forward.
 float moe_forward_ref(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,

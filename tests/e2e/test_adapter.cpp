@@ -75,6 +75,7 @@ TEST(Adapter, RunTimeApplicationEqualsMergedWeights) {
   const Model& base = tiny_base();
   LoraShape shape;
   shape.rank = 4;
+  shape.targets = parse_lora_targets("q,k,v,o,router,gate,up,down");
   for (AdapterKind k : {AdapterKind::norm, AdapterKind::lora}) {
     const Adapter a = random_adapter(k, 3, shape);
     const AdapterView v = a.view(base.config);
@@ -96,7 +97,7 @@ TEST(Adapter, CombinedAdaptersEqualTheirScaledSum) {
   LoraShape r2, r3;
   r2.rank = 2;
   r3.rank = 3;
-  r3.targets = {true, false, true, false};
+  r3.targets = parse_lora_targets("q,v,router,down");
   const Adapter l1 = random_adapter(AdapterKind::lora, 5, r2), l2 = random_adapter(AdapterKind::lora, 6, r3);
   const Adapter n1 = random_adapter(AdapterKind::norm, 7), n2 = random_adapter(AdapterKind::norm, 8);
   const std::vector<std::pair<const Adapter*, float>> list = {{&l1, 0.5f}, {&n1, 1.f}, {&l2, 2.f}, {&n2, -0.5f}};
@@ -109,8 +110,11 @@ TEST(Adapter, CombinedAdaptersEqualTheirScaledSum) {
 
 TEST(Adapter, FileRoundTripsAndRefusesOtherBasesDamageAndNaN) {
   const Model& base = tiny_base();
+  LoraShape every;
+  every.rank = 2;
+  every.targets = parse_lora_targets("q,k,v,o,router,gate,up,down");
   for (AdapterKind k : {AdapterKind::norm, AdapterKind::lora, AdapterKind::steer, AdapterKind::full}) {
-    Adapter a = random_adapter(k, 9);
+    Adapter a = random_adapter(k, 9, every);
     a.info.owner = "Ada";
     a.info.steps = 100;
     a.info.lr = 0.01f;
@@ -121,7 +125,10 @@ TEST(Adapter, FileRoundTripsAndRefusesOtherBasesDamageAndNaN) {
     EXPECT_EQ(b.params, a.params) << kind_name(k);
     EXPECT_EQ(b.info.owner, "Ada");
     EXPECT_EQ(b.info.steps, 100);
-    EXPECT_EQ(b.lora.rank, a.kind == AdapterKind::lora ? a.lora.rank : b.lora.rank);
+    if (k == AdapterKind::lora) {
+      EXPECT_EQ(b.lora.rank, 2);
+      EXPECT_EQ(b.lora.targets, every.targets);
+    }
     std::filesystem::remove(p);
   }
   Adapter a = random_adapter(AdapterKind::norm, 10);
@@ -182,6 +189,26 @@ TEST(Adapter, NormAdapterForMoe30mIsAtMost10KB) {
   const auto size = std::filesystem::file_size(p);
   EXPECT_LE(size, 10'000u);
   EXPECT_GE(size, 4352u * 2);
+  std::filesystem::remove(p);
+}
+
+TEST(Adapter, ExpertTargetsNeedAnMoeBaseAndUseLlamaCppShapes) {
+  const Model dense = init_model(preset_config("tiny-dense"), byte_vocab(), 2);
+  LoraShape s;
+  s.targets = parse_lora_targets("q,gate");
+  EXPECT_THROW(make_adapter(dense, AdapterKind::lora, s), Error);
+  EXPECT_THROW(parse_lora_targets("q,mlp"), Error);
+  const Adapter a = make_adapter(tiny_base(), AdapterKind::lora, s);
+  const std::string p = tmp_path("experts.gguf");
+  save_adapter(a, tiny_base().config, p, StorageType::f32);
+  const gguf::File f = gguf::read_file(p);
+  const ModelConfig& c = tiny_base().config;
+  const gguf::TensorInfo* ga = f.find_tensor("blk.0.ffn_gate_exps.weight.lora_a");
+  const gguf::TensorInfo* gb = f.find_tensor("blk.0.ffn_gate_exps.weight.lora_b");
+  ASSERT_TRUE(ga && gb);
+  EXPECT_EQ(ga->ne, (std::vector<int64_t>{c.n_embd, s.rank, c.n_expert}));
+  EXPECT_EQ(gb->ne, (std::vector<int64_t>{s.rank, c.n_ff, c.n_expert}));
+  EXPECT_EQ(f.get_string("adapter.type"), "lora");
   std::filesystem::remove(p);
 }
 

@@ -127,7 +127,11 @@ TEST(ModelGradcheck, AdapterParts) {
   Fixture f(true, false);
   const ModelConfig& c = f.m.config;
   const int L = c.n_layer, C = c.n_embd, R = 3, HD = c.n_head * c.head_dim(), KD = c.n_head_kv * c.head_dim();
-  const int in[4] = {C, C, C, HD}, out[4] = {HD, KD, KD, C};
+  const int E = c.n_expert, F = c.n_ff;
+  ASSERT_GT(E, 0) << "the fixture must be MoE so the router and expert LoRA are checked too";
+  // Every target: q, k, v, o, router, and the experts' gate, up, down (one pair per expert).
+  const int in[kLoraTargets] = {C, C, C, HD, C, C, C, F}, out[kLoraTargets] = {HD, KD, KD, C, E, F, F, C};
+  const int T8 = kLoraTargets;
   Rng rng(21);
   std::vector<float> norm((2 * L + 1) * C), steer(L * C);
   for (auto& x : norm) x = 0.2f * rng.normal();
@@ -140,21 +144,23 @@ TEST(ModelGradcheck, AdapterParts) {
   av.lora_scale = 0.7f;
   av.lora_a.resize(L); av.lora_b.resize(L);
   for (int l = 0; l < L; ++l)
-    for (int t = 0; t < 4; ++t) {
-      A.emplace_back(R * in[t]); Bm.emplace_back(out[t] * R);
+    for (int t = 0; t < T8; ++t) {
+      const int copies = is_expert_target(t) ? E : 1;
+      A.emplace_back(copies * R * in[t]); Bm.emplace_back(copies * out[t] * R);
       for (auto& x : A.back()) x = 0.3f * rng.normal();
       for (auto& x : Bm.back()) x = 0.3f * rng.normal();
     }
   for (int l = 0; l < L; ++l)
-    for (int t = 0; t < 4; ++t) { av.lora_a[l][t] = A[l * 4 + t].data(); av.lora_b[l][t] = Bm[l * 4 + t].data(); }
+    for (int t = 0; t < T8; ++t) { av.lora_a[l][t] = A[l * T8 + t].data(); av.lora_b[l][t] = Bm[l * T8 + t].data(); }
   std::vector<float> dnorm(norm.size()), dsteer(steer.size());
   AdapterGrads ag;
   ag.norm_delta = dnorm.data();
   ag.steer = dsteer.data();
   ag.lora_a.resize(L); ag.lora_b.resize(L);
+  dA.reserve(A.size()); dB.reserve(Bm.size());
   for (int l = 0; l < L; ++l)
-    for (int t = 0; t < 4; ++t) {
-      dA.emplace_back(A[l * 4 + t].size()); dB.emplace_back(Bm[l * 4 + t].size());
+    for (int t = 0; t < T8; ++t) {
+      dA.emplace_back(A[l * T8 + t].size()); dB.emplace_back(Bm[l * T8 + t].size());
       ag.lora_a[l][t] = dA.back().data(); ag.lora_b[l][t] = dB.back().data();
     }
   const AdapterView* ads[1] = {&av};
@@ -170,9 +176,9 @@ TEST(ModelGradcheck, AdapterParts) {
   };
   probe("norm_delta", norm, dnorm);
   probe("steer", steer, dsteer);
-  for (int i = 0; i < 4 * L; ++i) {
-    probe("lora_a " + std::to_string(i), A[i], dA[i]);
-    probe("lora_b " + std::to_string(i), Bm[i], dB[i]);
+  for (int i = 0; i < T8 * L; ++i) {
+    probe("lora_a layer " + std::to_string(i / T8) + " target " + std::to_string(i % T8), A[i], dA[i]);
+    probe("lora_b layer " + std::to_string(i / T8) + " target " + std::to_string(i % T8), Bm[i], dB[i]);
   }
 }
 
