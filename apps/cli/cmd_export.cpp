@@ -10,7 +10,7 @@
 namespace heirloom::cli {
 
 Action add_export(CLI::App& app, Common& common) {
-  auto* sub = app.add_subcommand("export", "merge adapters into a standalone model file, or write a steering adapter as a llama.cpp control vector");
+  auto* sub = app.add_subcommand("export", "merge adapters into a standalone model file (none: convert, e.g. to F16), or write a steering adapter as a llama.cpp control vector");
   struct Opts { std::string base, out, cvec; std::vector<std::string> adapters; bool f16 = false; };
   auto o = std::make_shared<Opts>();
   sub->add_option("--base,--model", o->base, "base model (GGUF); default: the moe-30m base under models/ or the cache");
@@ -20,8 +20,8 @@ Action add_export(CLI::App& app, Common& common) {
   sub->add_flag("--f16", o->f16, "store matrices as F16");
   add_common_flags(*sub, common);
   return [o, &common] {
-    if (o->adapters.empty()) throw Error("export needs at least one --adapter FILE[:SCALE]");
     if (o->out.empty() == o->cvec.empty()) throw Error("export needs exactly one of --out FILE or --control-vector FILE");
+    if (o->adapters.empty() && !o->cvec.empty()) throw Error("--control-vector needs the steering --adapter to write");
     const std::string base_path = resolve_model(o->base);
     const Model base = load_model(base_path);
     LoadedAdapters ad = load_adapters(base, o->adapters);
@@ -31,8 +31,9 @@ Action add_export(CLI::App& app, Common& common) {
     } else {
       std::vector<std::pair<const Adapter*, float>> list;
       for (size_t i = 0; i < ad.adapters.size(); ++i) list.emplace_back(&ad.adapters[i], ad.scales[i]);
+      // Without adapters this is a plain copy: how an F32 base becomes the F16 file we ship (--f16).
       const AppliedAdapters merged = apply_adapters(base, list, /*merge_all=*/true);
-      save_model(*merged.merged, o->out, o->f16 ? StorageType::f16 : StorageType::f32,
+      save_model(merged.merged ? *merged.merged : base, o->out, o->f16 ? StorageType::f16 : StorageType::f32,
                  {{"merged_from", base.fingerprint()}, {"merged_adapters", std::to_string(list.size())}});
     }
     const std::string written = o->out.empty() ? o->cvec : o->out;

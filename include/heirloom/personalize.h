@@ -24,6 +24,7 @@ struct PersonalizeOptions {
   int trajectory_every = 10;       // personal ppl on the first trajectory_tokens every this many steps
   int trajectory_tokens = 1024;
   int64_t max_bytes = 256ll << 20;  // larger personal files are refused before reading
+  double max_seconds = 0;          // stop training after this much training time (0 = run every step)
   uint64_t seed = 1;
   std::string owner;
   bool progress = true;
@@ -35,7 +36,7 @@ float default_lr(AdapterKind kind);
 struct PersonalizeReport {
   AdapterKind kind = AdapterKind::norm;
   float lr = 0;
-  int steps = 0, batch = 0, seq = 0;
+  int steps = 0, batch = 0, seq = 0;  // steps actually run
   int64_t train_tokens = 0, heldout_tokens = 0, general_tokens = 0;  // available
   int64_t personal_scored = 0, general_scored = 0;                   // scored per measurement
   int64_t invalid_utf8 = 0;
@@ -53,6 +54,11 @@ std::string bet10_verdict(double personal_before, double personal_after, double 
 // Trains `adapter` (fresh from make_adapter) in place and measures it. Errors (bad text, too short,
 // missing general text) are thrown before any training.
 PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& opt);
+// The same on token streams (BOS first): the person's training and held-out text and general held-out
+// text. `texts`, `heldout`, `general` and `max_bytes` of the options are not used.
+PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const std::vector<int32_t>& train,
+                                     const std::vector<int32_t>& heldout, const std::vector<int32_t>& general,
+                                     const PersonalizeOptions& opt);
 
 // Where the text is cut into train and held-out: at a paragraph break near (1 - fraction) of the bytes,
 // else a line break, else a space, else a UTF-8 character boundary.

@@ -68,35 +68,42 @@ std::span<const int32_t> first(const std::vector<int32_t>& v, int64_t n) {
 
 }  // namespace
 
-PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& opt) {
+PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& o) {
+  if (o.texts.empty()) throw Error("personalize needs the person's text", "pass --text FILE (one or more)");
+  if (o.general.empty())
+    throw Error("personalize needs held-out general text to check the base's general ability",
+                "run `heirloom corpus build` (the general corpus's held-out split is the default) or pass --general FILE");
+  // Read, check, split, tokenise: every error before any training.
+  int64_t invalid = 0;
+  std::string text = join_person_texts(o.texts, o.max_bytes, invalid), held_text;
+  if (!o.heldout.empty()) {
+    held_text = join_person_texts({o.heldout}, o.max_bytes, invalid);
+  } else {
+    const size_t cut = heldout_cut(text, o.heldout_fraction);
+    held_text = text.substr(cut);
+    text.resize(cut);
+  }
+  PersonalizeReport rep = personalize_tokens(base, adapter, encode(base.vocab, text, true), encode(base.vocab, held_text, true),
+                                             encode(base.vocab, read_text_file(o.general), true), o);
+  rep.invalid_utf8 = invalid;
+  return rep;
+}
+
+PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const std::vector<int32_t>& train,
+                                     const std::vector<int32_t>& held, const std::vector<int32_t>& general,
+                                     const PersonalizeOptions& opt) {
   PersonalizeOptions o = opt;
   if (o.seq == 0) o.seq = std::min(256, base.config.n_ctx);
-  if (o.texts.empty()) throw Error("personalize needs the person's text", "pass --text FILE (one or more)");
   if (o.steps < 1 || o.batch < 1) throw Error("--steps and --batch must be at least 1");
   if (o.seq < 8 || o.seq > base.config.n_ctx)
     throw Error("--seq " + std::to_string(o.seq) + " is outside [8, " + std::to_string(base.config.n_ctx) + "]",
                 "the base's context length is the longest training window");
-  if (o.general.empty())
-    throw Error("personalize needs held-out general text to check the base's general ability",
-                "run `heirloom corpus build` (the general corpus's held-out split is the default) or pass --general FILE");
   PersonalizeReport rep;
   rep.kind = adapter.kind;
   rep.lr = o.lr > 0 ? o.lr : default_lr(adapter.kind);
   rep.steps = o.steps;
   rep.batch = o.batch;
   rep.seq = o.seq;
-
-  // --- text: read, check, split, tokenise (all errors before any training)
-  std::string text = join_person_texts(o.texts, o.max_bytes, rep.invalid_utf8), held_text;
-  if (!o.heldout.empty()) {
-    held_text = join_person_texts({o.heldout}, o.max_bytes, rep.invalid_utf8);
-  } else {
-    const size_t cut = heldout_cut(text, o.heldout_fraction);
-    held_text = text.substr(cut);
-    text.resize(cut);
-  }
-  const std::vector<int32_t> train = encode(base.vocab, text, true), held = encode(base.vocab, held_text, true);
-  const std::vector<int32_t> general = encode(base.vocab, read_text_file(o.general), true);
   rep.train_tokens = (int64_t)train.size();
   rep.heldout_tokens = (int64_t)held.size();
   rep.general_tokens = (int64_t)general.size();
@@ -107,7 +114,7 @@ PersonalizeReport personalize(const Model& base, Adapter& adapter, const Persona
   if (rep.heldout_tokens < 16)
     throw Error("the held-out text has only " + std::to_string(rep.heldout_tokens) + " tokens (at least 16 are needed)",
                 "give more text, or a separate --heldout file");
-  if (rep.general_tokens < 16) throw Error("the general text '" + o.general + "' has fewer than 16 tokens");
+  if (rep.general_tokens < 16) throw Error("the general text has fewer than 16 tokens");
 
   // --- before
   const int ctx = o.seq;
@@ -128,7 +135,7 @@ PersonalizeReport personalize(const Model& base, Adapter& adapter, const Persona
   adapter.info.batch = o.batch;
   adapter.info.seq = o.seq;
   adapter.info.lr = rep.lr;
-  adapter.info.tokens = (int64_t)o.steps * o.batch * o.seq;
+  adapter.info.tokens = (int64_t)o.steps * o.batch * o.seq;  // corrected below if a time budget stops early
   adapter.info.seed = o.seed;
   adapter.info.owner = o.owner;
   rep.n_values = (int64_t)adapter.params.size();
@@ -150,13 +157,18 @@ PersonalizeReport personalize(const Model& base, Adapter& adapter, const Persona
     rep.train_seconds += seconds_since(ts);
     if (!std::isfinite(rep.final_train_loss))
       throw Error("training diverged at step " + std::to_string(s + 1) + " (loss is not finite)", "lower --lr");
-    if (o.trajectory_every > 0 && ((s + 1) % o.trajectory_every == 0 || s + 1 == o.steps)) trajectory_point(s + 1);
+    const bool out_of_time = o.max_seconds > 0 && rep.train_seconds >= o.max_seconds;
+    if (o.trajectory_every > 0 && ((s + 1) % o.trajectory_every == 0 || s + 1 == o.steps || out_of_time)) trajectory_point(s + 1);
     char status[64];
     std::snprintf(status, sizeof status, "loss %.3f", rep.final_train_loss);
     bar.update(s + 1, status);
+    rep.steps = s + 1;
+    if (out_of_time) break;
   }
   bar.finish();
   trainer.finish();
+  adapter.info.steps = rep.steps;
+  adapter.info.tokens = (int64_t)rep.steps * o.batch * o.seq;
 
   // --- after
   t0 = std::chrono::steady_clock::now();
