@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   reg(add_corpus);
   reg(add_personalize);
   reg(add_export);
+  reg(add_bet);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,55 @@
+// `heirloom bet`: run one of the seeds' bets (`bet N`) or list them (`bet list`).
+#include <cstdio>
+
+#include "commands.h"
+#include "heirloom/bets.h"
+#include "heirloom/corpus.h"
+#include "heirloom/error.h"
+
+namespace heirloom::cli {
+
+Action add_bet(CLI::App& app, Common& common) {
+  auto* sub = app.add_subcommand("bet", "reproduce one of the seeds' bets (`heirloom bet list` lists them)");
+  struct Opts { std::string which; BetOptions b; };
+  auto o = std::make_shared<Opts>();
+  sub->add_option("bet", o->which, "the bet's number, or `list`")->required();
+  sub->add_option("--base,--model", o->b.base, "base model (GGUF); default: the moe-30m base under models/ or the cache");
+  sub->add_option("--corpus-dir", o->b.corpus_dir, "built corpus directory (default: " + default_corpus_dir() + ")");
+  sub->add_option("--out-dir", o->b.out_dir, "where results go (NN_name.json and .svg)")->capture_default_str();
+  sub->add_option("--seeds", o->b.seeds, "seeds to run, where the bet uses several (0 = its default)")->capture_default_str();
+  sub->add_flag("--quick", o->b.quick, "a reduced run (fewer steps and tokens), for tests");
+  add_common_flags(*sub, common);
+  return [o, &common] {
+    if (o->which == "list") {
+      if (common.json) {
+        nlohmann::json j = nlohmann::json::array();
+        for (const auto& b : bet_list()) j.push_back({{"bet", b.number}, {"name", b.name}, {"summary", b.summary}});
+        print_json(j);
+      } else {
+        for (const auto& b : bet_list()) std::printf("%3d  %-28s %s\n", b.number, b.name.c_str(), b.summary.c_str());
+      }
+      return 0;
+    }
+    int n = 0;
+    try {
+      n = std::stoi(o->which);
+    } catch (const std::exception&) {
+      throw Error("'" + o->which + "' is not a bet number", "run `heirloom bet list`");
+    }
+    BetOptions b = o->b;
+    b.base = resolve_model(b.base);
+    b.progress = !common.json;
+    const nlohmann::json r = run_bet(n, b);
+    if (common.json) {
+      print_json(r);
+    } else {
+      std::printf("bet %d (%s) on %s: %.0f s\n", n, r["name"].get<std::string>().c_str(), b.base.c_str(),
+                  r["wall_clock_seconds"].get<double>());
+      std::printf("summary: %s\n", r["summary"].dump(1).c_str());
+      std::printf("wrote %s/%02d_%s.json and .svg\n", b.out_dir.c_str(), n, r["name"].get<std::string>().c_str());
+    }
+    return 0;
+  };
+}
+
+}  // namespace heirloom::cli

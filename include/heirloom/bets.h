@@ -1,0 +1,34 @@
+// The bets harness: each of the seeds' pre-registered experiments, reproduced with one command.
+// A bet runs "cells" (one personalisation, one evaluation, ...); every finished cell is saved at once to
+// a partial results file, so an interrupted run resumes without redoing finished cells. At the end the
+// bet writes NN_name.json (config, every measured value, summary, pre-registered flags, the seed's
+// claim beside heirloom's result) and NN_name.svg, atomically.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace heirloom {
+
+struct BetOptions {
+  std::string base;        // model file (resolved by the caller)
+  std::string corpus_dir;  // built corpora (person and general splits)
+  std::string out_dir = "experiments/bets/results";
+  int seeds = 0;           // 0 = the bet's default
+  bool quick = false;      // a reduced run (fewer steps, fewer tokens) for tests
+  bool progress = true;
+};
+
+struct BetInfo {
+  int number;
+  std::string name;     // file stem after the number, e.g. "specialist_per_person"
+  std::string summary;  // one line for `heirloom bet list`
+};
+
+const std::vector<BetInfo>& bet_list();
+// Runs bet `number` and returns the results JSON it wrote. Error for an unknown bet.
+nlohmann::json run_bet(int number, const BetOptions& opt);
+// "10_specialist_per_person": the file stem of a bet's results.
+std::string bet_stem(const BetInfo& b);
+
+}  // namespace heirloom

@@ -1,0 +1,159 @@
+// The bets harness. See include/heirloom/bets.h and harness.h.
+#include "bets/harness.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "heirloom/corpus.h"
+#include "heirloom/error.h"
+#include "heirloom/text.h"
+
+namespace heirloom {
+
+const std::vector<BetInfo>& bet_list() {
+  static const std::vector<BetInfo> list = {
+      {10, "specialist_per_person",
+       "a specialist per person: held-out personal and general ppl before/after 100 steps (full fine-tune and norm-only)"},
+  };
+  return list;
+}
+
+std::string bet_stem(const BetInfo& b) {
+  char n[8];
+  std::snprintf(n, sizeof n, "%02d", b.number);
+  return std::string(n) + "_" + b.name;
+}
+
+nlohmann::json run_bet(int number, const BetOptions& opt) {
+  const auto& list = bet_list();
+  const auto it = std::find_if(list.begin(), list.end(), [&](const BetInfo& b) { return b.number == number; });
+  if (it == list.end()) {
+    std::string known;
+    for (const auto& b : list) known += (known.empty() ? "" : ", ") + std::to_string(b.number);
+    throw Error("there is no bet " + std::to_string(number), "known bets: " + known + " (heirloom bet list)");
+  }
+  bets::Context ctx(*it, opt);
+  switch (number) {
+    case 10: return bets::bet10(ctx);
+  }
+  throw Error("bet " + std::to_string(number) + " is listed but not implemented");
+}
+
+namespace bets {
+
+namespace {
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+Context::Context(const BetInfo& i, const BetOptions& o) : info(i), opt(o), t0_(now()) {
+  base_path = opt.base;
+  base = load_model(base_path);
+  fingerprint = base.fingerprint();
+  const CorpusDir cd{opt.corpus_dir.empty() ? default_corpus_dir() : opt.corpus_dir};
+  for (const std::string& name : cd.people())
+    people.push_back({name, encode(base.vocab, read_text_file(cd.train_path(name)), true),
+                      encode(base.vocab, read_text_file(cd.heldout_path(name)), true)});
+  if (people.size() < 2) throw Error(cd.dir + " has " + std::to_string(people.size()) + " person corpora; the bets need several",
+                                     "build them with: heirloom corpus build");
+  general = encode(base.vocab, read_text_file(cd.heldout_path("general")), true);
+}
+
+std::string Context::partial_path() const { return opt.out_dir + "/" + bet_stem(info) + ".partial.json"; }
+double Context::seconds() const { return now() - t0_; }
+
+void Context::resume() {
+  std::error_code ec;
+  if (!std::filesystem::exists(partial_path(), ec)) return;
+  try {
+    const json p = json::parse(read_text_file(partial_path()));
+    if (p.at("config") == config && p.at("base_fingerprint") == fingerprint) {
+      cells = p.at("cells");
+      std::fprintf(stderr, "resuming %s: %zu finished cells\n", bet_stem(info).c_str(), cells.size());
+      return;
+    }
+    std::fprintf(stderr, "%s was made with another config or base; starting over\n", partial_path().c_str());
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "%s is damaged; starting over\n", partial_path().c_str());
+  }
+}
+
+json Context::cell(const std::string& key, const std::function<json()>& run) {
+  if (cells.contains(key)) return cells[key];
+  json r = run();
+  cells[key] = r;
+  std::filesystem::create_directories(opt.out_dir);
+  write_file_atomic(partial_path(), json{{"config", config}, {"base_fingerprint", fingerprint}, {"cells", cells}}.dump(1));
+  return r;
+}
+
+json Context::finish(json summary, json seed_claim, const std::string& svg) {
+  json r = {{"bet", info.number},
+            {"name", info.name},
+            {"summary_line", info.summary},
+            {"heirloom_version", HEIRLOOM_VERSION},
+            {"base", base_path},
+            {"base_fingerprint", fingerprint},
+            {"base_preset", base.config.preset},
+            {"quick", opt.quick},
+            {"config", config},
+            {"people", json::array()},
+            {"cells", cells},
+            {"summary", std::move(summary)},
+            {"seed_claim", std::move(seed_claim)},
+            {"wall_clock_seconds", seconds()}};
+  for (const Person& p : people)
+    r["people"].push_back({{"name", p.name}, {"train_tokens", p.train.size()}, {"heldout_tokens", p.heldout.size()}});
+  std::filesystem::create_directories(opt.out_dir);
+  const std::string stem = opt.out_dir + "/" + bet_stem(info);
+  write_file_atomic(stem + ".json", r.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  write_file_atomic(stem + ".svg", svg);
+  std::filesystem::remove(partial_path());
+  return r;
+}
+
+std::vector<int32_t> head(const std::vector<int32_t>& v, int64_t n) {
+  return {v.begin(), v.begin() + std::min<int64_t>(n, (int64_t)v.size())};
+}
+
+json personalize_cell(const Context& ctx, AdapterKind kind, const std::vector<int32_t>& train,
+                      const std::vector<int32_t>& heldout, const PersonalizeOptions& o, Adapter* out) {
+  Adapter a = make_adapter(ctx.base, kind, o.lora, o.seed);
+  const PersonalizeReport r = personalize_tokens(ctx.base, a, train, heldout, ctx.general, o);
+  json traj = json::array();
+  for (auto [s, p] : r.trajectory) traj.push_back({s, p});
+  if (out) *out = std::move(a);
+  return {{"kind", kind_name(kind)},
+          {"lr", r.lr},
+          {"steps", r.steps},
+          {"seq", r.seq},
+          {"train_tokens", r.train_tokens},
+          {"heldout_tokens", r.heldout_tokens},
+          {"personal_ppl_before", r.personal_before},
+          {"personal_ppl_after", r.personal_after},
+          {"general_ppl_before", r.general_before},
+          {"general_ppl_after", r.general_after},
+          {"personal_drop", r.personal_before / r.personal_after},
+          {"general_rise", r.general_after / r.general_before - 1.0},
+          {"verdict", r.verdict},
+          {"trajectory", traj},
+          {"train_seconds", r.train_seconds},
+          {"adapter_values", r.n_values}};
+}
+
+json spread(const std::vector<double>& v) {
+  if (v.empty()) return {{"n", 0}};
+  double sum = 0, sq = 0;
+  for (double x : v) sum += x;
+  const double mean = sum / v.size();
+  for (double x : v) sq += (x - mean) * (x - mean);
+  return {{"n", v.size()},
+          {"mean", mean},
+          {"sd", std::sqrt(sq / v.size())},
+          {"min", *std::min_element(v.begin(), v.end())},
+          {"max", *std::max_element(v.begin(), v.end())}};
+}
+
+}  // namespace bets
+}  // namespace heirloom
