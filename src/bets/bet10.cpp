@@ -12,22 +12,13 @@
 namespace heirloom::bets {
 
 json bet10(Context& ctx) {
-  const bool q = ctx.opt.quick;
-  PersonalizeOptions o;
-  o.steps = q ? 5 : 100;
-  o.batch = 1;
-  o.seq = std::min(q ? 64 : 256, ctx.base.config.n_ctx);
-  o.eval_tokens = q ? 256 : 4096;  // general held-out tokens (the personal held-out is all of it)
-  o.trajectory_every = q ? 1 : 10;
-  o.trajectory_tokens = 1 << 20;
-  o.seed = 1;
-  o.progress = false;
-  const int64_t train_tokens = q ? 600 : 3000, heldout_tokens = q ? 200 : 500;
+  const Protocol pr = seed_protocol(ctx);
+  const PersonalizeOptions& o = pr.o;
   const std::vector<AdapterKind> kinds = {AdapterKind::full, AdapterKind::norm};
-  ctx.config = {{"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"train_tokens", train_tokens},
-                {"heldout_tokens", heldout_tokens}, {"general_eval_tokens", o.eval_tokens},
-                {"lr", {{"full", default_lr(AdapterKind::full)}, {"norm", default_lr(AdapterKind::norm)}}},
-                {"seed", o.seed}, {"kinds", {"full", "norm"}}};
+  ctx.config = pr.to_json();
+  ctx.config["lr"] = {{"full", default_lr(AdapterKind::full)}, {"norm", default_lr(AdapterKind::norm)}};
+  ctx.config["seed"] = o.seed;
+  ctx.config["kinds"] = {"full", "norm"};
   ctx.resume();
 
   Progress bar((long)(kinds.size() * ctx.people.size()), "bet 10", "cell", ctx.opt.progress);
@@ -35,7 +26,7 @@ json bet10(Context& ctx) {
   for (AdapterKind k : kinds)
     for (const Person& p : ctx.people) {
       ctx.cell(std::string(kind_name(k)) + "/" + p.name, [&] {
-        return personalize_cell(ctx, k, head(p.train, train_tokens), head(p.heldout, heldout_tokens), o);
+        return personalize_cell(ctx, k, head(p.train, pr.train_tokens), head(p.heldout, pr.heldout_tokens), o);
       });
       bar.update(++done, std::string(kind_name(k)) + " " + p.name);
     }

@@ -8,6 +8,7 @@
 
 #include "heirloom/corpus.h"
 #include "heirloom/error.h"
+#include "heirloom/eval.h"
 #include "heirloom/text.h"
 
 namespace heirloom {
@@ -16,6 +17,9 @@ const std::vector<BetInfo>& bet_list() {
   static const std::vector<BetInfo> list = {
       {10, "specialist_per_person",
        "a specialist per person: held-out personal and general ppl before/after 100 steps (full fine-tune and norm-only)"},
+      {43, "replication", "Bet 10 over 5 seeds x 3 held-out texts per person: how many pass STRICT"},
+      {60, "noise_floor", "negative control: the same adapter trained on uniformly random tokens; real vs random per person"},
+      {61, "confusion_matrix", "one adapter per person evaluated on every person's held-out text; the own-adapter margin"},
   };
   return list;
 }
@@ -37,6 +41,9 @@ nlohmann::json run_bet(int number, const BetOptions& opt) {
   bets::Context ctx(*it, opt);
   switch (number) {
     case 10: return bets::bet10(ctx);
+    case 43: return bets::bet43(ctx);
+    case 60: return bets::bet60(ctx);
+    case 61: return bets::bet61(ctx);
   }
   throw Error("bet " + std::to_string(number) + " is listed but not implemented");
 }
@@ -111,6 +118,40 @@ json Context::finish(json summary, json seed_claim, const std::string& svg) {
   write_file_atomic(stem + ".svg", svg);
   std::filesystem::remove(partial_path());
   return r;
+}
+
+Protocol seed_protocol(const Context& ctx) {
+  const bool q = ctx.opt.quick;
+  Protocol p;
+  p.o.steps = q ? 5 : 100;
+  p.o.batch = 1;
+  p.o.seq = std::min(q ? 64 : 256, ctx.base.config.n_ctx);
+  p.o.eval_tokens = q ? 256 : 4096;  // of the general held-out text; the personal held-out is scored whole
+  p.o.trajectory_every = q ? 1 : 10;
+  p.o.trajectory_tokens = 1 << 20;
+  p.o.seed = 1;
+  p.o.progress = false;
+  p.train_tokens = q ? 600 : 3000;
+  p.heldout_tokens = q ? 200 : 500;
+  return p;
+}
+
+json Protocol::to_json() const {
+  return {{"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"train_tokens", train_tokens},
+          {"heldout_tokens", heldout_tokens}, {"general_eval_tokens", o.eval_tokens}};
+}
+
+double adapter_ppl(const Context& ctx, const Adapter* a, const std::vector<int32_t>& tokens, int seq) {
+  if (!a) return perplexity_sliding(ctx.base, tokens, seq).ppl();
+  const AppliedAdapters ap = apply_adapters(ctx.base, {{a, 1.f}});
+  return perplexity_sliding(ap.model(ctx.base), tokens, seq, ap.view_ptr()).ppl();
+}
+
+std::vector<int32_t> heldout_slice(const Model& base, const Person& p, int i, int64_t n) {
+  std::vector<int32_t> t{base.vocab.bos_id};
+  const int64_t from = 1 + i * (n - 1), to = std::min<int64_t>(from + n - 1, (int64_t)p.heldout.size());
+  if (from < to) t.insert(t.end(), p.heldout.begin() + from, p.heldout.begin() + to);
+  return t;
 }
 
 std::vector<int32_t> head(const std::vector<int32_t>& v, int64_t n) {

@@ -45,15 +45,31 @@ struct Context {
   double t0_;
 };
 
+// The seed's Bet 10 protocol, shared by its follow-ups: 100 steps of one 256-token window, ~3,000 training
+// tokens and ~500 held-out tokens per person, 4,096 general held-out tokens (quick: reduced).
+struct Protocol {
+  PersonalizeOptions o;
+  int64_t train_tokens, heldout_tokens;
+  json to_json() const;
+};
+Protocol seed_protocol(const Context& ctx);
+
+// Held-out text i of a person: the i-th run of n tokens of the held-out split, BOS first.
+std::vector<int32_t> heldout_slice(const Model& base, const Person& p, int i, int64_t n);
 // The first n tokens of a stream (or all of it).
 std::vector<int32_t> head(const std::vector<int32_t>& v, int64_t n);
 // One personalisation as a cell result: before/after, change, verdict, trajectory, seconds, bytes.
 json personalize_cell(const Context& ctx, AdapterKind kind, const std::vector<int32_t>& train,
                       const std::vector<int32_t>& heldout, const PersonalizeOptions& o, Adapter* out = nullptr);
+// Perplexity of the base with an adapter (null = the base alone) on tokens, windows of seq.
+double adapter_ppl(const Context& ctx, const Adapter* a, const std::vector<int32_t>& tokens, int seq);
 // mean, sd (population), min, max of values.
 json spread(const std::vector<double>& v);
 
 // The bets.
 json bet10(Context& ctx);
+json bet43(Context& ctx);
+json bet60(Context& ctx);
+json bet61(Context& ctx);
 
 }  // namespace heirloom::bets

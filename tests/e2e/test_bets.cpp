@@ -89,6 +89,54 @@ TEST(Bets, Bet10QuickWritesResultsWhoseFlagsFollowFromTheNumbers) {
   EXPECT_FALSE(fs::exists(f.out + "/10_specialist_per_person.partial.json"));
 }
 
+TEST(Bets, FollowUps43And60And61QuickFlagsFollowFromTheNumbers) {
+  BetFixture f;
+  ASSERT_EQ(f.bet("43").code, 0);
+  const json b43 = f.result("43_replication");
+  for (const char* kind : {"full", "norm"}) {
+    int strict = 0, runs = 0;
+    for (const auto& [key, c] : b43["cells"].items()) {
+      if (key.rfind(kind, 0) != 0) continue;
+      ASSERT_EQ(c["texts"].size(), 3u);
+      for (const auto& t : c["texts"]) {
+        EXPECT_EQ(t["verdict"], bet10_verdict(t["personal_ppl_before"], t["personal_ppl_after"], c["general_ppl_before"],
+                                              c["general_ppl_after"]));
+        strict += t["verdict"] == "STRICT";
+        ++runs;
+      }
+    }
+    EXPECT_EQ(runs, 2 * 3 * (int)f.people.size());  // quick: 2 seeds
+    EXPECT_EQ(b43["summary"][kind]["strict"], strict);
+    EXPECT_EQ(b43["summary"][kind]["runs"], runs);
+  }
+
+  ASSERT_EQ(f.bet("60").code, 0);
+  const json b60 = f.result("60_noise_floor");
+  for (const char* kind : {"full", "norm"}) {
+    int wins = 0;
+    for (const auto& p : f.people) {
+      const double real = b60["cells"][std::string(kind) + "/" + p + "/real"]["personal_ppl_after"];
+      const double rnd = b60["cells"][std::string(kind) + "/" + p + "/random"]["personal_ppl_after"];
+      wins += rnd > real;
+    }
+    EXPECT_EQ(b60["summary"][kind]["real_wins"], wins);
+  }
+
+  ASSERT_EQ(f.bet("61").code, 0);
+  const json b61 = f.result("61_confusion_matrix");
+  int own_wins = 0;
+  for (const auto& text : f.people) {
+    const double own = b61["cells"]["adapter/" + text]["ppl_on"][text];
+    double best_other = 1e300;
+    for (const auto& a : f.people)
+      if (a != text) best_other = std::min(best_other, b61["cells"]["adapter/" + a]["ppl_on"][text].get<double>());
+    own_wins += own < best_other;
+    EXPECT_NEAR(b61["summary"]["per_person"][text]["margin_vs_best_other"].get<double>(), best_other / own - 1.0, 1e-9);
+  }
+  EXPECT_EQ(b61["summary"]["own_adapter_wins"], own_wins);
+  EXPECT_NE(read_text_file(f.out + "/61_confusion_matrix.svg").find("<rect"), std::string::npos);
+}
+
 TEST(Bets, FinishedCellsOfAnInterruptedRunAreKept) {
   BetFixture f;
   ASSERT_EQ(f.bet("10").code, 0);
