@@ -39,7 +39,7 @@ json bet61(Context& ctx) {
     for (const Person& q : ctx.people) on[q.name] = adapter_ppl(ctx, nullptr, head(q.heldout, pr.heldout_tokens), pr.o.seq);
     return on;
   });
-  plot::Heatmap hm{"Bet 61: held-out ppl of each adapter on each person's text, % above the text's own adapter", "adapter",
+  plot::Heatmap hm{"Bet 61: each adapter on each held-out text, ppl % above the text's own adapter", "adapter",
                    "held-out text", {}, {}, {}, 0};
   json margins = json::object();
   std::vector<double> best_margin, mean_margin;

@@ -171,7 +171,7 @@ std::string render(const Heatmap& c) {
     for (double v : r)
       if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
   const double x0 = 150, y0 = kTop + 40, cw = (kW - x0 - 30) / std::max<size_t>(K, 1), ch = (kH - y0 - 30) / std::max<size_t>(R, 1);
-  for (size_t j = 0; j < K; ++j) s += text(x0 + cw * (j + 0.5), y0 - 8, c.cols[j], "middle", 10);
+  for (size_t j = 0; j < K; ++j) s += text(x0 + cw * (j + 0.5), y0 - 8, c.cols[j], "middle", 9);
   s += text(x0 + (kW - x0 - 30) / 2, kTop + 12, c.col_label, "middle", 12);
   for (size_t i = 0; i < R; ++i) {
     s += text(x0 - 6, y0 + ch * (i + 0.5) + 4, c.rows[i], "end", 10);
@@ -183,7 +183,8 @@ std::string render(const Heatmap& c) {
       s += fmt("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" ", x0 + cw * j, y0 + ch * i, cw, ch) + "fill=\"" + fill +
            "\" stroke=\"white\"/>\n";
       char val[32];
-      std::snprintf(val, sizeof val, "%.*f", c.decimals, v);
+      const double shown = std::abs(v) < 0.5 * std::pow(10.0, -c.decimals) ? 0.0 : v;  // no "-0"
+      std::snprintf(val, sizeof val, "%.*f", c.decimals, shown);
       s += text(x0 + cw * (j + 0.5), y0 + ch * (i + 0.5) + 4, val, "middle", 10);
     }
   }
