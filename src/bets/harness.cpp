@@ -20,6 +20,9 @@ const std::vector<BetInfo>& bet_list() {
       {43, "replication", "Bet 10 over 5 seeds x 3 held-out texts per person: how many pass STRICT"},
       {60, "noise_floor", "negative control: the same adapter trained on uniformly random tokens; real vs random per person"},
       {61, "confusion_matrix", "one adapter per person evaluated on every person's held-out text; the own-adapter margin"},
+      {49, "adapter_shootout", "norm-only vs LoRA vs full fine-tune at an equal training-time budget; which is Pareto-optimal"},
+      {28, "sample_efficiency", "held-out personal ppl after training on 250 to 8,000 tokens of the person's text"},
+      {29, "sequential", "the adapter retrained daily on each new day's text for 30 days: general drift, first-day ppl"},
   };
   return list;
 }
@@ -44,6 +47,9 @@ nlohmann::json run_bet(int number, const BetOptions& opt) {
     case 43: return bets::bet43(ctx);
     case 60: return bets::bet60(ctx);
     case 61: return bets::bet61(ctx);
+    case 49: return bets::bet49(ctx);
+    case 28: return bets::bet28(ctx);
+    case 29: return bets::bet29(ctx);
   }
   throw Error("bet " + std::to_string(number) + " is listed but not implemented");
 }
@@ -65,6 +71,7 @@ Context::Context(const BetInfo& i, const BetOptions& o) : info(i), opt(o), t0_(n
   if (people.size() < 2) throw Error(cd.dir + " has " + std::to_string(people.size()) + " person corpora; the bets need several",
                                      "build them with: heirloom corpus build");
   general = encode(base.vocab, read_text_file(cd.heldout_path("general")), true);
+  std::filesystem::create_directories(opt.out_dir);
 }
 
 std::string Context::partial_path() const { return opt.out_dir + "/" + bet_stem(info) + ".partial.json"; }
@@ -90,7 +97,6 @@ json Context::cell(const std::string& key, const std::function<json()>& run) {
   if (cells.contains(key)) return cells[key];
   json r = run();
   cells[key] = r;
-  std::filesystem::create_directories(opt.out_dir);
   write_file_atomic(partial_path(), json{{"config", config}, {"base_fingerprint", fingerprint}, {"cells", cells}}.dump(1));
   return r;
 }
@@ -112,7 +118,6 @@ json Context::finish(json summary, json seed_claim, const std::string& svg) {
             {"wall_clock_seconds", seconds()}};
   for (const Person& p : people)
     r["people"].push_back({{"name", p.name}, {"train_tokens", p.train.size()}, {"heldout_tokens", p.heldout.size()}});
-  std::filesystem::create_directories(opt.out_dir);
   const std::string stem = opt.out_dir + "/" + bet_stem(info);
   write_file_atomic(stem + ".json", r.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   write_file_atomic(stem + ".svg", svg);

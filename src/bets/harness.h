@@ -71,5 +71,8 @@ json bet10(Context& ctx);
 json bet43(Context& ctx);
 json bet60(Context& ctx);
 json bet61(Context& ctx);
+json bet49(Context& ctx);
+json bet28(Context& ctx);
+json bet29(Context& ctx);
 
 }  // namespace heirloom::bets

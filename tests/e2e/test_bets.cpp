@@ -137,6 +137,32 @@ TEST(Bets, FollowUps43And60And61QuickFlagsFollowFromTheNumbers) {
   EXPECT_NE(read_text_file(f.out + "/61_confusion_matrix.svg").find("<rect"), std::string::npos);
 }
 
+TEST(Bets, ShootoutSampleEfficiencyAndSequentialQuick) {
+  BetFixture f;
+  ASSERT_EQ(f.bet("49").code, 0);
+  const json b49 = f.result("49_adapter_shootout");
+  EXPECT_EQ(b49["cells"].size(), 3 * f.people.size());
+  for (const auto& [key, c] : b49["cells"].items()) {
+    EXPECT_GE(c["train_seconds"].get<double>(), 0.5) << key;  // trained up to the budget
+    EXPECT_GT(c["adapter_bytes"].get<double>(), 0) << key;
+  }
+  EXPECT_GT(b49["cells"]["full/ann"]["adapter_bytes"].get<double>(), b49["cells"]["norm/ann"]["adapter_bytes"].get<double>());
+  EXPECT_GE(b49["summary"]["pareto_optimal"].size(), 1u);  // some kind is always undominated
+
+  ASSERT_EQ(f.bet("28").code, 0);
+  const json b28 = f.result("28_sample_efficiency");
+  EXPECT_EQ(b28["cells"].size(), 3 * f.people.size());
+  EXPECT_EQ(b28["cells"]["ann/400"]["train_tokens"], 400);
+
+  ASSERT_EQ(f.bet("29").code, 0);
+  const json b29 = f.result("29_sequential");
+  EXPECT_EQ(b29["cells"].size(), 3 * f.people.size());
+  EXPECT_FALSE(b29["cells"]["ann/day1"].contains("adapter"));
+  const double base = b29["summary"]["ann"]["general_ppl_base"], last = b29["summary"]["ann"]["general_ppl_last_day"];
+  EXPECT_EQ(last, b29["cells"]["ann/day3"]["general_ppl"]);
+  EXPECT_GT(base, 1.0);
+}
+
 TEST(Bets, FinishedCellsOfAnInterruptedRunAreKept) {
   BetFixture f;
   ASSERT_EQ(f.bet("10").code, 0);
