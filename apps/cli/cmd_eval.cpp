@@ -46,7 +46,7 @@ Action add_eval(CLI::App& app, Common& common) {
       unigram = perplexity_unigram(encode(m.vocab, read_text_file(cd.train_path(o->corpus)), true), toks, m.config.n_vocab).ppl();
     }
     if (common.json) {
-      nlohmann::json j = {{"model", o->model}, {"text", o->text}, {"protocol", o->protocol}, {"ctx", ctx},
+      nlohmann::json j = {{"model", o->model}, {"fingerprint", base.fingerprint()}, {"text", o->text}, {"protocol", o->protocol}, {"ctx", ctx},
                           {"tokens", toks.size()}, {"scored", r.n_scored}, {"windows", r.n_windows},
                           {"mean_nll", r.mean_nll()}, {"ppl", r.ppl()}, {"adapters", ad.names}};
       if (o->unigram) j["unigram_ppl"] = unigram;

@@ -58,15 +58,21 @@ Action add_pretrain(CLI::App& app, Common& common) {
     if (common.json) {
       print_json({{"out", run.out}, {"preset", run.preset}, {"steps", r.steps}, {"params", r.n_params},
                   {"train_tokens", r.train_tokens}, {"heldout_tokens", r.heldout_tokens},
-                  {"final_train_loss", r.final_train_loss}, {"heldout_loss", r.heldout_loss},
+                  {"steps_run", r.steps_run}, {"final_train_loss", r.final_train_loss}, {"heldout_loss", r.heldout_loss},
                   {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}, {"heldout_curve", curve}});
     } else {
       if (r.steps < run.steps) {
         std::printf("stopped at step %d of %d; checkpoint %s.ckpt (continue with --resume)\n", r.steps, run.steps, run.out.c_str());
         return 0;
       }
-      std::printf("wrote %s: %s, %lld parameters, %d steps in %.1f s (%.0f tokens/s)\n", run.out.c_str(),
-                  run.preset.c_str(), (long long)r.n_params, r.steps, r.seconds, r.tokens_per_second);
+      if (r.steps_run == 0) {  // the checkpoint was already at the last step: only the model file was written
+        std::printf("wrote %s: %s, %lld parameters, from the finished checkpoint (%d steps)\n", run.out.c_str(),
+                    run.preset.c_str(), (long long)r.n_params, r.steps);
+        std::printf("held-out loss %.4f (%lld held-out tokens)\n", r.heldout_loss, (long long)r.heldout_tokens);
+        return 0;
+      }
+      std::printf("wrote %s: %s, %lld parameters, %d steps (%d in this run) in %.1f s (%.0f tokens/s)\n", run.out.c_str(),
+                  run.preset.c_str(), (long long)r.n_params, r.steps, r.steps_run, r.seconds, r.tokens_per_second);
       std::printf("train loss %.4f, held-out loss %.4f (%lld held-out tokens)\n", r.final_train_loss, r.heldout_loss,
                   (long long)r.heldout_tokens);
     }

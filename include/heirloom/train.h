@@ -52,7 +52,8 @@ struct PretrainOptions {
 };
 
 struct PretrainReport {
-  int steps = 0;
+  int steps = 0;      // steps done in all, including those of a resumed checkpoint
+  int steps_run = 0;  // steps run by this call
   int64_t n_params = 0, train_tokens = 0, heldout_tokens = 0;
   double final_train_loss = 0, heldout_loss = 0, seconds = 0, tokens_per_second = 0;
   std::vector<std::pair<int, double>> heldout_curve;  // (step, held-out loss)

@@ -134,6 +134,7 @@ PretrainReport pretrain(const PretrainOptions& o) {
   bar.finish();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   rep.steps = tr.steps_done;
+  rep.steps_run = tr.steps_done - first;
   rep.final_train_loss = loss;
   rep.heldout_loss = rep.heldout_curve.empty() ? heldout_loss(m, *eval_ws, held, o.seq) : rep.heldout_curve.back().second;
   rep.tokens_per_second = (double)(tr.steps_done - first) * o.batch * o.seq / std::max(rep.seconds, 1e-9);
