@@ -23,6 +23,7 @@ struct BetInfo {
   int number;
   std::string name;     // file stem after the number, e.g. "specialist_per_person"
   std::string summary;  // one line for `heirloom bet list`
+  bool needs_base = true;  // false: a synthetic bet (no model, no corpora)
 };
 
 const std::vector<BetInfo>& bet_list();

@@ -23,6 +23,7 @@ const std::vector<BetInfo>& bet_list() {
       {49, "adapter_shootout", "norm-only vs LoRA vs full fine-tune at an equal training-time budget; which is Pareto-optimal"},
       {28, "sample_efficiency", "held-out personal ppl after training on 250 to 8,000 tokens of the person's text"},
       {29, "sequential", "the adapter retrained daily on each new day's text for 30 days: general drift, first-day ppl"},
+      {69, "generational_inheritance", "synthetic D=256 adapters: every merge scheme at overlap 0.0/0.5/0.9, retention ratios", false},
   };
   return list;
 }
@@ -50,6 +51,7 @@ nlohmann::json run_bet(int number, const BetOptions& opt) {
     case 49: return bets::bet49(ctx);
     case 28: return bets::bet28(ctx);
     case 29: return bets::bet29(ctx);
+    case 69: return bets::bet69(ctx);
   }
   throw Error("bet " + std::to_string(number) + " is listed but not implemented");
 }
@@ -61,6 +63,8 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 }  // namespace
 
 Context::Context(const BetInfo& i, const BetOptions& o) : info(i), opt(o), t0_(now()) {
+  std::filesystem::create_directories(opt.out_dir);
+  if (!info.needs_base) return;
   base_path = opt.base;
   base = load_model(base_path);
   fingerprint = base.fingerprint();
@@ -71,7 +75,6 @@ Context::Context(const BetInfo& i, const BetOptions& o) : info(i), opt(o), t0_(n
   if (people.size() < 2) throw Error(cd.dir + " has " + std::to_string(people.size()) + " person corpora; the bets need several",
                                      "build them with: heirloom corpus build");
   general = encode(base.vocab, read_text_file(cd.heldout_path("general")), true);
-  std::filesystem::create_directories(opt.out_dir);
 }
 
 std::string Context::partial_path() const { return opt.out_dir + "/" + bet_stem(info) + ".partial.json"; }
@@ -108,7 +111,7 @@ json Context::finish(json summary, json seed_claim, const std::string& svg) {
             {"heirloom_version", HEIRLOOM_VERSION},
             {"base", base_path},
             {"base_fingerprint", fingerprint},
-            {"base_preset", base.config.preset},
+            {"base_preset", info.needs_base ? base.config.preset : "none (synthetic)"},
             {"quick", opt.quick},
             {"config", config},
             {"people", json::array()},
@@ -116,6 +119,7 @@ json Context::finish(json summary, json seed_claim, const std::string& svg) {
             {"summary", std::move(summary)},
             {"seed_claim", std::move(seed_claim)},
             {"wall_clock_seconds", seconds()}};
+  if (!info.needs_base) r.erase("people");
   for (const Person& p : people)
     r["people"].push_back({{"name", p.name}, {"train_tokens", p.train.size()}, {"heldout_tokens", p.heldout.size()}});
   const std::string stem = opt.out_dir + "/" + bet_stem(info);

@@ -74,5 +74,6 @@ json bet61(Context& ctx);
 json bet49(Context& ctx);
 json bet28(Context& ctx);
 json bet29(Context& ctx);
+json bet69(Context& ctx);
 
 }  // namespace heirloom::bets

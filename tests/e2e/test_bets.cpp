@@ -163,6 +163,28 @@ TEST(Bets, ShootoutSampleEfficiencyAndSequentialQuick) {
   EXPECT_GT(base, 1.0);
 }
 
+TEST(Bets, Bet69SyntheticNeedsNoBaseAndItsFlagsFollowFromTheRatios) {
+  Dir d{"bet69"};
+  const CliResult r = run("bet 69 --out-dir " + d / "out" + " --threads 1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json j = json::parse(read_text_file(d / "out/69_generational_inheritance.json"));
+  ASSERT_EQ(j["cells"].size(), 3u);  // overlaps 0.0, 0.5, 0.9
+  std::vector<std::string> strict;
+  for (const auto& sc : j["config"]["schemes"]) {
+    int pass = 0;
+    for (const auto& [ov, row] : j["cells"].items())
+      pass += row[sc.get<std::string>()]["parent_ratio"] >= 0.8 && row[sc.get<std::string>()]["child_ratio"] >= 0.8;
+    if (pass >= 2) strict.push_back(sc);
+  }
+  EXPECT_EQ(j["summary"]["strict_schemes"], json(strict));
+  EXPECT_EQ(j["summary"]["strict"].get<bool>(), !strict.empty());
+  // Identities the protocol implies: concatenation keeps the parent whole; task vector at 0.5 is the average.
+  for (const auto& [ov, row] : j["cells"].items()) {
+    EXPECT_NEAR(row["concat"]["parent_ratio"].get<double>(), 1.0, 1e-9) << ov;
+    EXPECT_NEAR(row["taskvec:0.5"]["parent_ratio"].get<double>(), row["linear"]["parent_ratio"].get<double>(), 1e-4) << ov;
+  }
+}
+
 TEST(Bets, FinishedCellsOfAnInterruptedRunAreKept) {
   BetFixture f;
   ASSERT_EQ(f.bet("10").code, 0);
