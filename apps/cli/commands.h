@@ -26,6 +26,7 @@ Action add_corpus(CLI::App& app, Common& common);
 Action add_personalize(CLI::App& app, Common& common);
 Action add_export(CLI::App& app, Common& common);
 Action add_bet(CLI::App& app, Common& common);
+Action add_overlap(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // The --model/--base argument, or the default base when it is empty (Error when there is none).

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   reg(add_personalize);
   reg(add_export);
   reg(add_bet);
+  reg(add_overlap);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

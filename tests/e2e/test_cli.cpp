@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(Cli, EveryCommandHasHelp) {
-  for (const char* c : {"pretrain", "eval", "generate", "bench", "personalize", "export", "bet"}) {
+  for (const char* c : {"pretrain", "eval", "generate", "bench", "personalize", "export", "bet", "overlap"}) {
     const CliResult r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("--threads"), std::string::npos) << c;
