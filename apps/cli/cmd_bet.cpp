@@ -46,7 +46,8 @@ Action add_bet(CLI::App& app, Common& common) {
     if (common.json) {
       print_json(r);
     } else {
-      std::printf("bet %d (%s) on %s: %.0f s\n", n, r["name"].get<std::string>().c_str(), b.base.c_str(),
+      std::printf("bet %d (%s) on %s: %.0f s\n", n, r["name"].get<std::string>().c_str(),
+                  b.base.empty() ? "no base (synthetic)" : b.base.c_str(),
                   r["wall_clock_seconds"].get<double>());
       std::printf("summary: %s\n", r["summary"].dump(1).c_str());
       std::printf("wrote %s/%02d_%s.json and .svg\n", b.out_dir.c_str(), n, r["name"].get<std::string>().c_str());

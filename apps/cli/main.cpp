@@ -1,6 +1,7 @@
 // heirloom: a personal language-model specialist for everyone, trained on their own CPU.
 // Dispatches to one subcommand per file; turns heirloom::Error into a message and exit code 2.
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "commands.h"
@@ -68,6 +69,12 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "error: out of memory\nhint: use a smaller batch, sequence or model\n");
     return 3;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "error: %s\nhint: check the path and its permissions\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {  // a malformed JSON file, a number out of range, ...: a message, never a crash
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
   }
   return 1;
 }
