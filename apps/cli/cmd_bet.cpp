@@ -1,5 +1,4 @@
 // `heirloom bet`: run one of the seeds' bets (`bet N`) or list them (`bet list`).
-#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
@@ -38,9 +37,7 @@ Action add_bet(CLI::App& app, Common& common) {
       throw Error("'" + o->which + "' is not a bet number", "run `heirloom bet list`");
     }
     BetOptions b = o->b;
-    const auto& list = bet_list();
-    const auto it = std::find_if(list.begin(), list.end(), [&](const BetInfo& x) { return x.number == n; });
-    if (it == list.end() || it->needs_base) b.base = resolve_model(b.base);
+    if (find_bet(n).needs_base) b.base = resolve_model(b.base);
     b.progress = !common.json;
     const nlohmann::json r = run_bet(n, b);
     if (common.json) {

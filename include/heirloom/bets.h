@@ -27,6 +27,8 @@ struct BetInfo {
 };
 
 const std::vector<BetInfo>& bet_list();
+// The bet with this number; Error naming the known ones otherwise.
+const BetInfo& find_bet(int number);
 // Runs bet `number` and returns the results JSON it wrote. Error for an unknown bet.
 nlohmann::json run_bet(int number, const BetOptions& opt);
 // "10_specialist_per_person": the file stem of a bet's results.

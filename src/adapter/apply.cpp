@@ -39,9 +39,7 @@ void merge_one(Model& m, const Adapter& a, float s) {
                lora_base_weight(m.w.layers[b.layer], b.target) + (int64_t)e * b.out * b.in, b.in);
         }
       break;
-    case AdapterKind::steer:
-      throw Error("a steering adapter adds to the residual stream and cannot be merged into weights",
-                  "apply it at run time instead");
+    case AdapterKind::steer: break;  // never merged: apply_adapters refuses it first
   }
 }
 
@@ -52,15 +50,16 @@ AppliedAdapters apply_adapters(const Model& base, const std::vector<std::pair<co
   const ModelConfig& c = base.config;
   const int C = c.n_embd, L = c.n_layer, n_norm = 2 * L + 1;
   AppliedAdapters out;
-  auto merged_here = [&](const Adapter& a) { return a.kind == AdapterKind::full || (merge_all && a.kind != AdapterKind::steer); };
+  auto merged_here = [&](const Adapter& a) { return a.kind == AdapterKind::full || merge_all; };
+  for (auto [a, s] : adapters)
+    if (merge_all && a->kind == AdapterKind::steer)
+      throw Error("a steering adapter adds to the residual stream and cannot be merged into weights",
+                  "apply it at run time instead");
   for (auto [a, s] : adapters)
     if (merged_here(*a)) {
       if (!out.merged) out.merged = clone_model(base);
       merge_one(*out.merged, *a, s);
     }
-  if (merge_all)
-    for (auto [a, s] : adapters)
-      if (a->kind == AdapterKind::steer) merge_one(*out.merged, *a, s);  // throws the explanation
 
   // What stays a run-time view: summed norm and steer deltas, LoRA pairs stacked into one rank.
   bool any_norm = false, any_steer = false;

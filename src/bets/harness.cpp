@@ -34,15 +34,16 @@ std::string bet_stem(const BetInfo& b) {
   return std::string(n) + "_" + b.name;
 }
 
+const BetInfo& find_bet(int number) {
+  for (const auto& b : bet_list())
+    if (b.number == number) return b;
+  std::string known;
+  for (const auto& b : bet_list()) known += (known.empty() ? "" : ", ") + std::to_string(b.number);
+  throw Error("there is no bet " + std::to_string(number), "known bets: " + known + " (heirloom bet list)");
+}
+
 nlohmann::json run_bet(int number, const BetOptions& opt) {
-  const auto& list = bet_list();
-  const auto it = std::find_if(list.begin(), list.end(), [&](const BetInfo& b) { return b.number == number; });
-  if (it == list.end()) {
-    std::string known;
-    for (const auto& b : list) known += (known.empty() ? "" : ", ") + std::to_string(b.number);
-    throw Error("there is no bet " + std::to_string(number), "known bets: " + known + " (heirloom bet list)");
-  }
-  bets::Context ctx(*it, opt);
+  bets::Context ctx(find_bet(number), opt);
   switch (number) {
     case 10: return bets::bet10(ctx);
     case 43: return bets::bet43(ctx);
@@ -114,13 +115,11 @@ json Context::finish(json summary, json seed_claim, const std::string& svg) {
             {"base_preset", info.needs_base ? base.config.preset : "none (synthetic)"},
             {"quick", opt.quick},
             {"config", config},
-            {"people", json::array()},
             {"cells", cells},
             {"summary", std::move(summary)},
             {"seed_claim", std::move(seed_claim)},
             {"wall_clock_seconds", seconds()}};
-  if (!info.needs_base) r.erase("people");
-  for (const Person& p : people)
+  for (const Person& p : people)  // none for a synthetic bet
     r["people"].push_back({{"name", p.name}, {"train_tokens", p.train.size()}, {"heldout_tokens", p.heldout.size()}});
   const std::string stem = opt.out_dir + "/" + bet_stem(info);
   write_file_atomic(stem + ".json", r.dump(2, ' ', false, json::error_handler_t::replace) + "\n");

@@ -131,13 +131,6 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
   rep.eval_seconds = seconds_since(t0);
 
   // --- train (the trajectory's evaluations are timed apart from training)
-  adapter.info.steps = o.steps;
-  adapter.info.batch = o.batch;
-  adapter.info.seq = o.seq;
-  adapter.info.lr = rep.lr;
-  adapter.info.tokens = (int64_t)o.steps * o.batch * o.seq;  // corrected below if a time budget stops early
-  adapter.info.seed = o.seed;
-  adapter.info.owner = o.owner;
   rep.n_values = (int64_t)adapter.params.size();
   AdapterTrainer trainer(base, adapter, AdamwConfig{rep.lr, 0.9f, 0.999f, 1e-8f, 0.f, 1.0f});
   auto ws = make_workspace();
@@ -167,8 +160,14 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
   }
   bar.finish();
   trainer.finish();
+  // The recipe as run (a time budget may stop before o.steps).
   adapter.info.steps = rep.steps;
+  adapter.info.batch = o.batch;
+  adapter.info.seq = o.seq;
+  adapter.info.lr = rep.lr;
   adapter.info.tokens = (int64_t)rep.steps * o.batch * o.seq;
+  adapter.info.seed = o.seed;
+  adapter.info.owner = o.owner;
 
   // --- after
   t0 = std::chrono::steady_clock::now();

@@ -3,6 +3,7 @@
 // from other factors is identical; different kinds are refused; predictions follow the regime.
 #include <gtest/gtest.h>
 
+#include "adapter/lora_layout.h"
 #include "core/rng.h"
 #include "heirloom/error.h"
 #include "heirloom/overlap.h"
@@ -50,21 +51,10 @@ TEST(Overlap, LoraComparesProductsAndKindsMustMatch) {
   s.rank = 2;
   const Adapter a = noisy(AdapterKind::lora, 4, s);
   Adapter b = a;  // the same product from rescaled factors: A·2, B/2
-  // Scale every A block by 2 and every B block by 1/2 (A blocks come first in each target's pair).
-  const int C = base().config.n_embd;
-  int64_t off = 0;
-  for (int l = 0; l < base().config.n_layer; ++l)
-    for (int t = 0; t < 4; ++t) {
-      const int64_t in = t == kLoraO ? base().config.n_head * base().config.head_dim() : C;
-      const int64_t out = t == kLoraQ ? base().config.n_head * base().config.head_dim()
-                          : t == kLoraO ? C
-                                        : base().config.n_head_kv * base().config.head_dim();
-      for (int64_t i = 0; i < 2 * in; ++i) b.params[off + i] *= 2.f;
-      off += 2 * in;
-      for (int64_t i = 0; i < out * 2; ++i) b.params[off + i] *= 0.5f;
-      off += out * 2;
-    }
-  ASSERT_EQ(off, (int64_t)b.params.size());
+  for (const LoraBlock& blk : lora_blocks(base().config, a.lora)) {
+    for (int64_t i = 0; i < (int64_t)blk.copies * s.rank * blk.in; ++i) b.params[blk.a_offset + i] *= 2.f;
+    for (int64_t i = 0; i < (int64_t)blk.copies * blk.out * s.rank; ++i) b.params[blk.b_offset + i] *= 0.5f;
+  }
   EXPECT_NE(a.params, b.params);
   EXPECT_NEAR(inherit::overlap(a, b, base().config).cosine, 1.0, 1e-6);
   EXPECT_THROW(inherit::overlap(a, noisy(AdapterKind::norm, 5), base().config), Error);
