@@ -29,6 +29,14 @@ LoadedAdapters load_adapters(const Model& base, const std::vector<std::string>& 
     out.scales.push_back(scale);
     out.names.push_back(path + (scale != 1.f ? " x" + std::to_string(scale) : ""));
   }
+  for (const Adapter& a : out.adapters)
+    if (a.routed()) {
+      if (out.adapters.size() > 1)
+        throw Error("a concatenated heir routes between its own adapters and cannot be combined with others",
+                    "pass it as the only --adapter");
+      out.routed = &a;
+      return out;
+    }
   out.applied = apply_adapters(base, list);
   return out;
 }

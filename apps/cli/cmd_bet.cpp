@@ -12,7 +12,7 @@ Action add_bet(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("bet", "reproduce one of the seeds' bets (`heirloom bet list` lists them)");
   struct Opts { std::string which; BetOptions b; };
   auto o = std::make_shared<Opts>();
-  sub->add_option("bet", o->which, "the bet's number, or `list`")->required();
+  sub->add_option("bet", o->which, "the bet (10, 43, ..., 69-real), or `list`")->required();
   sub->add_option("--base,--model", o->b.base, "base model (GGUF); default: the moe-30m base under models/ or the cache");
   sub->add_option("--corpus-dir", o->b.corpus_dir, "built corpus directory (default: " + default_corpus_dir() + ")");
   sub->add_option("--out-dir", o->b.out_dir, "where results go (NN_name.json and .svg)")->capture_default_str();
@@ -23,31 +23,27 @@ Action add_bet(CLI::App& app, Common& common) {
     if (o->which == "list") {
       if (common.json) {
         nlohmann::json j = nlohmann::json::array();
-        for (const auto& b : bet_list()) j.push_back({{"bet", b.number}, {"name", b.name}, {"summary", b.summary}});
+        for (const auto& b : bet_list()) j.push_back({{"bet", b.id}, {"name", b.name}, {"summary", b.summary}});
         print_json(j);
       } else {
-        for (const auto& b : bet_list()) std::printf("%3d  %-28s %s\n", b.number, b.name.c_str(), b.summary.c_str());
+        for (const auto& b : bet_list()) std::printf("%-9s %-28s %s\n", b.id.c_str(), b.name.c_str(), b.summary.c_str());
       }
       return 0;
     }
-    int n = 0;
-    try {
-      n = std::stoi(o->which);
-    } catch (const std::exception&) {
-      throw Error("'" + o->which + "' is not a bet number", "run `heirloom bet list`");
-    }
+    const std::string& n = o->which;
+    const BetInfo& info = find_bet(n);
     BetOptions b = o->b;
-    if (find_bet(n).needs_base) b.base = resolve_model(b.base);
+    if (info.needs_base) b.base = resolve_model(b.base);
     b.progress = !common.json;
     const nlohmann::json r = run_bet(n, b);
     if (common.json) {
       print_json(r);
     } else {
-      std::printf("bet %d (%s) on %s: %.0f s\n", n, r["name"].get<std::string>().c_str(),
+      std::printf("bet %s (%s) on %s: %.0f s\n", n.c_str(), r["name"].get<std::string>().c_str(),
                   b.base.empty() ? "no base (synthetic)" : b.base.c_str(),
                   r["wall_clock_seconds"].get<double>());
       std::printf("summary: %s\n", r["summary"].dump(1).c_str());
-      std::printf("wrote %s/%02d_%s.json and .svg\n", b.out_dir.c_str(), n, r["name"].get<std::string>().c_str());
+      std::printf("wrote %s/%s.json and .svg\n", b.out_dir.c_str(), bet_stem(info).c_str());
     }
     return 0;
   };

@@ -6,6 +6,7 @@
 #include "heirloom/corpus.h"
 #include "heirloom/error.h"
 #include "heirloom/eval.h"
+#include "heirloom/inherit.h"
 #include "heirloom/model.h"
 #include "heirloom/text.h"
 
@@ -38,8 +39,16 @@ Action add_eval(CLI::App& app, Common& common) {
     std::string text = read_text_for_eval(o->text, o->protocol == "llama");
     const std::vector<int32_t> toks = encode(m.vocab, text, true);
     const int ctx = o->ctx > 0 ? o->ctx : m.config.n_ctx;
-    const PerplexityResult r = o->protocol == "llama" ? perplexity_llama(m, toks, ctx, view, o->batch)
-                                                      : perplexity_sliding(m, toks, ctx, view, o->batch);
+    PerplexityResult r;
+    std::vector<int64_t> routed;
+    if (ad.routed) {
+      if (o->protocol == "llama") throw Error("a concatenated heir is scored with the sliding protocol only", "drop --protocol llama");
+      const inherit::AdapterPerplexity rp = inherit::adapter_perplexity(base, ad.routed, toks, ctx);
+      r = rp.result;
+      routed = rp.routed;
+    } else {
+      r = o->protocol == "llama" ? perplexity_llama(m, toks, ctx, view, o->batch) : perplexity_sliding(m, toks, ctx, view, o->batch);
+    }
     double unigram = 0;
     if (o->unigram) {
       if (o->corpus.empty()) throw Error("--unigram needs --corpus (the baseline counts that corpus's training split)");
@@ -50,10 +59,16 @@ Action add_eval(CLI::App& app, Common& common) {
                           {"tokens", toks.size()}, {"scored", r.n_scored}, {"windows", r.n_windows},
                           {"mean_nll", r.mean_nll()}, {"ppl", r.ppl()}, {"adapters", ad.names}};
       if (o->unigram) j["unigram_ppl"] = unigram;
+      if (ad.routed) j["routed_targets"] = routed;
       print_json(j);
     } else {
       if (o->unigram) std::printf("unigram baseline (token frequencies of %s/train.txt) on the same text: perplexity %.4f\n", o->corpus.c_str(), unigram);
       for (const auto& name : ad.names) std::printf("with adapter %s\n", name.c_str());
+      if (ad.routed) {
+        std::printf("concatenated heir: each token scored by the branch with lower loss on the %d tokens before it;", ctx);
+        for (size_t b = 0; b < routed.size(); ++b) std::printf(" branch %zu (%s) %lld", b, ad.routed->branches[b].info.owner.c_str(), (long long)routed[b]);
+        std::printf("\n");
+      }
       std::printf("%s on %s: perplexity %.4f (%s protocol, ctx %d, %lld tokens scored in %d windows)\n",
                   o->model.c_str(), o->text.c_str(), r.ppl(), o->protocol.c_str(), ctx, (long long)r.n_scored,
                   r.n_windows);

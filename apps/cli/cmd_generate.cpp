@@ -6,6 +6,7 @@
 #include "heirloom/corpus.h"
 #include "heirloom/error.h"
 #include "heirloom/generate.h"
+#include "heirloom/inherit.h"
 #include "heirloom/model.h"
 
 namespace heirloom::cli {
@@ -22,6 +23,18 @@ size_t complete_utf8_prefix(const std::string& s) {
   }
   return n;
 }
+size_t route_by_prompt(const Model& base, const Adapter& heir, const std::vector<int32_t>& prompt) {
+  if (prompt.size() < 2) return 0;
+  const std::vector<int32_t> tail(prompt.end() - std::min<size_t>(prompt.size(), (size_t)base.config.n_ctx), prompt.end());
+  size_t best = 0;
+  double best_ppl = 0;
+  for (size_t b = 0; b < heir.branches.size(); ++b) {
+    const double ppl = inherit::adapter_perplexity(base, &heir.branches[b], tail, std::max(2, (int)tail.size() - 1)).ppl();
+    if (b == 0 || ppl < best_ppl) best = b, best_ppl = ppl;
+  }
+  return best;
+}
+
 }  // namespace
 
 Action add_generate(CLI::App& app, Common& common) {
@@ -40,9 +53,17 @@ Action add_generate(CLI::App& app, Common& common) {
   return [o, &common] {
     o->model = resolve_model(o->model);
     const Model base = load_model(o->model);
-    const LoadedAdapters ad = load_adapters(base, o->adapters);
+    LoadedAdapters ad = load_adapters(base, o->adapters);
+    const std::vector<int32_t> prompt = encode(base.vocab, o->prompt, true);
+    if (ad.routed) {
+      // A concatenated heir: the branch with the lowest perplexity on the prompt writes the continuation.
+      const size_t b = route_by_prompt(base, *ad.routed, prompt);
+      if (!common.json)
+        std::fprintf(stderr, "[concatenated heir: branch %zu (%s) has the lowest perplexity on the prompt]\n", b,
+                     ad.routed->branches[b].info.owner.c_str());
+      ad.applied = apply_adapters(base, {{&ad.routed->branches[b], 1.f}});
+    }
     const Model& m = ad.applied.model(base);
-    const std::vector<int32_t> prompt = encode(m.vocab, o->prompt, true);
     // Stream by decoding everything so far and printing what is new, holding back a trailing
     // incomplete UTF-8 sequence: byte tokens complete a character (or a U+2581 space) only together.
     std::vector<int32_t> ids = prompt;

@@ -8,6 +8,20 @@
 
 namespace heirloom::cli {
 
+void print_overlap(const inherit::OverlapReport& r) {
+  std::printf("cosine of the task vectors   %+.3f\n", r.cosine);
+  std::printf("norm ratio child / parent     %.3f\n", r.norm_ratio);
+  std::printf("sign conflicts (largest 10%%) %.1f %%\n", 100 * r.sign_conflict);
+  std::printf("per layer:");
+  for (const auto& [name, cos] : r.layer_cosine) std::printf(" %s %+.2f", name.c_str(), cos);
+  std::printf("\nregime: %s (orthogonal below cosine %.2f, aligned from %.2f: the synthetic Bet 69's overlaps 0.0 / 0.5 / 0.9)\n",
+              r.regime.c_str(), r.partial_from, r.aligned_from);
+  std::printf("\npredicted retention (parent skill / child skill, from the synthetic Bet 69 curves):\n");
+  for (const auto& [scheme, v] : r.predicted.items())
+    std::printf("  %-12s %.2f / %.2f%s\n", scheme.c_str(), v["parent_ratio"].get<double>(), v["child_ratio"].get<double>(),
+                scheme == "concat" ? "   (keeps both adapters: 2x memory)" : "");
+}
+
 Action add_overlap(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("overlap", "how much a parent's and a child's adapters overlap, and what inheritance would keep");
   struct Opts { std::string parent, child, base; };
@@ -29,17 +43,7 @@ Action add_overlap(CLI::App& app, Common& common) {
     }
     std::printf("parent %s (%s), child %s (%s), %s adapters\n", o->parent.c_str(), p.info.owner.c_str(), o->child.c_str(),
                 c.info.owner.c_str(), kind_name(p.kind));
-    std::printf("cosine of the task vectors   %+.3f\n", r.cosine);
-    std::printf("norm ratio child / parent     %.3f\n", r.norm_ratio);
-    std::printf("sign conflicts (largest 10%%) %.1f %%\n", 100 * r.sign_conflict);
-    std::printf("per layer:");
-    for (const auto& [name, cos] : r.layer_cosine) std::printf(" %s %+.2f", name.c_str(), cos);
-    std::printf("\nregime: %s (orthogonal below cosine %.2f, aligned from %.2f: the synthetic Bet 69's overlaps 0.0 / 0.5 / 0.9)\n",
-                r.regime.c_str(), r.partial_from, r.aligned_from);
-    std::printf("\npredicted retention (parent skill / child skill, from the synthetic Bet 69 curves):\n");
-    for (const auto& [scheme, v] : r.predicted.items())
-      std::printf("  %-12s %.2f / %.2f%s\n", scheme.c_str(), v["parent_ratio"].get<double>(), v["child_ratio"].get<double>(),
-                  scheme == "concat" ? "   (keeps both adapters: 2x memory)" : "");
+    print_overlap(r);
     return 0;
   };
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "heirloom/adapter.h"
+#include "heirloom/overlap.h"
 
 namespace heirloom::cli {
 
@@ -27,6 +28,7 @@ Action add_personalize(CLI::App& app, Common& common);
 Action add_export(CLI::App& app, Common& common);
 Action add_bet(CLI::App& app, Common& common);
 Action add_overlap(CLI::App& app, Common& common);
+Action add_inherit(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // The --model/--base argument, or the default base when it is empty (Error when there is none).
@@ -40,7 +42,11 @@ struct LoadedAdapters {
   std::vector<float> scales;
   std::vector<std::string> names;
   AppliedAdapters applied;
+  const Adapter* routed = nullptr;  // a concatenated heir given alone: the command routes it (applied is empty)
 };
+// The overlap report as the successor reads it (overlap and inherit).
+void print_overlap(const inherit::OverlapReport& r);
+
 void add_adapter_option(CLI::App& sub, std::vector<std::string>& specs);
 LoadedAdapters load_adapters(const Model& base, const std::vector<std::string>& specs);
 

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   reg(add_export);
   reg(add_bet);
   reg(add_overlap);
+  reg(add_inherit);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -46,6 +46,18 @@ struct AdapterInfo {
   float lr = 0;
   int64_t tokens = 0;            // training tokens seen (steps · batch · seq)
   uint64_t seed = 0;
+  std::string sha256;            // the file's content checksum (set by load and save): the adapter's identity
+};
+
+// How an inherited adapter (an heir, issue 6) was made; generation 0 = trained on a person's own text.
+struct Lineage {
+  int generation = 0;
+  std::string scheme, params;             // e.g. "blend", "lambda=0.7 (parent weight)"
+  std::string parent_sha256, child_sha256;  // the two adapters merged (their content checksums)
+  std::string parent_owner, child_owner;
+  int parent_generation = 0;
+  double overlap_cosine = 0;
+  std::string regime;                     // orthogonal, partial or aligned
 };
 
 struct Adapter {
@@ -53,6 +65,11 @@ struct Adapter {
   AdapterInfo info;
   LoraShape lora;            // lora only
   std::vector<float> params;  // every trainable value, laid out as below (offsets from part_offsets)
+  Lineage lineage;
+  // A concatenated heir keeps both adapters (same kind and shape; params empty) and routes each input to
+  // the one with the lower perplexity on the prompt so far: eval and generate route it, nothing merges it.
+  std::vector<Adapter> branches;
+  bool routed() const { return !branches.empty(); }
 
   // Views into params (or into any buffer of params.size() laid out the same way, e.g. gradients).
   // For kind full the view is empty: use merge_adapters.
@@ -83,7 +100,10 @@ AppliedAdapters apply_adapters(const Model& base, const std::vector<std::pair<co
 Model clone_model(const Model& m);
 
 // File I/O. save is atomic; storage f16 halves the size (the default for norm: ~9 KB for moe-30m).
-void save_adapter(const Adapter& a, const ModelConfig& c, const std::string& path, StorageType storage);
+// Returns the content checksum written (heirloom.sha256).
+std::string save_adapter(const Adapter& a, const ModelConfig& c, const std::string& path, StorageType storage);
+// The checksum save_adapter would write, without writing.
+std::string adapter_checksum(const Adapter& a, const ModelConfig& c, StorageType storage);
 // Reads and checks an adapter file: structure, checksum, finite values, and that it was made for `base`
 // (refused with both fingerprints otherwise).
 Adapter load_adapter(const std::string& path, const Model& base);

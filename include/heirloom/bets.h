@@ -20,6 +20,7 @@ struct BetOptions {
 };
 
 struct BetInfo {
+  std::string id;       // what `heirloom bet` takes: "10", "69-real"
   int number;
   std::string name;     // file stem after the number, e.g. "specialist_per_person"
   std::string summary;  // one line for `heirloom bet list`
@@ -27,10 +28,10 @@ struct BetInfo {
 };
 
 const std::vector<BetInfo>& bet_list();
-// The bet with this number; Error naming the known ones otherwise.
-const BetInfo& find_bet(int number);
-// Runs bet `number` and returns the results JSON it wrote. Error for an unknown bet.
-nlohmann::json run_bet(int number, const BetOptions& opt);
+// The bet with this id; Error naming the known ones otherwise.
+const BetInfo& find_bet(const std::string& id);
+// Runs a bet and returns the results JSON it wrote. Error for an unknown bet.
+nlohmann::json run_bet(const std::string& id, const BetOptions& opt);
 // "10_specialist_per_person": the file stem of a bet's results.
 std::string bet_stem(const BetInfo& b);
 

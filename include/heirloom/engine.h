@@ -82,6 +82,8 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
                       std::span<const AdapterView* const> adapters, const ForwardOptions& opt);
 // Logits of the last forward: [B·T, V], or [B, V] with last_logits_only.
 const float* logits(const Workspace& ws);
+// Per-row cross-entropy of the last forward: [B·T] nats, 0 where the target was ignored.
+const float* token_losses(const Workspace& ws);
 
 // Gradient of ForwardResult::objective(aux_coef) for the last forward (run with for_backward).
 // dbase: laid out like Model::data (may be null when nothing in the base is trainable); accumulates (+=).

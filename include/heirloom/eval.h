@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "heirloom/engine.h"
 
@@ -25,6 +26,21 @@ PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tok
 // llama.cpp's protocol: chunks of n_ctx, first token replaced by BOS, score the second half only.
 PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> tokens, int n_ctx,
                                   const AdapterView* adapter = nullptr, int batch = 4, Workspace* ws = nullptr);
+
+// Routing between adapters (a concatenated heir, issue 6): every branch scores the text with the sliding
+// protocol, and each target is charged to the branch with the lowest loss on the ctx targets before it —
+// "the adapter that gives lower perplexity on the prompt so far", causal, so no target chooses by its own loss.
+struct RoutedBranch {
+  const Model* model;           // the base, or a private merged copy for a full adapter
+  const AdapterView* adapter;   // null for none
+};
+struct RoutedPerplexity {
+  PerplexityResult total;                 // the routed model
+  std::vector<PerplexityResult> branch;   // each branch alone
+  std::vector<int64_t> routed;            // targets charged to each branch
+};
+RoutedPerplexity perplexity_routed(std::span<const RoutedBranch> branches, std::span<const int32_t> tokens, int ctx,
+                                   int batch = 4);
 
 }  // namespace heirloom
 

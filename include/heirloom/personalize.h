@@ -51,7 +51,14 @@ struct PersonalizeReport {
 // Bet 10's pre-registered criteria. "Unchanged" personal ppl means a drop of less than 1 %.
 std::string bet10_verdict(double personal_before, double personal_after, double general_before, double general_after);
 
-// Trains `adapter` (fresh from make_adapter) in place and measures it. Errors (bad text, too short,
+// The person's text read, checked, split into train and held-out, and tokenised, with the general text.
+struct PersonTokens {
+  std::vector<int32_t> train, heldout, general;
+  int64_t invalid_utf8 = 0;
+};
+PersonTokens person_tokens(const Model& base, const PersonalizeOptions& opt);
+
+// Trains `adapter` (fresh from make_adapter, or any adapter to train further) in place and measures it. Errors (bad text, too short,
 // missing general text) are thrown before any training.
 PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& opt);
 // The same on token streams (BOS first): the person's training and held-out text and general held-out

@@ -70,22 +70,79 @@ std::string ne_str(const std::vector<int64_t>& ne) {
 
 }  // namespace
 
-void save_adapter(const Adapter& a, const ModelConfig& c, const std::string& path, StorageType storage) {
-  if ((int64_t)a.params.size() != adapter_size(c, a.kind, a.lora))
-    throw Error("adapter has " + std::to_string(a.params.size()) + " values, expected " +
-                std::to_string(adapter_size(c, a.kind, a.lora)) + " for a " + kind_name(a.kind) + " adapter of this base");
-  for (float x : a.params)
-    if (!std::isfinite(x)) throw Error("refusing to save an adapter with a NaN or infinite value", "training diverged; lower --lr");
-  const TensorType type = storage == StorageType::f16 ? TensorType::F16 : TensorType::F32;
+namespace {
+
+// The tensors of an adapter, converted to the storage type: a plain adapter's parts, or each branch's
+// parts under "branch.N." for a concatenated heir. The checksum covers every byte in file order.
+struct Encoded {
+  std::vector<Part> parts;
+  std::vector<std::vector<uint8_t>> bytes;
+  TensorType type;
+  std::string sha256;
+};
+
+Encoded encode(const Adapter& a, const ModelConfig& c, StorageType storage) {
+  Encoded e;
+  e.type = storage == StorageType::f16 ? TensorType::F16 : TensorType::F32;
   const size_t esize = storage == StorageType::f16 ? 2 : 4;
-  const std::vector<Part> parts = file_parts(a, c);
-  std::vector<std::vector<uint8_t>> bytes;  // converted data, alive until write()
   Sha256 sha;
-  for (const Part& p : parts) {
-    auto& b = bytes.emplace_back((size_t)p.numel * esize);
-    quantize_row(type, a.params.data() + p.offset, b.data(), p.numel);
-    sha.update(b.data(), b.size());
+  const bool routed = a.routed();
+  const size_t n_bodies = routed ? a.branches.size() : 1;
+  for (size_t br = 0; br < n_bodies; ++br) {
+    const Adapter& body = routed ? a.branches[br] : a;
+    if (body.kind != a.kind || (int64_t)body.params.size() != adapter_size(c, a.kind, a.lora))
+      throw Error("adapter has " + std::to_string(body.params.size()) + " values, expected " +
+                  std::to_string(adapter_size(c, a.kind, a.lora)) + " for a " + kind_name(a.kind) + " adapter of this base");
+    for (float x : body.params)
+      if (!std::isfinite(x)) throw Error("refusing to save an adapter with a NaN or infinite value", "training diverged; lower --lr");
+    for (Part p : file_parts(a, c)) {
+      auto& b = e.bytes.emplace_back((size_t)p.numel * esize);
+      quantize_row(e.type, body.params.data() + p.offset, b.data(), p.numel);
+      sha.update(b.data(), b.size());
+      if (routed) p.name = "branch." + std::to_string(br) + "." + p.name;
+      e.parts.push_back(p);
+    }
   }
+  e.sha256 = sha.hex();
+  return e;
+}
+
+void write_lineage(gguf::Writer& w, const Lineage& l) {
+  w.set_u32("heirloom.generation", (uint32_t)l.generation);
+  if (l.generation == 0) return;
+  w.set_string("heirloom.lineage.scheme", l.scheme);
+  w.set_string("heirloom.lineage.params", l.params);
+  w.set_string("heirloom.lineage.parent", l.parent_sha256);
+  w.set_string("heirloom.lineage.child", l.child_sha256);
+  w.set_string("heirloom.lineage.parent_owner", l.parent_owner);
+  w.set_string("heirloom.lineage.child_owner", l.child_owner);
+  w.set_u32("heirloom.lineage.parent_generation", (uint32_t)l.parent_generation);
+  w.set_f32("heirloom.lineage.overlap_cosine", (float)l.overlap_cosine);
+  w.set_string("heirloom.lineage.regime", l.regime);
+}
+
+Lineage read_lineage(const gguf::File& f) {
+  Lineage l;
+  l.generation = (int)f.get_u32("heirloom.generation", 0);
+  if (l.generation == 0) return l;
+  l.scheme = f.get_string("heirloom.lineage.scheme", "");
+  l.params = f.get_string("heirloom.lineage.params", "");
+  l.parent_sha256 = f.get_string("heirloom.lineage.parent", "");
+  l.child_sha256 = f.get_string("heirloom.lineage.child", "");
+  l.parent_owner = f.get_string("heirloom.lineage.parent_owner", "");
+  l.child_owner = f.get_string("heirloom.lineage.child_owner", "");
+  l.parent_generation = (int)f.get_u32("heirloom.lineage.parent_generation", 0);
+  l.overlap_cosine = f.get_f32("heirloom.lineage.overlap_cosine", 0.f);
+  l.regime = f.get_string("heirloom.lineage.regime", "");
+  return l;
+}
+
+}  // namespace
+
+std::string adapter_checksum(const Adapter& a, const ModelConfig& c, StorageType storage) { return encode(a, c, storage).sha256; }
+
+std::string save_adapter(const Adapter& a, const ModelConfig& c, const std::string& path, StorageType storage) {
+  const Encoded e = encode(a, c, storage);
   gguf::Writer w;
   w.set_string("general.architecture", "llama");
   w.set_string("general.type", "adapter");
@@ -100,9 +157,17 @@ void save_adapter(const Adapter& a, const ModelConfig& c, const std::string& pat
   w.set_f32("heirloom.lr", a.info.lr);
   w.set_u64("heirloom.tokens", (uint64_t)a.info.tokens);
   w.set_u64("heirloom.seed", a.info.seed);
-  w.set_string("heirloom.sha256", sha.hex());
-  for (size_t i = 0; i < parts.size(); ++i) w.add_tensor(parts[i].name, parts[i].ne, type, bytes[i].data(), bytes[i].size());
+  write_lineage(w, a.lineage);
+  if (a.routed()) {
+    w.set_u32("heirloom.branches", (uint32_t)a.branches.size());
+    w.set_string("heirloom.router", "lowest perplexity on the prompt so far");
+    for (size_t b = 0; b < a.branches.size(); ++b) w.set_string("heirloom.branch." + std::to_string(b) + ".owner", a.branches[b].info.owner);
+  }
+  w.set_string("heirloom.sha256", e.sha256);
+  for (size_t i = 0; i < e.parts.size(); ++i)
+    w.add_tensor(e.parts[i].name, e.parts[i].ne, e.type, e.bytes[i].data(), e.bytes[i].size());
   w.write(path);
+  return e.sha256;
 }
 
 Adapter load_adapter(const std::string& path, const Model& base) {
@@ -127,6 +192,7 @@ Adapter load_adapter(const std::string& path, const Model& base) {
   a.info.lr = f.get_f32("heirloom.lr", 0.f);
   a.info.tokens = (int64_t)f.get_u64("heirloom.tokens", 0);
   a.info.seed = f.get_u64("heirloom.seed", 0);
+  a.lineage = read_lineage(f);
   const ModelConfig& c = base.config;
   if (a.kind == AdapterKind::lora) {
     a.lora.alpha = f.get_f32("adapter.lora.alpha");
@@ -140,26 +206,39 @@ Adapter load_adapter(const std::string& path, const Model& base) {
         }
     if (a.lora.rank < 1 || a.lora.rank > 256) throw Error(path + ": no usable LoRA tensors (rank " + std::to_string(a.lora.rank) + ")");
   }
+  const uint32_t n_branches = f.get_u32("heirloom.branches", 0);
+  if (n_branches > 16) throw Error(path + ": " + std::to_string(n_branches) + " branches; a concatenated heir has a few");
   const std::vector<Part> parts = file_parts(a, c);
-  if (f.tensors.size() != parts.size())
-    throw Error(path + ": has " + std::to_string(f.tensors.size()) + " tensors, expected " + std::to_string(parts.size()) +
+  const size_t n_bodies = n_branches ? n_branches : 1;
+  if (f.tensors.size() != parts.size() * n_bodies)
+    throw Error(path + ": has " + std::to_string(f.tensors.size()) + " tensors, expected " + std::to_string(parts.size() * n_bodies) +
                 " for a " + kind_name(a.kind) + " adapter of this base");
-  a.params.assign(adapter_size(c, a.kind, a.lora), 0.f);
   Sha256 sha;
-  for (const Part& p : parts) {
-    const gguf::TensorInfo* t = f.find_tensor(p.name);
-    if (!t) throw Error(path + ": tensor '" + p.name + "' is missing");
-    if (t->ne != p.ne) throw Error(path + ": tensor '" + p.name + "' has shape " + ne_str(t->ne) + ", expected " + ne_str(p.ne));
-    sha.update(f.tensor_data(*t), t->nbytes());
-    dequantize_row(t->type, f.tensor_data(*t), a.params.data() + p.offset, p.numel);
+  for (size_t br = 0; br < n_bodies; ++br) {
+    Adapter& body = n_branches ? a.branches.emplace_back() : a;
+    if (n_branches) {
+      body.kind = a.kind, body.lora = a.lora, body.info = a.info;
+      body.info.owner = f.get_string("heirloom.branch." + std::to_string(br) + ".owner", "");
+    }
+    body.params.assign(adapter_size(c, a.kind, a.lora), 0.f);
+    const std::string prefix = n_branches ? "branch." + std::to_string(br) + "." : "";
+    for (const Part& p : parts) {
+      const gguf::TensorInfo* t = f.find_tensor(prefix + p.name);
+      if (!t) throw Error(path + ": tensor '" + prefix + p.name + "' is missing");
+      if (t->ne != p.ne) throw Error(path + ": tensor '" + t->name + "' has shape " + ne_str(t->ne) + ", expected " + ne_str(p.ne));
+      sha.update(f.tensor_data(*t), t->nbytes());
+      dequantize_row(t->type, f.tensor_data(*t), body.params.data() + p.offset, p.numel);
+    }
+    for (float x : body.params)
+      if (!std::isfinite(x)) throw Error(path + ": contains NaN or infinite values", "the adapter is unusable; train it again");
   }
   const std::string sum = sha.hex(), stored = f.get_string("heirloom.sha256");
   if (sum != stored)
     throw Error(path + ": content checksum does not match (stored " + stored.substr(0, 12) + "…, computed " +
                     sum.substr(0, 12) + "…)",
                 "the file is damaged; train or copy it again");
-  for (float x : a.params)
-    if (!std::isfinite(x)) throw Error(path + ": contains NaN or infinite values", "the adapter is unusable; train it again");
+  a.info.sha256 = sum;
+  for (Adapter& b : a.branches) b.info.sha256 = sum;
   return a;
 }
 

@@ -52,6 +52,10 @@ AppliedAdapters apply_adapters(const Model& base, const std::vector<std::pair<co
   AppliedAdapters out;
   auto merged_here = [&](const Adapter& a) { return a.kind == AdapterKind::full || merge_all; };
   for (auto [a, s] : adapters)
+    if (a->routed())
+      throw Error("this adapter is a concatenated heir: it keeps two adapters and routes each input to one of them",
+                  "use it alone with `heirloom eval` or `heirloom generate`, which route it; it cannot be merged or combined");
+  for (auto [a, s] : adapters)
     if (merge_all && a->kind == AdapterKind::steer)
       throw Error("a steering adapter adds to the residual stream and cannot be merged into weights",
                   "apply it at run time instead");

@@ -15,15 +15,18 @@ namespace heirloom {
 
 const std::vector<BetInfo>& bet_list() {
   static const std::vector<BetInfo> list = {
-      {10, "specialist_per_person",
+      {"10", 10, "specialist_per_person",
        "a specialist per person: held-out personal and general ppl before/after 100 steps (full fine-tune and norm-only)"},
-      {43, "replication", "Bet 10 over 5 seeds x 3 held-out texts per person: how many pass STRICT"},
-      {60, "noise_floor", "negative control: the same adapter trained on uniformly random tokens; real vs random per person"},
-      {61, "confusion_matrix", "one adapter per person evaluated on every person's held-out text; the own-adapter margin"},
-      {49, "adapter_shootout", "norm-only vs LoRA vs full fine-tune at an equal training-time budget; which is Pareto-optimal"},
-      {28, "sample_efficiency", "held-out personal ppl after training on 250 to 8,000 tokens of the person's text"},
-      {29, "sequential", "the adapter retrained daily on each new day's text for 30 days: general drift, first-day ppl"},
-      {69, "generational_inheritance", "synthetic D=256 adapters: every merge scheme at overlap 0.0/0.5/0.9, retention ratios", false},
+      {"43", 43, "replication", "Bet 10 over 5 seeds x 3 held-out texts per person: how many pass STRICT"},
+      {"60", 60, "noise_floor", "negative control: the same adapter trained on uniformly random tokens; real vs random per person"},
+      {"61", 61, "confusion_matrix", "one adapter per person evaluated on every person's held-out text; the own-adapter margin"},
+      {"49", 49, "adapter_shootout", "norm-only vs LoRA vs full fine-tune at an equal training-time budget; which is Pareto-optimal"},
+      {"28", 28, "sample_efficiency", "held-out personal ppl after training on 250 to 8,000 tokens of the person's text"},
+      {"29", 29, "sequential", "the adapter retrained daily on each new day's text for 30 days: general drift, first-day ppl"},
+      {"69", 69, "generational_inheritance", "synthetic D=256 adapters: every merge scheme at overlap 0.0/0.5/0.9, retention ratios", false},
+      {"69-real", 69, "real_inheritance",
+       "real norm adapters: a parent's voice inherited by children whose text is 0/50/90 % that voice; every scheme, measured ppl"},
+      {"69-chain", 69, "inheritance_chain", "parent -> child -> grandchild -> great-grandchild: the first generation's skill after each hop, per scheme"},
   };
   return list;
 }
@@ -34,27 +37,23 @@ std::string bet_stem(const BetInfo& b) {
   return std::string(n) + "_" + b.name;
 }
 
-const BetInfo& find_bet(int number) {
+const BetInfo& find_bet(const std::string& id) {
   for (const auto& b : bet_list())
-    if (b.number == number) return b;
+    if (b.id == id) return b;
   std::string known;
-  for (const auto& b : bet_list()) known += (known.empty() ? "" : ", ") + std::to_string(b.number);
-  throw Error("there is no bet " + std::to_string(number), "known bets: " + known + " (heirloom bet list)");
+  for (const auto& b : bet_list()) known += (known.empty() ? "" : ", ") + b.id;
+  throw Error("there is no bet '" + id + "'", "known bets: " + known + " (heirloom bet list)");
 }
 
-nlohmann::json run_bet(int number, const BetOptions& opt) {
-  bets::Context ctx(find_bet(number), opt);
-  switch (number) {
-    case 10: return bets::bet10(ctx);
-    case 43: return bets::bet43(ctx);
-    case 60: return bets::bet60(ctx);
-    case 61: return bets::bet61(ctx);
-    case 49: return bets::bet49(ctx);
-    case 28: return bets::bet28(ctx);
-    case 29: return bets::bet29(ctx);
-    case 69: return bets::bet69(ctx);
-  }
-  throw Error("bet " + std::to_string(number) + " is listed but not implemented");
+nlohmann::json run_bet(const std::string& id, const BetOptions& opt) {
+  using Runner = nlohmann::json (*)(bets::Context&);
+  static const std::map<std::string, Runner> runners = {
+      {"10", bets::bet10}, {"43", bets::bet43}, {"60", bets::bet60}, {"61", bets::bet61}, {"49", bets::bet49},
+      {"28", bets::bet28}, {"29", bets::bet29}, {"69", bets::bet69}, {"69-real", bets::bet69_real}, {"69-chain", bets::bet69_chain}};
+  bets::Context ctx(find_bet(id), opt);
+  const auto it = runners.find(id);
+  if (it == runners.end()) throw Error("bet " + id + " is listed but not implemented");
+  return it->second(ctx);
 }
 
 namespace bets {
@@ -106,7 +105,7 @@ json Context::cell(const std::string& key, const std::function<json()>& run) {
 }
 
 json Context::finish(json summary, json seed_claim, const std::string& svg) {
-  json r = {{"bet", info.number},
+  json r = {{"bet", info.number}, {"id", info.id},
             {"name", info.name},
             {"summary_line", info.summary},
             {"heirloom_version", HEIRLOOM_VERSION},

@@ -75,5 +75,7 @@ json bet49(Context& ctx);
 json bet28(Context& ctx);
 json bet29(Context& ctx);
 json bet69(Context& ctx);
+json bet69_real(Context& ctx);
+json bet69_chain(Context& ctx);
 
 }  // namespace heirloom::bets

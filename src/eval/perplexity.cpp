@@ -20,8 +20,9 @@ struct Window {
   bool bos_first;  // replace the first token by BOS (llama protocol)
 };
 
+// per_target (optional, one entry per token): the loss of each scored target, at its index.
 PerplexityResult run_windows(const Model& m, std::span<const int32_t> tokens, const std::vector<Window>& wins,
-                             const AdapterView* adapter, int batch, Workspace* scratch) {
+                             const AdapterView* adapter, int batch, Workspace* scratch, std::vector<float>* per_target = nullptr) {
   PerplexityResult res;
   res.n_windows = (int)wins.size();
   WorkspacePtr own = scratch ? nullptr : make_workspace();
@@ -47,15 +48,18 @@ PerplexityResult run_windows(const Model& m, std::span<const int32_t> tokens, co
     const ForwardResult r = forward(m, *ws, Batch{tok.data(), tgt.data(), B, T}, ad, ForwardOptions{});
     res.nll_sum += r.loss_sum;
     res.n_scored += r.n_scored;
+    if (per_target) {
+      const float* loss = token_losses(*ws);
+      for (int b = 0; b < B; ++b)
+        for (int t = 0; t < T; ++t)
+          if (tgt[(size_t)b * T + t] != kIgnoreIndex) (*per_target)[wins[w0 + b].begin + t + 1] = loss[(size_t)b * T + t];
+    }
     w0 = w1;
   }
   return res;
 }
 
-}  // namespace
-
-PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tokens, int ctx, const AdapterView* adapter,
-                                    int batch, Workspace* ws) {
+std::vector<Window> sliding_windows(const Model& m, std::span<const int32_t> tokens, int ctx) {
   const int64_t n = (int64_t)tokens.size();
   if (ctx < 2 || ctx > m.config.n_ctx)
     throw Error("context " + std::to_string(ctx) + " is outside [2, " + std::to_string(m.config.n_ctx) + "]",
@@ -71,7 +75,44 @@ PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tok
     wins.push_back({begin, len, scored_to, false});
     scored_to = begin + len;
   }
-  return run_windows(m, tokens, wins, adapter, batch, ws);
+  return wins;
+}
+
+}  // namespace
+
+PerplexityResult perplexity_sliding(const Model& m, std::span<const int32_t> tokens, int ctx, const AdapterView* adapter,
+                                    int batch, Workspace* ws) {
+  return run_windows(m, tokens, sliding_windows(m, tokens, ctx), adapter, batch, ws);
+}
+
+RoutedPerplexity perplexity_routed(std::span<const RoutedBranch> branches, std::span<const int32_t> tokens, int ctx, int batch) {
+  if (branches.empty()) throw Error("routed perplexity needs at least one branch");
+  const int64_t n = (int64_t)tokens.size();
+  RoutedPerplexity out;
+  std::vector<std::vector<float>> loss(branches.size(), std::vector<float>((size_t)n, 0.f));
+  WorkspacePtr ws = make_workspace();
+  for (size_t b = 0; b < branches.size(); ++b) {
+    const std::vector<Window> wins = sliding_windows(*branches[b].model, tokens, ctx);
+    out.branch.push_back(run_windows(*branches[b].model, tokens, wins, branches[b].adapter, batch, ws.get(), &loss[b]));
+  }
+  // Target i goes to the branch with the lowest loss on the ctx targets before it (the prompt the model
+  // sees); the first target, with no history, to branch 0. Running sums make this O(n · branches).
+  out.routed.assign(branches.size(), 0);
+  std::vector<double> history(branches.size(), 0.0);
+  for (int64_t i = 1; i < n; ++i) {
+    size_t best = 0;
+    for (size_t b = 1; b < branches.size(); ++b)
+      if (history[b] < history[best]) best = b;
+    out.total.nll_sum += loss[best][i];
+    ++out.total.n_scored;
+    ++out.routed[best];
+    for (size_t b = 0; b < branches.size(); ++b) {
+      history[b] += loss[b][i];
+      if (i - ctx >= 1) history[b] -= loss[b][i - ctx];
+    }
+  }
+  out.total.n_windows = out.branch[0].n_windows;
+  return out;
 }
 
 PerplexityResult perplexity_llama(const Model& m, std::span<const int32_t> tokens, int n_ctx, const AdapterView* adapter,

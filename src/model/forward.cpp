@@ -31,6 +31,7 @@ KvCache make_kv_cache(const ModelConfig& c, int B, int n_ctx) {
 }
 
 const float* logits(const Workspace& ws) { return ws.logits.data(); }
+const float* token_losses(const Workspace& ws) { return ws.losses.data(); }
 
 namespace {
 

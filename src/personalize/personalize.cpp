@@ -68,24 +68,31 @@ std::span<const int32_t> first(const std::vector<int32_t>& v, int64_t n) {
 
 }  // namespace
 
-PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& o) {
+PersonTokens person_tokens(const Model& base, const PersonalizeOptions& o) {
   if (o.texts.empty()) throw Error("personalize needs the person's text", "pass --text FILE (one or more)");
   if (o.general.empty())
     throw Error("personalize needs held-out general text to check the base's general ability",
                 "run `heirloom corpus build` (the general corpus's held-out split is the default) or pass --general FILE");
   // Read, check, split, tokenise: every error before any training.
-  int64_t invalid = 0;
-  std::string text = join_person_texts(o.texts, o.max_bytes, invalid), held_text;
+  PersonTokens t;
+  std::string text = join_person_texts(o.texts, o.max_bytes, t.invalid_utf8), held_text;
   if (!o.heldout.empty()) {
-    held_text = join_person_texts({o.heldout}, o.max_bytes, invalid);
+    held_text = join_person_texts({o.heldout}, o.max_bytes, t.invalid_utf8);
   } else {
     const size_t cut = heldout_cut(text, o.heldout_fraction);
     held_text = text.substr(cut);
     text.resize(cut);
   }
-  PersonalizeReport rep = personalize_tokens(base, adapter, encode(base.vocab, text, true), encode(base.vocab, held_text, true),
-                                             encode(base.vocab, read_text_file(o.general), true), o);
-  rep.invalid_utf8 = invalid;
+  t.train = encode(base.vocab, text, true);
+  t.heldout = encode(base.vocab, held_text, true);
+  t.general = encode(base.vocab, read_text_file(o.general), true);
+  return t;
+}
+
+PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& o) {
+  const PersonTokens t = person_tokens(base, o);
+  PersonalizeReport rep = personalize_tokens(base, adapter, t.train, t.heldout, t.general, o);
+  rep.invalid_utf8 = t.invalid_utf8;
   return rep;
 }
 

@@ -203,3 +203,46 @@ TEST(Bets, FinishedCellsOfAnInterruptedRunAreKept) {
 
 }  // namespace
 }  // namespace heirloom
+
+namespace heirloom {
+namespace {
+
+TEST(Bets, Bet69RealAndChainQuickRatiosFollowFromThePerplexities) {
+  BetFixture f;
+  const CliResult r = f.bet("69-real");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json j = f.result("69_real_inheritance");
+  EXPECT_EQ(j["id"], "69-real");
+  ASSERT_EQ(j["cells"].size(), 3u);  // one pair, overlaps 0.0 / 0.5 / 0.9, one seed
+  std::vector<std::string> strict;
+  for (const auto& sc : j["config"]["schemes"]) {
+    const std::string s = sc;
+    int pass = 0;
+    for (const auto& [key, c] : j["cells"].items()) {
+      const json& h = c["schemes"][s];
+      EXPECT_NEAR(h["parent_ratio"].get<double>(), c["parent"]["parent_domain_ppl"].get<double>() / h["parent_domain_ppl"].get<double>(), 1e-9);
+      EXPECT_NEAR(h["child_ratio"].get<double>(), c["big_child"]["child_domain_ppl"].get<double>() / h["child_domain_ppl"].get<double>(), 1e-9);
+      pass += h["parent_ratio"] >= 0.8 && h["child_ratio"] >= 0.8;
+    }
+    if (pass >= 2) strict.push_back(s);
+  }
+  EXPECT_EQ(j["summary"]["strict_schemes"], json(strict));
+  // Concatenation at overlap 0: routing keeps each domain close to its own adapter.
+  for (const auto& [key, c] : j["cells"].items())
+    EXPECT_GT(c["schemes"]["concat"]["parent_ratio"].get<double>(), 0.9) << key;
+
+  const CliResult ch = f.bet("69-chain");
+  ASSERT_EQ(ch.code, 0) << ch.out;
+  const json k = f.result("69_inheritance_chain");
+  const json& run1 = k["cells"]["seed/1"];
+  const double own0 = run1["first_generation"]["own_ppl"];
+  for (const auto& sc : k["config"]["schemes"]) {
+    const json& hops = run1["schemes"][sc.get<std::string>()];
+    ASSERT_EQ(hops.size(), 2u);  // quick: three generations, two hops
+    for (const auto& h : hops) EXPECT_NEAR(h["first_ratio"].get<double>(), own0 / h["first_voice_ppl"].get<double>(), 1e-9);
+  }
+  EXPECT_TRUE(fs::exists(f.out + "/69_inheritance_chain.svg"));
+}
+
+}  // namespace
+}  // namespace heirloom

@@ -3,6 +3,8 @@
 // from other factors is identical; different kinds are refused; predictions follow the regime.
 #include <gtest/gtest.h>
 
+#include "adapter_fixtures.h"
+
 #include "adapter/lora_layout.h"
 #include "core/rng.h"
 #include "heirloom/error.h"
@@ -12,17 +14,8 @@
 namespace heirloom {
 namespace {
 
-const Model& base() {
-  static const Model m = init_model(preset_config("tiny"), byte_vocab(), 3);
-  return m;
-}
-
-Adapter noisy(AdapterKind k, uint64_t seed, LoraShape shape = {}) {
-  Adapter a = make_adapter(base(), k, shape, seed);
-  Rng r(seed);
-  for (auto& x : a.params) x += 0.1f * r.normal();
-  return a;
-}
+const Model& base() { return fixtures::tiny_random_base(); }
+Adapter noisy(AdapterKind k, uint64_t seed, LoraShape shape = {}) { return fixtures::noisy_adapter(k, seed, shape); }
 
 TEST(Overlap, SelfNegationAndIndependentAdapters) {
   const Adapter a = noisy(AdapterKind::norm, 1), b = noisy(AdapterKind::norm, 2);
