@@ -109,8 +109,12 @@ Action add_inherit(CLI::App& app, Common& common) {
     const Adapter& parent_body = parent.routed() ? parent.branches.back() : parent;  // the latest generation kept
     const inherit::OverlapReport ov = inherit::overlap(parent_body, child_adapter, mc);
     std::string why = "chosen by you";
-    const inherit::Scheme scheme =
+    inherit::Scheme scheme =
         o->scheme == "auto" ? inherit::recommend(ov, o->keep_both, &why) : inherit::parse_scheme(o->scheme);
+    if (parent.routed() && o->scheme == "auto" && scheme.name != "concat") {
+      scheme = inherit::parse_scheme("concat");
+      why = "the parent's adapter is itself a concatenated heir; only concatenation extends it (one more branch)";
+    }
     if (scheme.name == "distill" && child_tokens.train.empty())
       throw Error("distill trains the parent's adapter on the child's text", "pass --child-text instead of --child");
     const nlohmann::json predicted = ov.predicted.contains(scheme.spec()) ? ov.predicted[scheme.spec()] : nlohmann::json();
