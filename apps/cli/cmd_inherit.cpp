@@ -76,15 +76,14 @@ Action add_inherit(CLI::App& app, Common& common) {
     const Model base = load_model(base_path);
     const ModelConfig& mc = base.config;
     const bool say = !common.json;
-    Adapter parent = load_adapter(o->parent, base);
-    if (parent.info.sha256.empty()) parent.info.sha256 = adapter_checksum(parent, mc, StorageType::f16);
+    const Adapter parent = load_adapter(o->parent, base);
     const char* user = std::getenv("USER");
 
     // The child's adapter: given, or trained now with the parent's kind and shape.
     PersonalizeOptions p = o->p;
     p.texts = o->child_texts;
     p.kind = parent.kind;
-    p.lora = parent.routed() ? parent.branches[0].lora : parent.lora;
+    p.lora = parent.lora;
     p.progress = say;
     p.owner = !o->owner.empty() ? o->owner : user ? user : "";
     p.general = o->general;

@@ -50,15 +50,15 @@ json bet69_chain(Context& ctx) {
       // Generation 0 trains as long as a parent; every later generation for a child's budget.
       std::vector<Adapter> own;
       for (size_t g = 0; g < line.size(); ++g) own.push_back(train_norm(ctx, p, train[g], g == 0 ? p.long_steps : p.short_steps, seed + g));
-      const double base0 = heir_ppl(ctx, p, nullptr, held[0]), pure0 = heir_ppl(ctx, p, &own[0], held[0]);
+      const double base0 = adapter_ppl(ctx, nullptr, held[0], p.seq), pure0 = adapter_ppl(ctx, &own[0], held[0], p.seq);
       json r = {{"first_generation", {{"base_ppl", base0}, {"own_ppl", pure0}}}, {"schemes", json::object()}};
       for (const std::string& sc : schemes) {
         Adapter heir = own[0];
         json hops = json::array();
         for (size_t g = 1; g < line.size(); ++g) {
           heir = heir_by(ctx, p, heir, own[g], sc, train[g], seed + 17 * g);
-          const double on0 = heir_ppl(ctx, p, &heir, held[0]), on_g = heir_ppl(ctx, p, &heir, held[g]);
-          const double own_g = heir_ppl(ctx, p, &own[g], held[g]), base_g = heir_ppl(ctx, p, nullptr, held[g]);
+          const double on0 = adapter_ppl(ctx, &heir, held[0], p.seq), on_g = adapter_ppl(ctx, &heir, held[g], p.seq);
+          const double own_g = adapter_ppl(ctx, &own[g], held[g], p.seq), base_g = adapter_ppl(ctx, nullptr, held[g], p.seq);
           hops.push_back({{"generation", g}, {"voice", line[g]->name}, {"first_voice_ppl", on0}, {"first_ratio", pure0 / on0},
                           {"first_gain_kept", inherit::gain_kept(base0, pure0, on0)}, {"own_voice_ppl", on_g}, {"own_ratio", own_g / on_g},
                           {"own_gain_kept", inherit::gain_kept(base_g, own_g, on_g)}});

@@ -71,7 +71,7 @@ json bet69_real(Context& ctx) {
           const Adapter big = train_norm(ctx, p, child_train, p.long_steps, seed + 2);
           const inherit::OverlapReport rep = inherit::overlap(parent, child, ctx.base.config);
           auto both = [&](const Adapter* a) {
-            return json{{"parent_domain_ppl", heir_ppl(ctx, p, a, parent_held)}, {"child_domain_ppl", heir_ppl(ctx, p, a, child_held)}};
+            return json{{"parent_domain_ppl", adapter_ppl(ctx, a, parent_held, p.seq)}, {"child_domain_ppl", adapter_ppl(ctx, a, child_held, p.seq)}};
           };
           json r = {{"cosine", rep.cosine}, {"regime", rep.regime}, {"base", both(nullptr)}, {"parent", both(&parent)},
                     {"child", both(&child)}, {"big_child", both(&big)}};

@@ -9,6 +9,7 @@
 #include "heirloom/corpus.h"
 #include "heirloom/error.h"
 #include "heirloom/eval.h"
+#include "heirloom/inherit.h"
 #include "heirloom/text.h"
 
 namespace heirloom {
@@ -149,9 +150,7 @@ json Protocol::to_json() const {
 }
 
 double adapter_ppl(const Context& ctx, const Adapter* a, const std::vector<int32_t>& tokens, int seq) {
-  if (!a) return perplexity_sliding(ctx.base, tokens, seq).ppl();
-  const AppliedAdapters ap = apply_adapters(ctx.base, {{a, 1.f}});
-  return perplexity_sliding(ap.model(ctx.base), tokens, seq, ap.view_ptr()).ppl();
+  return inherit::adapter_perplexity(ctx.base, a, tokens, seq).ppl();
 }
 
 std::vector<int32_t> heldout_slice(const Model& base, const Person& p, int i, int64_t n) {

@@ -61,7 +61,8 @@ std::vector<int32_t> head(const std::vector<int32_t>& v, int64_t n);
 // One personalisation as a cell result: before/after, change, verdict, trajectory, seconds, bytes.
 json personalize_cell(const Context& ctx, AdapterKind kind, const std::vector<int32_t>& train,
                       const std::vector<int32_t>& heldout, const PersonalizeOptions& o, Adapter* out = nullptr);
-// Perplexity of the base with an adapter (null = the base alone) on tokens, windows of seq.
+// Perplexity of the base with an adapter (null = the base alone; a concatenated heir is routed) on tokens,
+// windows of seq.
 double adapter_ppl(const Context& ctx, const Adapter* a, const std::vector<int32_t>& tokens, int seq);
 // mean, sd (population), min, max of values.
 json spread(const std::vector<double>& v);

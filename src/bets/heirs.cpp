@@ -32,7 +32,7 @@ Adapter train_norm(const Context& ctx, const HeirProtocol& p, const std::vector<
   Adapter a = start ? *start : make_adapter(ctx.base, AdapterKind::norm);
   const std::vector<int32_t> probe = head(train, 64);
   personalize_tokens(ctx.base, a, train, probe, probe, o);
-  a.info.sha256 = "seed-" + std::to_string(seed);
+  a.info.sha256 = adapter_checksum(a, ctx.base.config, StorageType::f16);
   return a;
 }
 
@@ -45,10 +45,6 @@ Adapter heir_by(const Context& ctx, const HeirProtocol& p, const Adapter& parent
     return h;
   }
   return inherit::merge_heir(parent, child, inherit::parse_scheme(scheme), ctx.base.config, ov, nullptr, seed);
-}
-
-double heir_ppl(const Context& ctx, const HeirProtocol& p, const Adapter* a, const std::vector<int32_t>& tokens) {
-  return inherit::adapter_perplexity(ctx.base, a, tokens, p.seq).ppl();
 }
 
 std::vector<int32_t> mix(const Context& ctx, const std::vector<int32_t>& a, int64_t a_from, const std::vector<int32_t>& b,

@@ -24,8 +24,6 @@ Adapter train_norm(const Context& ctx, const HeirProtocol& p, const std::vector<
 // The heir of parent and child by `scheme`; distill trains the parent on the child's text for short_steps.
 Adapter heir_by(const Context& ctx, const HeirProtocol& p, const Adapter& parent, const Adapter& child, const std::string& scheme,
                 const std::vector<int32_t>& child_train, uint64_t seed);
-// Held-out ppl (a concatenated heir routed).
-double heir_ppl(const Context& ctx, const HeirProtocol& p, const Adapter* a, const std::vector<int32_t>& tokens);
 // n tokens (BOS first) interleaving chunks of a and b so that `share_a` of them come from a, read from
 // each stream's offset on.
 std::vector<int32_t> mix(const Context& ctx, const std::vector<int32_t>& a, int64_t a_from, const std::vector<int32_t>& b,

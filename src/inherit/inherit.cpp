@@ -173,12 +173,13 @@ Adapter merge_heir(const Adapter& parent, const Adapter& child, const Scheme& sc
     heir.kind = parent.kind;
     heir.lora = parent.lora;
     // A concatenated parent passes its branches on: the heir routes over every generation kept.
+    auto keep = [&](const Adapter& b) {
+      Adapter& br = heir.branches.emplace_back();
+      br.kind = b.kind, br.lora = b.lora, br.info = b.info, br.params = b.params;
+    };
     for (const Adapter* a : {&parent, &child}) {
-      const std::vector<Adapter> own{*a};
-      for (const Adapter& b : a->routed() ? a->branches : own) {
-        Adapter& br = heir.branches.emplace_back();
-        br.kind = b.kind, br.lora = b.lora, br.info = b.info, br.params = b.params;
-      }
+      if (!a->routed()) keep(*a);
+      for (const Adapter& b : a->branches) keep(b);
     }
     for (const Adapter& b : heir.branches)
       if (b.kind == AdapterKind::lora && b.lora.rank != heir.lora.rank)

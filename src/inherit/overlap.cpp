@@ -110,7 +110,7 @@ OverlapReport overlap(const Adapter& parent, const Adapter& child, const ModelCo
   r.sign_conflict = big ? (double)conflicts / big : 0.0;
   // Regime thresholds: halfway between the task-vector cosines the synthetic protocol measures at
   // overlaps 0.0, 0.5 and 0.9; predictions interpolate its retention curves at this cosine.
-  const Synthetic syn = synthetic_inheritance(SyntheticConfig{});
+  static const Synthetic syn = synthetic_inheritance(SyntheticConfig{});  // fixed config: once per process
   std::vector<double> xs;
   for (const char* ov : {"0.0", "0.5", "0.9"}) xs.push_back(syn.task_cosine[ov].get<double>());
   r.partial_from = (xs[0] + xs[1]) / 2;
