@@ -15,6 +15,8 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_option("--forward-len", o->forward_len, "forward-pass length (batch 1)")->capture_default_str();
   sub->add_option("--gen-tokens", o->gen_tokens, "tokens to generate")->capture_default_str();
   sub->add_option("--repeats", o->repeats, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--only", o->only, "run only these tasks: sgemm, full, norm, lora, personalize, forward, generate")
+      ->check(CLI::IsMember({"sgemm", "full", "norm", "lora", "personalize", "forward", "generate"}))->delimiter(',');
   add_common_flags(*sub, common);
   return [o, &common] {
     const BenchReport r = run_bench(*o, !common.json);
@@ -22,19 +24,22 @@ Action add_bench(CLI::App& app, Common& common) {
       nlohmann::json a = nlohmann::json::array();
       for (const auto& x : v)
         a.push_back({{"name", x.name}, {"ms", x.ms}, {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop},
-                     {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction}});
+                     {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
+                     {"precision", x.precision}});
       return a;
     };
     if (common.json) {
       print_json({{"preset", r.preset}, {"cpu", r.cpu}, {"threads", r.threads}, {"sgemm_peak_gflops", r.sgemm_peak_gflops},
+                  {"bf16_peak_gflops", r.bf16_peak_gflops},
                   {"sgemm", rows(r.gemm_rows)}, {"results", rows(r.rows)}, {"notes", r.notes}});
       return 0;
     }
     std::printf("heirloom bench — %s on %s, %d threads\n\n", r.preset.c_str(), r.cpu.c_str(), r.threads);
     std::printf("| sgemm shape (M x N x K) | ms | GFLOP/s |\n|---|---:|---:|\n");
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
-    std::printf("\nsgemm peak on these shapes: %.1f GFLOP/s\n\n", r.sgemm_peak_gflops);
-    std::printf("| task | ms | tokens/s | GFLOP/s | of sgemm peak |\n|---|---:|---:|---:|---:|\n");
+    std::printf("\nGEMM peak on these shapes: sgemm %.1f GFLOP/s", r.sgemm_peak_gflops);
+    if (r.bf16_peak_gflops > 0) std::printf(", bf16 AMX %.1f GFLOP/s", r.bf16_peak_gflops);
+    std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak |\n|---|---:|---:|---:|---:|\n");
     for (const auto& x : r.rows)
       std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% |\n", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops, 100 * x.peak_fraction);
     std::printf("\n");

@@ -39,7 +39,7 @@ size_t route_by_prompt(const Model& base, const Adapter& heir, const std::vector
 
 Action add_generate(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("generate", "generate text from a prompt (KV cache; greedy or sampled)");
-  struct Opts { std::string model, prompt; int n = 200; SamplingOptions s; std::vector<std::string> adapters; };
+  struct Opts { std::string model, prompt, precision = "auto"; int n = 200; SamplingOptions s; std::vector<std::string> adapters; };
   auto o = std::make_shared<Opts>();
   sub->add_option("--model,--base", o->model, "model (GGUF); default: the moe-30m base under models/ or the cache")->check(CLI::ExistingFile);
   sub->add_option("--prompt", o->prompt, "text to continue")->capture_default_str();
@@ -49,8 +49,12 @@ Action add_generate(CLI::App& app, Common& common) {
   sub->add_option("--top-p", o->s.top_p, "keep the smallest set with this probability (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   sub->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str();
   add_adapter_option(*sub, o->adapters);
+  add_precision_option(*sub, o->precision);
   add_common_flags(*sub, common);
   return [o, &common] {
+    const Precision precision = parse_precision(o->precision);
+    if (precision == Precision::bf16 && !bf16_available())
+      throw Error("--precision bf16 needs a CPU with AMX-BF16; this one has none", "use --precision fp32 or auto");
     o->model = resolve_model(o->model);
     const Model base = load_model(o->model);
     LoadedAdapters ad = load_adapters(base, o->adapters);
@@ -64,6 +68,10 @@ Action add_generate(CLI::App& app, Common& common) {
       ad.applied = apply_adapters(base, {{&ad.routed->branches[b], 1.f}});
     }
     const Model& m = ad.applied.model(base);
+    const auto tp = std::chrono::steady_clock::now();
+    const bool bf16 = precision == Precision::bf16 || (precision == Precision::automatic && bf16_available());
+    std::shared_ptr<const FrozenWeights> packed = bf16 ? pack_frozen(m) : nullptr;  // once, before the first token
+    const double pack_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
     // Stream by decoding everything so far and printing what is new, holding back a trailing
     // incomplete UTF-8 sequence: byte tokens complete a character (or a U+2581 space) only together.
     std::vector<int32_t> ids = prompt;
@@ -81,15 +89,18 @@ Action add_generate(CLI::App& app, Common& common) {
         printed = stable;
       }
       return true;
-    });
+    }, packed);
     const std::string text = decode(m.vocab, ids).substr(prompt_len);
     if (!common.json && text.size() + prompt_len > printed) std::fputs(text.c_str() + (printed - prompt_len), stdout);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (common.json)
       print_json({{"prompt", o->prompt}, {"text", text}, {"tokens", out}, {"seconds", secs},
-                  {"tokens_per_second", out.size() / std::max(secs, 1e-9)}});
+                  {"tokens_per_second", out.size() / std::max(secs, 1e-9)}, {"precision", bf16 ? "bf16" : "fp32"},
+                  {"pack_seconds", pack_secs}});
     else
-      std::fprintf(stderr, "\n[%zu tokens in %.2f s, %.0f tokens/s]\n", out.size(), secs, out.size() / std::max(secs, 1e-9));
+      std::fprintf(stderr, "\n[%zu tokens in %.2f s, %.0f tokens/s, %s%s]\n", out.size(), secs,
+                   out.size() / std::max(secs, 1e-9), bf16 ? "bf16" : "fp32",
+                   bf16 ? (", weights packed in " + std::to_string((int)(pack_secs * 1000)) + " ms").c_str() : "");
     return 0;
   };
 }

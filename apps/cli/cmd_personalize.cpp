@@ -1,4 +1,5 @@
 // `heirloom personalize`: train a person's adapter and print the Bet 10 table.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -24,7 +25,8 @@ std::string ratio_text(double before, double after) {
   return b;
 }
 
-void print_table(const PersonalizeReport& r, const std::string& out, uintmax_t bytes, const std::string& cvec) {
+void print_table(const PersonalizeReport& r, const std::string& out, uintmax_t bytes, const std::string& cvec,
+                 double write_seconds) {
   std::printf("\n%-26s %12s %12s   %s\n", "", "before", "after", "change");
   std::printf("%-26s %12.2f %12.2f   %s\n", "personal held-out ppl", r.personal_before, r.personal_after,
               ratio_text(r.personal_before, r.personal_after).c_str());
@@ -32,8 +34,11 @@ void print_table(const PersonalizeReport& r, const std::string& out, uintmax_t b
               ratio_text(r.general_before, r.general_after).c_str());
   std::printf("  (%lld personal and %lld general tokens scored, window %d)\n", (long long)r.personal_scored,
               (long long)r.general_scored, r.seq);
-  std::printf("%-26s %d steps x %d x %d tokens, lr %g: %.2f s (evaluation %.2f s more)\n", "training", r.steps, r.batch,
-              r.seq, r.lr, r.train_seconds, r.eval_seconds);
+  std::printf("%-26s %d steps x %d x %d tokens, lr %g, %s: %.2f s\n", "training", r.steps, r.batch, r.seq, r.lr,
+              precision_name(r.precision), r.train_seconds);
+  std::printf("%-26s tokenise %.2f s, prepare %.2f s, evaluate before %.2f s, trajectory %.2f s, after %.2f s, write %.3f s\n",
+              "the rest of the run", r.tokenize_seconds, r.prepare_seconds, r.eval_before_seconds, r.trajectory_seconds,
+              r.eval_after_seconds, write_seconds);
   std::printf("%-26s %s, %lld values, %ju bytes -> %s\n", "adapter", kind_name(r.kind), (long long)r.n_values, bytes,
               out.c_str());
   if (!cvec.empty()) std::printf("%-26s %s\n", "llama.cpp control vector", cvec.c_str());
@@ -49,7 +54,7 @@ void print_table(const PersonalizeReport& r, const std::string& out, uintmax_t b
 Action add_personalize(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("personalize", "train a person's specialist adapter on their text and prove it (Bet 10)");
   struct Opts {
-    std::string base, heldout, general, corpus_dir, kind = "norm", targets = "q,k,v,o", out, owner, cvec;
+    std::string base, heldout, general, corpus_dir, kind = "norm", targets = "q,k,v,o", out, owner, cvec, precision = "auto";
     std::vector<std::string> texts;
     PersonalizeOptions p;
     int max_mib = 256;
@@ -77,6 +82,7 @@ Action add_personalize(CLI::App& app, Common& common) {
   sub->add_option("--max-mib", o->max_mib, "refuse personal text larger than this")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--out", o->out, "adapter file to write (default: <first text>.<kind>.gguf)");
   sub->add_option("--control-vector", o->cvec, "steer only: also write a llama.cpp control vector here");
+  add_precision_option(*sub, o->precision);
   sub->add_flag("--f32", o->f32, "store fp32 values (default fp16: a norm adapter for moe-30m is ~9 KB)");
   add_common_flags(*sub, common);
   return [o, &common] {
@@ -88,6 +94,7 @@ Action add_personalize(CLI::App& app, Common& common) {
     p.kind = parse_adapter_kind(o->kind);
     p.lora.targets = parse_lora_targets(o->targets);
     p.max_bytes = (int64_t)o->max_mib << 20;
+    p.precision = parse_precision(o->precision);
     p.progress = !common.json;
     const char* user = std::getenv("USER");
     p.owner = !o->owner.empty() ? o->owner : user ? user : "";
@@ -100,8 +107,10 @@ Action add_personalize(CLI::App& app, Common& common) {
     const std::string out = o->out.empty() ? default_out(p.texts[0], p.kind) : o->out;
     Adapter adapter = make_adapter(base, p.kind, p.lora, p.seed);
     const PersonalizeReport r = personalize(base, adapter, p);
+    const auto tw = std::chrono::steady_clock::now();
     save_adapter(adapter, base.config, out, o->f32 ? StorageType::f32 : StorageType::f16);
     if (!o->cvec.empty()) save_control_vector(adapter, base.config, o->cvec);
+    const double write_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - tw).count();
     const uintmax_t bytes = std::filesystem::file_size(out);
     if (common.json) {
       nlohmann::json traj = nlohmann::json::array();
@@ -115,7 +124,12 @@ Action add_personalize(CLI::App& app, Common& common) {
                   {"general_ppl_before", r.general_before}, {"general_ppl_after", r.general_after},
                   {"personal_drop", r.personal_before / r.personal_after},
                   {"general_rise", r.general_after / r.general_before - 1.0}, {"train_seconds", r.train_seconds},
-                  {"eval_seconds", r.eval_seconds}, {"final_train_loss", r.final_train_loss}, {"verdict", r.verdict},
+                  {"eval_seconds", r.eval_seconds}, {"precision", precision_name(r.precision)},
+                  {"seconds", {{"tokenize", r.tokenize_seconds}, {"prepare", r.prepare_seconds},
+                               {"eval_before", r.eval_before_seconds}, {"train", r.train_seconds},
+                               {"trajectory", r.trajectory_seconds}, {"eval_after", r.eval_after_seconds},
+                               {"write", write_seconds}}},
+                  {"final_train_loss", r.final_train_loss}, {"verdict", r.verdict},
                   {"trajectory", traj}, {"control_vector", o->cvec}});
     } else {
       std::printf("base %s (fingerprint %s)\n", base_path.c_str(), base.fingerprint().c_str());
@@ -123,7 +137,7 @@ Action add_personalize(CLI::App& app, Common& common) {
                   (long long)r.heldout_tokens, o->heldout.empty() ? " (the last paragraphs)" : "");
       if (r.invalid_utf8 > 0)
         std::printf("note: %lld bytes are not valid UTF-8; they were kept as byte tokens\n", (long long)r.invalid_utf8);
-      print_table(r, out, bytes, o->cvec);
+      print_table(r, out, bytes, o->cvec, write_seconds);
       if (!r.trajectory.empty()) {
         std::printf("personal ppl by step (first %d held-out tokens):", p.trajectory_tokens);
         for (auto [s, ppl] : r.trajectory) std::printf(" %d:%.1f", s, ppl);

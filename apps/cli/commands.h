@@ -31,6 +31,8 @@ Action add_overlap(CLI::App& app, Common& common);
 Action add_inherit(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
+// --precision auto|bf16|fp32: the arithmetic of the frozen base's matrix products.
+void add_precision_option(CLI::App& sub, std::string& precision);
 // The --model/--base argument, or the default base when it is empty (Error when there is none).
 std::string resolve_model(const std::string& given);
 void apply_threads(const Common& common);

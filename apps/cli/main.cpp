@@ -17,6 +17,14 @@ void add_common_flags(CLI::App& sub, Common& common) {
   sub.add_flag("--json", common.json, "print machine-readable JSON on stdout");
 }
 
+void add_precision_option(CLI::App& sub, std::string& precision) {
+  sub.add_option("--precision", precision,
+                 "arithmetic of the frozen base's matrix products: bf16 (AMX tiles, fp32 accumulation), fp32, "
+                 "or auto (bf16 where the CPU has AMX-BF16, else fp32)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
+      ->capture_default_str();
+}
+
 std::string resolve_model(const std::string& given) {
   if (!given.empty()) return given;
   const std::string base = heirloom::find_default_base();

@@ -2,16 +2,22 @@
 // no gradient work (backward skips every frozen weight gradient); activation gradients still flow.
 // A full adapter trains a private copy of the base and keeps the difference.
 #pragma once
+#include <memory>
 #include <optional>
+#include <string>
 
 #include "heirloom/adapter.h"
 #include "heirloom/train.h"
 
 namespace heirloom {
 
+struct FrozenWeights;
+
+// Precision (engine.h) while an adapter trains: bf16 packs the base once; the adapter's own values, their
+// gradients and the optimizer stay fp32. A full adapter trains every weight, so it always runs in fp32.
 class AdapterTrainer {
  public:
-  AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig cfg);
+  AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig cfg, Precision precision = Precision::automatic);
   // One step on `batch` (targets required) at learning rate lr; returns the mean training loss.
   double step(Workspace& ws, const Batch& batch, float lr);
   // What to evaluate the adapter as it is now: a model and an optional view.
@@ -19,6 +25,10 @@ class AdapterTrainer {
   const AdapterView* view() const { return tuned_ ? nullptr : &view_; }
   // Writes the trained state into the adapter (full: the delta from the base). Call before saving.
   void finish();
+  // The precision in use (fp32 or bf16, never automatic).
+  Precision precision() const { return frozen_w_ ? Precision::bf16 : Precision::fp32; }
+  // The base packed as bf16 (null in fp32): set on an evaluation workspace to score in the same arithmetic.
+  std::shared_ptr<const FrozenWeights> frozen_weights() const { return frozen_w_; }
 
  private:
   const Model& base_;
@@ -30,6 +40,7 @@ class AdapterTrainer {
   std::vector<bool> frozen_;             // every base tensor frozen
   std::optional<Model> tuned_;           // full only
   std::optional<BaseTrainer> full_;      // full only
+  std::shared_ptr<const FrozenWeights> frozen_w_;  // bf16 packs of the base, when training in bf16
   int steps_ = 0;
 };
 

@@ -16,6 +16,7 @@ struct BenchOptions {
   int repeats = 5;           // timed repetitions (after one warm-up)
   int lora_rank = 8;
   int personal_steps = 100, personal_seq = 256;  // the Bet 10 job: 100 norm-adapter steps of 256 tokens
+  std::vector<std::string> only;  // task groups to run (sgemm, full, norm, lora, personalize, forward, generate); empty = all
 };
 
 struct BenchRow {
@@ -24,13 +25,15 @@ struct BenchRow {
   double tokens_per_s = 0;
   double gflop = 0;      // work per call (formula in the report)
   double gflops = 0;     // achieved GFLOP/s
-  double peak_fraction = 0;
+  double peak_fraction = 0;  // of the measured GEMM peak in the row's own precision
+  std::string precision = "fp32";
 };
 
 struct BenchReport {
   std::string preset, cpu;
   int threads = 0;
   double sgemm_peak_gflops = 0;  // best measured sgemm GFLOP/s over the model's shapes
+  double bf16_peak_gflops = 0;   // the same for the bf16 AMX GEMM (0 without AMX)
   std::vector<BenchRow> gemm_rows, rows;
   std::vector<std::string> notes;  // FLOP formulas
 };

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "heirloom/model.h"
@@ -72,6 +73,16 @@ struct ForwardResult {
 };
 
 struct Workspace;  // activations and gradient scratch, sized on demand (see src/model/workspace.h)
+
+// A model's matrices packed once as bf16 AMX tiles (src/model/frozen_weights.h): products against them
+// run in bf16 with fp32 accumulation. Valid only while the model's weights do not change.
+struct FrozenWeights;
+// The arithmetic of a frozen base's matrix products: automatic = bf16 where bf16_available(), else fp32.
+enum class Precision { automatic, fp32, bf16 };
+Precision parse_precision(const std::string& name);  // "auto", "fp32", "bf16"; throws heirloom::Error
+const char* precision_name(Precision p);
+bool bf16_available();  // this CPU has AMX-BF16 and the kernel granted it
+std::shared_ptr<const FrozenWeights> pack_frozen(const Model& m);  // throws heirloom::Error without AMX
 struct WorkspaceDeleter { void operator()(Workspace*) const; };
 using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
 WorkspacePtr make_workspace();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "heirloom/adapter.h"
+#include "heirloom/adapter_train.h"
 
 namespace heirloom {
 
@@ -28,6 +29,7 @@ struct PersonalizeOptions {
   uint64_t seed = 1;
   std::string owner;
   bool progress = true;
+  Precision precision = Precision::automatic;  // of the base's products, in training and evaluation
 };
 
 // The learning rate each kind trains well with at 100 steps (documented in the README).
@@ -41,7 +43,10 @@ struct PersonalizeReport {
   int64_t personal_scored = 0, general_scored = 0;                   // scored per measurement
   int64_t invalid_utf8 = 0;
   double personal_before = 0, personal_after = 0, general_before = 0, general_after = 0;  // perplexities
-  double train_seconds = 0, eval_seconds = 0;
+  Precision precision = Precision::fp32;  // as run
+  // Wall-clock of each part; eval_seconds = eval_before + trajectory + eval_after.
+  double tokenize_seconds = 0, prepare_seconds = 0, eval_before_seconds = 0, train_seconds = 0, trajectory_seconds = 0,
+         eval_after_seconds = 0, eval_seconds = 0;
   double final_train_loss = 0;
   int64_t n_values = 0;  // trainable values
   std::vector<std::pair<int, double>> trajectory;  // (step, personal ppl on the first trajectory_tokens)

@@ -4,11 +4,19 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/gemm_bf16.h"
+#include "heirloom/error.h"
+#include "model/frozen_weights.h"
+#include "model/workspace.h"
 #include "ops/adamw.h"
 
 namespace heirloom {
 
-AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig cfg) : base_(base), a_(adapter), cfg_(cfg) {
+AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig cfg, Precision precision)
+    : base_(base), a_(adapter), cfg_(cfg) {
+  if (precision == Precision::bf16 && !bf16_gemm_available())
+    throw Error("--precision bf16 needs a CPU with AMX-BF16 (and a kernel that grants it); this one has none",
+                "use --precision fp32 or auto");
   if (a_.kind == AdapterKind::full) {
     tuned_ = clone_model(base);
     for (size_t i = 0; i < a_.params.size(); ++i) tuned_->data[i] += a_.params[i];
@@ -21,6 +29,8 @@ AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig 
   m1_.assign(a_.params.size(), 0.f);
   m2_.assign(a_.params.size(), 0.f);
   gview_ = a_.grads(base.config, g_.data());
+  if (precision == Precision::bf16 || (precision == Precision::automatic && bf16_gemm_available()))
+    frozen_w_ = pack_frozen(base);
 }
 
 double AdapterTrainer::step(Workspace& ws, const Batch& batch, float lr) {
@@ -29,8 +39,14 @@ double AdapterTrainer::step(Workspace& ws, const Batch& batch, float lr) {
   ForwardOptions fo;
   fo.for_backward = true;
   const AdapterView* views[1] = {&view_};
+  struct UseFrozen {  // the packs apply to this step only: the caller may evaluate with the same workspace
+    Workspace& ws;
+    ~UseFrozen() { ws.frozen.reset(); }
+  } use{ws};
+  ws.frozen = frozen_w_;
   const ForwardResult r = forward(base_, ws, batch, views, fo);
   backward(base_, ws, views, frozen_, nullptr, &view_, &gview_, 0.f);
+  ws.frozen.reset();
   // Block 0's steering vector stays zero: llama.cpp's control vectors cannot express it.
   if (a_.kind == AdapterKind::steer) std::fill_n(g_.begin(), base_.config.n_embd, 0.f);
   const double norm = std::sqrt(sum_squares(g_.data(), (int64_t)g_.size()));

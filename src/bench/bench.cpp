@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "heirloom/adapter_train.h"
@@ -17,6 +18,7 @@
 #include "heirloom/generate.h"
 #include "heirloom/train.h"
 #include "heirloom/vocab.h"
+#include "model/workspace.h"
 
 namespace heirloom {
 
@@ -63,7 +65,12 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   const int N = o.batch * o.seq, C = c.n_embd, D = c.head_dim();
   const int QKV = (c.n_head + 2 * c.n_head_kv) * D, F = c.n_ff;
   const int expert_rows = c.is_moe() ? N * c.n_expert_used / c.n_expert : N;
-  Progress bar(7, "bench " + o.preset, "task", progress);
+  auto want = [&](const char* task) {
+    return o.only.empty() || std::find(o.only.begin(), o.only.end(), task) != o.only.end();
+  };
+  int tasks = 0;
+  for (const char* t : {"sgemm", "full", "norm", "lora", "personalize", "forward", "generate"}) tasks += want(t);
+  Progress bar(tasks, "bench " + o.preset, "task", progress);
   int done = 0;
 
   // sgemm on the model's own shapes (forward orientation: rows × out, inner = in).
@@ -72,6 +79,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
                           {"ffn_down", expert_rows, C, F}, {"head", N, c.n_vocab, C}};
   Rng rng(7);
   for (const Shape& s : shapes) {
+    if (!want("sgemm")) break;
     std::vector<float> A((size_t)s.M * s.K), B((size_t)s.N * s.K), Cm((size_t)s.M * s.N);
     for (auto& x : A) x = rng.normal();
     for (auto& x : B) x = rng.normal();
@@ -82,8 +90,17 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     r.gflops = r.gflop / (r.ms / 1e3);
     rep.sgemm_peak_gflops = std::max(rep.sgemm_peak_gflops, r.gflops);
     rep.gemm_rows.push_back(r);
+    if (bf16_gemm_available()) {  // the same product with B packed once as bf16 AMX tiles (packing not timed)
+      const PackedB packed = pack_b_bf16(B.data(), s.K, true, s.K, s.N);
+      BenchRow h = r;
+      h.name = std::string("bf16 AMX ") + r.name.substr(6);
+      h.ms = median_ms(o.repeats * 4, [&] { gemm_bf16(s.M, A.data(), s.K, packed, Cm.data(), s.N, false); });
+      h.gflops = h.gflop / (h.ms / 1e3);
+      rep.bf16_peak_gflops = std::max(rep.bf16_peak_gflops, h.gflops);
+      rep.gemm_rows.push_back(h);
+    }
   }
-  bar.update(++done);
+  if (want("sgemm")) bar.update(++done);
 
   Model m = init_model(c, bench_vocab(c.n_vocab), 1);
   auto ws = make_workspace();
@@ -94,65 +111,94 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   const Batch batch{tok.data(), tgt.data(), o.batch, o.seq};
   const double fwd_flop = forward_flops_per_token(c, o.seq) * N;
 
-  auto add = [&](const std::string& name, double ms, double tokens, double flop) {
-    BenchRow r{name, ms, tokens / (ms / 1e3), flop / 1e9, flop / 1e9 / (ms / 1e3), 0};
-    r.peak_fraction = r.gflops / rep.sgemm_peak_gflops;
+  // fp32 always; bf16 (the frozen base's products on AMX) where the CPU has it. Each row's peak fraction is
+  // against the measured peak of its own arithmetic.
+  std::vector<Precision> precisions{Precision::fp32};
+  if (bf16_gemm_available()) precisions.push_back(Precision::bf16);
+  auto add = [&](const std::string& name, Precision p, double ms, double tokens, double flop) {
+    BenchRow r{name + " [" + precision_name(p) + "]", ms, tokens / (ms / 1e3), flop / 1e9, flop / 1e9 / (ms / 1e3), 0};
+    const double peak = p == Precision::bf16 ? rep.bf16_peak_gflops : rep.sgemm_peak_gflops;
+    r.peak_fraction = peak > 0 ? r.gflops / peak : 0;
+    r.precision = precision_name(p);
     rep.rows.push_back(r);
+  };
+  const std::string shape = std::to_string(o.batch) + "x" + std::to_string(o.seq);
+
+  if (want("full")) {  // every weight trained: fp32 (master weights and products)
+    BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{1e-5f});
+    add("train step full " + shape, Precision::fp32, median_ms(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }),
+        N, 3.0 * fwd_flop);
+    bar.update(++done);
+  }
+  // Adapter training on the frozen base, as `personalize` runs it (AdamW included).
+  auto adapter_step = [&](const std::string& name, AdapterKind kind, const LoraShape& ls) {
+    for (Precision p : precisions) {
+      Adapter a = make_adapter(m, kind, ls);
+      AdapterTrainer tr(m, a, AdamwConfig{1e-5f}, p);
+      add(name + " " + shape, p, median_ms(o.repeats, [&] { tr.step(*ws, batch, 1e-5f); }), N, 2.0 * fwd_flop);
+    }
     bar.update(++done);
   };
-
-  for (const char* regime : {"all", "norm"}) {
-    BaseTrainer tr(m, trainable_mask(m, regime), AdamwConfig{1e-5f});
-    const double ms = median_ms(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); });
-    add(std::string("train step ") + (std::string(regime) == "all" ? "full" : "norm-only") + " " +
-            std::to_string(o.batch) + "x" + std::to_string(o.seq),
-        ms, N, (std::string(regime) == "all" ? 3.0 : 2.0) * fwd_flop);
+  if (want("norm")) adapter_step("train step norm-only", AdapterKind::norm, LoraShape{});
+  if (want("lora")) {  // on q, k, v, o of every layer (A random, B zero, as LoRA starts)
+    LoraShape ls;
+    ls.rank = o.lora_rank;
+    adapter_step("train step lora r" + std::to_string(ls.rank) + " q,k,v,o", AdapterKind::lora, ls);
   }
-  {  // a LoRA adapter on q, k, v, o of every layer (A random, B zero, as LoRA starts), base frozen
-    LoraShape shape;
-    shape.rank = o.lora_rank;
-    Adapter a = make_adapter(m, AdapterKind::lora, shape);
-    AdapterTrainer tr(m, a, AdamwConfig{1e-5f});
-    const double ms = median_ms(o.repeats, [&] { tr.step(*ws, batch, 1e-5f); });
-    add("train step lora r" + std::to_string(shape.rank) + " q,k,v,o " + std::to_string(o.batch) + "x" + std::to_string(o.seq),
-        ms, N, 2.0 * fwd_flop);
-  }
-  {  // the Bet 10 job's training: a norm adapter, personal_steps steps of one personal_seq window
+  if (want("personalize")) {  // the Bet 10 job's training: a norm adapter, personal_steps steps of one personal_seq window
     const int T = std::min(o.personal_seq, c.n_ctx);
     std::vector<int32_t> ptok, ptgt;
-    Adapter a = make_adapter(m, AdapterKind::norm);
-    AdapterTrainer tr(m, a, AdamwConfig{1e-2f});
     auto pws = make_workspace();
-    const double ms = median_ms(std::max(1, o.repeats / 2), [&] {
-      for (int s = 0; s < o.personal_steps; ++s) {
-        sample_windows(stream, 1, T, 1000 + s, ptok, ptgt);
-        tr.step(*pws, Batch{ptok.data(), ptgt.data(), 1, T}, 1e-2f);
-      }
-    });
-    add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", ms,
-        (double)o.personal_steps * T, 2.0 * forward_flops_per_token(c, T) * T * o.personal_steps);
+    for (Precision p : precisions) {
+      // Timed from the trainer's construction, so bf16's one-off packing of the base is included.
+      const double ms = median_ms(std::max(1, o.repeats / 2), [&] {
+        Adapter a = make_adapter(m, AdapterKind::norm);
+        AdapterTrainer tr(m, a, AdamwConfig{1e-2f}, p);
+        for (int s = 0; s < o.personal_steps; ++s) {
+          sample_windows(stream, 1, T, 1000 + s, ptok, ptgt);
+          tr.step(*pws, Batch{ptok.data(), ptgt.data(), 1, T}, 1e-2f);
+        }
+      });
+      add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", p,
+          ms, (double)o.personal_steps * T, 2.0 * forward_flops_per_token(c, T) * T * o.personal_steps);
+    }
+    bar.update(++done);
   }
-  {
+  // Inference: the bf16 rows use the model packed once beforehand (as `generate` does after loading).
+  std::shared_ptr<const FrozenWeights> packed;
+  if (precisions.size() > 1 && (want("forward") || want("generate"))) packed = pack_frozen(m);
+  if (want("forward")) {
     const int T = std::min(o.forward_len, c.n_ctx);
     std::vector<int32_t> t1(stream.begin(), stream.begin() + T);
     auto fws = make_workspace();
-    const double ms = median_ms(o.repeats, [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); });
-    add("forward 1x" + std::to_string(T), ms, T, forward_flops_per_token(c, T) * T);
+    for (Precision p : precisions) {
+      fws->frozen = p == Precision::bf16 ? packed : nullptr;
+      add("forward 1x" + std::to_string(T), p,
+          median_ms(o.repeats, [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); }), T,
+          forward_flops_per_token(c, T) * T);
+    }
+    bar.update(++done);
   }
-  {
+  if (want("generate")) {
     std::vector<int32_t> prompt(stream.begin(), stream.begin() + 16);
     SamplingOptions so;
     so.temperature = 0.f;
     const int n = std::min(o.gen_tokens, c.n_ctx - 17);
-    const double ms = median_ms(std::max(1, o.repeats / 2), [&] { generate(m, prompt, n, so); });
-    add("generate " + std::to_string(n) + " tokens (KV cache, batch 1)", ms, n,
-        forward_flops_per_token(c, 16 + n) * n);
+    for (Precision p : precisions) {
+      const auto pk = p == Precision::bf16 ? packed : nullptr;
+      add("generate " + std::to_string(n) + " tokens (KV cache, batch 1)", p,
+          median_ms(std::max(1, o.repeats / 2), [&] { generate(m, prompt, n, so, nullptr, nullptr, pk); }), n,
+          forward_flops_per_token(c, 16 + n) * n);
+    }
+    bar.update(++done);
   }
   bar.finish();
   rep.notes = {
       "forward FLOPs = 2 x active parameters (embedding excluded) per token + 4 x H x D x (T+1)/2 per token per layer (attention)",
       "train step FLOPs: full = 3 x forward; norm-only = 2 x forward (weight gradients skipped); LoRA = 2 x forward",
-      "peak fraction = achieved GFLOP/s / best sgemm GFLOP/s measured above on the model's own shapes"};
+      "peak fraction = achieved GFLOP/s / best GEMM GFLOP/s measured above on the model's own shapes, in the row's own "
+      "arithmetic (sgemm for fp32, the AMX bf16 GEMM for bf16)",
+      "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX); everything trained stays fp32"};
   return rep;
 }
 

@@ -11,6 +11,7 @@
 #include "model/workspace.h"
 #include "ops/attention.h"
 #include "ops/embed.h"
+#include "model/frozen_weights.h"
 #include "ops/matmul.h"
 #include "ops/moe.h"
 #include "ops/rmsnorm.h"
@@ -112,6 +113,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   const int64_t N = (int64_t)B * T;
   const Weights g = trainable_grads(m, base_trainable, dbase);
   const Ctx x{m, ws, trained, dadapter, T, C};
+  const FrozenWeights* fz = frozen_for(ws, m);
 
   // --- head: d objective / d logits = (softmax − onehot) / n_scored
   int n_scored = 0;
@@ -119,7 +121,8 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   zero(ws.dlogits);
   if (n_scored > 0) xent_backward(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V);
   zero(ws.dlnf);
-  matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V);
+  matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
+                  fz ? &fz->output : nullptr);
   zero(ws.dres);
   norm_backward(x, 2 * L, ws.dres.data(), ws.dlnf.data(), ws.xf.data(), ws.rstdf.data(), g.output_norm);
 
@@ -127,6 +130,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     LayerActs& A = ws.layers[l];
     const LayerWeights& W = m.w.layers[l];
     const LayerWeights& G = g.layers[l];
+    const FrozenLayer* P = fz ? &fz->layers[l] : nullptr;
     // steering: x_{l+1} += dir_l
     for (const Segment& sg : ws.segments) {
       if (!x.trains(sg) || !dadapter->steer) continue;
@@ -139,6 +143,11 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
+      if (P) {
+        mw.packed_gate = P->gate.data();
+        mw.packed_up = P->up.data();
+        mw.packed_down = P->down.data();
+      }
       MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down};
       MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(), ws.ddw.data(), ws.dgaux.data()};
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
@@ -149,15 +158,19 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     } else {
       const int F = c.n_ff;
       zero(ws.dh); zero(ws.dhg); zero(ws.dhu);
-      matmul_backward(ws.dh.data(), F, G.ffn_down, ws.dres.data(), C, A.h.data(), F, W.ffn_down, (int)N, F, C);
+      matmul_backward(ws.dh.data(), F, G.ffn_down, ws.dres.data(), C, A.h.data(), F, W.ffn_down, (int)N, F, C,
+                      P ? &P->ffn_down : nullptr);
       swiglu_backward(ws.dhg.data(), ws.dhu.data(), ws.dh.data(), A.hg.data(), A.hu.data(), (int)N, F);
-      matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F);
-      matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F);
+      matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F,
+                      P ? &P->ffn_gate : nullptr);
+      matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F,
+                      P ? &P->ffn_up : nullptr);
     }
     norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
     // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
     zero(ws.datty);
-    matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C);
+    matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C,
+                    P ? &P->wo : nullptr);
     lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
     zero(ws.dqkv);
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV};
@@ -167,7 +180,8 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     rope_backward(dq, QKV, ws.rope, B, T, H, D, 0);
     rope_backward(dq + HD, QKV, ws.rope, B, T, Hkv, D, 0);
     zero(ws.dln);
-    matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV);
+    matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
+                    P ? &P->wq : nullptr);
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
     for (int t = kLoraQ; t <= kLoraV; ++t)
       lora_backward(x, l, t, ws.dln.data(), C, ws.dqkv.data() + off[t], QKV, A.ln1.data(), C, C, width[t]);

@@ -11,6 +11,7 @@
 #include "model/workspace.h"
 #include "ops/attention.h"
 #include "ops/embed.h"
+#include "model/frozen_weights.h"
 #include "ops/matmul.h"
 #include "ops/moe.h"
 #include "ops/rmsnorm.h"
@@ -112,6 +113,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   }
   build_segments(ws, m, adapters, B);
   const float eps = c.norm_eps;
+  const FrozenWeights* fz = frozen_for(ws, m);
 
   embed_forward(ws.layers[0].x.data(), batch.tokens, m.w.token_embd, (int)N, C);
   double aux_total = 0;
@@ -124,7 +126,8 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
       rmsnorm_forward(A.ln1.data() + r0 * C, A.rstd1.data() + r0, A.x.data() + r0 * C, ws.gain(m, s, 2 * l), (int)n, C, eps);
     }
-    matmul_forward(A.qkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV);  // q|k|v are adjacent
+    const FrozenLayer* P = fz ? &fz->layers[l] : nullptr;
+    matmul_forward(A.qkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV, false, P ? &P->wq : nullptr);  // q|k|v adjacent
     for (const Segment& sg : ws.segments) {
       const AdapterView* a = sg.adapter;
       if (!a || a->lora_a.empty()) continue;
@@ -155,7 +158,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       shape.kv_bstride = (int64_t)kv.n_ctx * KD;
     }
     attention_forward(A.atty.data(), A.att.data(), A.qkv.data(), k, v, shape);
-    matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C);
+    matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C, false, P ? &P->wo : nullptr);
     for (const Segment& sg : ws.segments) {
       const AdapterView* a = sg.adapter;
       if (!a || a->lora_a.empty() || !a->lora_a[l][kLoraO]) continue;
@@ -173,6 +176,11 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
+      if (P) {
+        mw.packed_gate = P->gate.data();
+        mw.packed_up = P->up.data();
+        mw.packed_down = P->down.data();
+      }
       // A router LoRA adds to the logits before routing, per segment.
       bool router_lora = false;
       for (const Segment& sg : ws.segments)
@@ -194,10 +202,10 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
                                router_lora);
     } else {
       const int F = c.n_ff;
-      matmul_forward(A.hg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F);
-      matmul_forward(A.hu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F);
+      matmul_forward(A.hg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F, false, P ? &P->ffn_gate : nullptr);
+      matmul_forward(A.hu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F, false, P ? &P->ffn_up : nullptr);
       swiglu_forward(A.h.data(), A.hg.data(), A.hu.data(), (int)N, F);
-      matmul_forward(xout, C, A.h.data(), F, W.ffn_down, (int)N, F, C);
+      matmul_forward(xout, C, A.h.data(), F, W.ffn_down, (int)N, F, C, false, P ? &P->ffn_down : nullptr);
     }
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < N * C; ++i) xout[i] += A.mid[i];
@@ -222,11 +230,11 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     for (int b = 0; b < B; ++b)
       std::memcpy(ws.last_rows.data() + (size_t)b * C, ws.lnf.data() + ((int64_t)b * T + T - 1) * C, sizeof(float) * C);
     ws.logits.resize((size_t)B * V);
-    matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, B, C, V);
+    matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, B, C, V, false, fz ? &fz->output : nullptr);
     return res;
   }
   ws.logits.resize((size_t)N * V);
-  matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V);
+  matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V, false, fz ? &fz->output : nullptr);
   if (batch.targets) {
     std::copy(batch.targets, batch.targets + N, ws.targets.begin());
     res.loss_sum = xent_forward(ws.losses.data(), ws.logits.data(), batch.targets, (int)N, V, &res.n_scored);

@@ -3,6 +3,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "heirloom/engine.h"
@@ -31,8 +32,12 @@ struct Segment {
   const AdapterView* adapter;
 };
 
+struct FrozenWeights;
+
 struct Workspace {
   int B = 0, T = 0, S = 0, pos0 = 0;
+  // Set (by an adapter trainer) to run the frozen base's products in bf16; null = fp32.
+  std::shared_ptr<const FrozenWeights> frozen;
   int lora_rmax = 0;  // the largest LoRA rank in the batch: a segment's u rows start at r0 · lora_rmax
   bool has_backward_state = false, last_only = false;
   std::vector<LayerActs> layers;

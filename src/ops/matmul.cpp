@@ -5,14 +5,20 @@
 
 namespace heirloom {
 
+PackedWeight pack_weight(const float* weight, int O, int I) {
+  return {pack_b_bf16(weight, I, true, I, O), pack_b_bf16(weight, I, false, O, I)};
+}
+
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
-                    bool accumulate) {
+                    bool accumulate, const PackedWeight* packed) {
+  if (packed) return gemm_bf16(N, inp, ldi, packed->fwd, out, ldo, accumulate);
   gemm(false, true, N, O, I, 1.f, inp, ldi, weight, I, accumulate ? 1.f : 0.f, out, ldo);
 }
 
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
-                     const float* weight, int N, int I, int O) {
-  if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, 1.f, dinp, ldi_d);
+                     const float* weight, int N, int I, int O, const PackedWeight* packed) {
+  if (dinp && packed) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, true);
+  else if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, 1.f, dinp, ldi_d);
   if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, 1.f, dweight, I);
 }
 

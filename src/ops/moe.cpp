@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/gemm.h"
+#include "ops/matmul.h"
 #include "ops/swiglu.h"
 
 namespace heirloom {
@@ -127,12 +128,15 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     if (n_e == 0) continue;
     const int64_t fc = (int64_t)F * C;
-    gemm(false, true, n_e, F, C, 1.f, s.xg + (int64_t)o * C, C, w.gate + e * fc, C, 0.f, s.hg + (int64_t)o * F, F);
-    gemm(false, true, n_e, F, C, 1.f, s.xg + (int64_t)o * C, C, w.up + e * fc, C, 0.f, s.hu + (int64_t)o * F, F);
+    matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
+                   w.packed_gate ? w.packed_gate + e : nullptr);
+    matmul_forward(s.hu + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.up + e * fc, n_e, C, F, false,
+                   w.packed_up ? w.packed_up + e : nullptr);
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     swiglu_forward(s.h + (int64_t)o * F, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
-    gemm(false, true, n_e, C, F, 1.f, s.h + (int64_t)o * F, F, w.down + e * fc, F, 0.f, s.y + (int64_t)o * C, C);
+    matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
+                   w.packed_down ? w.packed_down + e : nullptr);
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
   }
 #pragma omp parallel for schedule(static)
@@ -178,13 +182,19 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     float* dhg = sc.dhg + (int64_t)o * F;
     float* dhu = sc.dhu + (int64_t)o * F;
     const float* xg = s.xg + (int64_t)o * C;
-    gemm(false, false, n_e, F, C, 1.f, dy, C, w.down + e * fc, F, 0.f, dh, F);
+    if (w.packed_down) gemm_bf16(n_e, dy, C, w.packed_down[e].bwd, dh, F, false);
+    else gemm(false, false, n_e, F, C, 1.f, dy, C, w.down + e * fc, F, 0.f, dh, F);
     if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
-    gemm(false, false, n_e, C, F, 1.f, dhg, F, w.gate + e * fc, C, 0.f, dxg, C);
-    gemm(false, false, n_e, C, F, 1.f, dhu, F, w.up + e * fc, C, 1.f, dxg, C);
+    if (w.packed_gate && w.packed_up) {
+      gemm_bf16(n_e, dhg, F, w.packed_gate[e].bwd, dxg, C, false);
+      gemm_bf16(n_e, dhu, F, w.packed_up[e].bwd, dxg, C, true);
+    } else {
+      gemm(false, false, n_e, C, F, 1.f, dhg, F, w.gate + e * fc, C, 0.f, dxg, C);
+      gemm(false, false, n_e, C, F, 1.f, dhu, F, w.up + e * fc, C, 1.f, dxg, C);
+    }
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) gemm(true, false, F, C, n_e, 1.f, dhg, F, xg, C, 1.f, g.gate + e * fc, C);

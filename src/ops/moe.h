@@ -14,11 +14,17 @@ struct MoeShape {
   int N, C, F, E, K;
 };
 
+struct PackedWeight;
+
 struct MoeWeights {
   const float* router;  // [E, C]
   const float* gate;    // [E, F, C]
   const float* up;      // [E, F, C]
   const float* down;    // [E, C, F]
+  // Optional bf16 packs of the frozen experts, E of each (see matmul.h): the expert GEMMs then run in bf16.
+  const PackedWeight* packed_gate = nullptr;
+  const PackedWeight* packed_up = nullptr;
+  const PackedWeight* packed_down = nullptr;
 };
 
 struct MoeGrads {  // null = frozen (weight-gradient work skipped)

@@ -10,6 +10,7 @@
 #include "heirloom/error.h"
 #include "heirloom/eval.h"
 #include "heirloom/text.h"
+#include "model/workspace.h"
 
 namespace heirloom {
 
@@ -90,9 +91,12 @@ PersonTokens person_tokens(const Model& base, const PersonalizeOptions& o) {
 }
 
 PersonalizeReport personalize(const Model& base, Adapter& adapter, const PersonalizeOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
   const PersonTokens t = person_tokens(base, o);
+  const double tokenize = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   PersonalizeReport rep = personalize_tokens(base, adapter, t.train, t.heldout, t.general, o);
   rep.invalid_utf8 = t.invalid_utf8;
+  rep.tokenize_seconds = tokenize;
   return rep;
 }
 
@@ -123,29 +127,37 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
                 "give more text, or a separate --heldout file");
   if (rep.general_tokens < 16) throw Error("the general text has fewer than 16 tokens");
 
+  auto seconds_since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
+  // --- prepare: the trainer packs the frozen base once (bf16); evaluation uses the same arithmetic
+  auto t0 = std::chrono::steady_clock::now();
+  rep.n_values = (int64_t)adapter.params.size();
+  AdapterTrainer trainer(base, adapter, AdamwConfig{rep.lr, 0.9f, 0.999f, 1e-8f, 0.f, 1.0f}, o.precision);
+  rep.precision = trainer.precision();
+  auto eval_ws = make_workspace();  // one scratch for every evaluation
+  rep.prepare_seconds = seconds_since(t0);
+
   // --- before
   const int ctx = o.seq;
   const auto personal_eval = first(held, o.eval_tokens), general_eval = first(general, o.eval_tokens);
-  auto t0 = std::chrono::steady_clock::now();
-  auto seconds_since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
-  auto eval_ws = make_workspace();  // one scratch for every evaluation
+  t0 = std::chrono::steady_clock::now();
+  eval_ws->frozen = trainer.frozen_weights();
   const PerplexityResult pb = perplexity_sliding(base, personal_eval, ctx, nullptr, 4, eval_ws.get());
   const PerplexityResult gb = perplexity_sliding(base, general_eval, ctx, nullptr, 4, eval_ws.get());
   rep.personal_before = pb.ppl();
   rep.general_before = gb.ppl();
   rep.personal_scored = pb.n_scored;
   rep.general_scored = gb.n_scored;
-  rep.eval_seconds = seconds_since(t0);
+  rep.eval_before_seconds = seconds_since(t0);
 
   // --- train (the trajectory's evaluations are timed apart from training)
-  rep.n_values = (int64_t)adapter.params.size();
-  AdapterTrainer trainer(base, adapter, AdamwConfig{rep.lr, 0.9f, 0.999f, 1e-8f, 0.f, 1.0f});
   auto ws = make_workspace();
   const auto traj_eval = first(held, o.trajectory_tokens);
   auto trajectory_point = [&](int step) {
     const auto te = std::chrono::steady_clock::now();
+    // A full adapter evaluates its own tuned copy, which the base's packs do not describe.
+    eval_ws->frozen = &trainer.model() == &base ? trainer.frozen_weights() : nullptr;
     rep.trajectory.emplace_back(step, perplexity_sliding(trainer.model(), traj_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl());
-    rep.eval_seconds += seconds_since(te);
+    rep.trajectory_seconds += seconds_since(te);
   };
   if (o.trajectory_every > 0) trajectory_point(0);
   Progress bar(o.steps, std::string("personalize ") + kind_name(adapter.kind), "step", o.progress);
@@ -178,9 +190,11 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
 
   // --- after
   t0 = std::chrono::steady_clock::now();
+  eval_ws->frozen = &trainer.model() == &base ? trainer.frozen_weights() : nullptr;
   rep.personal_after = perplexity_sliding(trainer.model(), personal_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
   rep.general_after = perplexity_sliding(trainer.model(), general_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
-  rep.eval_seconds += seconds_since(t0);
+  rep.eval_after_seconds = seconds_since(t0);
+  rep.eval_seconds = rep.eval_before_seconds + rep.trajectory_seconds + rep.eval_after_seconds;
   rep.verdict = bet10_verdict(rep.personal_before, rep.personal_after, rep.general_before, rep.general_after);
   return rep;
 }

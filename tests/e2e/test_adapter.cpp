@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/gemm_bf16.h"
 #include "core/rng.h"
 #include "core/sha256.h"
 #include "heirloom/adapter.h"
@@ -268,6 +269,52 @@ TEST(Adapter, TrainingLowersHeldOutLossOnRealText) {
   const double ppl1 = perplexity_sliding(base, held_eval, 64, &v).ppl();
   EXPECT_LT(ppl1, 0.97 * ppl0) << "held-out personal ppl " << ppl0 << " -> " << ppl1;
   EXPECT_EQ(base.data, before_weights) << "training an adapter must not touch the base";
+}
+
+// bf16 products against the frozen base (AMX) must train the same adapter as fp32: the same batches give
+// per-step losses within 0.1% and final adapters within 3% of each other, for every adapter
+// kind the packs apply to, on a dense and an MoE base. A full adapter always trains in fp32.
+TEST(Adapter, Bf16TrainingTracksFp32) {
+  EXPECT_EQ(parse_precision("auto"), Precision::automatic);
+  EXPECT_THROW(parse_precision("fp16"), Error);
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16; only the fp32 path exists here";
+  for (const char* preset : {"tiny", "tiny-dense"}) {
+    const Model base = init_model(preset_config(preset), byte_vocab(), 3);
+    const std::string gpl = read_text_file("/usr/share/common-licenses/GPL-3");
+    const std::vector<int32_t> stream = encode(base.vocab, gpl, true);
+    for (AdapterKind kind : {AdapterKind::norm, AdapterKind::lora, AdapterKind::steer}) {
+      SCOPED_TRACE(std::string(preset) + " " + kind_name(kind));
+      std::vector<double> losses[2];
+      std::vector<float> params[2];
+      for (int p = 0; p < 2; ++p) {
+        Adapter a = make_adapter(base, kind);
+        AdapterTrainer tr(base, a, AdamwConfig{default_lr(kind), 0.9f, 0.999f}, p ? Precision::bf16 : Precision::fp32);
+        ASSERT_EQ(tr.precision(), p ? Precision::bf16 : Precision::fp32);
+        auto ws = make_workspace();
+        std::vector<int32_t> tok, tgt;
+        for (int s = 0; s < 30; ++s) {
+          sample_windows(stream, 4, 64, 50 + s, tok, tgt);
+          losses[p].push_back(tr.step(*ws, Batch{tok.data(), tgt.data(), 4, 64}, default_lr(kind)));
+        }
+        tr.finish();
+        params[p] = a.params;
+      }
+      for (int s = 0; s < 30; ++s) EXPECT_NEAR(losses[1][s], losses[0][s], 1e-3 * losses[0][s]) << "step " << s;
+      EXPECT_LT(losses[1].back(), losses[1].front()) << "bf16 training must still learn";
+      double diff = 0, ref = 0;
+      for (size_t i = 0; i < params[0].size(); ++i) {
+        diff += std::pow(params[1][i] - params[0][i], 2);
+        ref += std::pow(params[0][i], 2);
+      }
+      double worst = 0;
+      for (int s = 0; s < 30; ++s) worst = std::max(worst, std::fabs(losses[1][s] / losses[0][s] - 1));
+      std::printf("  %s %s: worst per-step loss difference %.2e, adapter difference %.2e\n", preset, kind_name(kind), worst,
+                  std::sqrt(diff / ref));
+      EXPECT_LT(std::sqrt(diff / ref), 0.03) << "adapters trained in bf16 and fp32 differ";
+    }
+    Adapter full = make_adapter(base, AdapterKind::full);
+    EXPECT_EQ(AdapterTrainer(base, full, AdamwConfig{1e-4f}, Precision::bf16).precision(), Precision::fp32);
+  }
 }
 
 TEST(Personalize, VerdictFollowsBet10) {

@@ -1,0 +1,215 @@
+// AMX bf16 GEMM. Blocking: each task computes a 32 × 32 block of C in four 16 × 16 fp32 tiles
+// (tmm0–3) from two A tiles (tmm4–5, 16 rows × 32 k) and two B tiles (tmm6–7, 32 k × 16 columns),
+// the whole K in one pass. A is rounded to bf16 once per call into a zero-padded buffer; B was packed once.
+// Functions carry their own target attributes so the binary still runs on CPUs without AMX.
+#include "core/gemm_bf16.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace heirloom {
+
+namespace {
+
+constexpr int kBlock = 32;      // rows and columns per task
+constexpr int kTileElems = 512;  // bf16 values per packed B tile (16 rows × 32)
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+bool detect_amx() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool avx512f = b & (1u << 16), amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  const bool avx512_bf16 = a & (1u << 5);
+  if (!(avx512f && amx_bf16 && amx_tile && avx512_bf16)) return false;
+  // Linux hands out the 8 KB tile state only on request (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtileData = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtileData) == 0;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+const TileConfig& tile_config() {
+  static const TileConfig cfg = [] {
+    TileConfig t;
+    for (int i = 0; i < 8; ++i) {  // every tile 16 rows × 64 bytes
+      t.rows[i] = 16;
+      t.colsb[i] = 64;
+    }
+    return t;
+  }();
+  return cfg;
+}
+
+// Rows [r0, r1) of A to bf16, zero-padded to Kp columns; rows ≥ M are all zeros.
+__attribute__((target("avx512f,avx512bf16,avx512vl")))
+void convert_rows(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
+  for (int r = r0; r < r1; ++r) {
+    uint16_t* o = out + (int64_t)r * Kp;
+    if (r >= M) {
+      std::memset(o, 0, sizeof(uint16_t) * Kp);
+      continue;
+    }
+    const float* a = A + (int64_t)r * lda;
+    int k = 0;
+    for (; k + 16 <= K; k += 16)
+      _mm256_storeu_si256((__m256i*)(o + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a + k)));
+    if (k < K) {
+      const __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+      _mm256_mask_storeu_epi16(o + k, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, a + k)));
+      k = K;
+    }
+    for (; k < Kp; ++k) o[k] = 0;
+  }
+}
+
+// C tile (row0, col0) in or out of memory: full tiles go direct, edge tiles through a 16 × 16 buffer.
+struct TileIo {
+  float* C;
+  int ldc, M, N;
+  bool full(int row0, int col0) const { return row0 + 16 <= M && col0 + 16 <= N; }
+  void to_buffer(int row0, int col0, float* buf) const {
+    std::memset(buf, 0, sizeof(float) * 256);
+    for (int i = 0; i < 16 && row0 + i < M; ++i)
+      for (int j = 0; j < 16 && col0 + j < N; ++j) buf[i * 16 + j] = C[(int64_t)(row0 + i) * ldc + col0 + j];
+  }
+  void from_buffer(int row0, int col0, const float* buf) const {
+    for (int i = 0; i < 16 && row0 + i < M; ++i)
+      for (int j = 0; j < 16 && col0 + j < N; ++j) C[(int64_t)(row0 + i) * ldc + col0 + j] = buf[i * 16 + j];
+  }
+};
+
+// Tile numbers are instruction immediates, so each of the four accumulators is spelled out.
+#define HEIRLOOM_LOAD_C(t, i, j)                                               \
+  do {                                                                         \
+    const int r = m0 + 16 * (i), c = n0 + 16 * (j);                            \
+    if (!accumulate) _tile_zero(t);                                            \
+    else if (io.full(r, c)) _tile_loadd(t, io.C + (int64_t)r * io.ldc + c, io.ldc * 4); \
+    else { io.to_buffer(r, c, buf); _tile_loadd(t, buf, 64); }                 \
+  } while (0)
+#define HEIRLOOM_STORE_C(t, i, j)                                              \
+  do {                                                                         \
+    const int r = m0 + 16 * (i), c = n0 + 16 * (j);                            \
+    if (r < io.M && c < io.N) {                                                \
+      if (io.full(r, c)) _tile_stored(t, io.C + (int64_t)r * io.ldc + c, io.ldc * 4); \
+      else { _tile_stored(t, buf, 64); io.from_buffer(r, c, buf); }            \
+    }                                                                          \
+  } while (0)
+
+__attribute__((target("amx-tile,amx-bf16")))
+void block(const uint16_t* a, int Kp, const uint16_t* b0, const uint16_t* b1, int m0, int n0, const TileIo& io,
+           bool accumulate) {
+  alignas(64) float buf[256];
+  HEIRLOOM_LOAD_C(0, 0, 0);
+  HEIRLOOM_LOAD_C(1, 0, 1);
+  HEIRLOOM_LOAD_C(2, 1, 0);
+  HEIRLOOM_LOAD_C(3, 1, 1);
+  const uint16_t* a0 = a + (int64_t)m0 * Kp;
+  const uint16_t* a1 = a0 + (int64_t)16 * Kp;
+  for (int k = 0, kt = 0; k < Kp; k += 32, ++kt) {
+    _tile_loadd(4, a0 + k, Kp * 2);
+    _tile_loadd(5, a1 + k, Kp * 2);
+    _tile_loadd(6, b0 + (int64_t)kt * kTileElems, 64);
+    _tile_loadd(7, b1 + (int64_t)kt * kTileElems, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  HEIRLOOM_STORE_C(0, 0, 0);
+  HEIRLOOM_STORE_C(1, 0, 1);
+  HEIRLOOM_STORE_C(2, 1, 0);
+  HEIRLOOM_STORE_C(3, 1, 1);
+}
+#undef HEIRLOOM_LOAD_C
+#undef HEIRLOOM_STORE_C
+
+__attribute__((target("amx-tile"))) void tiles_on() { _tile_loadconfig(&tile_config()); }
+__attribute__((target("amx-tile"))) void tiles_off() { _tile_release(); }
+
+}  // namespace
+
+uint16_t to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+float from_bf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+bool bf16_gemm_available() {
+  static const bool ok = detect_amx();
+  return ok;
+}
+
+PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
+  PackedB p;
+  p.K = K;
+  p.N = N;
+  p.Kp = round_up(K, 32);
+  p.Np = round_up(N, kBlock);
+  p.data.assign((size_t)p.Kp * p.Np, 0);
+  const int KT = p.Kp / 32;
+#pragma omp parallel for schedule(static)
+  for (int n16 = 0; n16 < p.Np / 16; ++n16)
+    for (int kt = 0; kt < KT; ++kt) {
+      uint16_t* tile = p.data.data() + ((int64_t)n16 * KT + kt) * kTileElems;
+      for (int r = 0; r < 16; ++r)  // tile row r holds k = 2r, 2r+1 for each of 16 columns, interleaved
+        for (int c = 0; c < 32; ++c) {
+          const int k = kt * 32 + 2 * r + (c & 1), n = n16 * 16 + c / 2;
+          if (k < K && n < N) tile[r * 32 + c] = to_bf16(trans ? src[(int64_t)n * ld + k] : src[(int64_t)k * ld + n]);
+        }
+    }
+  return p;
+}
+
+void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
+  const int Mp = round_up(M, kBlock), Kp = B.Kp, KT = Kp / 32, MB = Mp / kBlock, NB = B.Np / kBlock;
+  thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may run GEMMs inside parallel regions
+  if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
+  uint16_t* a = abuf.data();
+  const TileIo io{C, ldc, M, B.N};
+  auto task = [&](int t) {
+    const int nb = t / MB, mb = t % MB;  // consecutive tasks share a B column block
+    const uint16_t* b0 = B.data.data() + (int64_t)(2 * nb) * KT * kTileElems;
+    block(a, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate);
+  };
+  const int tasks = MB * NB;
+  if (omp_in_parallel() || tasks < 4 || omp_get_max_threads() == 1) {
+    convert_rows(A, lda, M, B.K, Kp, 0, Mp, a);
+    tiles_on();
+    for (int t = 0; t < tasks; ++t) task(t);
+    tiles_off();
+    return;
+  }
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int r = 0; r < Mp; r += 16) convert_rows(A, lda, M, B.K, Kp, r, r + 16, a);
+    tiles_on();
+#pragma omp for schedule(static)
+    for (int t = 0; t < tasks; ++t) task(t);
+    tiles_off();
+  }
+}
+
+}  // namespace heirloom

@@ -1,0 +1,31 @@
+// bf16 matrix multiply for frozen weights on Intel AMX: the weight is converted and packed once into
+// AMX tiles, the activations are rounded to bf16 per call, and products accumulate in fp32.
+// Chosen at run time: bf16_gemm_available() is false on CPUs (or kernels) without AMX, and callers then
+// keep the fp32 gemm(). Used only where the weights do not change (adapter training, never the base's).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace heirloom {
+
+// B[K, N] in bf16, as AMX tiles of 32 (K) × 16 (N), zero-padded to Kp = ⌈K/32⌉·32 and Np = ⌈N/32⌉·32.
+struct PackedB {
+  int K = 0, N = 0, Kp = 0, Np = 0;
+  std::vector<uint16_t> data;  // tile (n16, k32) at ((n16 · Kp/32) + k32) · 512; pairs of k interleaved
+};
+
+// B[k][n] = trans ? src[n·ld + k] : src[k·ld + n], for k < K, n < N.
+PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N);
+
+// C[M, N] (row stride ldc) = (accumulate ? C : 0) + bf16(A)[M, K] · B, A fp32 with row stride lda.
+// Requires bf16_gemm_available().
+void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate);
+
+// True when this CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state.
+bool bf16_gemm_available();
+
+// Round-to-nearest-even float → bf16 bits, and back (the reference the tests compare against).
+uint16_t to_bf16(float x);
+float from_bf16(uint16_t h);
+
+}  // namespace heirloom

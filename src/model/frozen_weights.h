@@ -1,0 +1,30 @@
+// A model's matrices packed once as bf16 for training against a frozen base (adapters). Set on a
+// Workspace, forward and backward run those matrices' products in bf16 with fp32 accumulation;
+// everything else (norms, attention, the router, what is trained) stays fp32.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "heirloom/engine.h"
+#include "heirloom/model.h"
+#include "ops/matmul.h"
+
+namespace heirloom {
+
+struct FrozenLayer {
+  PackedWeight wq, wo;                      // q|k|v as one [QKV, C] matrix; output projection
+  PackedWeight ffn_gate, ffn_up, ffn_down;  // dense FFN
+  std::vector<PackedWeight> gate, up, down; // MoE: one per expert
+};
+
+struct FrozenWeights {
+  const float* source = nullptr;  // the model's data these were packed from (checked on use)
+  std::vector<FrozenLayer> layers;
+  PackedWeight output;
+};
+
+struct Workspace;
+// The workspace's packs if it has any (null otherwise); throws if they were packed from another model.
+const FrozenWeights* frozen_for(const Workspace& ws, const Model& m);
+
+}  // namespace heirloom

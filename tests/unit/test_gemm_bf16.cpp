@@ -1,0 +1,89 @@
+// gemm_bf16() (AMX) against a double-precision reference on the same bf16-rounded inputs: odd sizes,
+// both packing orientations, strides wider than the data (padding NaN, so reading it fails the test),
+// accumulate onto C, and calls from inside a parallel region. Skipped only on CPUs without AMX.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/gemm_bf16.h"
+#include "core/rng.h"
+
+namespace heirloom {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+TEST(Bf16, RoundingIsNearestEven) {
+  EXPECT_EQ(to_bf16(1.f), 0x3f80);
+  EXPECT_EQ(from_bf16(to_bf16(1.f)), 1.f);
+  // 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to the even (1); just above goes up.
+  EXPECT_EQ(from_bf16(to_bf16(1.f + 0x1p-8f)), 1.f);
+  EXPECT_EQ(from_bf16(to_bf16(1.f + 0x1p-8f + 0x1p-20f)), 1.f + 0x1p-7f);
+  EXPECT_EQ(from_bf16(to_bf16(-3.f)), -3.f);
+  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(kNaN))));
+}
+
+struct Case {
+  int M, N, K;
+  bool trans, accumulate;
+};
+
+void run(const Case& p, bool inside_parallel) {
+  SCOPED_TRACE("M=" + std::to_string(p.M) + " N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) +
+               (p.trans ? " trans" : "") + (p.accumulate ? " accumulate" : "") + (inside_parallel ? " nested" : ""));
+  Rng rng(17 + p.M * 131 + p.N * 7 + p.K);
+  const int lda = p.K + 3, ldc = p.N + 5;
+  const int ld = (p.trans ? p.K : p.N) + 2, rows = p.trans ? p.N : p.K;  // stored B: [N, K] if trans, else [K, N]
+  std::vector<float> A((size_t)p.M * lda, kNaN), W((size_t)rows * ld, kNaN), C((size_t)p.M * ldc, kNaN);
+  for (int i = 0; i < p.M; ++i)
+    for (int k = 0; k < p.K; ++k) A[(size_t)i * lda + k] = rng.normal();
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < (p.trans ? p.K : p.N); ++c) W[(size_t)r * ld + c] = rng.normal();
+  for (int i = 0; i < p.M; ++i)
+    for (int j = 0; j < p.N; ++j) C[(size_t)i * ldc + j] = p.accumulate ? rng.normal() : kNaN;
+  std::vector<float> expect(C);
+  for (int i = 0; i < p.M; ++i)
+    for (int j = 0; j < p.N; ++j) {
+      double acc = p.accumulate ? C[(size_t)i * ldc + j] : 0.0;
+      for (int k = 0; k < p.K; ++k) {
+        const float b = p.trans ? W[(size_t)j * ld + k] : W[(size_t)k * ld + j];
+        acc += (double)from_bf16(to_bf16(A[(size_t)i * lda + k])) * from_bf16(to_bf16(b));
+      }
+      expect[(size_t)i * ldc + j] = (float)acc;
+    }
+  const PackedB packed = pack_b_bf16(W.data(), ld, p.trans, p.K, p.N);
+  if (inside_parallel) {
+#pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 0) gemm_bf16(p.M, A.data(), lda, packed, C.data(), ldc, p.accumulate);
+  } else {
+    gemm_bf16(p.M, A.data(), lda, packed, C.data(), ldc, p.accumulate);
+  }
+  for (int i = 0; i < p.M; ++i)
+    for (int j = 0; j < ldc; ++j) {
+      const float got = C[(size_t)i * ldc + j], want = expect[(size_t)i * ldc + j];
+      if (j >= p.N) {  // the stride's padding is never written
+        ASSERT_TRUE(std::isnan(got)) << "wrote padding at " << i << "," << j;
+        continue;
+      }
+      // Both sides multiply the same bf16 values exactly; only fp32 summation order differs.
+      ASSERT_NEAR(got, want, 1e-5 * (1 + std::sqrt((double)p.K)) * (1 + std::fabs(want))) << "at " << i << "," << j;
+    }
+}
+
+TEST(Bf16, GemmMatchesReferenceOnRoundedInputs) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16 (the fp32 path is used instead)";
+  const Case cases[] = {{1, 1, 1, true, false},     {5, 17, 3, true, false},     {16, 16, 32, false, false},
+                        {33, 40, 300, true, true},  {64, 768, 256, true, false}, {100, 256, 512, false, true},
+                        {256, 512, 256, true, false}, {7, 8, 8192, false, true}, {31, 65, 64, false, false}};
+  for (const Case& p : cases) {
+    run(p, false);
+    run(p, true);
+  }
+}
+
+}  // namespace
+}  // namespace heirloom
