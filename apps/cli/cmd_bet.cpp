@@ -10,7 +10,7 @@ namespace heirloom::cli {
 
 Action add_bet(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("bet", "reproduce one of the seeds' bets (`heirloom bet list` lists them)");
-  struct Opts { std::string which; BetOptions b; };
+  struct Opts { std::string which, precision = "auto"; BetOptions b; };
   auto o = std::make_shared<Opts>();
   sub->add_option("bet", o->which, "the bet (10, 43, ..., 69-real), or `list`")->required();
   sub->add_option("--base,--model", o->b.base, "base model (GGUF); default: the moe-30m base under models/ or the cache");
@@ -18,6 +18,7 @@ Action add_bet(CLI::App& app, Common& common) {
   sub->add_option("--out-dir", o->b.out_dir, "where results go (NN_name.json and .svg)")->capture_default_str();
   sub->add_option("--seeds", o->b.seeds, "seeds to run, where the bet uses several (0 = its default)")->capture_default_str();
   sub->add_flag("--quick", o->b.quick, "a reduced run (fewer steps and tokens), for tests");
+  add_precision_option(*sub, o->precision);
   add_common_flags(*sub, common);
   return [o, &common] {
     if (o->which == "list") {
@@ -35,6 +36,7 @@ Action add_bet(CLI::App& app, Common& common) {
     BetOptions b = o->b;
     if (info.needs_base) b.base = resolve_model(b.base);
     b.progress = !common.json;
+    b.precision = parse_precision(o->precision);
     const nlohmann::json r = run_bet(n, b);
     if (common.json) {
       print_json(r);

@@ -69,7 +69,7 @@ Action add_generate(CLI::App& app, Common& common) {
     }
     const Model& m = ad.applied.model(base);
     const auto tp = std::chrono::steady_clock::now();
-    const bool bf16 = precision == Precision::bf16 || (precision == Precision::automatic && bf16_available());
+    const bool bf16 = resolve_precision(precision) == Precision::bf16;
     std::shared_ptr<const FrozenWeights> packed = bf16 ? pack_frozen(m) : nullptr;  // once, before the first token
     const double pack_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
     // Stream by decoding everything so far and printing what is new, holding back a trailing

@@ -41,7 +41,7 @@ bool ask_yes(const std::string& question) {
 Action add_inherit(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("inherit", "inherit a parent's adapter: see the overlap regime and what it will keep, then accept");
   struct Opts {
-    std::string base, parent, child, scheme = "auto", out, parent_text, general, corpus_dir, owner;
+    std::string base, parent, child, scheme = "auto", out, parent_text, general, corpus_dir, owner, precision = "auto";
     std::vector<std::string> child_texts;
     PersonalizeOptions p;
     bool accept = false, keep_both = false, f32 = false;
@@ -69,6 +69,7 @@ Action add_inherit(CLI::App& app, Common& common) {
   sub->add_option("--owner", o->owner, "the successor's name (default: the child adapter's owner, or $USER)");
   sub->add_flag("--f32", o->f32, "store fp32 values (default fp16)");
   sub->get_option("--child-text")->excludes(child);
+  add_precision_option(*sub, o->precision);
   add_common_flags(*sub, common);
   return [o, &common] {
     if (o->child.empty() && o->child_texts.empty()) throw Error("inherit needs the child: --child ADAPTER or --child-text FILE...");
@@ -81,6 +82,7 @@ Action add_inherit(CLI::App& app, Common& common) {
 
     // The child's adapter: given, or trained now with the parent's kind and shape.
     PersonalizeOptions p = o->p;
+    p.precision = parse_precision(o->precision);
     p.texts = o->child_texts;
     p.kind = parent.kind;
     p.lora = parent.lora;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "heirloom/engine.h"
+
 namespace heirloom {
 
 struct BetOptions {
@@ -17,6 +19,7 @@ struct BetOptions {
   int seeds = 0;           // 0 = the bet's default
   bool quick = false;      // a reduced run (fewer steps, fewer tokens) for tests
   bool progress = true;
+  Precision precision = Precision::automatic;  // of the frozen base's products while adapters train
 };
 
 struct BetInfo {

@@ -29,8 +29,7 @@ AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig 
   m1_.assign(a_.params.size(), 0.f);
   m2_.assign(a_.params.size(), 0.f);
   gview_ = a_.grads(base.config, g_.data());
-  if (precision == Precision::bf16 || (precision == Precision::automatic && bf16_gemm_available()))
-    frozen_w_ = pack_frozen(base);
+  if (resolve_precision(precision) == Precision::bf16) frozen_w_ = pack_frozen(base);
 }
 
 double AdapterTrainer::step(Workspace& ws, const Batch& batch, float lr) {

@@ -139,6 +139,7 @@ Protocol seed_protocol(const Context& ctx) {
   p.o.trajectory_tokens = 1 << 20;
   p.o.seed = 1;
   p.o.progress = false;
+  p.o.precision = resolve_precision(ctx.opt.precision);
   p.train_tokens = q ? 600 : 3000;
   p.heldout_tokens = q ? 200 : 500;
   return p;
@@ -146,7 +147,8 @@ Protocol seed_protocol(const Context& ctx) {
 
 json Protocol::to_json() const {
   return {{"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"train_tokens", train_tokens},
-          {"heldout_tokens", heldout_tokens}, {"general_eval_tokens", o.eval_tokens}};
+          {"heldout_tokens", heldout_tokens}, {"general_eval_tokens", o.eval_tokens},
+          {"precision", precision_name(o.precision)}};
 }
 
 double adapter_ppl(const Context& ctx, const Adapter* a, const std::vector<int32_t>& tokens, int seq) {
@@ -186,6 +188,7 @@ json personalize_cell(const Context& ctx, AdapterKind kind, const std::vector<in
           {"verdict", r.verdict},
           {"trajectory", traj},
           {"train_seconds", r.train_seconds},
+          {"precision", precision_name(r.precision)},
           {"adapter_values", r.n_values}};
 }
 

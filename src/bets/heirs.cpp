@@ -9,12 +9,14 @@ namespace heirloom::bets {
 
 HeirProtocol heir_protocol(const Context& ctx) {
   const bool q = ctx.opt.quick;
-  return {q ? 8 : 200, q ? 2 : 50, std::min(q ? 64 : 256, ctx.base.config.n_ctx), q ? 600 : 3000, q ? 200 : 1000};
+  return {q ? 8 : 200, q ? 2 : 50, std::min(q ? 64 : 256, ctx.base.config.n_ctx), q ? 600 : 3000, q ? 200 : 1000,
+          resolve_precision(ctx.opt.precision)};
 }
 
 json HeirProtocol::to_json() const {
   return {{"kind", "norm"}, {"parent_and_big_child_steps", long_steps}, {"child_steps", short_steps}, {"seq", seq},
-          {"batch", 1}, {"lr", default_lr(AdapterKind::norm)}, {"train_tokens", train_tokens}, {"heldout_tokens", heldout_tokens}};
+          {"batch", 1}, {"lr", default_lr(AdapterKind::norm)}, {"train_tokens", train_tokens}, {"heldout_tokens", heldout_tokens},
+          {"precision", precision_name(precision)}};
 }
 
 std::vector<std::string> heir_schemes() { return inherit::SyntheticConfig{}.schemes; }
@@ -29,6 +31,7 @@ Adapter train_norm(const Context& ctx, const HeirProtocol& p, const std::vector<
   o.eval_tokens = 32;  // personalize's own before/after check is not used here: keep it small
   o.trajectory_every = 0;
   o.progress = false;
+  o.precision = p.precision;
   Adapter a = start ? *start : make_adapter(ctx.base, AdapterKind::norm);
   const std::vector<int32_t> probe = head(train, 64);
   personalize_tokens(ctx.base, a, train, probe, probe, o);

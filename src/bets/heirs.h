@@ -14,6 +14,7 @@ namespace heirloom::bets {
 struct HeirProtocol {
   int long_steps, short_steps, seq;
   int64_t train_tokens, heldout_tokens;
+  Precision precision;  // resolved: fp32 or bf16
   json to_json() const;
 };
 HeirProtocol heir_protocol(const Context& ctx);

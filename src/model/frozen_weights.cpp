@@ -8,6 +8,11 @@ namespace heirloom {
 
 bool bf16_available() { return bf16_gemm_available(); }
 
+Precision resolve_precision(Precision p) {
+  if (p != Precision::automatic) return p;
+  return bf16_available() ? Precision::bf16 : Precision::fp32;
+}
+
 Precision parse_precision(const std::string& name) {
   if (name == "auto") return Precision::automatic;
   if (name == "fp32") return Precision::fp32;
