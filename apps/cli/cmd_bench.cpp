@@ -41,7 +41,10 @@ Action add_bench(CLI::App& app, Common& common) {
     if (r.bf16_peak_gflops > 0) std::printf(", bf16 AMX %.1f GFLOP/s", r.bf16_peak_gflops);
     std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak |\n|---|---:|---:|---:|---:|\n");
     for (const auto& x : r.rows)
-      std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% |\n", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops, 100 * x.peak_fraction);
+      if (x.peak_fraction > 0)
+        std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% |\n", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops, 100 * x.peak_fraction);
+      else  // the peak was not measured in this run (--only without sgemm)
+        std::printf("| %s | %.1f | %.0f | %.1f | — |\n", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops);
     std::printf("\n");
     for (const auto& n : r.notes) std::printf("- %s\n", n.c_str());
     return 0;

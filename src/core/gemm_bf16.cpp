@@ -135,6 +135,39 @@ void block(const uint16_t* a, int Kp, const uint16_t* b0, const uint16_t* b1, in
 #undef HEIRLOOM_LOAD_C
 #undef HEIRLOOM_STORE_C
 
+// A few rows (generation, M ≤ kGemvRows): AMX would pad them to 32, so instead each B row pair is read once
+// with AVX512-BF16 dot products. The packed tiles are already in the pair-interleaved order vdpbf16ps wants:
+// for column block n16, "row" j (k = 2j, 2j+1 of 16 columns) sits at data + (n16·Kp/2 + j)·32.
+constexpr int kGemvRows = 4;
+
+__attribute__((target("avx512f,avx512bf16,avx512vl")))
+void gemv_blocks(const uint32_t* apairs, int M, int Kp, const PackedB& B, float* C, int ldc, bool accumulate, int nb0,
+                 int nb1) {
+  const int J = Kp / 2;
+  for (int n16 = nb0; n16 < nb1; ++n16) {
+    const uint16_t* b = B.data.data() + (int64_t)n16 * J * 32;
+    __m512 acc[kGemvRows][2];
+    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+    for (int j = 0; j < J; j += 2) {  // J is a multiple of 16: two independent chains hide the latency
+      const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (int64_t)j * 32);
+      const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (int64_t)(j + 1) * 32);
+      for (int m = 0; m < M; ++m) {
+        const uint32_t* a = apairs + (int64_t)m * J;
+        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_set1_epi32((int)a[j]), b0);
+        acc[m][1] = _mm512_dpbf16_ps(acc[m][1], (__m512bh)_mm512_set1_epi32((int)a[j + 1]), b1);
+      }
+    }
+    const int col = n16 * 16, width = B.N - col < 16 ? B.N - col : 16;
+    const __mmask16 mask = (__mmask16)((1u << width) - 1);
+    for (int m = 0; m < M; ++m) {
+      float* c = C + (int64_t)m * ldc + col;
+      __m512 r = _mm512_add_ps(acc[m][0], acc[m][1]);
+      if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, c));
+      _mm512_mask_storeu_ps(c, mask, r);
+    }
+  }
+}
+
 __attribute__((target("amx-tile"))) void tiles_on() { _tile_loadconfig(&tile_config()); }
 __attribute__((target("amx-tile"))) void tiles_off() { _tile_release(); }
 
@@ -183,6 +216,23 @@ PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
 
 void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
+  if (M <= kGemvRows) {
+    thread_local std::vector<uint16_t> rows;
+    if (rows.size() < (size_t)M * B.Kp) rows.resize((size_t)M * B.Kp);
+    convert_rows(A, lda, M, B.K, B.Kp, 0, M, rows.data());
+    const uint32_t* pairs = reinterpret_cast<const uint32_t*>(rows.data());
+    const int blocks = (B.N + 15) / 16;
+    // Split across threads only when each gets enough weight to read (≥ 256 KB of bf16).
+    if (omp_in_parallel() || (int64_t)B.Kp * B.N < (1 << 18) || omp_get_max_threads() == 1)
+      return gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, 0, blocks);
+#pragma omp parallel
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, (int)((int64_t)blocks * t / nt),
+                  (int)((int64_t)blocks * (t + 1) / nt));
+    }
+    return;
+  }
   const int Mp = round_up(M, kBlock), Kp = B.Kp, KT = Kp / 32, MB = Mp / kBlock, NB = B.Np / kBlock;
   thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may run GEMMs inside parallel regions
   if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);

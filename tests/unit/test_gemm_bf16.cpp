@@ -78,7 +78,10 @@ TEST(Bf16, GemmMatchesReferenceOnRoundedInputs) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16 (the fp32 path is used instead)";
   const Case cases[] = {{1, 1, 1, true, false},     {5, 17, 3, true, false},     {16, 16, 32, false, false},
                         {33, 40, 300, true, true},  {64, 768, 256, true, false}, {100, 256, 512, false, true},
-                        {256, 512, 256, true, false}, {7, 8, 8192, false, true}, {31, 65, 64, false, false}};
+                        {256, 512, 256, true, false}, {7, 8, 8192, false, true}, {31, 65, 64, false, false},
+                        // a few rows take the AVX512-BF16 path; the large ones split it across threads
+                        {1, 768, 256, true, false}, {2, 8192, 256, true, true}, {3, 33, 513, false, true},
+                        {4, 520, 512, false, false}};
   for (const Case& p : cases) {
     run(p, false);
     run(p, true);
