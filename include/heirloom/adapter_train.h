@@ -14,7 +14,8 @@ namespace heirloom {
 struct FrozenWeights;
 
 // Precision (engine.h) while an adapter trains: bf16 packs the base once; the adapter's own values, their
-// gradients and the optimizer stay fp32. A full adapter trains every weight, so it always runs in fp32.
+// gradients and the optimizer stay fp32. A full adapter trains every weight: in bf16 it repacks its copy of
+// the base every step (BaseTrainer's mixed precision) and is evaluated in fp32.
 class AdapterTrainer {
  public:
   AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig cfg, Precision precision = Precision::automatic);
@@ -26,7 +27,7 @@ class AdapterTrainer {
   // Writes the trained state into the adapter (full: the delta from the base). Call before saving.
   void finish();
   // The precision in use (fp32 or bf16, never automatic).
-  Precision precision() const { return frozen_w_ ? Precision::bf16 : Precision::fp32; }
+  Precision precision() const { return full_ ? full_->precision() : frozen_w_ ? Precision::bf16 : Precision::fp32; }
   // The base packed as bf16 (null in fp32): set on an evaluation workspace to score in the same arithmetic.
   std::shared_ptr<const FrozenWeights> frozen_weights() const { return frozen_w_; }
 

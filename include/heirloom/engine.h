@@ -83,7 +83,7 @@ Precision parse_precision(const std::string& name);  // "auto", "fp32", "bf16"; 
 const char* precision_name(Precision p);
 bool bf16_available();
 Precision resolve_precision(Precision p);  // automatic → what this CPU runs (bf16 or fp32)  // this CPU has AMX-BF16 and the kernel granted it
-std::shared_ptr<const FrozenWeights> pack_frozen(const Model& m);  // throws heirloom::Error without AMX
+std::shared_ptr<FrozenWeights> pack_frozen(const Model& m);  // throws heirloom::Error without AMX
 struct WorkspaceDeleter { void operator()(Workspace*) const; };
 using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
 WorkspacePtr make_workspace();

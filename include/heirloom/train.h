@@ -22,7 +22,10 @@ std::vector<bool> trainable_mask(const Model& m, const std::string& regime);
 // Gradients and AdamW moments for the trainable tensors of a model (stored like Model::data).
 class BaseTrainer {
  public:
-  BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg);
+  // precision bf16: each step packs the current weights as bf16 for the products' forward and
+  // input-gradient passes (mixed precision); weight gradients, the master weights and AdamW stay fp32.
+  BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg, Precision precision = Precision::fp32);
+  Precision precision() const { return packs_ ? Precision::bf16 : Precision::fp32; }
   struct StepStats { double loss, aux, grad_norm; float lr; };
   // One optimisation step on `batch` (targets required) at learning rate lr.
   StepStats step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef);
@@ -33,6 +36,7 @@ class BaseTrainer {
  private:
   std::vector<bool> trainable_;
   AdamwConfig cfg_;
+  std::shared_ptr<FrozenWeights> packs_;  // bf16 only: refilled in place every step
 };
 
 struct PretrainOptions {

@@ -20,7 +20,7 @@ AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig 
   if (a_.kind == AdapterKind::full) {
     tuned_ = clone_model(base);
     for (size_t i = 0; i < a_.params.size(); ++i) tuned_->data[i] += a_.params[i];
-    full_.emplace(*tuned_, trainable_mask(*tuned_, "all"), cfg);
+    full_.emplace(*tuned_, trainable_mask(*tuned_, "all"), cfg, precision);  // mixed precision in bf16
     return;
   }
   frozen_.assign(base.tensors.size(), false);

@@ -124,10 +124,12 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   };
   const std::string shape = std::to_string(o.batch) + "x" + std::to_string(o.seq);
 
-  if (want("full")) {  // every weight trained: fp32 (master weights and products)
-    BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{1e-5f});
-    add("train step full " + shape, Precision::fp32, median_ms(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }),
-        N, 3.0 * fwd_flop);
+  if (want("full")) {  // every weight trained; bf16 = mixed precision, the weights repacked every step (timed)
+    for (Precision p : precisions) {
+      BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{1e-5f}, p);
+      add("train step full " + shape, p, median_ms(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }), N,
+          3.0 * fwd_flop);
+    }
     bar.update(++done);
   }
   // Adapter training on the frozen base, as `personalize` runs it (AdamW included).

@@ -193,24 +193,130 @@ bool bf16_gemm_available() {
   return ok;
 }
 
+namespace {
+
+// Every 32-bit word of the packed buffer is written (padding as zeros), so packing in place over an
+// earlier pack of the same shape leaves exactly what a fresh pack would. Seen as 32-bit words, column
+// block n16 holds Kp/2 rows of 16 (k-pair, column) words: word (j, c) = bf16(B[2j][n]) | bf16(B[2j+1][n]) << 16.
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void pack_rows_of_k(uint32_t* dst, const float* src, int ld, int K, int N, int Kp, int Np, int j0, int j1) {
+  // B[k][n] = src[k·ld + n]: two rows of src make one row of words.
+  const int J = Kp / 2;
+  for (int j = j0; j < j1; ++j)
+    for (int n0 = 0; n0 < Np; n0 += 16) {
+      const int w = N - n0 < 16 ? (N - n0 > 0 ? N - n0 : 0) : 16;
+      const __mmask16 m = (__mmask16)((1u << w) - 1);
+      const __m512 lo = 2 * j < K ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j) * ld + n0) : _mm512_setzero_ps();
+      const __m512 hi = 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j + 1) * ld + n0) : _mm512_setzero_ps();
+      // (maskz forms: gcc 12's plain ones warn about their own undefined pass-through operand)
+      const __m512i words =
+          _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(lo)),
+                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
+      _mm512_storeu_si512(dst + ((int64_t)(n0 / 16) * J + j) * 16, words);
+    }
+}
+
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int n_from, int n_to, int N) {
+  // B[k][n] = src[n·ld + k]: one row of src is one column of words, 32 k at a time, scattered 16 words apart.
+  const int J = Kp / 2;
+  const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(16));
+  for (int n = n_from; n < n_to; ++n) {
+    uint32_t* col = dst + (int64_t)(n / 16) * J * 16 + n % 16;
+    const float* row = src + (int64_t)n * ld;
+    for (int k = 0; k < Kp; k += 32) {
+      __m512i words = _mm512_setzero_si512();
+      if (n < N && k < K) {
+        const int w0 = K - k < 16 ? K - k : 16, w1 = K - k - 16 < 0 ? 0 : (K - k - 16 < 16 ? K - k - 16 : 16);
+        const __m512 a = _mm512_maskz_loadu_ps((__mmask16)((1u << w0) - 1), row + k);
+        const __m512 b = w1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << w1) - 1), row + k + 16) : _mm512_setzero_ps();
+        words = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // k, k+1, … k+31 in order: 16 pairs
+      }
+      _mm512_i32scatter_epi32(col + (int64_t)(k / 2) * 16, stride, words, 4);
+    }
+  }
+}
+
+// Rows [r0, r1) (multiples of 16) of Aᵀ to bf16, where A is stored [K, M] with row stride lda: two rows of
+// A give 16 words (k-pair) that land 16 rows of the output apart. Rows ≥ M and k ≥ K are zeros.
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
+  uint32_t* o = reinterpret_cast<uint32_t*>(out);
+  const int J = Kp / 2;
+  const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(J));
+  for (int m0 = r0; m0 < r1; m0 += 16) {
+    const int w = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
+    const __mmask16 m = (__mmask16)((1u << w) - 1);
+    for (int j = 0; j < J; ++j) {
+      const __m512 lo = 2 * j < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j) * lda + m0) : _mm512_setzero_ps();
+      const __m512 hi = 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j + 1) * lda + m0) : _mm512_setzero_ps();
+      const __m512i words =
+          _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(lo)),
+                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
+      _mm512_i32scatter_epi32(o + (int64_t)m0 * J + j, stride, words, 4);
+    }
+  }
+}
+
+// C[M, N] (+)= bf16 A · B for packed B, A supplied by convert(r0, r1, out): rows [r0, r1) of A as bf16,
+// zero-padded to B.Kp columns (rows ≥ M zero). Blocks of 32 × 32 split across threads.
+template <class Convert>
+void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert) {
+  const int Mp = round_up(M, kBlock), Kp = B.Kp, KT = Kp / 32, MB = Mp / kBlock, NB = B.Np / kBlock;
+  thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may run GEMMs inside parallel regions
+  if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
+  uint16_t* a = abuf.data();
+  const TileIo io{C, ldc, M, B.N};
+  auto task = [&](int t) {
+    const int nb = t / MB, mb = t % MB;  // consecutive tasks share a B column block
+    const uint16_t* b0 = B.data.data() + (int64_t)(2 * nb) * KT * kTileElems;
+    block(a, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate);
+  };
+  const int tasks = MB * NB;
+  if (omp_in_parallel() || tasks < 4 || omp_get_max_threads() == 1) {
+    convert(0, Mp, a);
+    tiles_on();
+    for (int t = 0; t < tasks; ++t) task(t);
+    tiles_off();
+    return;
+  }
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a);
+    tiles_on();
+#pragma omp for schedule(static)
+    for (int t = 0; t < tasks; ++t) task(t);
+    tiles_off();
+  }
+}
+
+}  // namespace
+
+void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
+  uint32_t* dst = reinterpret_cast<uint32_t*>(p.data.data());
+  const int K = p.K, N = p.N, Kp = p.Kp, Np = p.Np;
+  const int64_t work = (int64_t)Kp * Np;
+  const bool parallel = work >= (1 << 16) && !omp_in_parallel();
+  if (trans) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int n16 = 0; n16 < Np / 16; ++n16) pack_rows_of_n(dst, src, ld, K, Kp, n16 * 16, n16 * 16 + 16, N);
+  } else {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int j16 = 0; j16 < Kp / 32; ++j16) pack_rows_of_k(dst, src, ld, K, N, Kp, Np, j16 * 16, j16 * 16 + 16);
+  }
+}
+
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
   PackedB p;
   p.K = K;
   p.N = N;
   p.Kp = round_up(K, 32);
   p.Np = round_up(N, kBlock);
-  p.data.assign((size_t)p.Kp * p.Np, 0);
-  const int KT = p.Kp / 32;
-#pragma omp parallel for schedule(static)
-  for (int n16 = 0; n16 < p.Np / 16; ++n16)
-    for (int kt = 0; kt < KT; ++kt) {
-      uint16_t* tile = p.data.data() + ((int64_t)n16 * KT + kt) * kTileElems;
-      for (int r = 0; r < 16; ++r)  // tile row r holds k = 2r, 2r+1 for each of 16 columns, interleaved
-        for (int c = 0; c < 32; ++c) {
-          const int k = kt * 32 + 2 * r + (c & 1), n = n16 * 16 + c / 2;
-          if (k < K && n < N) tile[r * 32 + c] = to_bf16(trans ? src[(int64_t)n * ld + k] : src[(int64_t)k * ld + n]);
-        }
-    }
+  p.data.resize((size_t)p.Kp * p.Np);
+  pack_b_bf16_into(p, src, ld, trans);
   return p;
 }
 
@@ -233,33 +339,24 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
     }
     return;
   }
-  const int Mp = round_up(M, kBlock), Kp = B.Kp, KT = Kp / 32, MB = Mp / kBlock, NB = B.Np / kBlock;
-  thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may run GEMMs inside parallel regions
-  if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
-  uint16_t* a = abuf.data();
-  const TileIo io{C, ldc, M, B.N};
-  auto task = [&](int t) {
-    const int nb = t / MB, mb = t % MB;  // consecutive tasks share a B column block
-    const uint16_t* b0 = B.data.data() + (int64_t)(2 * nb) * KT * kTileElems;
-    block(a, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate);
-  };
-  const int tasks = MB * NB;
-  if (omp_in_parallel() || tasks < 4 || omp_get_max_threads() == 1) {
-    convert_rows(A, lda, M, B.K, Kp, 0, Mp, a);
-    tiles_on();
-    for (int t = 0; t < tasks; ++t) task(t);
-    tiles_off();
-    return;
-  }
-#pragma omp parallel
-  {
-#pragma omp for schedule(static)
-    for (int r = 0; r < Mp; r += 16) convert_rows(A, lda, M, B.K, Kp, r, r + 16, a);
-    tiles_on();
-#pragma omp for schedule(static)
-    for (int t = 0; t < tasks; ++t) task(t);
-    tiles_off();
-  }
+  amx_gemm(M, B, C, ldc, accumulate,
+           [&](int r0, int r1, uint16_t* a) { convert_rows(A, lda, M, B.K, B.Kp, r0, r1, a); });
+}
+
+void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                  bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  thread_local PackedB packed;  // B changes every call (activations): packed per call into a reused buffer
+  packed.K = K;
+  packed.N = N;
+  packed.Kp = round_up(K, 32);
+  packed.Np = round_up(N, kBlock);
+  if (packed.data.size() < (size_t)packed.Kp * packed.Np) packed.data.resize((size_t)packed.Kp * packed.Np);
+  pack_b_bf16_into(packed, B, ldb, false);
+  // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
+  const int Kp = packed.Kp;
+  amx_gemm(M, packed, C, ldc, accumulate,
+           [=](int r0, int r1, uint16_t* a) { convert_columns(A, lda, M, K, Kp, r0, r1, a); });
 }
 
 }  // namespace heirloom

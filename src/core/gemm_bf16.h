@@ -16,10 +16,17 @@ struct PackedB {
 
 // B[k][n] = trans ? src[n·ld + k] : src[k·ld + n], for k < K, n < N.
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N);
+// The same, in place over p (already sized for this K, N): for weights that change every step.
+void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans);
 
 // C[M, N] (row stride ldc) = (accumulate ? C : 0) + bf16(A)[M, K] · B, A fp32 with row stride lda.
 // Requires bf16_gemm_available().
 void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate);
+
+// C[M, N] (+)= bf16(A)ᵀ · bf16(B) with both operands fp32 and converted per call: A stored [K, M] (row stride
+// lda), B stored [K, N] (row stride ldb). For weight gradients (doutᵀ · inp). Requires bf16_gemm_available().
+void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                  bool accumulate);
 
 // True when this CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state.
 bool bf16_gemm_available();

@@ -24,33 +24,51 @@ const char* precision_name(Precision p) {
   return p == Precision::bf16 ? "bf16" : p == Precision::fp32 ? "fp32" : "auto";
 }
 
-std::shared_ptr<const FrozenWeights> pack_frozen(const Model& m) {
-  if (!bf16_gemm_available()) throw Error("bf16 products need a CPU with AMX-BF16; this one has none", "use --precision fp32");
+namespace {
+
+// Calls fn(pack, weight, O, I) for every matrix the packs cover, after sizing the per-expert lists.
+template <class Fn>
+void for_each_matrix(FrozenWeights& p, const Model& m, Fn fn) {
   const ModelConfig& c = m.config;
   const int C = c.n_embd, F = c.n_ff, HD = c.n_head * c.head_dim(), QKV = HD + 2 * c.n_head_kv * c.head_dim();
-  auto p = std::make_shared<FrozenWeights>();
-  p->source = m.data.data();
-  p->layers.resize(c.n_layer);
+  p.layers.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& W = m.w.layers[l];
-    FrozenLayer& f = p->layers[l];
-    f.wq = pack_weight(W.wq, QKV, C);
-    f.wo = pack_weight(W.wo, C, HD);
+    FrozenLayer& f = p.layers[l];
+    fn(f.wq, W.wq, QKV, C);
+    fn(f.wo, W.wo, C, HD);
     if (c.is_moe()) {
       const int64_t fc = (int64_t)F * C;
+      f.gate.resize(c.n_expert);
+      f.up.resize(c.n_expert);
+      f.down.resize(c.n_expert);
       for (int e = 0; e < c.n_expert; ++e) {
-        f.gate.push_back(pack_weight(W.ffn_gate + e * fc, F, C));
-        f.up.push_back(pack_weight(W.ffn_up + e * fc, F, C));
-        f.down.push_back(pack_weight(W.ffn_down + e * fc, C, F));
+        fn(f.gate[e], W.ffn_gate + e * fc, F, C);
+        fn(f.up[e], W.ffn_up + e * fc, F, C);
+        fn(f.down[e], W.ffn_down + e * fc, C, F);
       }
     } else {
-      f.ffn_gate = pack_weight(W.ffn_gate, F, C);
-      f.ffn_up = pack_weight(W.ffn_up, F, C);
-      f.ffn_down = pack_weight(W.ffn_down, C, F);
+      fn(f.ffn_gate, W.ffn_gate, F, C);
+      fn(f.ffn_up, W.ffn_up, F, C);
+      fn(f.ffn_down, W.ffn_down, C, F);
     }
   }
-  p->output = pack_weight(m.w.output, c.n_vocab, C);
+  fn(p.output, m.w.output, c.n_vocab, C);
+}
+
+}  // namespace
+
+std::shared_ptr<FrozenWeights> pack_frozen(const Model& m) {
+  if (!bf16_gemm_available()) throw Error("bf16 products need a CPU with AMX-BF16; this one has none", "use --precision fp32");
+  auto p = std::make_shared<FrozenWeights>();
+  p->source = m.data.data();
+  for_each_matrix(*p, m, [](PackedWeight& w, const float* src, int O, int I) { w = pack_weight(src, O, I); });
   return p;
+}
+
+void repack_frozen(FrozenWeights& p, const Model& m) {
+  if (p.source != m.data.data()) throw Error("internal: repacking bf16 weights from another model", "report this as a bug");
+  for_each_matrix(p, m, [](PackedWeight& w, const float* src, int O, int I) { repack_weight(w, src, O, I); });
 }
 
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m) {

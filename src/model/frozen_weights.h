@@ -23,6 +23,9 @@ struct FrozenWeights {
   PackedWeight output;
 };
 
+// Packs m's current values into p in place (p was packed from m): for weights that change every step.
+void repack_frozen(FrozenWeights& p, const Model& m);
+
 struct Workspace;
 // The workspace's packs if it has any (null otherwise); throws if they were packed from another model.
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m);

@@ -12,7 +12,7 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
   const float c2 = 1.0f / (1.0f - std::pow(h.beta2, (float)step));
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const float g = grad[i];
+    const float g = h.grad_scale * grad[i];
     m[i] = h.beta1 * m[i] + (1.0f - h.beta1) * g;
     v[i] = h.beta2 * v[i] + (1.0f - h.beta2) * g * g;
     param[i] -= lr * (m[i] * c1 / (std::sqrt(v[i] * c2) + h.eps) + h.weight_decay * param[i]);
@@ -22,7 +22,7 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
 void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
                       float lr) {
   for (int64_t i = 0; i < n; ++i) {
-    const double g = grad[i];
+    const double g = (double)h.grad_scale * grad[i];
     const double mi = h.beta1 * (double)m[i] + (1.0 - h.beta1) * g;
     const double vi = h.beta2 * (double)v[i] + (1.0 - h.beta2) * g * g;
     const double mh = mi / (1.0 - std::pow((double)h.beta1, step)), vh = vi / (1.0 - std::pow((double)h.beta2, step));
@@ -34,7 +34,7 @@ void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64
 
 double sum_squares(const float* x, int64_t n) {
   double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
+#pragma omp parallel for simd reduction(+ : s) schedule(static)
   for (int64_t i = 0; i < n; ++i) s += (double)x[i] * x[i];
   return s;
 }

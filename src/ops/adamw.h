@@ -7,6 +7,7 @@ namespace heirloom {
 
 struct AdamwHparams {
   float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+  float grad_scale = 1.0f;  // multiplies each gradient as it is read (clipping, without a pass of its own)
 };
 
 // step counts from 1. param -= lr·(m̂/(sqrt(v̂)+eps) + wd·param)

@@ -2,11 +2,18 @@
 #include "ops/matmul.h"
 
 #include "core/gemm.h"
+#include "heirloom/error.h"
 
 namespace heirloom {
 
 PackedWeight pack_weight(const float* weight, int O, int I) {
   return {pack_b_bf16(weight, I, true, I, O), pack_b_bf16(weight, I, false, O, I)};
+}
+
+void repack_weight(PackedWeight& p, const float* weight, int O, int I) {
+  if (p.fwd.K != I || p.fwd.N != O) throw Error("internal: repacking a bf16 weight into a pack of another shape");
+  pack_b_bf16_into(p.fwd, weight, I, true);
+  pack_b_bf16_into(p.bwd, weight, I, false);
 }
 
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
@@ -19,7 +26,8 @@ void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, 
                      const float* weight, int N, int I, int O, const PackedWeight* packed) {
   if (dinp && packed) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, true);
   else if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, 1.f, dinp, ldi_d);
-  if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, 1.f, dweight, I);
+  if (dweight && packed) gemm_bf16_tn(O, I, N, dout, ldo, inp, ldi, dweight, I, true);
+  else if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, 1.f, dweight, I);
 }
 
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,

@@ -12,13 +12,15 @@ struct PackedWeight {
   PackedB bwd;  // B = W [O, I], for dout · W
 };
 PackedWeight pack_weight(const float* weight, int O, int I);
+void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in place, same shape
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
 // With `packed` (the same W, packed), the product runs in bf16 with fp32 accumulation.
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                     bool accumulate = false, const PackedWeight* packed = nullptr);
 // dinp[N, I] += dout · W ; dweight[O, I] += doutᵀ · inp.  Either output may be null (skipped).
-// `packed` computes dinp in bf16; dweight (if any) stays fp32.
+// `packed` (bf16 mode) computes both in bf16 with fp32 accumulation: dinp on the packed W, dweight with
+// dout and inp converted per call.
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr);
 

@@ -6,6 +6,8 @@
 #include "core/rng.h"
 #include "heirloom/error.h"
 #include "heirloom/train.h"
+#include "model/frozen_weights.h"
+#include "model/workspace.h"
 #include "ops/adamw.h"
 
 namespace heirloom {
@@ -21,9 +23,14 @@ std::vector<bool> trainable_mask(const Model& m, const std::string& regime) {
   return t;
 }
 
-BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg)
+BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg, Precision precision)
     : grads(m.data.size(), 0.f), m1(m.data.size(), 0.f), m2(m.data.size(), 0.f), trainable_(std::move(trainable)),
-      cfg_(cfg) {}
+      cfg_(cfg) {
+  if (precision == Precision::bf16 && !bf16_available())
+    throw Error("--precision bf16 needs a CPU with AMX-BF16 (and a kernel that grants it); this one has none",
+                "use --precision fp32 or auto");
+  if (resolve_precision(precision) == Precision::bf16) packs_ = pack_frozen(m);
+}
 
 BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef) {
   for (size_t i = 0; i < m.tensors.size(); ++i)
@@ -31,8 +38,17 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   ForwardOptions fo;
   fo.for_backward = true;
   fo.aux_coef = aux_coef;
+  struct UsePacks {  // for this step only: the caller may evaluate with the same workspace
+    Workspace& ws;
+    ~UsePacks() { ws.frozen.reset(); }
+  } use{ws};
+  if (packs_) {
+    repack_frozen(*packs_, m);
+    ws.frozen = packs_;
+  }
   const ForwardResult r = forward(m, ws, batch, {}, fo);
   backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef);
+  ws.frozen.reset();
   double ss = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i)
     if (trainable_[i]) ss += sum_squares(grads.data() + m.tensors[i].offset, m.tensors[i].numel);
@@ -42,9 +58,8 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     if (!trainable_[i]) continue;
     const TensorSpec& s = m.tensors[i];
-    if (scale != 1.f) scale_inplace(grads.data() + s.offset, s.numel, scale);
     // No weight decay on gains: decaying them pulls the norms towards zero, not towards "simpler".
-    AdamwHparams h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, s.is_norm() ? 0.f : cfg_.weight_decay};
+    AdamwHparams h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, s.is_norm() ? 0.f : cfg_.weight_decay, scale};
     adamw_update(m.data.data() + s.offset, grads.data() + s.offset, m1.data() + s.offset, m2.data() + s.offset,
                  s.numel, h, steps_done, lr);
   }

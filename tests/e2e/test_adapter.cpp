@@ -273,7 +273,7 @@ TEST(Adapter, TrainingLowersHeldOutLossOnRealText) {
 
 // bf16 products against the frozen base (AMX) must train the same adapter as fp32: the same batches give
 // per-step losses within 0.1% and final adapters within 3% of each other, for every adapter
-// kind the packs apply to, on a dense and an MoE base. A full adapter always trains in fp32.
+// kind, on a dense and an MoE base (a full adapter repacks its weights as bf16 every step).
 TEST(Adapter, Bf16TrainingTracksFp32) {
   EXPECT_EQ(parse_precision("auto"), Precision::automatic);
   EXPECT_THROW(parse_precision("fp16"), Error);
@@ -282,7 +282,7 @@ TEST(Adapter, Bf16TrainingTracksFp32) {
     const Model base = init_model(preset_config(preset), byte_vocab(), 3);
     const std::string gpl = read_text_file("/usr/share/common-licenses/GPL-3");
     const std::vector<int32_t> stream = encode(base.vocab, gpl, true);
-    for (AdapterKind kind : {AdapterKind::norm, AdapterKind::lora, AdapterKind::steer}) {
+    for (AdapterKind kind : {AdapterKind::norm, AdapterKind::lora, AdapterKind::steer, AdapterKind::full}) {
       SCOPED_TRACE(std::string(preset) + " " + kind_name(kind));
       std::vector<double> losses[2];
       std::vector<float> params[2];
@@ -312,8 +312,6 @@ TEST(Adapter, Bf16TrainingTracksFp32) {
                   std::sqrt(diff / ref));
       EXPECT_LT(std::sqrt(diff / ref), 0.03) << "adapters trained in bf16 and fp32 differ";
     }
-    Adapter full = make_adapter(base, AdapterKind::full);
-    EXPECT_EQ(AdapterTrainer(base, full, AdamwConfig{1e-4f}, Precision::bf16).precision(), Precision::fp32);
   }
 }
 

@@ -715,6 +715,7 @@ TEST(OpAdamw, MatchesRefOverSeveralSteps) {
     Vec g = randn(n, rng, 0.1f);
     g[0] = 0.f;
     const float lr = hp.lr * (1.f - 0.1f * step);
+    hp.grad_scale = step % 2 ? 1.f : 0.37f;  // clipping folded into the update
     adamw_update(p.data(), g.data(), m.data(), v.data(), n, hp, step, lr);
     adamw_update_ref(p_ref.data(), g.data(), m_ref.data(), v_ref.data(), n, hp, step, lr);
     SCOPED_TRACE("step " + std::to_string(step));
@@ -723,6 +724,14 @@ TEST(OpAdamw, MatchesRefOverSeveralSteps) {
     EXPECT_TRUE(all_close("adamw v", v, v_ref, 1e-10, 1e-6));
     EXPECT_TRUE(all_close("adamw param", p, p_ref, 3e-7, 2e-7));  // ~2 ulps of |p| ~ 1
   }
+  // grad_scale s on g is the update on s·g.
+  Vec g = randn(n, rng, 0.1f), gs(g), pa(p), pb(p), ma(m), mb(m), va(v), vb(v);
+  for (auto& e : gs) e *= 0.25f;
+  hp.grad_scale = 0.25f;
+  adamw_update(pa.data(), g.data(), ma.data(), va.data(), n, hp, 6, hp.lr);
+  hp.grad_scale = 1.f;
+  adamw_update(pb.data(), gs.data(), mb.data(), vb.data(), n, hp, 6, hp.lr);
+  EXPECT_TRUE(all_close("adamw grad_scale", pa, pb, 1e-7, 1e-7));
 }
 
 TEST(OpAdamw, FirstStepIsSignDescent) {

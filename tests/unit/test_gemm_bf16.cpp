@@ -88,5 +88,52 @@ TEST(Bf16, GemmMatchesReferenceOnRoundedInputs) {
   }
 }
 
+// Weight gradients: C[M, N] (+)= Aᵀ · B with A stored [K, M], B stored [K, N], both converted per call.
+void run_tn(int M, int N, int K, bool accumulate, bool inside_parallel) {
+  SCOPED_TRACE("tn M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+               (accumulate ? " accumulate" : "") + (inside_parallel ? " nested" : ""));
+  Rng rng(5 + M * 3 + N * 11 + K);
+  const int lda = M + 1, ldb = N + 3, ldc = N + 2;
+  std::vector<float> A((size_t)K * lda, kNaN), B((size_t)K * ldb, kNaN), C((size_t)M * ldc, kNaN);
+  for (int k = 0; k < K; ++k) {
+    for (int i = 0; i < M; ++i) A[(size_t)k * lda + i] = rng.normal();
+    for (int j = 0; j < N; ++j) B[(size_t)k * ldb + j] = rng.normal();
+  }
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) C[(size_t)i * ldc + j] = accumulate ? rng.normal() : kNaN;
+  std::vector<float> expect(C);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
+      for (int k = 0; k < K; ++k)
+        acc += (double)from_bf16(to_bf16(A[(size_t)k * lda + i])) * from_bf16(to_bf16(B[(size_t)k * ldb + j]));
+      expect[(size_t)i * ldc + j] = (float)acc;
+    }
+  if (inside_parallel) {
+#pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 0) gemm_bf16_tn(M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate);
+  } else {
+    gemm_bf16_tn(M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate);
+  }
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < ldc; ++j) {
+      const float got = C[(size_t)i * ldc + j], want = expect[(size_t)i * ldc + j];
+      if (j >= N) {
+        ASSERT_TRUE(std::isnan(got)) << "wrote padding at " << i << "," << j;
+        continue;
+      }
+      ASSERT_NEAR(got, want, 1e-5 * (1 + std::sqrt((double)K)) * (1 + std::fabs(want))) << "at " << i << "," << j;
+    }
+}
+
+TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16 (the fp32 path is used instead)";
+  const int cases[][4] = {{1, 1, 1, 0}, {5, 17, 3, 1}, {33, 40, 300, 1}, {768, 256, 1024, 1}, {256, 512, 64, 0}, {70, 9, 33, 0}};
+  for (const auto& c : cases) {
+    run_tn(c[0], c[1], c[2], c[3], false);
+    run_tn(c[0], c[1], c[2], c[3], true);
+  }
+}
+
 }  // namespace
 }  // namespace heirloom
