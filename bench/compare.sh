@@ -122,28 +122,43 @@ load = {k: open(f"{out}/{k}.load").read().split() for k in ("heirloom", "pytorch
 attempts = {k: open(f"{out}/{k}.attempts").read().strip() for k in ("heirloom", "pytorch")}
 foreign = {k: open(f"{out}/{k}.foreign").read().split() for k in ("heirloom", "pytorch")}
 
-def hrow(prefix):
+def hrow(prefix, precision="fp32", required=True):
     for r in h["results"]:
-        if r["name"].startswith(prefix):
+        if r["name"].startswith(prefix) and r.get("precision", "fp32") == precision:
             return r
-    sys.exit(f"compare: heirloom's bench has no row starting with '{prefix}'")
+    if required:
+        sys.exit(f"compare: heirloom's bench has no {precision} row starting with '{prefix}'")
+    return None
 
-rows = [("train step full 8x128 (fwd, xent, bwd, AdamW)", hrow("train step full")["ms"], p["train_ms"]["full"]),
-        ("train step norm-only 8x128", hrow("train step norm-only")["ms"], p["train_ms"]["norm"]),
-        ("train step LoRA r8 q,k,v,o 8x128", hrow("train step lora")["ms"], p["train_ms"]["lora"]),
-        (f"forward 1x{p['forward_len']}", hrow("forward 1x")["ms"], p["forward_ms"]),
-        (f"generate {p['generate_tokens']} tokens after 16 (KV cache, batch 1)", hrow("generate ")["ms"],
-         p["generate_ms"])]
-hg, pg = hrow("generate ")["tokens_per_s"], p["generate_tokens_per_s"]
+tasks = [("train step full 8x128 (fwd, xent, bwd, AdamW)", "train step full", p["train_ms"]["full"]),
+         ("train step norm-only 8x128 (with AdamW)", "train step norm-only", p["train_ms"]["norm"]),
+         ("train step LoRA r8 q,k,v,o 8x128 (with AdamW)", "train step lora", p["train_ms"]["lora"]),
+         (f"forward 1x{p['forward_len']}", "forward 1x", p["forward_ms"]),
+         (f"generate {p['generate_tokens']} tokens after 16 (KV cache, batch 1)", "generate ", p["generate_ms"])]
+bf16 = any(r.get("precision") == "bf16" for r in h["results"])
 
 print(f"## heirloom vs PyTorch {p['torch']} — moe-30m, {datetime.date.today()}\n")
 print(f"CPU: {h['cpu']}; heirloom {h['threads']} threads; PyTorch {p['threads']} threads "
       f"(OMP_WAIT_POLICY={p['omp_wait_policy'] or 'unset'}, BLAS: {p['blas']}, {p['blas_threads']} BLAS threads, "
-      f"attention: {p['attention']}). Median of {p['repeats']} after a warm-up.\n")
-print("| task | heirloom ms | PyTorch ms | speed-up |\n|---|---:|---:|---:|")
-for name, a, b in rows:
-    print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
-print(f"| generation tokens/s | {hg:.0f} | {pg:.0f} | {hg / pg:.2f}x |")
+      f"attention: {p['attention']}, fp32). Median of {p['repeats']} after a warm-up.\n")
+if bf16:
+    print("| task | heirloom fp32 ms | heirloom bf16 ms | PyTorch ms | speed-up fp32 | speed-up bf16 |")
+    print("|---|---:|---:|---:|---:|---:|")
+else:
+    print("| task | heirloom ms | PyTorch ms | speed-up |\n|---|---:|---:|---:|")
+for name, prefix, b in tasks:
+    a = hrow(prefix)["ms"]
+    if bf16:
+        c = hrow(prefix, "bf16")["ms"]
+        print(f"| {name} | {a:.1f} | {c:.1f} | {b:.1f} | {b / a:.2f}x | {b / c:.2f}x |")
+    else:
+        print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+hg, pg = hrow("generate ")["tokens_per_s"], p["generate_tokens_per_s"]
+if bf16:
+    hb = hrow("generate ", "bf16")["tokens_per_s"]
+    print(f"| generation tokens/s | {hg:.0f} | {hb:.0f} | {pg:.0f} | {hg / pg:.2f}x | {hb / pg:.2f}x |")
+else:
+    print(f"| generation tokens/s | {hg:.0f} | {pg:.0f} | {hg / pg:.2f}x |")
 print()
 for k in ("heirloom", "pytorch"):
     f, wall = foreign[k]
@@ -151,6 +166,7 @@ for k in ("heirloom", "pytorch"):
           f"other processes used {f} CPU-s during its {wall} s (attempt {attempts[k]})")
 if not p["blas"].startswith("OpenBLAS"):
     print(f"- warning: PyTorch's BLAS is {p['blas']}, not OpenBLAS (libblas.so.3 may be the reference BLAS)")
-print("- heirloom's LoRA row times forward + backward only (no optimizer update); PyTorch's includes AdamW "
-      f"on the LoRA parameters, {p['lora_adamw_ms']:.2f} ms of it")
+if bf16:
+    print("- heirloom bf16: the base's matrix products on AMX in bf16 with fp32 accumulation; what is trained keeps "
+          "fp32 master values and AdamW (full: mixed precision, the weights repacked every step, inside the time)")
 EOF
