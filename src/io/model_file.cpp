@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "heirloom/adapter.h"
 #include "heirloom/error.h"
 #include "heirloom/model.h"
 #include "io/gguf.h"
@@ -26,7 +27,8 @@ void write_model_keys(gguf::Writer& w, const Model& m, StorageType storage) {
   const ModelConfig& c = m.config;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", "heirloom-" + c.preset);
-  w.set_u32("general.file_type", storage == StorageType::f16 ? 1 : 0);
+  // llama_ftype: 0 all F32, 1 mostly F16, 7 mostly Q8_0
+  w.set_u32("general.file_type", storage == StorageType::f16 ? 1 : storage == StorageType::q8_0 ? 7 : 0);
   w.set_u32("llama.context_length", c.n_ctx);
   w.set_u32("llama.embedding_length", c.n_embd);
   w.set_u32("llama.block_count", c.n_layer);
@@ -45,23 +47,54 @@ void write_model_keys(gguf::Writer& w, const Model& m, StorageType storage) {
   write_vocab(w, m.vocab);
 }
 
+StorageType parse_storage(const std::string& name) {
+  if (name == "f32" || name == "F32") return StorageType::f32;
+  if (name == "f16" || name == "F16") return StorageType::f16;
+  if (name == "q8_0" || name == "Q8_0") return StorageType::q8_0;
+  throw Error("unknown tensor type '" + name + "'", "choose f32, f16 or q8_0");
+}
+
+const char* storage_name(StorageType s) { return s == StorageType::f16 ? "f16" : s == StorageType::q8_0 ? "q8_0" : "f32"; }
+
+namespace {
+// The stored type of one tensor: vectors (norm gains) always F32, as llama.cpp keeps them.
+TensorType stored_type(const TensorSpec& s, StorageType storage) {
+  if (storage == StorageType::f32 || s.is_norm() || s.shape.size() < 2) return TensorType::F32;
+  if (storage == StorageType::q8_0 && s.shape.back() % kQ8_0Block == 0) return TensorType::Q8_0;
+  return TensorType::F16;
+}
+}  // namespace
+
+Model round_trip_storage(const Model& m, StorageType storage) {
+  Model r = clone_model(m);
+  std::vector<uint8_t> bytes;
+  for (const auto& s : m.tensors) {
+    const TensorType t = stored_type(s, storage);
+    if (t == TensorType::F32) continue;
+    bytes.resize(row_bytes(t, s.numel));
+    quantize_row(t, m.data.data() + s.offset, bytes.data(), s.numel);
+    dequantize_row(t, bytes.data(), r.data.data() + s.offset, s.numel);
+  }
+  return r;
+}
+
 void save_model(const Model& m, const std::string& path, StorageType storage, const Metadata& meta,
                 const std::vector<std::pair<std::string, const std::vector<float>*>>& extra_tensors) {
   gguf::Writer w;
   write_model_keys(w, m, storage);
   for (const auto& [k, v] : meta) w.set_string("heirloom." + k, v);
-  std::vector<std::vector<uint16_t>> halves;  // keeps converted data alive until write()
-  halves.reserve(m.tensors.size());
+  std::vector<std::vector<uint8_t>> stored;  // keeps converted data alive until write()
+  stored.reserve(m.tensors.size());
   for (const auto& s : m.tensors) {
     const float* p = m.data.data() + s.offset;
-    // Norm gains stay F32 (llama.cpp does the same; they are tiny and precision-sensitive).
-    if (storage == StorageType::f16 && !s.is_norm()) {
-      auto& h = halves.emplace_back(s.numel);
-      for (int64_t i = 0; i < s.numel; ++i) h[i] = f32_to_f16(p[i]);
-      w.add_tensor(s.name, reversed(s.shape), TensorType::F16, h.data(), h.size() * 2);
-    } else {
+    const TensorType t = stored_type(s, storage);
+    if (t == TensorType::F32) {
       w.add_tensor(s.name, reversed(s.shape), TensorType::F32, p, s.numel * sizeof(float));
+      continue;
     }
+    auto& b = stored.emplace_back(row_bytes(t, s.numel));
+    quantize_row(t, p, b.data(), s.numel);
+    w.add_tensor(s.name, reversed(s.shape), t, b.data(), b.size());
   }
   for (const auto& [name, vec] : extra_tensors)
     w.add_tensor(name, {(int64_t)vec->size()}, TensorType::F32, vec->data(), vec->size() * sizeof(float));

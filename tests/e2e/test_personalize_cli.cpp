@@ -58,6 +58,19 @@ TEST(PersonalizeCli, WritesAnAdapterAndReportsBet10) {
   const double with_adapter = ppl(run("eval --base " + f.base + " --adapter " + f.out + " --text " + f.me + " --ctx 32 --json"));
   const double from_merged = ppl(run("eval --base " + merged + " --text " + f.me + " --ctx 32 --json"));
   EXPECT_NEAR(from_merged, with_adapter, 1e-4 * with_adapter);
+  // Q8_0, read back and checked by export itself; a norm adapter is not a llama.cpp LoRA.
+  const CliResult q = run("export --base " + f.base + " --adapter " + f.out + " --out " + (f.d / "q8.gguf") +
+                          " --type q8_0 --json");
+  ASSERT_EQ(q.code, 0) << q.out;
+  const auto qj = nlohmann::json::parse(q.out.substr(q.out.find('{')));
+  EXPECT_EQ(qj["stored_max_abs_diff"].get<double>(), 0.0);
+  EXPECT_GT(qj["runtime_max_abs_diff"].get<double>(), 0.0);
+  EXPECT_EQ(qj["bytes"].get<uintmax_t>(), fs::file_size(f.d / "q8.gguf"));
+  const CliResult notlora = run("export --base " + f.base + " --adapter " + f.out + " --lora " + (f.d / "l.gguf"));
+  EXPECT_EQ(notlora.code, 2);
+  EXPECT_NE(notlora.out.find("only a LoRA adapter"), std::string::npos) << notlora.out;
+  EXPECT_FALSE(fs::exists(f.d / "l.gguf"));
+  EXPECT_EQ(run("export --base " + f.base).code, 2);
   // The table, for people.
   const CliResult t = run(f.args(f.me) + " --kind steer");
   EXPECT_EQ(t.code, 0) << t.out;
