@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all configure build demo test bench clean
+.PHONY: all configure build demo test bench fuzz clean
 
 all: build
 
@@ -22,5 +22,16 @@ demo: build
 bench: build
 	@$(BUILD)/heirloom bench
 
+# libFuzzer on the GGUF reader and model loader with ASan and UBSan, starting from the committed corpus
+# (fuzz/corpus) and fresh seeds; new interesting inputs go to build-fuzz/corpus. FUZZ_SECONDS=60 by default.
+FUZZ_SECONDS ?= 60
+fuzz: build
+	@cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DHEIRLOOM_NATIVE=OFF -DHEIRLOOM_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf
+	@mkdir -p build-fuzz/corpus build-fuzz/seeds
+	@$(BUILD)/heirloom_fuzz_seeds build-fuzz/seeds
+	@build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus fuzz/corpus build-fuzz/seeds
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz

@@ -23,8 +23,8 @@ Action add_export(CLI::App& app, Common& common) {
   auto* cvec = sub->add_option("--control-vector", o->cvec, "instead: write the (single) steering --adapter as a llama.cpp control vector (--control-vector FILE)");
   out->excludes(lora)->excludes(cvec);
   lora->excludes(cvec);
-  sub->add_option("--type", o->type, "tensor type of matrices: f32, f16 or q8_0 (models; default f32), f32 or f16 (LoRA; default f16)")
-      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+  sub->add_option("--type", o->type, "tensor type of matrices: f32, f16, bf16 or q8_0 (models; default f32), f32 or f16 (LoRA; default f16)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   sub->add_flag("--f16", o->f16, "same as --type f16");
   add_common_flags(*sub, common);
   return [o, &common] {

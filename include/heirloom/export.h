@@ -24,6 +24,9 @@ struct ExportCheck {
   double max_logit = 0;  // largest |logit| of the run-time reference, for scale
 };
 
+// The values a model holds after a save in `storage` and a load: each matrix rounded through that format.
+Model round_trip_storage(const Model& m, StorageType storage);
+
 // Merges the adapters (each with its scale) into a copy of the base and writes it as a plain model file.
 ExportCheck export_merged(const Model& base, const std::vector<std::pair<const Adapter*, float>>& adapters,
                           StorageType storage, const std::string& path, const Metadata& meta = {});

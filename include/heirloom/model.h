@@ -75,11 +75,9 @@ namespace heirloom {
 
 // How a file stores matrices (norm gains and other vectors stay F32): q8_0 is llama.cpp's 8-bit blocks of 32
 // (models only; a matrix whose rows are not a multiple of 32 falls back to F16).
-enum class StorageType { f32, f16, q8_0 };
-StorageType parse_storage(const std::string& name);  // "f32", "f16", "q8_0" (Error otherwise)
+enum class StorageType { f32, f16, bf16, q8_0 };
+StorageType parse_storage(const std::string& name);  // "f32", "f16", "bf16", "q8_0" (Error otherwise)
 const char* storage_name(StorageType s);
-// The values a model holds after a save in `storage` and a load: each matrix rounded through that format.
-Model round_trip_storage(const Model& m, StorageType storage);
 
 // Extra metadata written beside the model (string keys under heirloom.*, e.g. training recipe).
 using Metadata = std::vector<std::pair<std::string, std::string>>;

@@ -9,6 +9,7 @@
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
 #include "io/gguf.h"
+#include "io/model_file.h"
 
 namespace heirloom {
 
@@ -64,6 +65,19 @@ ExportCheck finish(ExportCheck c, const std::vector<float>& read_back, const std
 
 }  // namespace
 
+Model round_trip_storage(const Model& m, StorageType storage) {
+  Model r = clone_model(m);
+  std::vector<uint8_t> bytes;
+  for (const auto& s : m.tensors) {
+    const TensorType t = stored_type(s, storage);
+    if (t == TensorType::F32) continue;
+    bytes.resize(row_bytes(t, s.numel));
+    quantize_row(t, m.data.data() + s.offset, bytes.data(), s.numel);
+    dequantize_row(t, bytes.data(), r.data.data() + s.offset, s.numel);
+  }
+  return r;
+}
+
 ExportCheck export_merged(const Model& base, const std::vector<std::pair<const Adapter*, float>>& adapters,
                           StorageType storage, const std::string& path, const Metadata& meta) {
   const AppliedAdapters merged = apply_adapters(base, adapters, /*merge_all=*/true);
@@ -86,7 +100,8 @@ ExportCheck export_lora(const Model& base, const Adapter& a, StorageType storage
     throw Error(std::string("only a LoRA adapter can be written as a llama.cpp LoRA (this one is ") + kind_name(a.kind) + ")",
                 a.kind == AdapterKind::steer ? "write it with --control-vector" : "merge it into a model with --out");
   if (a.routed()) throw Error("a concatenated heir routes between two adapters at run time; llama.cpp cannot", "export one branch's adapter");
-  if (storage == StorageType::q8_0) throw Error("LoRA adapters are written as f32 or f16", "use --type f16");
+  if (storage != StorageType::f32 && storage != StorageType::f16)
+    throw Error(std::string("LoRA adapters are written as f32 or f16, not ") + storage_name(storage), "use --type f16");
   save_adapter(a, base.config, path, storage);
   ExportCheck c{path, "LoRA adapter"};
   const std::vector<int32_t> tokens = probe_tokens(base);

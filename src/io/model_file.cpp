@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "core/half.h"
-#include "heirloom/adapter.h"
 #include "heirloom/error.h"
 #include "heirloom/model.h"
 #include "io/gguf.h"
@@ -27,8 +26,9 @@ void write_model_keys(gguf::Writer& w, const Model& m, StorageType storage) {
   const ModelConfig& c = m.config;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", "heirloom-" + c.preset);
-  // llama_ftype: 0 all F32, 1 mostly F16, 7 mostly Q8_0
-  w.set_u32("general.file_type", storage == StorageType::f16 ? 1 : storage == StorageType::q8_0 ? 7 : 0);
+  // llama_ftype: 0 all F32, 1 mostly F16, 7 mostly Q8_0, 32 mostly BF16
+  const uint32_t ftype[] = {0, 1, 32, 7};
+  w.set_u32("general.file_type", ftype[(int)storage]);
   w.set_u32("llama.context_length", c.n_ctx);
   w.set_u32("llama.embedding_length", c.n_embd);
   w.set_u32("llama.block_count", c.n_layer);
@@ -50,32 +50,25 @@ void write_model_keys(gguf::Writer& w, const Model& m, StorageType storage) {
 StorageType parse_storage(const std::string& name) {
   if (name == "f32" || name == "F32") return StorageType::f32;
   if (name == "f16" || name == "F16") return StorageType::f16;
+  if (name == "bf16" || name == "BF16") return StorageType::bf16;
   if (name == "q8_0" || name == "Q8_0") return StorageType::q8_0;
-  throw Error("unknown tensor type '" + name + "'", "choose f32, f16 or q8_0");
+  throw Error("unknown tensor type '" + name + "'", "choose f32, f16, bf16 or q8_0");
 }
 
-const char* storage_name(StorageType s) { return s == StorageType::f16 ? "f16" : s == StorageType::q8_0 ? "q8_0" : "f32"; }
+const char* storage_name(StorageType s) {
+  switch (s) {
+    case StorageType::f16: return "f16";
+    case StorageType::bf16: return "bf16";
+    case StorageType::q8_0: return "q8_0";
+    default: return "f32";
+  }
+}
 
-namespace {
-// The stored type of one tensor: vectors (norm gains) always F32, as llama.cpp keeps them.
 TensorType stored_type(const TensorSpec& s, StorageType storage) {
   if (storage == StorageType::f32 || s.is_norm() || s.shape.size() < 2) return TensorType::F32;
   if (storage == StorageType::q8_0 && s.shape.back() % kQ8_0Block == 0) return TensorType::Q8_0;
+  if (storage == StorageType::bf16) return TensorType::BF16;
   return TensorType::F16;
-}
-}  // namespace
-
-Model round_trip_storage(const Model& m, StorageType storage) {
-  Model r = clone_model(m);
-  std::vector<uint8_t> bytes;
-  for (const auto& s : m.tensors) {
-    const TensorType t = stored_type(s, storage);
-    if (t == TensorType::F32) continue;
-    bytes.resize(row_bytes(t, s.numel));
-    quantize_row(t, m.data.data() + s.offset, bytes.data(), s.numel);
-    dequantize_row(t, bytes.data(), r.data.data() + s.offset, s.numel);
-  }
-  return r;
 }
 
 void save_model(const Model& m, const std::string& path, StorageType storage, const Metadata& meta,
@@ -144,8 +137,7 @@ void load_tensors_into(const gguf::File& f, const std::vector<TensorSpec>& specs
   }
 }
 
-Model load_model(const std::string& path) {
-  const gguf::File f = gguf::read_file(path);
+Model model_from_file(const gguf::File& f) {
   Model m;
   m.config = read_model_config(f);
   m.vocab = read_vocab(f);
@@ -154,12 +146,22 @@ Model load_model(const std::string& path) {
     bool known = false;
     for (const auto& s : m.tensors) known |= s.name == t.name;
     if (!known && t.name.rfind("heirloom.", 0) != 0)
-      throw Error(path + ": unexpected tensor '" + t.name + "'", "the file has tensors this architecture does not use");
+      throw Error(f.path + ": unexpected tensor '" + t.name + "'", "the file has tensors this architecture does not use");
+  }
+  // Every tensor is present with its shape before anything is allocated: keys alone cannot ask for gigabytes.
+  for (const auto& s : m.tensors) {
+    const gguf::TensorInfo* t = f.find_tensor(s.name);
+    if (!t) throw Error(f.path + ": tensor '" + s.name + "' is missing", "the file is not a complete model of this shape");
+    if (t->ne != reversed(s.shape))
+      throw Error(f.path + ": tensor '" + s.name + "' has shape " + shape_str(t->ne) + ", expected " +
+                  shape_str(reversed(s.shape)) + " from the model's keys");
   }
   m.data.assign(m.tensors.back().offset + m.tensors.back().numel, 0.f);
   load_tensors_into(f, m.tensors, m.data.data());
   m.w = bind_weights(m.config, m.tensors, m.data.data());
   return m;
 }
+
+Model load_model(const std::string& path) { return model_from_file(gguf::read_file(path)); }
 
 }  // namespace heirloom

@@ -45,7 +45,7 @@ TEST(Export, MergedModelsMatchTheAdapterAppliedAtRunTime) {
   LoraShape ls;
   ls.targets = {true, true, true, true, true, true, true, true};
   const Adapter lora = noisy_adapter(AdapterKind::lora, 6, ls);
-  for (StorageType st : {StorageType::f32, StorageType::f16, StorageType::q8_0}) {
+  for (StorageType st : {StorageType::f32, StorageType::f16, StorageType::bf16, StorageType::q8_0}) {
     SCOPED_TRACE(storage_name(st));
     const std::string path = tmp_path(std::string("merged_") + storage_name(st) + ".gguf");
     const ExportCheck c = export_merged(base, {{&norm, 1.f}, {&lora, 0.5f}}, st, path);
