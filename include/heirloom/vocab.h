@@ -6,8 +6,10 @@
 // merge the adjacent pair that forms the best-scoring token (ties: leftmost) until none is left,
 // then spell any non-token piece as byte tokens <0xXX> (falling back to unk_id).
 // decode inverts encode for every text that does not itself contain U+2581.
-// Not here: "gpt2" byte-level BPE vocabularies, and splitting out user-defined tokens (type 4) before
-// merging (llama.cpp does that; our vocabularies have none). Training a vocabulary is elsewhere.
+// A "gpt2" vocabulary (byte-level BPE with merges and a named pre-tokenizer) encodes as llama.cpp's BPE
+// tokenizer does; see src/text/bpe.h.
+// Not here: splitting out user-defined tokens (type 4) before merging (llama.cpp does that; our
+// vocabularies have none). Training a vocabulary is elsewhere.
 #pragma once
 #include <array>
 #include <atomic>
@@ -44,6 +46,7 @@ struct TokenIndex {
   // pair is absent, which lets encode() cut the text there.
   std::unordered_set<std::string, Hash, std::equal_to<>> pairs;
   std::array<int32_t, 256> byte_ids{};  // token for each byte: <0xXX>, else the 1-byte piece, else unk
+  std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> merge_rank;  // "gpt2": "A B" -> rank
   size_t n_tokens = 0;                  // tokens.size() when built (a cheap staleness check)
   int32_t find(std::string_view piece) const {
     const auto it = ids.find(piece);
@@ -52,6 +55,9 @@ struct TokenIndex {
 };
 
 struct Vocab {
+  std::string model = "llama";     // tokenizer.ggml.model: "llama" (SentencePiece-style) or "gpt2" (byte-level BPE)
+  std::string pre;                 // gpt2: tokenizer.ggml.pre, the pre-tokenizer
+  std::vector<std::string> merges; // gpt2: "A B", best first
   std::vector<std::string> tokens;
   std::vector<float> scores;
   std::vector<int32_t> types;  // TokenKind values

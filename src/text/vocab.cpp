@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "heirloom/error.h"
+#include "text/bpe.h"
 #include "io/gguf.h"
 
 namespace heirloom {
@@ -74,6 +75,10 @@ void check_id(const Vocab& v, int32_t id) {
 
 // Appends one token's text (a byte token appends its raw byte; decode() handles byte runs).
 void append_piece(std::string& out, const Vocab& v, int32_t id) {
+  if (v.model == "gpt2") {  // byte-level: normal and user-defined tokens spell bytes as GPT-2 code points
+    if (v.types[id] == kTokenNormal || v.types[id] == kTokenUserDefined) bpe::symbols_to_bytes(v.tokens[id], out);
+    return;
+  }
   switch (v.types[id]) {
     case kTokenNormal: {
       const size_t from = out.size();
@@ -112,6 +117,8 @@ std::shared_ptr<const TokenIndex> Vocab::index() const {
     if (id < 0) id = idx->find(std::string(1, static_cast<char>(b)));  // llama.cpp's second try
     idx->byte_ids[b] = id >= 0 ? id : unk_id;
   }
+  idx->merge_rank.reserve(merges.size());
+  for (size_t r = 0; r < merges.size(); ++r) idx->merge_rank.emplace(merges[r], (int32_t)r);  // first listing wins
   idx->n_tokens = tokens.size();
   cache_.p.store(idx);  // a racing builder may overwrite with an equal index: harmless
   return idx;
@@ -144,6 +151,10 @@ std::vector<int32_t> encode(const Vocab& vocab, std::string_view text, bool add_
                 "split the text into documents and tokenize them one by one");
   }
   const std::shared_ptr<const TokenIndex> idx = vocab.index();
+  if (vocab.model == "gpt2") {
+    bpe::encode(vocab, *idx, text, out);
+    return out;
+  }
 
   std::string s;
   s.reserve(text.size() + text.size() / 4 + 3);
@@ -263,9 +274,11 @@ std::string token_piece(const Vocab& vocab, int32_t id) {
 
 void write_vocab(gguf::Writer& w, const Vocab& vocab) {
   check_consistent(vocab);
-  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string("tokenizer.ggml.model", vocab.model);
+  if (vocab.model == "gpt2") w.set_string("tokenizer.ggml.pre", vocab.pre);
   w.set_string_array("tokenizer.ggml.tokens", vocab.tokens);
-  w.set_f32_array("tokenizer.ggml.scores", vocab.scores);
+  if (vocab.model == "gpt2") w.set_string_array("tokenizer.ggml.merges", vocab.merges);
+  else w.set_f32_array("tokenizer.ggml.scores", vocab.scores);
   w.set_i32_array("tokenizer.ggml.token_type", vocab.types);
   w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(vocab.bos_id));
   w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(vocab.eos_id));
@@ -276,11 +289,22 @@ void write_vocab(gguf::Writer& w, const Vocab& vocab) {
 
 Vocab read_vocab(const gguf::File& f) {
   const std::string model = f.get_string("tokenizer.ggml.model");
-  if (model != "llama") {
-    throw Error(f.path + ": tokenizer.ggml.model: expected \"llama\", found \"" + model + "\"",
-                "only \"llama\" (SentencePiece-style) vocabularies are supported yet");
+  if (model != "llama" && model != "gpt2") {
+    throw Error(f.path + ": tokenizer.ggml.model: expected \"llama\" or \"gpt2\", found \"" + model + "\"",
+                "heirloom reads SentencePiece-style (llama) and byte-level BPE (gpt2) vocabularies");
   }
   Vocab v;
+  v.model = model;
+  if (model == "gpt2") {
+    v.pre = f.get_string("tokenizer.ggml.pre", "default");
+    if (!bpe::pretokenizer_supported(v.pre))
+      throw Error(f.path + ": tokenizer.ggml.pre: the pre-tokenizer \"" + v.pre + "\" is not supported",
+                  "heirloom knows gpt2, llama3 (llama-bpe) and smollm");
+    v.merges = f.get_string_array("tokenizer.ggml.merges");
+    for (const std::string& m : v.merges)
+      if (m.find(' ') == std::string::npos || m.find(' ') == 0 || m.find(' ') + 1 == m.size())
+        throw Error(f.path + ": tokenizer.ggml.merges: expected \"A B\" pairs, found \"" + m + "\"", "the vocabulary is damaged");
+  }
   v.tokens = f.get_string_array("tokenizer.ggml.tokens");
   const size_t n = v.tokens.size();
   if (n == 0 || n > static_cast<size_t>(INT32_MAX)) {
@@ -311,9 +335,9 @@ Vocab read_vocab(const gguf::File& f) {
   v.eos_id = read_id("tokenizer.ggml.eos_token_id", 2);
   v.unk_id = read_id("tokenizer.ggml.unknown_token_id", 0);
   v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", true);
-  v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", true);
+  v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", model == "llama");
   for (size_t i = 0; i < n; ++i) {
-    if (v.types[i] == kTokenByte && parse_byte_token(v.tokens[i]) < 0) {
+    if (model == "llama" && v.types[i] == kTokenByte && parse_byte_token(v.tokens[i]) < 0) {
       throw Error(f.path + ": token " + std::to_string(i) + ": expected a byte token spelled <0xXX>, found \"" +
                       v.tokens[i] + "\"",
                   "the vocabulary is damaged or not SentencePiece-style");

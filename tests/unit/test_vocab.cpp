@@ -326,8 +326,8 @@ TEST(Vocab, ReadVocabValidates) {
   {
     gguf::Writer w;
     write_vocab(w, v);
-    w.set_string("tokenizer.ggml.model", "gpt2");
-    expect_msg(w, {"tok.gguf", "gpt2", "llama"});
+    w.set_string("tokenizer.ggml.model", "bert");
+    expect_msg(w, {"tok.gguf", "bert", "llama", "gpt2"});
   }
   {
     gguf::Writer w;
