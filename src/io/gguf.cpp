@@ -6,6 +6,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -58,7 +63,7 @@ struct Field {
 // Reads little-endian fields from a byte buffer, checking the remaining length every time.
 class Cursor {
  public:
-  Cursor(const std::vector<uint8_t>& b, const std::string& name) : b_(b), name_(name) {}
+  Cursor(const Bytes& b, const std::string& name) : b_(b), name_(name) {}
   size_t pos() const { return pos_; }
   uint64_t remaining() const { return b_.size() - pos_; }
 
@@ -99,7 +104,7 @@ class Cursor {
   }
 
  private:
-  const std::vector<uint8_t>& b_;
+  const Bytes& b_;
   const std::string& name_;
   size_t pos_ = 0;
 };
@@ -228,7 +233,42 @@ uint64_t TensorInfo::nbytes() const { return row_bytes(type, numel()); }
 
 // ---- reading ----
 
-File read_bytes(std::vector<uint8_t> bytes, std::string name) {
+Bytes::Bytes(std::vector<uint8_t> owned) {
+  auto v = std::make_shared<std::vector<uint8_t>>(std::move(owned));
+  data_ = v->data();
+  size_ = v->size();
+  owner_ = std::move(v);
+}
+
+Bytes Bytes::map_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno), "check the path and permissions");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const int err = errno;
+    ::close(fd);
+    throw Error("cannot read " + path + ": " + (err ? std::strerror(err) : "not a regular file"), "check the path");
+  }
+  Bytes b;
+  if (st.st_size == 0) {
+    ::close(fd);
+    return b;
+  }
+  void* p = ::mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int err = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (p == MAP_FAILED) throw Error("cannot map " + path + ": " + std::strerror(err), "check the file is readable");
+  const size_t n = (size_t)st.st_size;
+  b.owner_ = std::shared_ptr<const void>(p, [n](const void* q) { ::munmap(const_cast<void*>(q), n); });
+  b.data_ = static_cast<const uint8_t*>(p);
+  b.size_ = n;
+  b.mapped_ = true;
+  return b;
+}
+
+File read_bytes(std::vector<uint8_t> bytes, std::string name) { return read_mapped(Bytes(std::move(bytes)), std::move(name)); }
+
+File read_mapped(Bytes bytes, std::string name) {
   File f;
   f.path = std::move(name);
   f.bytes = std::move(bytes);
@@ -331,20 +371,7 @@ File read_file(const std::string& path) {
                     (std::filesystem::exists(path, ec) ? "something else (a directory?)" : "nothing"),
                 "check the path");
   }
-  FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp) throw Error("cannot open " + path + ": " + std::strerror(errno), "check the path and permissions");
-  std::vector<uint8_t> bytes;
-  bool ok = std::fseek(fp, 0, SEEK_END) == 0;
-  const long size = ok ? std::ftell(fp) : -1;
-  ok = ok && size >= 0 && std::fseek(fp, 0, SEEK_SET) == 0;
-  if (ok) {
-    bytes.resize(static_cast<size_t>(size));
-    ok = std::fread(bytes.data(), 1, bytes.size(), fp) == bytes.size();
-  }
-  const int err = errno;
-  std::fclose(fp);
-  if (!ok) throw Error("cannot read " + path + ": " + std::strerror(err), "check the file is readable");
-  return read_bytes(std::move(bytes), path);
+  return read_mapped(Bytes::map_file(path), path);
 }
 
 // ---- lookups ----

@@ -9,6 +9,7 @@
 // their owners. Arrays of arrays are rejected (llama.cpp rejects them too).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -74,13 +75,33 @@ struct ShapeProblem {
 };
 std::optional<ShapeProblem> check_shape(const std::vector<int64_t>& ne, int32_t type_id);
 
+// A file's bytes: owned (read_bytes) or a read-only memory map of the file (read_file), so a model's tensor
+// data is read from the page cache rather than copied into a buffer first.
+class Bytes {
+ public:
+  Bytes() = default;
+  explicit Bytes(std::vector<uint8_t> owned);
+  static Bytes map_file(const std::string& path);  // Error when the file cannot be opened or mapped
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  uint8_t operator[](size_t i) const { return data_[i]; }
+  bool mapped() const { return mapped_; }
+
+ private:
+  std::shared_ptr<const void> owner_;  // the vector, or the mapping (unmapped with its last copy)
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  bool mapped_ = false;
+};
+
 struct File {
   std::string path;  // where it was read from (for messages); "<memory>" for read_bytes
   uint32_t version = 3;
   uint32_t alignment = 32;
   std::vector<KeyValue> kv;
   std::vector<TensorInfo> tensors;
-  std::vector<uint8_t> bytes;  // the whole file
+  Bytes bytes;                 // the whole file
   uint64_t data_offset = 0;    // start of the data section in `bytes`
 
   const Value* find(std::string_view key) const;
@@ -115,6 +136,7 @@ std::string in_quotes(std::string_view s);
 
 File read_file(const std::string& path);
 File read_bytes(std::vector<uint8_t> bytes, std::string name = "<memory>");
+File read_mapped(Bytes bytes, std::string name);
 
 // Builds a GGUF file. Alignment is 32 unless "general.alignment" is set (u32, power of two).
 // add_tensor keeps the POINTER, not a copy (models can be gigabytes): the data must stay alive and

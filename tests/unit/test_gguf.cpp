@@ -386,13 +386,17 @@ TEST_F(GgufFiles, WriteReadAndAtomicReplace) {
   s1.w.write(path);
   const File f1 = read_file(path);
   EXPECT_EQ(f1.path, path);
-  EXPECT_EQ(f1.bytes, s1.w.to_bytes());
+  const std::vector<uint8_t> want = s1.w.to_bytes();
+  EXPECT_TRUE(f1.bytes.mapped());  // read_file maps the file rather than copying it
+  EXPECT_EQ(std::vector<uint8_t>(f1.bytes.data(), f1.bytes.data() + f1.bytes.size()), want);
 
   Writer w2;
   w2.set_string("general.name", "second");
   w2.write(path);  // replaces the existing file
   const File f2 = read_file(path);
   EXPECT_EQ(f2.get_string("general.name"), "second");
+  // The earlier mapping still shows the file it mapped: the replacement was a rename, not a rewrite.
+  EXPECT_EQ(std::vector<uint8_t>(f1.bytes.data(), f1.bytes.data() + f1.bytes.size()), want);
   EXPECT_TRUE(f2.tensors.empty());
   EXPECT_EQ(n_entries(dir), 1u) << "a temporary file was left behind";
 }
