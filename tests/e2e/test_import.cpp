@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/rng.h"
 #include "heirloom/engine.h"
+#include "heirloom/generate.h"
+#include "heirloom/personalize.h"
 #include "heirloom/export.h"
 #include "heirloom/vocab.h"
 #include "text/bpe.h"
@@ -70,6 +73,40 @@ TEST(Import, EveryTypeVocabularyAndOddShapeLoadsRunsAndSavesBack) {
         EXPECT_EQ(b.data, a.data);
       }
   std::filesystem::remove(path);
+}
+
+// An imported base (byte-level BPE vocabulary, grouped-query attention, tied output) is personalised, merged
+// and generated from exactly as our own.
+TEST(Import, PersonaliseMergeAndGenerateOnAnImportedBase) {
+  ModelConfig c;
+  c.preset = "imported";
+  c.n_embd = 64, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.n_ff = 96, c.n_ctx = 64, c.tied_output = true;
+  const Vocab vocab = tiny_gpt2_vocab();
+  c.n_vocab = vocab.n_tokens();
+  const auto dir = std::filesystem::temp_directory_path() / "heirloom_import_personalise";
+  std::filesystem::create_directories(dir);
+  save_model(init_model(c, vocab, 5), (dir / "base.gguf").string(), StorageType::f16);
+  const Model base = load_model((dir / "base.gguf").string());
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "the thing that thinks, " + std::to_string(i) + " times over.\n\n";
+  std::ofstream((dir / "me.txt").string()) << text;
+  std::ofstream((dir / "general.txt").string()) << "A general text about other things entirely, and more of it.\n";
+  PersonalizeOptions o;
+  o.texts = {(dir / "me.txt").string()};
+  o.general = (dir / "general.txt").string();
+  o.steps = 20, o.seq = 32, o.eval_tokens = 256, o.progress = false;
+  Adapter a = make_adapter(base, AdapterKind::norm);
+  const PersonalizeReport r = personalize(base, a, o);
+  EXPECT_LT(r.personal_after, r.personal_before);
+  const ExportCheck x = export_merged(base, {{&a, 1.f}}, StorageType::f32, (dir / "merged.gguf").string());
+  EXPECT_EQ(x.stored_diff, 0.0);
+  EXPECT_LE(x.runtime_diff, 1e-4 * (1 + x.max_logit));
+  const AdapterView view = a.view(base.config);
+  SamplingOptions so;
+  so.temperature = 0;
+  const std::vector<int32_t> out = generate(base, encode(base.vocab, "the", true), 8, so, &view);
+  EXPECT_FALSE(out.empty());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
