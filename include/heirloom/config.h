@@ -19,6 +19,9 @@ struct ModelConfig {
   int n_expert_used = 0;  // K
   int n_ctx = 0;          // longest sequence the model accepts
   float rope_base = 10000.f;
+  // Per rotated pair i, a divisor of its angle (llama.cpp's rope_freqs.weight: Llama 3.1's long-context
+  // scaling baked into the file); empty = none.
+  std::vector<float> rope_freqs;
   float norm_eps = 1e-5f;
   bool tied_output = false;  // output head shares token_embd
 

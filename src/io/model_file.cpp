@@ -89,6 +89,9 @@ void save_model(const Model& m, const std::string& path, StorageType storage, co
     quantize_row(t, p, b.data(), s.numel);
     w.add_tensor(s.name, reversed(s.shape), t, b.data(), b.size());
   }
+  if (!m.config.rope_freqs.empty())
+    w.add_tensor("rope_freqs.weight", {(int64_t)m.config.rope_freqs.size()}, TensorType::F32, m.config.rope_freqs.data(),
+                 m.config.rope_freqs.size() * sizeof(float));
   for (const auto& [name, vec] : extra_tensors)
     w.add_tensor(name, {(int64_t)vec->size()}, TensorType::F32, vec->data(), vec->size() * sizeof(float));
   w.write(path);
@@ -114,6 +117,12 @@ ModelConfig read_model_config(const gguf::File& f) {
   const std::vector<std::string> toks = f.get_string_array("tokenizer.ggml.tokens");
   c.n_vocab = (int)f.get_u32("llama.vocab_size", (uint32_t)toks.size());
   c.tied_output = f.find_tensor("output.weight") == nullptr;
+  if (const gguf::TensorInfo* t = f.find_tensor("rope_freqs.weight")) {  // Llama 3.1+: read as config, not a weight
+    if (t->ne.size() != 1 || t->ne[0] > 65536)
+      throw Error(f.path + ": tensor 'rope_freqs.weight' has shape " + shape_str(t->ne) + ", expected [head dim / 2]");
+    c.rope_freqs.resize((size_t)t->ne[0]);
+    dequantize_row(t->type, f.tensor_data(*t), c.rope_freqs.data(), t->ne[0]);
+  }
   c.validate();
   if (c.n_head > 0 && c.n_embd % c.n_head == 0 && f.find("llama.rope.dimension_count") &&
       (int)f.get_u32("llama.rope.dimension_count") != c.head_dim())
@@ -145,7 +154,7 @@ Model model_from_file(const gguf::File& f) {
   for (const auto& t : f.tensors) {
     bool known = false;
     for (const auto& s : m.tensors) known |= s.name == t.name;
-    if (!known && t.name.rfind("heirloom.", 0) != 0)
+    if (!known && t.name.rfind("heirloom.", 0) != 0 && t.name != "rope_freqs.weight")
       throw Error(f.path + ": unexpected tensor '" + t.name + "'", "the file has tensors this architecture does not use");
   }
   // Every tensor is present with its shape before anything is allocated: keys alone cannot ask for gigabytes.

@@ -26,6 +26,11 @@ void ModelConfig::validate() const {
     require(n_expert_used >= 1 && n_expert_used <= n_expert, "experts used in [1, " + s(n_expert) + "]", s(n_expert_used));
   require(n_ctx >= 2 && n_ctx <= (1 << 20), "context length in [2, 1048576]", s(n_ctx));
   require(rope_base > 0.f, "a positive RoPE base", std::to_string(rope_base));
+  if (!rope_freqs.empty()) {
+    require((int)rope_freqs.size() == head_dim() / 2, "one RoPE frequency factor per rotated pair (" + s(head_dim() / 2) + ")",
+            s((long long)rope_freqs.size()));
+    for (float f : rope_freqs) require(f > 0.f && f < 1e30f, "positive, finite RoPE frequency factors", std::to_string(f));
+  }
   require(norm_eps > 0.f && norm_eps < 1.f, "RMSNorm epsilon in (0, 1)", std::to_string(norm_eps));
 }
 

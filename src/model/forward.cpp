@@ -107,10 +107,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   ws.pos0 = pos0;
   ws.has_backward_state = opt.for_backward;
   ws.last_only = opt.last_logits_only;
-  if (ws.rope.n_ctx != c.n_ctx || ws.rope.D != D || ws.rope_base != c.rope_base) {
-    ws.rope = make_rope_table(c.n_ctx, D, c.rope_base);
-    ws.rope_base = c.rope_base;
-  }
+  if (!ws.rope.matches(c.n_ctx, D, c.rope_base, c.rope_freqs)) ws.rope = make_rope_table(c.n_ctx, D, c.rope_base, c.rope_freqs);
   build_segments(ws, m, adapters, B);
   const float eps = c.norm_eps;
   const FrozenWeights* fz = frozen_for(ws, m);

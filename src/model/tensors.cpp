@@ -81,6 +81,9 @@ std::string Model::fingerprint() const {
   uint64_t h = 1469598103934665603ull;
   const auto* b = reinterpret_cast<const unsigned char*>(data.data());
   for (size_t i = 0, n = data.size() * sizeof(float); i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  // RoPE frequency factors change what the weights mean; hashed only when present, so other models keep theirs.
+  const auto* f = reinterpret_cast<const unsigned char*>(config.rope_freqs.data());
+  for (size_t i = 0, n = config.rope_freqs.size() * sizeof(float); i < n; ++i) h = (h ^ f[i]) * 1099511628211ull;
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
   return buf;

@@ -46,7 +46,6 @@ struct Workspace {
   std::vector<Segment> segments;
   std::vector<std::vector<float>> gains;  // per segment: effective norm gains [(2L + 1)·C], if it has a delta
   RopeTable rope;
-  float rope_base = 0.f;
   // backward scratch
   std::vector<float> dres, dln, dqkv, datt, datty, dlnf, dlogits, dgain, du;
   std::vector<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;

@@ -6,15 +6,17 @@
 
 namespace heirloom {
 
-RopeTable make_rope_table(int n_ctx, int D, float base) {
+RopeTable make_rope_table(int n_ctx, int D, float base, const std::vector<float>& freqs) {
   RopeTable t;
   t.n_ctx = n_ctx;
   t.D = D;
+  t.base = base;
+  t.freqs = freqs;
   t.cos.resize((size_t)n_ctx * D / 2);
   t.sin.resize((size_t)n_ctx * D / 2);
   for (int p = 0; p < n_ctx; ++p)
     for (int i = 0; i < D / 2; ++i) {
-      const double theta = p * std::pow((double)base, -2.0 * i / D);
+      const double theta = p * std::pow((double)base, -2.0 * i / D) / (freqs.empty() ? 1.0 : (double)freqs[i]);
       t.cos[(size_t)p * D / 2 + i] = (float)std::cos(theta);
       t.sin[(size_t)p * D / 2 + i] = (float)std::sin(theta);
     }

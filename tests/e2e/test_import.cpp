@@ -3,10 +3,13 @@
 // load → forward → save → load with the logits and values of the in-memory model rounded the same way.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "core/rng.h"
+#include "heirloom/error.h"
+#include "ops/rope.h"
 #include "heirloom/engine.h"
 #include "heirloom/generate.h"
 #include "heirloom/personalize.h"
@@ -47,8 +50,10 @@ TEST(Import, EveryTypeVocabularyAndOddShapeLoadsRunsAndSavesBack) {
   gqa.preset = "odd";
   gqa.n_embd = 96, gqa.n_layer = 2, gqa.n_head = 6, gqa.n_head_kv = 2, gqa.n_ff = 40, gqa.n_ctx = 48;
   gqa.tied_output = true, gqa.rope_base = 500000.f;
-  ModelConfig moe = gqa;  // MoE, untied
+  ModelConfig moe = gqa;  // MoE, untied, with Llama 3.1-style RoPE frequency factors
   moe.n_expert = 3, moe.n_expert_used = 2, moe.tied_output = false, moe.n_head_kv = 3;
+  moe.rope_freqs.assign(moe.n_embd / moe.n_head / 2, 1.f);
+  for (size_t i = moe.rope_freqs.size() / 2; i < moe.rope_freqs.size(); ++i) moe.rope_freqs[i] = 8.f;
   const std::string path = (std::filesystem::temp_directory_path() / "heirloom_import.gguf").string();
   for (const ModelConfig& base_cfg : {gqa, moe})
     for (const Vocab& vocab : {byte_vocab(), tiny_gpt2_vocab()})
@@ -63,6 +68,7 @@ TEST(Import, EveryTypeVocabularyAndOddShapeLoadsRunsAndSavesBack) {
         EXPECT_EQ(a.config.tied_output, c.tied_output);
         EXPECT_EQ(a.config.rope_base, c.rope_base);
         EXPECT_EQ(a.config.n_ctx, c.n_ctx);
+        EXPECT_EQ(a.config.rope_freqs, c.rope_freqs);
         EXPECT_EQ(a.vocab.model, vocab.model);
         const std::vector<int32_t> tokens = encode(a.vocab, "the theory, 12345 times", true);
         ASSERT_EQ(tokens, encode(vocab, "the theory, 12345 times", true));
@@ -107,6 +113,29 @@ TEST(Import, PersonaliseMergeAndGenerateOnAnImportedBase) {
   const std::vector<int32_t> out = generate(base, encode(base.vocab, "the", true), 8, so, &view);
   EXPECT_FALSE(out.empty());
   std::filesystem::remove_all(dir);
+}
+
+// Frequency factors divide each pair's angle, as llama.cpp applies rope_freqs; all ones change nothing.
+TEST(Import, RopeFrequencyFactorsDivideTheAngle) {
+  const std::vector<float> f = {1.f, 2.f, 4.f, 0.5f};
+  const RopeTable t = make_rope_table(16, 8, 10000.f, f), plain = make_rope_table(16, 8, 10000.f);
+  for (int p = 0; p < 16; ++p)
+    for (int i = 0; i < 4; ++i) {
+      const double theta = p * std::pow(10000.0, -2.0 * i / 8) / f[i];
+      EXPECT_NEAR(t.cos[p * 4 + i], std::cos(theta), 1e-6);
+      EXPECT_NEAR(t.sin[p * 4 + i], std::sin(theta), 1e-6);
+    }
+  EXPECT_EQ(make_rope_table(16, 8, 10000.f, {1.f, 1.f, 1.f, 1.f}).cos, plain.cos);
+  ModelConfig c = preset_config("tiny");
+  Model m = init_model(c, byte_vocab(), 2);
+  const std::vector<int32_t> tokens = encode(m.vocab, "rotary positions", true);
+  const std::vector<float> before = logits_of(m, tokens);
+  m.config.rope_freqs.assign(c.n_embd / c.n_head / 2, 1.f);
+  EXPECT_EQ(logits_of(m, tokens), before);
+  m.config.rope_freqs.back() = 16.f;
+  EXPECT_NE(logits_of(m, tokens), before);
+  m.config.rope_freqs.back() = -1.f;
+  EXPECT_THROW(m.config.validate(), Error);
 }
 
 }  // namespace
