@@ -15,6 +15,8 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_option("--forward-len", o->forward_len, "forward-pass length (batch 1)")->capture_default_str();
   sub->add_option("--gen-tokens", o->gen_tokens, "tokens to generate")->capture_default_str();
   sub->add_option("--repeats", o->repeats, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--precision", o->precision, "rows in fp32, bf16 (where the CPU has AMX-BF16) or both")
+      ->check(CLI::IsMember({"fp32", "bf16", "both"}))->capture_default_str();
   sub->add_option("--only", o->only, "run only these tasks: sgemm, full, norm, lora, personalize, forward, generate")
       ->check(CLI::IsMember({"sgemm", "full", "norm", "lora", "personalize", "forward", "generate"}))->delimiter(',');
   add_common_flags(*sub, common);

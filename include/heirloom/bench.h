@@ -17,6 +17,7 @@ struct BenchOptions {
   int lora_rank = 8;
   int personal_steps = 100, personal_seq = 256;  // the Bet 10 job: 100 norm-adapter steps of 256 tokens
   std::vector<std::string> only;  // task groups to run (sgemm, full, norm, lora, personalize, forward, generate); empty = all
+  std::string precision = "both";  // rows in fp32, bf16 (where the CPU has AMX) or both
 };
 
 struct BenchRow {

@@ -113,8 +113,9 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
 
   // fp32 always; bf16 (the frozen base's products on AMX) where the CPU has it. Each row's peak fraction is
   // against the measured peak of its own arithmetic.
-  std::vector<Precision> precisions{Precision::fp32};
-  if (bf16_gemm_available()) precisions.push_back(Precision::bf16);
+  std::vector<Precision> precisions;
+  if (o.precision != "bf16") precisions.push_back(Precision::fp32);
+  if (o.precision != "fp32" && bf16_gemm_available()) precisions.push_back(Precision::bf16);
   auto add = [&](const std::string& name, Precision p, double ms, double tokens, double flop) {
     BenchRow r{name + " [" + precision_name(p) + "]", ms, tokens / (ms / 1e3), flop / 1e9, flop / 1e9 / (ms / 1e3), 0};
     const double peak = p == Precision::bf16 ? rep.bf16_peak_gflops : rep.sgemm_peak_gflops;
