@@ -8,8 +8,8 @@
 // decode inverts encode for every text that does not itself contain U+2581.
 // A "gpt2" vocabulary (byte-level BPE with merges and a named pre-tokenizer) encodes as llama.cpp's BPE
 // tokenizer does; see src/text/bpe.h.
-// Not here: splitting out user-defined tokens (type 4) before merging (llama.cpp does that; our
-// vocabularies have none). Training a vocabulary is elsewhere.
+// User-defined tokens (type 4) are cut out of the text before either algorithm runs, as llama.cpp does
+// without "parse special"; control tokens in the text are plain text. Training a vocabulary is elsewhere.
 #pragma once
 #include <array>
 #include <atomic>
@@ -47,6 +47,7 @@ struct TokenIndex {
   std::unordered_set<std::string, Hash, std::equal_to<>> pairs;
   std::array<int32_t, 256> byte_ids{};  // token for each byte: <0xXX>, else the 1-byte piece, else unk
   std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> merge_rank;  // "gpt2": "A B" -> rank
+  std::vector<int32_t> user_defined;  // user-defined tokens (type 4), longest first: cut out before encoding
   size_t n_tokens = 0;                  // tokens.size() when built (a cheap staleness check)
   int32_t find(std::string_view piece) const {
     const auto it = ids.find(piece);

@@ -117,6 +117,10 @@ std::shared_ptr<const TokenIndex> Vocab::index() const {
     if (id < 0) id = idx->find(std::string(1, static_cast<char>(b)));  // llama.cpp's second try
     idx->byte_ids[b] = id >= 0 ? id : unk_id;
   }
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (types[i] == kTokenUserDefined && !tokens[i].empty()) idx->user_defined.push_back((int32_t)i);
+  std::stable_sort(idx->user_defined.begin(), idx->user_defined.end(),
+                   [&](int32_t a, int32_t b) { return tokens[a].size() > tokens[b].size(); });
   idx->merge_rank.reserve(merges.size());
   for (size_t r = 0; r < merges.size(); ++r) idx->merge_rank.emplace(merges[r], (int32_t)r);  // first listing wins
   idx->n_tokens = tokens.size();
@@ -141,24 +145,14 @@ Vocab byte_vocab() {
   return v;
 }
 
-std::vector<int32_t> encode(const Vocab& vocab, std::string_view text, bool add_bos) {
-  check_consistent(vocab);
-  std::vector<int32_t> out;
-  if (add_bos && vocab.add_bos) out.push_back(vocab.bos_id);
-  if (text.empty()) return out;  // llama.cpp: no fragment, so no space prefix either
-  if (text.size() >= kMaxText) {
-    throw Error("text to tokenize: expected under 1 GiB, found " + std::to_string(text.size()) + " bytes",
-                "split the text into documents and tokenize them one by one");
-  }
-  const std::shared_ptr<const TokenIndex> idx = vocab.index();
-  if (vocab.model == "gpt2") {
-    bpe::encode(vocab, *idx, text, out);
-    return out;
-  }
+namespace {
 
+// One fragment of plain text (no user-defined token inside) with the SentencePiece-style algorithm.
+void encode_spm(const Vocab& vocab, const TokenIndex* idx, std::string_view text, bool space_prefix,
+                std::vector<int32_t>& out) {
   std::string s;
   s.reserve(text.size() + text.size() / 4 + 3);
-  if (vocab.add_space_prefix) s += kSpaceMark;
+  if (space_prefix) s += kSpaceMark;
   for (char c : text) {
     if (c == ' ') s += kSpaceMark;
     else s += c;
@@ -241,6 +235,56 @@ std::vector<int32_t> encode(const Vocab& vocab, std::string_view text, bool add_
       merge_segment(seg, i + 1);
       seg = i + 1;
     }
+  }
+}
+
+}  // namespace
+
+std::vector<int32_t> encode(const Vocab& vocab, std::string_view text, bool add_bos) {
+  check_consistent(vocab);
+  std::vector<int32_t> out;
+  if (add_bos && vocab.add_bos) out.push_back(vocab.bos_id);
+  if (text.empty()) return out;  // llama.cpp: no fragment, so no space prefix either
+  if (text.size() >= kMaxText) {
+    throw Error("text to tokenize: expected under 1 GiB, found " + std::to_string(text.size()) + " bytes",
+                "split the text into documents and tokenize them one by one");
+  }
+  const std::shared_ptr<const TokenIndex> idx = vocab.index();
+  // As llama.cpp without "parse special": each user-defined token in turn, longest first, is cut out of
+  // every remaining piece of text and stands for itself; a SentencePiece space prefix goes on the first
+  // piece and on any piece that follows such a token.
+  struct Fragment {
+    std::string_view text;
+    int32_t token;  // -1: text
+  };
+  std::vector<Fragment> frags{{text, -1}};
+  for (const int32_t u : idx->user_defined) {
+    const std::string& t = vocab.tokens[u];
+    std::vector<Fragment> next;
+    for (const Fragment& f : frags) {
+      if (f.token >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t at = 0;
+      for (size_t pos; (pos = f.text.find(t, at)) != std::string_view::npos; at = pos + t.size()) {
+        if (pos > at) next.push_back({f.text.substr(at, pos - at), -1});
+        next.push_back({{}, u});
+      }
+      if (at < f.text.size()) next.push_back({f.text.substr(at), -1});
+    }
+    frags = std::move(next);
+  }
+  bool after_token = true;
+  for (const Fragment& f : frags) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      after_token = true;
+      continue;
+    }
+    if (vocab.model == "gpt2") bpe::encode(vocab, *idx, f.text, out);
+    else encode_spm(vocab, idx.get(), f.text, vocab.add_space_prefix && after_token, out);
+    after_token = false;
   }
   return out;
 }

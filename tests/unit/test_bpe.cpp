@@ -140,5 +140,35 @@ TEST(Bpe, ModelWithAGpt2VocabularyRoundTripsThroughGguf) {
   std::filesystem::remove(path);
 }
 
+// User-defined tokens are cut out before either algorithm runs, longest token first over every piece
+// (llama.cpp's order), and a SentencePiece space prefix follows each of them.
+TEST(Bpe, UserDefinedTokensAreCutOutFirstLongestFirst) {
+  const auto add = [](Vocab& v, const std::string& t) {
+    v.tokens.push_back(t);
+    v.types.push_back(kTokenUserDefined);
+    v.scores.push_back(0.f);
+    v.invalidate_index();
+    return v.n_tokens() - 1;
+  };
+  Vocab spm = byte_vocab();
+  const int32_t me = add(spm, "<|me|>"), bcd = add(spm, "bcd"), ab = add(spm, "ab");
+  auto cat = [](std::vector<std::vector<int32_t>> parts) {
+    std::vector<int32_t> r;
+    for (auto& p : parts) r.insert(r.end(), p.begin(), p.end());
+    return r;
+  };
+  Vocab plain = byte_vocab();  // the same without user-defined tokens: how each text piece encodes
+  EXPECT_EQ(encode(spm, "hi<|me|>there", false), cat({encode(plain, "hi", false), {me}, encode(plain, "there", false)}));
+  EXPECT_EQ(encode(spm, "<|me|>", true), (std::vector<int32_t>{1, me}));
+  // "bcd" (longer) is cut before "ab" is looked for: "abcd" → "a", bcd; not ab, "cd".
+  EXPECT_EQ(encode(spm, "abcd", false), cat({encode(plain, "a", false), {bcd}}));
+  EXPECT_EQ(encode(spm, "ab ab", false), cat({{ab}, encode(plain, " ", false), {ab}}));
+  Vocab g = byte_level({}, {});
+  const int32_t gme = add(g, "<|me|>");
+  Vocab gplain = byte_level({}, {});
+  EXPECT_EQ(encode(g, "a<|me|> b", false), cat({encode(gplain, "a", false), {gme}, encode(gplain, " b", false)}));
+  EXPECT_EQ(decode(g, encode(g, "a<|me|> b", false)), "a<|me|> b");
+}
+
 }  // namespace
 }  // namespace heirloom
