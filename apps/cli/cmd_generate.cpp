@@ -52,9 +52,7 @@ Action add_generate(CLI::App& app, Common& common) {
   add_precision_option(*sub, o->precision);
   add_common_flags(*sub, common);
   return [o, &common] {
-    const Precision precision = parse_precision(o->precision);
-    if (precision == Precision::bf16 && !bf16_available())
-      throw Error("--precision bf16 needs a CPU with AMX-BF16; this one has none", "use --precision fp32 or auto");
+    const bool bf16 = resolve_precision(parse_precision(o->precision)) == Precision::bf16;  // before loading: fail fast
     o->model = resolve_model(o->model);
     const Model base = load_model(o->model);
     LoadedAdapters ad = load_adapters(base, o->adapters);
@@ -69,7 +67,6 @@ Action add_generate(CLI::App& app, Common& common) {
     }
     const Model& m = ad.applied.model(base);
     const auto tp = std::chrono::steady_clock::now();
-    const bool bf16 = resolve_precision(precision) == Precision::bf16;
     std::shared_ptr<const FrozenWeights> packed = bf16 ? pack_frozen(m) : nullptr;  // once, before the first token
     const double pack_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
     // Stream by decoding everything so far and printing what is new, holding back a trailing

@@ -81,8 +81,9 @@ struct FrozenWeights;
 enum class Precision { automatic, fp32, bf16 };
 Precision parse_precision(const std::string& name);  // "auto", "fp32", "bf16"; throws heirloom::Error
 const char* precision_name(Precision p);
-bool bf16_available();
-Precision resolve_precision(Precision p);  // automatic → what this CPU runs (bf16 or fp32)  // this CPU has AMX-BF16 and the kernel granted it
+bool bf16_available();  // this CPU has AMX-BF16 and the kernel granted it
+// automatic → what this CPU runs (bf16 or fp32); bf16 on a CPU without it is an Error naming --precision.
+Precision resolve_precision(Precision p);
 std::shared_ptr<FrozenWeights> pack_frozen(const Model& m);  // throws heirloom::Error without AMX
 struct WorkspaceDeleter { void operator()(Workspace*) const; };
 using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
@@ -92,6 +93,11 @@ WorkspacePtr make_workspace();
 // entry (applies to all sequences) or B entries.
 ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
                       std::span<const AdapterView* const> adapters, const ForwardOptions& opt);
+// forward's adapters for "this one for every sequence, or none": a span over the pointer itself, so the
+// pointer variable (never a temporary) must outlive the span.
+inline std::span<const AdapterView* const> one_adapter(const AdapterView* const& a) {
+  return a ? std::span<const AdapterView* const>(&a, 1) : std::span<const AdapterView* const>();
+}
 // Logits of the last forward: [B·T, V], or [B, V] with last_logits_only.
 const float* logits(const Workspace& ws);
 // Per-row cross-entropy of the last forward: [B·T] nats, 0 where the target was ignored.

@@ -23,7 +23,8 @@ std::vector<bool> trainable_mask(const Model& m, const std::string& regime);
 class BaseTrainer {
  public:
   // precision bf16: each step packs the current weights as bf16 for the products' forward and
-  // input-gradient passes (mixed precision); weight gradients, the master weights and AdamW stay fp32.
+  // input-gradient passes, and the weight gradients of attention, dense FFNs and the head run in bf16 too
+  // (mixed precision); the MoE experts' weight gradients, the master weights and AdamW stay fp32.
   BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg, Precision precision = Precision::fp32);
   Precision precision() const { return packs_ ? Precision::bf16 : Precision::fp32; }
   struct StepStats { double loss, aux, grad_norm; float lr; };

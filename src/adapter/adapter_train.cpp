@@ -4,19 +4,13 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/gemm_bf16.h"
-#include "heirloom/error.h"
 #include "model/frozen_weights.h"
-#include "model/workspace.h"
 #include "ops/adamw.h"
 
 namespace heirloom {
 
 AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig cfg, Precision precision)
     : base_(base), a_(adapter), cfg_(cfg) {
-  if (precision == Precision::bf16 && !bf16_gemm_available())
-    throw Error("--precision bf16 needs a CPU with AMX-BF16 (and a kernel that grants it); this one has none",
-                "use --precision fp32 or auto");
   if (a_.kind == AdapterKind::full) {
     tuned_ = clone_model(base);
     for (size_t i = 0; i < a_.params.size(); ++i) tuned_->data[i] += a_.params[i];
@@ -38,14 +32,12 @@ double AdapterTrainer::step(Workspace& ws, const Batch& batch, float lr) {
   ForwardOptions fo;
   fo.for_backward = true;
   const AdapterView* views[1] = {&view_};
-  struct UseFrozen {  // the packs apply to this step only: the caller may evaluate with the same workspace
-    Workspace& ws;
-    ~UseFrozen() { ws.frozen.reset(); }
-  } use{ws};
-  ws.frozen = frozen_w_;
-  const ForwardResult r = forward(base_, ws, batch, views, fo);
-  backward(base_, ws, views, frozen_, nullptr, &view_, &gview_, 0.f);
-  ws.frozen.reset();
+  const ForwardResult r = [&] {
+    const ScopedPacks packs(ws, frozen_w_);
+    const ForwardResult f = forward(base_, ws, batch, views, fo);
+    backward(base_, ws, views, frozen_, nullptr, &view_, &gview_, 0.f);
+    return f;
+  }();
   // Block 0's steering vector stays zero: llama.cpp's control vectors cannot express it.
   if (a_.kind == AdapterKind::steer) std::fill_n(g_.begin(), base_.config.n_embd, 0.f);
   const double norm = std::sqrt(sum_squares(g_.data(), (int64_t)g_.size()));

@@ -169,7 +169,8 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   }
   // Inference: the bf16 rows use the model packed once beforehand (as `generate` does after loading).
   std::shared_ptr<const FrozenWeights> packed;
-  if (precisions.size() > 1 && (want("forward") || want("generate"))) packed = pack_frozen(m);
+  const bool any_bf16 = std::find(precisions.begin(), precisions.end(), Precision::bf16) != precisions.end();
+  if (any_bf16 && (want("forward") || want("generate"))) packed = pack_frozen(m);
   if (want("forward")) {
     const int T = std::min(o.forward_len, c.n_ctx);
     std::vector<int32_t> t1(stream.begin(), stream.begin() + T);

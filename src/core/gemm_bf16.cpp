@@ -173,27 +173,26 @@ __attribute__((target("amx-tile"))) void tiles_off() { _tile_release(); }
 
 }  // namespace
 
-uint16_t to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-float from_bf16(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
 bool bf16_gemm_available() {
   static const bool ok = detect_amx();
   return ok;
 }
 
 namespace {
+
+// {0, step, 2·step, …, 15·step}: scatter offsets, in 32-bit words.
+__attribute__((target("avx512f")))
+__m512i lane_offsets(int step) {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(step));
+}
+
+// 16 words bf16(lo[c]) | bf16(hi[c]) << 16: one k-pair for 16 columns, as vdpbf16ps and AMX read them.
+// (maskz forms: gcc 12's plain ones warn about their own undefined pass-through operand)
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+__m512i pair_words(__m512 lo, __m512 hi) {
+  return _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(lo)),
+                         _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
+}
 
 // Every 32-bit word of the packed buffer is written (padding as zeros), so packing in place over an
 // earlier pack of the same shape leaves exactly what a fresh pack would. Seen as 32-bit words, column
@@ -208,11 +207,7 @@ void pack_rows_of_k(uint32_t* dst, const float* src, int ld, int K, int N, int K
       const __mmask16 m = (__mmask16)((1u << w) - 1);
       const __m512 lo = 2 * j < K ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j) * ld + n0) : _mm512_setzero_ps();
       const __m512 hi = 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j + 1) * ld + n0) : _mm512_setzero_ps();
-      // (maskz forms: gcc 12's plain ones warn about their own undefined pass-through operand)
-      const __m512i words =
-          _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(lo)),
-                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
-      _mm512_storeu_si512(dst + ((int64_t)(n0 / 16) * J + j) * 16, words);
+      _mm512_storeu_si512(dst + ((int64_t)(n0 / 16) * J + j) * 16, pair_words(lo, hi));
     }
 }
 
@@ -220,8 +215,7 @@ __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int n_from, int n_to, int N) {
   // B[k][n] = src[n·ld + k]: one row of src is one column of words, 32 k at a time, scattered 16 words apart.
   const int J = Kp / 2;
-  const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32(16));
+  const __m512i stride = lane_offsets(16);
   for (int n = n_from; n < n_to; ++n) {
     uint32_t* col = dst + (int64_t)(n / 16) * J * 16 + n % 16;
     const float* row = src + (int64_t)n * ld;
@@ -244,18 +238,14 @@ __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
   uint32_t* o = reinterpret_cast<uint32_t*>(out);
   const int J = Kp / 2;
-  const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32(J));
+  const __m512i stride = lane_offsets(J);
   for (int m0 = r0; m0 < r1; m0 += 16) {
     const int w = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
     const __mmask16 m = (__mmask16)((1u << w) - 1);
     for (int j = 0; j < J; ++j) {
       const __m512 lo = 2 * j < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j) * lda + m0) : _mm512_setzero_ps();
       const __m512 hi = 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j + 1) * lda + m0) : _mm512_setzero_ps();
-      const __m512i words =
-          _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(lo)),
-                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
-      _mm512_i32scatter_epi32(o + (int64_t)m0 * J + j, stride, words, 4);
+      _mm512_i32scatter_epi32(o + (int64_t)m0 * J + j, stride, pair_words(lo, hi), 4);
     }
   }
 }
@@ -309,13 +299,20 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
   }
 }
 
-PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
-  PackedB p;
+namespace {
+// Sets p's shape for B[K, N]; grows (never shrinks) its buffer.
+void shape_packed(PackedB& p, int K, int N) {
   p.K = K;
   p.N = N;
   p.Kp = round_up(K, 32);
   p.Np = round_up(N, kBlock);
-  p.data.resize((size_t)p.Kp * p.Np);
+  if (p.data.size() < (size_t)p.Kp * p.Np) p.data.resize((size_t)p.Kp * p.Np);
+}
+}  // namespace
+
+PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
+  PackedB p;
+  shape_packed(p, K, N);
   pack_b_bf16_into(p, src, ld, trans);
   return p;
 }
@@ -347,11 +344,7 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;
   thread_local PackedB packed;  // B changes every call (activations): packed per call into a reused buffer
-  packed.K = K;
-  packed.N = N;
-  packed.Kp = round_up(K, 32);
-  packed.Np = round_up(N, kBlock);
-  if (packed.data.size() < (size_t)packed.Kp * packed.Np) packed.data.resize((size_t)packed.Kp * packed.Np);
+  shape_packed(packed, K, N);
   pack_b_bf16_into(packed, B, ldb, false);
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
   const int Kp = packed.Kp;

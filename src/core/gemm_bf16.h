@@ -31,8 +31,4 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
 // True when this CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state.
 bool bf16_gemm_available();
 
-// Round-to-nearest-even float → bf16 bits, and back (the reference the tests compare against).
-uint16_t to_bf16(float x);
-float from_bf16(uint16_t h);
-
 }  // namespace heirloom

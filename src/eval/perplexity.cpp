@@ -27,9 +27,7 @@ PerplexityResult run_windows(const Model& m, std::span<const int32_t> tokens, co
   res.n_windows = (int)wins.size();
   WorkspacePtr own = scratch ? nullptr : make_workspace();
   Workspace* ws = scratch ? scratch : own.get();
-  const AdapterView* adapters[1] = {adapter};
-  std::span<const AdapterView* const> ad = adapter ? std::span<const AdapterView* const>(adapters, 1)
-                                                   : std::span<const AdapterView* const>();
+  const std::span<const AdapterView* const> ad = one_adapter(adapter);
   for (size_t w0 = 0; w0 < wins.size();) {
     // Group consecutive windows of equal length into one batch.
     size_t w1 = w0 + 1;

@@ -27,10 +27,7 @@ std::vector<int32_t> probe_tokens(const Model& m) {
 
 std::vector<float> probe_logits(const Model& m, const AdapterView* view, const std::vector<int32_t>& tokens) {
   auto ws = make_workspace();
-  const AdapterView* one[1] = {view};
-  std::span<const AdapterView* const> ads = view ? std::span<const AdapterView* const>(one, 1)
-                                                 : std::span<const AdapterView* const>();
-  forward(m, *ws, Batch{tokens.data(), nullptr, 1, (int)tokens.size()}, ads, ForwardOptions{});
+  forward(m, *ws, Batch{tokens.data(), nullptr, 1, (int)tokens.size()}, one_adapter(view), ForwardOptions{});
   return {logits(*ws), logits(*ws) + tokens.size() * (size_t)m.config.n_vocab};
 }
 

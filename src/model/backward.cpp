@@ -142,12 +142,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     zero(ws.dln);
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
-      MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
-      if (P) {
-        mw.packed_gate = P->gate.data();
-        mw.packed_up = P->up.data();
-        mw.packed_down = P->down.data();
-      }
+      const MoeWeights mw = moe_weights(W, P);
       MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down};
       MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(), ws.ddw.data(), ws.dgaux.data()};
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);

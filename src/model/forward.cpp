@@ -172,12 +172,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     }
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
-      MoeWeights mw{W.router, W.ffn_gate, W.ffn_up, W.ffn_down};
-      if (P) {
-        mw.packed_gate = P->gate.data();
-        mw.packed_up = P->up.data();
-        mw.packed_down = P->down.data();
-      }
+      const MoeWeights mw = moe_weights(W, P);
       // A router LoRA adds to the logits before routing, per segment.
       bool router_lora = false;
       for (const Segment& sg : ws.segments)

@@ -9,6 +9,9 @@ namespace heirloom {
 bool bf16_available() { return bf16_gemm_available(); }
 
 Precision resolve_precision(Precision p) {
+  if (p == Precision::bf16 && !bf16_available())
+    throw Error("--precision bf16 needs a CPU with AMX-BF16 (and a kernel that grants it); this one has none",
+                "use --precision fp32 or auto");
   if (p != Precision::automatic) return p;
   return bf16_available() ? Precision::bf16 : Precision::fp32;
 }
@@ -70,6 +73,19 @@ void repack_frozen(FrozenWeights& p, const Model& m) {
   if (p.source != m.data.data()) throw Error("internal: repacking bf16 weights from another model", "report this as a bug");
   for_each_matrix(p, m, [](PackedWeight& w, const float* src, int O, int I) { repack_weight(w, src, O, I); });
 }
+
+MoeWeights moe_weights(const LayerWeights& w, const FrozenLayer* packs) {
+  MoeWeights mw{w.router, w.ffn_gate, w.ffn_up, w.ffn_down};
+  if (packs) {
+    mw.packed_gate = packs->gate.data();
+    mw.packed_up = packs->up.data();
+    mw.packed_down = packs->down.data();
+  }
+  return mw;
+}
+
+ScopedPacks::ScopedPacks(Workspace& ws, std::shared_ptr<const FrozenWeights> packs) : ws_(ws) { ws_.frozen = std::move(packs); }
+ScopedPacks::~ScopedPacks() { ws_.frozen.reset(); }
 
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m) {
   if (!ws.frozen) return nullptr;

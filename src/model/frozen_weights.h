@@ -8,6 +8,7 @@
 #include "heirloom/engine.h"
 #include "heirloom/model.h"
 #include "ops/matmul.h"
+#include "ops/moe.h"
 
 namespace heirloom {
 
@@ -29,5 +30,21 @@ void repack_frozen(FrozenWeights& p, const Model& m);
 struct Workspace;
 // The workspace's packs if it has any (null otherwise); throws if they were packed from another model.
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m);
+
+// Sets the packs on a workspace for one training step and takes them off again, so the caller may
+// evaluate with the same workspace afterwards.
+class ScopedPacks {
+ public:
+  ScopedPacks(Workspace& ws, std::shared_ptr<const FrozenWeights> packs);
+  ~ScopedPacks();
+  ScopedPacks(const ScopedPacks&) = delete;
+  ScopedPacks& operator=(const ScopedPacks&) = delete;
+
+ private:
+  Workspace& ws_;
+};
+
+// A layer's MoE weights, with its per-expert packs when there are any.
+MoeWeights moe_weights(const LayerWeights& w, const FrozenLayer* packs);
 
 }  // namespace heirloom

@@ -52,9 +52,7 @@ std::vector<int32_t> generate(const Model& m, std::span<const int32_t> prompt, i
   auto ws = make_workspace();
   ws->frozen = std::move(bf16);
   KvCache cache = make_kv_cache(m.config, 1, m.config.n_ctx);
-  const AdapterView* ad[1] = {adapter};
-  std::span<const AdapterView* const> ads = adapter ? std::span<const AdapterView* const>(ad, 1)
-                                                    : std::span<const AdapterView* const>();
+  const std::span<const AdapterView* const> ads = one_adapter(adapter);
   ForwardOptions fo;
   fo.cache = &cache;
   fo.last_logits_only = true;

@@ -182,19 +182,17 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     float* dhg = sc.dhg + (int64_t)o * F;
     float* dhu = sc.dhu + (int64_t)o * F;
     const float* xg = s.xg + (int64_t)o * C;
-    if (w.packed_down) gemm_bf16(n_e, dy, C, w.packed_down[e].bwd, dh, F, false);
-    else gemm(false, false, n_e, F, C, 1.f, dy, C, w.down + e * fc, F, 0.f, dh, F);
+    // Input gradients through matmul_backward (bf16 on the packs when there are any); the experts' weight
+    // gradients stay fp32 sgemm even in bf16 mode.
+    std::fill_n(dh, (size_t)n_e * F, 0.f);
+    matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, w.packed_down ? w.packed_down + e : nullptr);
     if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
-    if (w.packed_gate && w.packed_up) {
-      gemm_bf16(n_e, dhg, F, w.packed_gate[e].bwd, dxg, C, false);
-      gemm_bf16(n_e, dhu, F, w.packed_up[e].bwd, dxg, C, true);
-    } else {
-      gemm(false, false, n_e, C, F, 1.f, dhg, F, w.gate + e * fc, C, 0.f, dxg, C);
-      gemm(false, false, n_e, C, F, 1.f, dhu, F, w.up + e * fc, C, 1.f, dxg, C);
-    }
+    std::fill_n(dxg, (size_t)n_e * C, 0.f);
+    matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, w.packed_gate ? w.packed_gate + e : nullptr);
+    matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, w.packed_up ? w.packed_up + e : nullptr);
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) gemm(true, false, F, C, n_e, 1.f, dhg, F, xg, C, 1.f, g.gate + e * fc, C);

@@ -140,7 +140,7 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
   const int ctx = o.seq;
   const auto personal_eval = first(held, o.eval_tokens), general_eval = first(general, o.eval_tokens);
   t0 = std::chrono::steady_clock::now();
-  eval_ws->frozen = trainer.frozen_weights();
+  eval_ws->frozen = trainer.frozen_weights();  // null for fp32, and for a full adapter (its tuned copy is scored in fp32)
   const PerplexityResult pb = perplexity_sliding(base, personal_eval, ctx, nullptr, 4, eval_ws.get());
   const PerplexityResult gb = perplexity_sliding(base, general_eval, ctx, nullptr, 4, eval_ws.get());
   rep.personal_before = pb.ppl();
@@ -154,8 +154,6 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
   const auto traj_eval = first(held, o.trajectory_tokens);
   auto trajectory_point = [&](int step) {
     const auto te = std::chrono::steady_clock::now();
-    // A full adapter evaluates its own tuned copy, which the base's packs do not describe.
-    eval_ws->frozen = &trainer.model() == &base ? trainer.frozen_weights() : nullptr;
     rep.trajectory.emplace_back(step, perplexity_sliding(trainer.model(), traj_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl());
     rep.trajectory_seconds += seconds_since(te);
   };
@@ -190,7 +188,6 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
 
   // --- after
   t0 = std::chrono::steady_clock::now();
-  eval_ws->frozen = &trainer.model() == &base ? trainer.frozen_weights() : nullptr;
   rep.personal_after = perplexity_sliding(trainer.model(), personal_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
   rep.general_after = perplexity_sliding(trainer.model(), general_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
   rep.eval_after_seconds = seconds_since(t0);

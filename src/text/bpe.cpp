@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "heirloom/error.h"
+#include "text/clean.h"
 
 namespace heirloom::bpe {
 
@@ -26,12 +27,6 @@ std::vector<const char*> regexes_for(const std::string& pre) {
   if (pre == "llama3" || pre == "llama-bpe") return {kLlama3};
   if (pre == "smollm") return {R"(\p{N})", kGpt2};
   return {};
-}
-
-// Length of the UTF-8 character starting with c, as llama.cpp counts it (lead byte only).
-size_t char_len(char c) {
-  const auto u = (unsigned char)c;
-  return u < 0xC0 ? 1 : u < 0xE0 ? 2 : u < 0xF0 ? 3 : 4;
 }
 
 struct Code {
@@ -69,7 +64,7 @@ std::vector<std::string> split(const std::vector<std::string>& pieces, const cha
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
       if (ov[1] == ov[0]) {  // an empty match cuts nothing: step over one character
         if (ov[0] >= p.size()) break;
-        pos = ov[0] + std::min(char_len(p[ov[0]]), p.size() - ov[0]);
+        pos = ov[0] + std::min(utf8_lead_len(p[ov[0]]), p.size() - ov[0]);
         continue;
       }
       if (ov[0] > start) out.emplace_back(p, start, ov[0] - start);
@@ -99,19 +94,6 @@ const ByteMap& byte_map() {
   return m;
 }
 
-void put_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += (char)cp;
-  } else if (cp < 0x800) {
-    out += (char)(0xC0 | (cp >> 6));
-    out += (char)(0x80 | (cp & 0x3F));
-  } else {  // the map stays below U+0144
-    out += (char)(0xE0 | (cp >> 12));
-    out += (char)(0x80 | ((cp >> 6) & 0x3F));
-    out += (char)(0x80 | (cp & 0x3F));
-  }
-}
-
 }  // namespace
 
 bool pretokenizer_supported(const std::string& pre) { return !regexes_for(pre).empty(); }
@@ -129,13 +111,13 @@ std::vector<std::string> pretokenize(std::string_view text, const std::string& p
 std::string bytes_to_symbols(std::string_view raw) {
   std::string out;
   out.reserve(raw.size() * 2);
-  for (const char c : raw) put_utf8(byte_map().to_cp[(unsigned char)c], out);
+  for (const char c : raw) append_utf8(out, byte_map().to_cp[(unsigned char)c]);
   return out;
 }
 
 void symbols_to_bytes(std::string_view s, std::string& out) {
   for (size_t i = 0; i < s.size();) {
-    const size_t n = std::min(char_len(s[i]), s.size() - i);
+    const size_t n = std::min(utf8_lead_len(s[i]), s.size() - i);
     uint32_t cp = n == 1 ? (unsigned char)s[i] : (unsigned char)s[i] & (0xFF >> (n + 1));
     for (size_t k = 1; k < n; ++k) cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3F);
     const auto it = byte_map().to_byte.find(cp);
@@ -159,7 +141,7 @@ void encode(const Vocab& v, const TokenIndex& idx, std::string_view text, std::v
     }
     sym.clear();
     for (size_t i = 0; i < word.size();) {
-      const size_t n = std::min(char_len(word[i]), word.size() - i);
+      const size_t n = std::min(utf8_lead_len(word[i]), word.size() - i);
       sym.emplace_back(word, i, n);
       i += n;
     }

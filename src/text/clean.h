@@ -10,6 +10,11 @@
 
 namespace heirloom {
 
+// Appends code point cp (below 0x110000) as UTF-8.
+void append_utf8(std::string& out, uint32_t cp);
+// Bytes in the character whose lead byte this is, as llama.cpp counts (from the high nibble only: 1–4).
+size_t utf8_lead_len(char lead);
+
 bool is_valid_utf8(std::string_view s);
 // Bytes that are not part of a valid UTF-8 sequence.
 int64_t count_invalid_utf8(std::string_view s);

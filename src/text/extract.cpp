@@ -73,10 +73,7 @@ uint32_t decode_at(std::string_view s, size_t i, size_t* len) {
 
 void append_code_point(std::string& out, uint32_t cp) {
   if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return;  // not a character: drop it
-  if (cp < 0x80) out += (char)cp;
-  else if (cp < 0x800) { out += (char)(0xC0 | cp >> 6); out += (char)(0x80 | (cp & 0x3F)); }
-  else if (cp < 0x10000) { out += (char)(0xE0 | cp >> 12); out += (char)(0x80 | (cp >> 6 & 0x3F)); out += (char)(0x80 | (cp & 0x3F)); }
-  else { out += (char)(0xF0 | cp >> 18); out += (char)(0x80 | (cp >> 12 & 0x3F)); out += (char)(0x80 | (cp >> 6 & 0x3F)); out += (char)(0x80 | (cp & 0x3F)); }
+  append_utf8(out, cp);
 }
 
 bool is_rule_line(std::string_view line, std::string_view chars, size_t min_len) {

@@ -9,6 +9,7 @@
 
 #include "heirloom/error.h"
 #include "text/bpe.h"
+#include "text/clean.h"
 #include "io/gguf.h"
 
 namespace heirloom {
@@ -17,12 +18,6 @@ namespace {
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
 constexpr size_t kMaxText = size_t{1} << 30;              // keeps offsets in 32 bits after escaping
-
-// llama.cpp's unicode_len_utf8: by the high nibble of the lead byte only.
-size_t utf8_len(char c) {
-  static constexpr uint8_t lut[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-  return lut[static_cast<uint8_t>(c) >> 4];
-}
 
 // "<0xHH>" -> 0..255, anything else -> -1.
 int parse_byte_token(std::string_view t) {
@@ -106,8 +101,8 @@ std::shared_ptr<const TokenIndex> Vocab::index() const {
     idx->ids.insert_or_assign(t, static_cast<int32_t>(i));
     // Every adjacent character pair inside the token, characters split as encode() splits them.
     for (size_t a = 0, la = 0; a < t.size(); a += la) {
-      la = std::min(utf8_len(t[a]), t.size() - a);
-      if (a + la < t.size()) idx->pairs.emplace(t, a, la + std::min(utf8_len(t[a + la]), t.size() - a - la));
+      la = std::min(utf8_lead_len(t[a]), t.size() - a);
+      if (a + la < t.size()) idx->pairs.emplace(t, a, la + std::min(utf8_lead_len(t[a + la]), t.size() - a - la));
     }
   }
   for (int b = 0; b < 256; ++b) {
@@ -166,7 +161,7 @@ void encode_spm(const Vocab& vocab, const TokenIndex* idx, std::string_view text
   std::vector<Symbol> sym;
   sym.reserve(s.size());
   for (size_t off = 0; off < s.size();) {
-    const size_t n = std::min(utf8_len(s[off]), s.size() - off);
+    const size_t n = std::min(utf8_lead_len(s[off]), s.size() - off);
     sym.push_back({-1, -1, static_cast<uint32_t>(off), static_cast<uint32_t>(n)});
     off += n;
   }

@@ -26,9 +26,6 @@ std::vector<bool> trainable_mask(const Model& m, const std::string& regime) {
 BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg, Precision precision)
     : grads(m.data.size(), 0.f), m1(m.data.size(), 0.f), m2(m.data.size(), 0.f), trainable_(std::move(trainable)),
       cfg_(cfg) {
-  if (precision == Precision::bf16 && !bf16_available())
-    throw Error("--precision bf16 needs a CPU with AMX-BF16 (and a kernel that grants it); this one has none",
-                "use --precision fp32 or auto");
   if (resolve_precision(precision) == Precision::bf16) packs_ = pack_frozen(m);
 }
 
@@ -38,17 +35,13 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   ForwardOptions fo;
   fo.for_backward = true;
   fo.aux_coef = aux_coef;
-  struct UsePacks {  // for this step only: the caller may evaluate with the same workspace
-    Workspace& ws;
-    ~UsePacks() { ws.frozen.reset(); }
-  } use{ws};
-  if (packs_) {
-    repack_frozen(*packs_, m);
-    ws.frozen = packs_;
-  }
-  const ForwardResult r = forward(m, ws, batch, {}, fo);
-  backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef);
-  ws.frozen.reset();
+  if (packs_) repack_frozen(*packs_, m);  // the weights changed in the last step
+  const ForwardResult r = [&] {
+    const ScopedPacks packs(ws, packs_);
+    const ForwardResult f = forward(m, ws, batch, {}, fo);
+    backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef);
+    return f;
+  }();
   double ss = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i)
     if (trainable_[i]) ss += sum_squares(grads.data() + m.tensors[i].offset, m.tensors[i].numel);

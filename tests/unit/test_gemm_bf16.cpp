@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/gemm_bf16.h"
+#include "core/half.h"
 #include "core/rng.h"
 
 namespace heirloom {
@@ -18,13 +19,13 @@ namespace {
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 TEST(Bf16, RoundingIsNearestEven) {
-  EXPECT_EQ(to_bf16(1.f), 0x3f80);
-  EXPECT_EQ(from_bf16(to_bf16(1.f)), 1.f);
+  EXPECT_EQ(f32_to_bf16(1.f), 0x3f80);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.f)), 1.f);
   // 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to the even (1); just above goes up.
-  EXPECT_EQ(from_bf16(to_bf16(1.f + 0x1p-8f)), 1.f);
-  EXPECT_EQ(from_bf16(to_bf16(1.f + 0x1p-8f + 0x1p-20f)), 1.f + 0x1p-7f);
-  EXPECT_EQ(from_bf16(to_bf16(-3.f)), -3.f);
-  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(kNaN))));
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.f + 0x1p-8f)), 1.f);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.f + 0x1p-8f + 0x1p-20f)), 1.f + 0x1p-7f);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(-3.f)), -3.f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(kNaN))));
 }
 
 struct Case {
@@ -51,7 +52,7 @@ void run(const Case& p, bool inside_parallel) {
       double acc = p.accumulate ? C[(size_t)i * ldc + j] : 0.0;
       for (int k = 0; k < p.K; ++k) {
         const float b = p.trans ? W[(size_t)j * ld + k] : W[(size_t)k * ld + j];
-        acc += (double)from_bf16(to_bf16(A[(size_t)i * lda + k])) * from_bf16(to_bf16(b));
+        acc += (double)bf16_to_f32(f32_to_bf16(A[(size_t)i * lda + k])) * bf16_to_f32(f32_to_bf16(b));
       }
       expect[(size_t)i * ldc + j] = (float)acc;
     }
@@ -106,7 +107,7 @@ void run_tn(int M, int N, int K, bool accumulate, bool inside_parallel) {
     for (int j = 0; j < N; ++j) {
       double acc = accumulate ? C[(size_t)i * ldc + j] : 0.0;
       for (int k = 0; k < K; ++k)
-        acc += (double)from_bf16(to_bf16(A[(size_t)k * lda + i])) * from_bf16(to_bf16(B[(size_t)k * ldb + j]));
+        acc += (double)bf16_to_f32(f32_to_bf16(A[(size_t)k * lda + i])) * bf16_to_f32(f32_to_bf16(B[(size_t)k * ldb + j]));
       expect[(size_t)i * ldc + j] = (float)acc;
     }
   if (inside_parallel) {
