@@ -1,4 +1,4 @@
-// A loaded base model: config, vocabulary, and every weight in one flat fp32 buffer.
+// A loaded base model: config, vocabulary, and every weight in one flat fp32 buffer (weight_buffer.h).
 // The tensor list below is the single source of truth for names, shapes and order: sizes, loading,
 // saving, initialisation, zeroing gradients and the optimizer all walk it.
 // Weights are stored [out, in] (PyTorch order); GGUF ne is the reverse. q, k, v of a layer are adjacent,
@@ -10,6 +10,7 @@
 
 #include "heirloom/config.h"
 #include "heirloom/vocab.h"
+#include "heirloom/weight_buffer.h"
 
 namespace heirloom {
 
@@ -50,7 +51,7 @@ class Model {
   ModelConfig config;
   Vocab vocab;
   std::vector<TensorSpec> tensors;
-  std::vector<float> data;
+  WeightBuffer data;  // mapped from an F32 file where its layout allows, else owned
   Weights w;
 
   Model() = default;

@@ -254,7 +254,7 @@ Bytes Bytes::map_file(const std::string& path) {
     ::close(fd);
     return b;
   }
-  void* p = ::mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* p = ::mmap(nullptr, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   const int err = errno;
   ::close(fd);  // the mapping keeps the file
   if (p == MAP_FAILED) throw Error("cannot map " + path + ": " + std::strerror(err), "check the file is readable");

@@ -75,8 +75,9 @@ struct ShapeProblem {
 };
 std::optional<ShapeProblem> check_shape(const std::vector<int64_t>& ne, int32_t type_id);
 
-// A file's bytes: owned (read_bytes) or a read-only memory map of the file (read_file), so a model's tensor
-// data is read from the page cache rather than copied into a buffer first.
+// A file's bytes: owned (read_bytes) or a private (copy-on-write) memory map of the file (read_file), so a
+// model's tensor data is read from the page cache rather than copied into a buffer first. The mapping is
+// writable so that a model whose F32 tensors are used in place can be changed without touching the file.
 class Bytes {
  public:
   Bytes() = default;
@@ -87,6 +88,7 @@ class Bytes {
   bool empty() const { return size_ == 0; }
   uint8_t operator[](size_t i) const { return data_[i]; }
   bool mapped() const { return mapped_; }
+  const std::shared_ptr<const void>& keeper() const { return owner_; }  // keeps the bytes alive
 
  private:
   std::shared_ptr<const void> owner_;  // the vector, or the mapping (unmapped with its last copy)

@@ -29,6 +29,7 @@ void write_model_keys(gguf::Writer& w, const Model& m, StorageType storage) {
   // llama_ftype: 0 all F32, 1 mostly F16, 7 mostly Q8_0, 32 mostly BF16
   const uint32_t ftype[] = {0, 1, 32, 7};
   w.set_u32("general.file_type", ftype[(int)storage]);
+  if (storage == StorageType::q8_0) w.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
   w.set_u32("llama.context_length", c.n_ctx);
   w.set_u32("llama.embedding_length", c.n_embd);
   w.set_u32("llama.block_count", c.n_layer);
@@ -65,7 +66,9 @@ const char* storage_name(StorageType s) {
 }
 
 TensorType stored_type(const TensorSpec& s, StorageType storage) {
-  if (storage == StorageType::f32 || s.is_norm() || s.shape.size() < 2) return TensorType::F32;
+  // The MoE router stays F32 too, as llama.cpp's converter and llama-quantize keep it.
+  if (storage == StorageType::f32 || s.is_norm() || s.shape.size() < 2 || s.role == TensorRole::ffn_gate_inp)
+    return TensorType::F32;
   if (storage == StorageType::q8_0 && s.shape.back() % kQ8_0Block == 0) return TensorType::Q8_0;
   if (storage == StorageType::bf16) return TensorType::BF16;
   return TensorType::F16;
@@ -146,6 +149,20 @@ void load_tensors_into(const gguf::File& f, const std::vector<TensorSpec>& specs
   }
 }
 
+// Where a mapped file holds every tensor as F32, back to back in the model's own order (as save_model writes
+// them when each tensor's size is a multiple of the alignment), the weights are used where they lie.
+static float* f32_in_place(const gguf::File& f, const std::vector<TensorSpec>& specs) {
+  if (!f.bytes.mapped()) return nullptr;
+  const uint8_t* first = f.tensor_data(*f.find_tensor(specs.front().name));
+  if (reinterpret_cast<uintptr_t>(first) % alignof(float) != 0) return nullptr;
+  for (const auto& s : specs) {
+    const gguf::TensorInfo* t = f.find_tensor(s.name);
+    if (t->type != gguf::TensorType::F32 || f.tensor_data(*t) != first + s.offset * (int64_t)sizeof(float))
+      return nullptr;
+  }
+  return const_cast<float*>(reinterpret_cast<const float*>(first));  // a private, writable mapping
+}
+
 Model model_from_file(const gguf::File& f) {
   Model m;
   m.config = read_model_config(f);
@@ -165,8 +182,13 @@ Model model_from_file(const gguf::File& f) {
       throw Error(f.path + ": tensor '" + s.name + "' has shape " + shape_str(t->ne) + ", expected " +
                   shape_str(reversed(s.shape)) + " from the model's keys");
   }
-  m.data.assign(m.tensors.back().offset + m.tensors.back().numel, 0.f);
-  load_tensors_into(f, m.tensors, m.data.data());
+  const size_t n = m.tensors.back().offset + m.tensors.back().numel;
+  if (float* in_place = f32_in_place(f, m.tensors)) {
+    m.data = WeightBuffer::view(f.bytes.keeper(), in_place, n);
+  } else {
+    m.data.assign(n, 0.f);
+    load_tensors_into(f, m.tensors, m.data.data());
+  }
   m.w = bind_weights(m.config, m.tensors, m.data.data());
   return m;
 }

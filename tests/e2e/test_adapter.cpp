@@ -250,7 +250,7 @@ TEST(Adapter, TrainingLowersHeldOutLossOnRealText) {
       tr.step(base, *ws, Batch{tok.data(), tgt.data(), 8, 64}, 3e-3f, 0.f);
     }
   }
-  const std::vector<float> before_weights = base.data;
+  const WeightBuffer before_weights = base.data;
   const size_t cut = heldout_cut(manual, 0.15);
   const std::vector<int32_t> train = encode(base.vocab, manual.substr(0, cut), true);
   const std::vector<int32_t> held = encode(base.vocab, manual.substr(cut), true);

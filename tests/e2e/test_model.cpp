@@ -10,6 +10,7 @@
 
 #include "core/half.h"
 #include "core/rng.h"
+#include "heirloom/adapter.h"
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
 #include "heirloom/generate.h"
@@ -233,16 +234,22 @@ TEST(Model, SaveLoadRoundTripsBitExactly) {
     save_model(m, p, StorageType::f32);
     Model r = load_model(p);
     EXPECT_EQ(r.data, m.data);
+    EXPECT_TRUE(r.data.mapped()) << "an F32 file in the model's own order is used where it is mapped";
     EXPECT_EQ(r.fingerprint(), m.fingerprint());
+    r.data[0] += 1.f;  // a private mapping: the change stays in this process
+    EXPECT_EQ(load_model(p).data, m.data);
+    EXPECT_FALSE(clone_model(r).data.mapped());
     EXPECT_EQ(r.config.n_expert, m.config.n_expert);
     EXPECT_EQ(r.vocab.tokens, m.vocab.tokens);
     EXPECT_FALSE(std::filesystem::exists(p + ".tmp." + std::to_string(getpid())));
     save_model(m, p, StorageType::f16);  // F16 matrices: each value is the nearest half
     Model h = load_model(p);
+    EXPECT_FALSE(h.data.mapped());  // converted on load
     for (const auto& s : m.tensors)
       for (int64_t i = 0; i < s.numel; i += 97) {
         const float v = m.data[s.offset + i];
-        EXPECT_EQ(h.data[s.offset + i], s.is_norm() ? v : f16_to_f32(f32_to_f16(v))) << s.name;
+        const bool f32 = s.is_norm() || s.role == TensorRole::ffn_gate_inp;  // router stays F32, as in llama.cpp
+        EXPECT_EQ(h.data[s.offset + i], f32 ? v : f16_to_f32(f32_to_f16(v))) << s.name;
       }
     std::filesystem::remove(p);
   }
