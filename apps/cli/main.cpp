@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   reg(add_bet);
   reg(add_overlap);
   reg(add_inherit);
+  reg(add_tokenize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

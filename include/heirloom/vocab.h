@@ -102,7 +102,9 @@ std::string decode(const Vocab& vocab, std::span<const int32_t> ids);
 std::string token_piece(const Vocab& vocab, int32_t id);
 
 void write_vocab(gguf::Writer& w, const Vocab& vocab);
-// Validates: model "llama", equal-length arrays, ids in range, byte tokens spelled <0xXX>.
+// Validates: model "llama" or "gpt2" (with a known pre-tokenizer), equal-length arrays, ids in range, byte tokens spelled <0xXX>.
 Vocab read_vocab(const gguf::File& f);
+// The vocabulary of a GGUF file (a model, or a vocabulary-only file such as llama.cpp's ggml-vocab-*.gguf).
+Vocab load_vocab(const std::string& path);
 
 }  // namespace heirloom

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -22,10 +23,17 @@ constexpr const char* kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\
 constexpr const char* kLlama3 =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+bool one_of(const std::string& s, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (s == n) return true;
+  return false;
+}
+
 std::vector<const char*> regexes_for(const std::string& pre) {
-  if (pre == "gpt2") return {kGpt2};
-  if (pre == "llama3" || pre == "llama-bpe") return {kLlama3};
-  if (pre == "smollm") return {R"(\p{N})", kGpt2};
+  const std::string k = pretokenizer_kind(pre);
+  if (k == "gpt-2") return {kGpt2};
+  if (k == "llama3") return {kLlama3};
+  if (k == "smollm") return {R"(\p{N})", kGpt2};
   return {};
 }
 
@@ -96,12 +104,23 @@ const ByteMap& byte_map() {
 
 }  // namespace
 
-bool pretokenizer_supported(const std::string& pre) { return !regexes_for(pre).empty(); }
+// The names llama.cpp (llama-vocab.cpp) maps to each of its pre-tokenizer types that heirloom implements.
+std::string pretokenizer_kind(const std::string& pre) {
+  if (one_of(pre, {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",
+                   "modern-bert"}))
+    return "gpt-2";
+  if (one_of(pre, {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"}))
+    return "llama3";
+  if (pre == "smollm") return "smollm";
+  return "";
+}
+
+bool pretokenizer_supported(const std::string& pre) { return !pretokenizer_kind(pre).empty(); }
 
 std::vector<std::string> pretokenize(std::string_view text, const std::string& pre) {
   const std::vector<const char*> res = regexes_for(pre);
   if (res.empty())
-    throw Error("pre-tokenizer '" + pre + "' is not supported", "heirloom knows gpt2, llama3 (llama-bpe) and smollm");
+    throw Error("pre-tokenizer '" + pre + "' is not supported", kKnownPretokenizers);
   std::vector<std::string> pieces;
   if (!text.empty()) pieces.emplace_back(text);
   for (const char* re : res) pieces = split(pieces, re);
@@ -128,7 +147,7 @@ void symbols_to_bytes(std::string_view s, std::string& out) {
 }
 
 void encode(const Vocab& v, const TokenIndex& idx, std::string_view text, std::vector<int32_t>& out) {
-  const bool whole_pieces = v.pre == "llama3" || v.pre == "llama-bpe";  // llama.cpp's ignore_merges
+  const bool whole_pieces = pretokenizer_kind(v.pre) == "llama3";  // llama.cpp's ignore_merges
   std::vector<std::string> sym;
   std::string key;
   for (const std::string& piece : pretokenize(text, v.pre)) {

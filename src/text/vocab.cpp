@@ -338,7 +338,7 @@ Vocab read_vocab(const gguf::File& f) {
     v.pre = f.get_string("tokenizer.ggml.pre", "default");
     if (!bpe::pretokenizer_supported(v.pre))
       throw Error(f.path + ": tokenizer.ggml.pre: the pre-tokenizer \"" + v.pre + "\" is not supported",
-                  "heirloom knows gpt2, llama3 (llama-bpe) and smollm");
+                  bpe::kKnownPretokenizers);
     v.merges = f.get_string_array("tokenizer.ggml.merges");
     for (const std::string& m : v.merges)
       if (m.find(' ') == std::string::npos || m.find(' ') == 0 || m.find(' ') + 1 == m.size())
@@ -373,7 +373,9 @@ Vocab read_vocab(const gguf::File& f) {
   v.bos_id = read_id("tokenizer.ggml.bos_token_id", 1);
   v.eos_id = read_id("tokenizer.ggml.eos_token_id", 2);
   v.unk_id = read_id("tokenizer.ggml.unknown_token_id", 0);
-  v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", true);
+  // Without the key, llama.cpp adds BOS for SentencePiece vocabularies and for the llama3 family of BPE
+  // pre-tokenizers, not for gpt-2 or smollm.
+  v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", model == "llama" || bpe::pretokenizer_kind(v.pre) == "llama3");
   v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", model == "llama");
   for (size_t i = 0; i < n; ++i) {
     if (model == "llama" && v.types[i] == kTokenByte && parse_byte_token(v.tokens[i]) < 0) {
@@ -385,5 +387,7 @@ Vocab read_vocab(const gguf::File& f) {
   v.index();  // build once here rather than on the first encode
   return v;
 }
+
+Vocab load_vocab(const std::string& path) { return read_vocab(gguf::read_file(path)); }
 
 }  // namespace heirloom

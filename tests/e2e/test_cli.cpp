@@ -18,7 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(Cli, EveryCommandHasHelp) {
-  for (const char* c : {"pretrain", "eval", "generate", "bench", "personalize", "export", "bet", "overlap"}) {
+  for (const char* c : {"pretrain", "eval", "generate", "bench", "personalize", "export", "bet", "overlap", "inherit",
+                        "tokenize"}) {
     const CliResult r = run(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("--threads"), std::string::npos) << c;
@@ -47,6 +48,15 @@ TEST(Cli, PretrainEvalGenerateEndToEnd) {
   r = run("generate --model " + d / "m.gguf" + " --prompt Every -n 5 --temperature 0 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"tokens\""), std::string::npos);
+  // tokenize prints what encode gives, with BOS unless --no-bos.
+  const std::vector<int32_t> ids = encode(load_vocab(d / "m.gguf"), "Every person", false);
+  std::string want;
+  for (int32_t id : ids) want += (want.empty() ? "" : " ") + std::to_string(id);
+  r = run("tokenize --model " + d / "m.gguf" + " -p 'Every person' --ids --no-bos");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, want + "\n");
+  r = run("tokenize --model " + d / "m.gguf" + " -p 'Every person' --ids");
+  EXPECT_EQ(r.out, "1 " + want + "\n");
 }
 
 TEST(Cli, BadInputIsAMessageAndExitCodeAndNothingWritten) {

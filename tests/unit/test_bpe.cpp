@@ -16,10 +16,10 @@ namespace {
 using Pieces = std::vector<std::string>;
 
 TEST(Bpe, Gpt2PreTokenizerSplitsAsTheRegexSays) {
-  EXPECT_EQ(bpe::pretokenize("Hello world's 123  test\n", "gpt2"),
+  EXPECT_EQ(bpe::pretokenize("Hello world's 123  test\n", "gpt-2"),
             (Pieces{"Hello", " world", "'s", " 123", " ", " test", "\n"}));
-  EXPECT_EQ(bpe::pretokenize("", "gpt2"), Pieces{});
-  EXPECT_EQ(bpe::pretokenize("naïve café", "gpt2"), (Pieces{"na\xC3\xAFve", " caf\xC3\xA9"}));
+  EXPECT_EQ(bpe::pretokenize("", "gpt-2"), Pieces{});
+  EXPECT_EQ(bpe::pretokenize("naïve café", "gpt-2"), (Pieces{"na\xC3\xAFve", " caf\xC3\xA9"}));
 }
 
 TEST(Bpe, Llama3PreTokenizerGroupsDigitsInThreesAndKeepsNewlinesWithPunctuation) {
@@ -35,10 +35,23 @@ TEST(Bpe, SmollmSplitsEveryDigitFirst) {
 
 TEST(Bpe, PiecesAlwaysConcatenateToTheText) {
   const std::string text = "Tabs\tand  spaces \r\n x=1,234.5; \xFF\xFE invalid \xE2\x82 cut, emoji \xF0\x9F\x98\x80!";
-  for (const char* pre : {"gpt2", "llama3", "smollm"}) {
+  for (const char* pre : {"gpt-2", "llama3", "smollm"}) {
     std::string joined;
     for (const std::string& p : bpe::pretokenize(text, pre)) joined += p;
     EXPECT_EQ(joined, text) << pre;
+  }
+}
+
+TEST(Bpe, PreTokenizersGoByLlamaCppsNames) {
+  const std::string text = "Hello world's 12345 naïve\n\n  x";
+  for (const char* alias : {"phi-2", "jina-es", "modern-bert"})
+    EXPECT_EQ(bpe::pretokenize(text, alias), bpe::pretokenize(text, "gpt-2")) << alias;
+  for (const char* alias : {"llama-bpe", "llama-v3", "falcon3", "pixtral"})
+    EXPECT_EQ(bpe::pretokenize(text, alias), bpe::pretokenize(text, "llama3")) << alias;
+  EXPECT_NE(bpe::pretokenize(text, "gpt-2"), bpe::pretokenize(text, "llama3"));  // "12345": one piece vs 123|45
+  for (const char* unknown : {"gpt2", "default", "qwen2", ""}) {  // llama.cpp itself refuses "gpt2"
+    EXPECT_FALSE(bpe::pretokenizer_supported(unknown)) << unknown;
+    EXPECT_THROW(bpe::pretokenize(text, unknown), Error) << unknown;
   }
 }
 
@@ -54,7 +67,7 @@ TEST(Bpe, ByteMapIsGpt2sAndInvertible) {
 }
 
 // Every byte as a token, then the given merged tokens and merges.
-Vocab byte_level(std::vector<std::string> extra, std::vector<std::string> merges, std::string pre = "gpt2") {
+Vocab byte_level(std::vector<std::string> extra, std::vector<std::string> merges, std::string pre = "gpt-2") {
   Vocab v;
   v.model = "gpt2";
   v.pre = std::move(pre);
@@ -98,7 +111,7 @@ TEST(Bpe, Llama3TakesWholePiecesThatAreTokens) {
   // "Ġworld" is a token but no merge builds it: llama3 uses it whole, gpt2 spells it out.
   const Vocab l3 = byte_level({"\xC4\xA0world"}, {}, "llama3");
   EXPECT_EQ(encode(l3, " world", false), (std::vector<int32_t>{id_of(l3, "\xC4\xA0world")}));
-  const Vocab g2 = byte_level({"\xC4\xA0world"}, {}, "gpt2");
+  const Vocab g2 = byte_level({"\xC4\xA0world"}, {}, "gpt-2");
   EXPECT_EQ(encode(g2, " world", false).size(), 6u);
 }
 
@@ -138,6 +151,20 @@ TEST(Bpe, ModelWithAGpt2VocabularyRoundTripsThroughGguf) {
     }
   }
   std::filesystem::remove(path);
+}
+
+// Without tokenizer.ggml.add_bos_token, BOS follows llama.cpp's defaults: added for the llama3 family of
+// pre-tokenizers, not for gpt-2 or smollm (llama-tokenize on GPT-2's vocabulary prints no BOS).
+TEST(Bpe, BosDefaultFollowsLlamaCppWhenTheKeyIsAbsent) {
+  for (const auto& [pre, want] : {std::pair{"gpt-2", false}, std::pair{"smollm", false}, std::pair{"llama-bpe", true},
+                                  std::pair{"llama3", true}}) {
+    gguf::Writer full;
+    write_vocab(full, byte_level({}, {}, pre));
+    gguf::Writer w;  // the same keys but add_bos_token
+    for (const gguf::KeyValue& kv : gguf::read_bytes(full.to_bytes()).kv)
+      if (kv.key != "tokenizer.ggml.add_bos_token") w.set(kv.key, kv.value);
+    EXPECT_EQ(read_vocab(gguf::read_bytes(w.to_bytes())).add_bos, want) << pre;
+  }
 }
 
 // User-defined tokens are cut out before either algorithm runs, longest token first over every piece
