@@ -39,10 +39,14 @@ for k in norm lora steer; do
   "$H" personalize --base "$BASE" --text "$CORPUS/train.txt" --heldout "$CORPUS/heldout.txt" --kind "$k" \
     --out "$W/$k.gguf" >/dev/null 2>&1
 done
+log "training $PERSON's lora adapter on the MoE experts and router"
+"$H" personalize --base "$BASE" --text "$CORPUS/train.txt" --heldout "$CORPUS/heldout.txt" --kind lora \
+  --targets q,v,router,gate,up,down --out "$W/lora-moe.gguf" >/dev/null 2>&1
 # An F32 base, so that the LoRA and control-vector rows compare the same arithmetic on both sides.
 "$H" export --base "$BASE" --out "$W/base-f32.gguf" --type f32 >/dev/null
 for t in f32 f16 q8_0; do "$H" export --base "$BASE" --adapter "$W/norm.gguf" --out "$W/norm-$t.gguf" --type "$t" >/dev/null; done
 "$H" export --base "$W/base-f32.gguf" --adapter "$W/lora.gguf" --lora "$W/lora.llama.gguf" >/dev/null
+"$H" export --base "$W/base-f32.gguf" --adapter "$W/lora-moe.gguf" --lora "$W/lora-moe.llama.gguf" >/dev/null
 "$H" export --base "$W/base-f32.gguf" --adapter "$W/steer.gguf" --control-vector "$W/steer.cv.gguf" >/dev/null
 
 TEXT="$CORPUS/heldout.txt"
@@ -67,7 +71,9 @@ echo "|---|---:|---:|---:|"
 row "merged norm, F32" "--model $W/norm-f32.gguf" -m "$W/norm-f32.gguf"
 row "merged norm, F16" "--model $W/norm-f16.gguf" -m "$W/norm-f16.gguf"
 row "merged norm, Q8_0 (llama.cpp --no-repack)" "--model $W/norm-q8_0.gguf" -m "$W/norm-q8_0.gguf" -nr
-row "F32 base + LoRA (--lora)" "--model $W/base-f32.gguf --adapter $W/lora.gguf" -m "$W/base-f32.gguf" --lora "$W/lora.llama.gguf"
+row "F32 base + --lora (q, k, v, o)" "--model $W/base-f32.gguf --adapter $W/lora.gguf" -m "$W/base-f32.gguf" --lora "$W/lora.llama.gguf"
+row "F32 base + --lora (q, v, router, experts' gate/up/down, 3-D)" "--model $W/base-f32.gguf --adapter $W/lora-moe.gguf" \
+  -m "$W/base-f32.gguf" --lora "$W/lora-moe.llama.gguf"
 row "F32 base + control vector (--control-vector)" "--model $W/base-f32.gguf --adapter $W/steer.gguf" \
   -m "$W/base-f32.gguf" --control-vector "$W/steer.cv.gguf"
 

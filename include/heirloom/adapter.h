@@ -107,6 +107,20 @@ std::string adapter_checksum(const Adapter& a, const ModelConfig& c, StorageType
 // Reads and checks an adapter file: structure, checksum, finite values, and that it was made for `base`
 // (refused with both fingerprints otherwise).
 Adapter load_adapter(const std::string& path, const Model& base);
+// The same from a file's bytes (`name` for messages), e.g. an adapter kept in the estate registry.
+Adapter load_adapter_bytes(std::vector<uint8_t> bytes, const std::string& name, const Model& base);
+
+// What an adapter file says about itself, read without its base: kind, origin, lineage, and whether the
+// tensor data still matches the checksum stored in it (info.sha256 is the stored one).
+struct AdapterHeader {
+  AdapterKind kind = AdapterKind::norm;
+  AdapterInfo info;
+  Lineage lineage;
+  int branches = 0;  // a concatenated heir's
+  bool checksum_ok = false;
+};
+// Error when the bytes are not an adapter file.
+AdapterHeader read_adapter_header(std::vector<uint8_t> bytes, const std::string& name);
 // A steering adapter as a llama.cpp control vector (direction.1 .. direction.L-1).
 void save_control_vector(const Adapter& a, const ModelConfig& c, const std::string& path);
 

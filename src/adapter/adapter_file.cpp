@@ -13,6 +13,7 @@
 #include "core/half.h"
 #include "core/sha256.h"
 #include "heirloom/adapter.h"
+#include "core/clock.h"
 #include "heirloom/error.h"
 #include "io/gguf.h"
 
@@ -51,15 +52,6 @@ std::vector<Part> file_parts(const Adapter& a, const ModelConfig& c) {
     }
   }
   return {};
-}
-
-std::string now_iso8601() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::string ne_str(const std::vector<int64_t>& ne) {
@@ -150,7 +142,7 @@ std::string save_adapter(const Adapter& a, const ModelConfig& c, const std::stri
   if (a.kind == AdapterKind::lora) w.set_f32("adapter.lora.alpha", a.lora.alpha);
   w.set_string("heirloom.base", a.info.base_fingerprint);
   w.set_string("heirloom.owner", a.info.owner);
-  w.set_string("heirloom.created", a.info.created.empty() ? now_iso8601() : a.info.created);
+  w.set_string("heirloom.created", a.info.created.empty() ? utc_now_iso8601() : a.info.created);
   w.set_u32("heirloom.steps", (uint32_t)a.info.steps);
   w.set_u32("heirloom.batch", (uint32_t)a.info.batch);
   w.set_u32("heirloom.seq", (uint32_t)a.info.seq);
@@ -170,28 +162,41 @@ std::string save_adapter(const Adapter& a, const ModelConfig& c, const std::stri
   return e.sha256;
 }
 
-Adapter load_adapter(const std::string& path, const Model& base) {
-  const gguf::File f = gguf::read_file(path);
+namespace {
+
+void require_adapter_type(const gguf::File& f) {
+  const std::string& path = f.path;
   const std::string type = f.get_string("general.type", "model");
   if (type != "adapter")
     throw Error(path + ": general.type is '" + type + "', expected 'adapter'",
                 "this looks like a model file; pass it as --base, and an adapter made by `heirloom personalize` as --adapter");
+}
+
+AdapterInfo read_info(const gguf::File& f) {
+  AdapterInfo i;
+  i.base_fingerprint = f.get_string("heirloom.base");
+  i.owner = f.get_string("heirloom.owner", "");
+  i.created = f.get_string("heirloom.created", "");
+  i.steps = (int)f.get_u32("heirloom.steps", 0);
+  i.batch = (int)f.get_u32("heirloom.batch", 0);
+  i.seq = (int)f.get_u32("heirloom.seq", 0);
+  i.lr = f.get_f32("heirloom.lr", 0.f);
+  i.tokens = (int64_t)f.get_u64("heirloom.tokens", 0);
+  i.seed = f.get_u64("heirloom.seed", 0);
+  return i;
+}
+
+Adapter adapter_from_file(const gguf::File& f, const Model& base) {
+  const std::string& path = f.path;
+  require_adapter_type(f);
   Adapter a;
   a.kind = parse_adapter_kind(f.get_string("adapter.type"));
-  a.info.base_fingerprint = f.get_string("heirloom.base");
+  a.info = read_info(f);
   const std::string want = base.fingerprint();
   if (a.info.base_fingerprint != want)
     throw Error(path + " was trained on the base with fingerprint " + a.info.base_fingerprint +
                     ", but the loaded base has fingerprint " + want,
                 "an adapter only means something on its own base; pass that base with --base");
-  a.info.owner = f.get_string("heirloom.owner", "");
-  a.info.created = f.get_string("heirloom.created", "");
-  a.info.steps = (int)f.get_u32("heirloom.steps", 0);
-  a.info.batch = (int)f.get_u32("heirloom.batch", 0);
-  a.info.seq = (int)f.get_u32("heirloom.seq", 0);
-  a.info.lr = f.get_f32("heirloom.lr", 0.f);
-  a.info.tokens = (int64_t)f.get_u64("heirloom.tokens", 0);
-  a.info.seed = f.get_u64("heirloom.seed", 0);
   a.lineage = read_lineage(f);
   const ModelConfig& c = base.config;
   if (a.kind == AdapterKind::lora) {
@@ -240,6 +245,29 @@ Adapter load_adapter(const std::string& path, const Model& base) {
   a.info.sha256 = sum;
   for (Adapter& b : a.branches) b.info.sha256 = sum;
   return a;
+}
+
+}  // namespace
+
+Adapter load_adapter(const std::string& path, const Model& base) { return adapter_from_file(gguf::read_file(path), base); }
+
+Adapter load_adapter_bytes(std::vector<uint8_t> bytes, const std::string& name, const Model& base) {
+  return adapter_from_file(gguf::read_bytes(std::move(bytes), name), base);
+}
+
+AdapterHeader read_adapter_header(std::vector<uint8_t> bytes, const std::string& name) {
+  const gguf::File f = gguf::read_bytes(std::move(bytes), name);
+  require_adapter_type(f);
+  AdapterHeader h;
+  h.kind = parse_adapter_kind(f.get_string("adapter.type"));
+  h.info = read_info(f);
+  h.lineage = read_lineage(f);
+  h.branches = (int)f.get_u32("heirloom.branches", 0);
+  h.info.sha256 = f.get_string("heirloom.sha256");
+  Sha256 sha;  // the tensors in file order are the order save_adapter hashed them in
+  for (const auto& t : f.tensors) sha.update(f.tensor_data(t), t.nbytes());
+  h.checksum_ok = sha.hex() == h.info.sha256;
+  return h;
 }
 
 void save_control_vector(const Adapter& a, const ModelConfig& c, const std::string& path) {
