@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "commands.h"
 #include "heirloom/corpus.h"
 #include "heirloom/error.h"
+#include "heirloom/estate.h"
 #include "heirloom/inherit.h"
 #include "heirloom/model.h"
 #include "heirloom/personalize.h"
@@ -42,13 +44,19 @@ Action add_inherit(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("inherit", "inherit a parent's adapter: see the overlap regime and what it will keep, then accept");
   struct Opts {
     std::string base, parent, child, scheme = "auto", out, parent_text, general, corpus_dir, owner, precision = "auto";
+    std::string registry, key;
     std::vector<std::string> child_texts;
     PersonalizeOptions p;
     bool accept = false, keep_both = false, f32 = false;
     int ctx = 0;
   };
   auto o = std::make_shared<Opts>();
-  sub->add_option("--parent", o->parent, "the parent's adapter (GGUF): the estate")->required()->check(CLI::ExistingFile);
+  sub->add_option("--parent", o->parent, "the parent's adapter (GGUF): the estate; with --registry, its id, id prefix or owner's name")
+      ->required();
+  sub->add_option("--registry", o->registry,
+                  "inherit through the estate registry: only a successor (--owner) the parent's owner designated may, and the "
+                  "heir is stored there signed with the successor's key");
+  sub->add_option("--key", o->key, "with --registry: the successor's secret key (default: the estate's key folder, OWNER.key)");
   auto* child = sub->add_option("--child", o->child, "the child's own adapter, already trained on the same base")->check(CLI::ExistingFile);
   sub->add_option("--child-text", o->child_texts, "the child's text: their adapter is trained first (with the parent's kind)")
       ->expected(1, -1)->check(CLI::ExistingFile);
@@ -77,8 +85,22 @@ Action add_inherit(CLI::App& app, Common& common) {
     const Model base = load_model(base_path);
     const ModelConfig& mc = base.config;
     const bool say = !common.json;
-    const Adapter parent = load_adapter(o->parent, base);
     const char* user = std::getenv("USER");
+    // Through the registry, consent and integrity come first: a designated successor, verified signatures.
+    std::optional<estate::Registry> registry;
+    estate::KeyPair successor_key;
+    Adapter parent;
+    if (!o->registry.empty()) {
+      if (o->owner.empty()) throw Error("inheriting through the registry needs the successor's name", "pass --owner NAME");
+      registry = estate::Registry::open(o->registry);
+      successor_key = estate::load_secret_key(key_path(o->key, o->owner));
+      const estate::AdapterRecord rec = registry->resolve(o->parent);
+      parent = load_adapter_bytes(registry->file_for_inheritance(rec.id, o->owner), "registry adapter " + rec.id.substr(0, 12), base);
+    } else {
+      if (!std::filesystem::is_regular_file(o->parent))
+        throw Error("--parent: no such file " + o->parent, "pass the parent's adapter file, or --registry DB to name it by id or owner");
+      parent = load_adapter(o->parent, base);
+    }
 
     // The child's adapter: given, or trained now with the parent's kind and shape.
     PersonalizeOptions p = o->p;
@@ -178,6 +200,8 @@ Action add_inherit(CLI::App& app, Common& common) {
 
     const std::string sha = save_adapter(heir, mc, out, o->f32 ? StorageType::f32 : StorageType::f16);
     const uintmax_t bytes = std::filesystem::file_size(out);
+    std::string registry_id;
+    if (registry) registry_id = registry->add_adapter(read_file_bytes(out), successor_key, o->owner).id;
     nlohmann::json measured = nlohmann::json::array();
     for (const DomainRow& r : rows) {
       const double pure = r.domain == "parent" ? r.parent : r.child;
@@ -189,7 +213,8 @@ Action add_inherit(CLI::App& app, Common& common) {
       print_json({{"accepted", true}, {"heir", out}, {"heir_bytes", bytes}, {"heir_sha256", sha}, {"scheme", scheme.spec()},
                   {"scheme_params", scheme.describe()}, {"why", why}, {"generation", heir.lineage.generation},
                   {"overlap", inherit::to_json(ov)}, {"predicted", predicted}, {"measured", measured},
-                  {"lora_energy_kept", energy}, {"parent_sha256", parent.info.sha256}, {"child_sha256", child_adapter.info.sha256}});
+                  {"lora_energy_kept", energy}, {"parent_sha256", parent.info.sha256}, {"child_sha256", child_adapter.info.sha256},
+                  {"registry_id", registry_id}});
       return 0;
     }
     if (!rows.empty()) {
@@ -209,6 +234,7 @@ Action add_inherit(CLI::App& app, Common& common) {
     if (energy < 0.999) std::printf("LoRA: the merged products were factored to rank %d, keeping %.1f %% of their energy\n", heir.lora.rank, 100 * energy);
     std::printf("heir: %s, %ju bytes, generation %d, scheme %s (lineage recorded: parent %.12s…, child %.12s…)\n", out.c_str(), bytes,
                 heir.lineage.generation, scheme.spec().c_str(), parent.info.sha256.c_str(), child_adapter.info.sha256.c_str());
+    if (registry) std::printf("stored in the registry as %.12s, signed by %s\n", registry_id.c_str(), o->owner.c_str());
     return 0;
   };
 }

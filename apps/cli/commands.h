@@ -30,6 +30,7 @@ Action add_bet(CLI::App& app, Common& common);
 Action add_overlap(CLI::App& app, Common& common);
 Action add_inherit(CLI::App& app, Common& common);
 Action add_tokenize(CLI::App& app, Common& common);
+Action add_estate(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // --precision auto|bf16|fp32: the arithmetic of the frozen base's matrix products.
@@ -38,6 +39,9 @@ void add_precision_option(CLI::App& sub, std::string& precision);
 std::string resolve_model(const std::string& given);
 void apply_threads(const Common& common);
 void print_json(const nlohmann::json& j);
+// The estate's secret key of a person: `given`, else the default key folder's NAME.key.
+std::string key_path(const std::string& given, const std::string& person);
+std::vector<uint8_t> read_file_bytes(const std::string& path);  // Error when unreadable
 
 // Adapters given on the command line, loaded onto (and checked against) a base.
 struct LoadedAdapters {

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   reg(add_overlap);
   reg(add_inherit);
   reg(add_tokenize);
+  reg(add_estate);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,8 @@
 // The estate registry on SQLite. See include/heirloom/estate.h.
 // Durability: WAL journal with synchronous=FULL; each public write is one BEGIN IMMEDIATE transaction, and an
 // adapter's file is a column of its row, so no row exists without its bytes and no bytes without their row.
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -56,6 +58,13 @@ bool valid_name(const std::string& n) {
   for (char c : n)
     if (!(std::isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.')) return false;
   return true;
+}
+
+// A float as its shortest decimal (1e-2, not 0.009999999776).
+double as_written(float x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", x);
+  return std::strtod(buf, nullptr);
 }
 
 bool is_hex(const std::string& s) {
@@ -162,7 +171,7 @@ AdapterRecord Registry::add_adapter(const std::vector<uint8_t>& file, const KeyP
   r.created = h.info.created;
   r.label = label;
   r.generation = h.lineage.generation;
-  r.recipe = nlohmann::json{{"steps", h.info.steps}, {"batch", h.info.batch}, {"seq", h.info.seq}, {"lr", h.info.lr},
+  r.recipe = nlohmann::json{{"steps", h.info.steps}, {"batch", h.info.batch}, {"seq", h.info.seq}, {"lr", as_written(h.info.lr)},
                             {"tokens", h.info.tokens}, {"seed", h.info.seed}}.dump();
   sql::Transaction t(impl_->db);
   const std::optional<Person> p = person(r.owner);

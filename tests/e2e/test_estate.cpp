@@ -1,0 +1,294 @@
+// The estate registry on real SQLite files: people, signed adapters, lineage, designations; refusals of
+// wrong keys, missing consent and tampering; and consistency after the writer is killed at random points.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <thread>
+
+#include "../unit/adapter_fixtures.h"
+#include "cli_helpers.h"
+#include "heirloom/error.h"
+#include "heirloom/estate.h"
+#include "heirloom/inherit.h"
+#include <nlohmann/json.hpp>
+
+namespace heirloom {
+namespace {
+
+using namespace estate;
+using fixtures::noisy_adapter;
+using fixtures::tiny_random_base;
+namespace fs = std::filesystem;
+
+std::vector<uint8_t> adapter_bytes(const Adapter& a, const std::string& owner, const std::string& dir) {
+  Adapter b = a;
+  b.info.owner = owner;
+  const std::string path = dir + "/a.gguf";
+  save_adapter(b, tiny_random_base().config, path, StorageType::f16);
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string pk(const KeyPair& k) { return to_hex(k.public_key.data(), k.public_key.size()); }
+
+void sql_exec(const std::string& db, const std::string& q) {
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(h, q.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(h);
+}
+
+// Flips one bit of the last byte (tensor data) of every stored adapter file, behind the registry's back.
+void flip_stored_byte(const std::string& db) {
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> rows;
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(h, "SELECT id, file FROM adapters", -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 1));
+    rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                      std::vector<uint8_t>(p, p + sqlite3_column_bytes(st, 1)));
+  }
+  sqlite3_finalize(st);
+  for (auto& [id, f] : rows) {
+    f.back() ^= 1;
+    sqlite3_prepare_v2(h, "UPDATE adapters SET file = ? WHERE id = ?", -1, &st, nullptr);
+    sqlite3_bind_blob(st, 1, f.data(), (int)f.size(), SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+}
+
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Estate, PeopleAdaptersLineageAndDesignationsRoundTrip) {
+  Dir d("estate");
+  Registry reg = Registry::create(d / "estate.db");
+  const KeyPair ann = generate_key(), ben = generate_key();
+  reg.add_person("ann", pk(ann));
+  reg.add_person("ben", pk(ben));
+  EXPECT_EQ(reg.people().size(), 2u);
+  EXPECT_NE(error_of([&] { reg.add_person("ann", pk(ann)); }).find("already"), std::string::npos);
+  EXPECT_NE(error_of([&] { reg.add_person("a b", pk(ann)); }).find("not usable"), std::string::npos);
+
+  const Model& base = tiny_random_base();
+  const std::vector<uint8_t> pa = adapter_bytes(noisy_adapter(AdapterKind::norm, 1), "ann", d.p.string());
+  const std::vector<uint8_t> cb = adapter_bytes(noisy_adapter(AdapterKind::norm, 2), "ben", d.p.string());
+  const AdapterRecord a = reg.add_adapter(pa, ann, "", "ann's letters");
+  EXPECT_EQ(a.owner, "ann");
+  EXPECT_EQ(a.id.size(), 64u);
+  EXPECT_EQ(a.bytes, (int64_t)pa.size());
+  EXPECT_EQ(reg.add_adapter(pa, ann).id, a.id);  // the same bytes again: the stored record
+  EXPECT_EQ(reg.adapters().size(), 1u);
+  EXPECT_NE(error_of([&] { reg.add_adapter(cb, ann); }).find("not ben's"), std::string::npos);  // ben's file, ann's key
+  const AdapterRecord b = reg.add_adapter(cb, ben);
+  EXPECT_EQ(reg.resolve(a.id.substr(0, 8)).id, a.id);
+  EXPECT_EQ(reg.resolve("ben").id, b.id);
+  EXPECT_EQ(reg.file(a.id), pa);
+
+  // Only the owner designates; only the designated successor inherits.
+  EXPECT_NE(error_of([&] { reg.designate(a.id, "ben", ben); }).find("not ann's"), std::string::npos);
+  EXPECT_NE(error_of([&] { reg.file_for_inheritance(a.id, "ben"); }).find("has not designated ben"), std::string::npos);
+  reg.designate(a.id, "ben", ann);
+  EXPECT_EQ(reg.file_for_inheritance(a.id, "ben"), pa);
+
+  // An heir, stored by its new owner, links to both adapters it came from.
+  const Adapter parent = load_adapter_bytes(pa, "parent", base), child = load_adapter_bytes(cb, "child", base);
+  const inherit::OverlapReport ov = inherit::overlap(parent, child, base.config);
+  const Adapter heir = inherit::merge_heir(parent, child, inherit::parse_scheme("linear"), base.config, ov);
+  const AdapterRecord h = reg.add_adapter(adapter_bytes(heir, "ben", d.p.string()), ben);
+  EXPECT_EQ(h.generation, 1);
+  const std::optional<LineageRecord> l = reg.lineage(h.id);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->parent, a.id);
+  EXPECT_EQ(l->child, b.id);
+  EXPECT_EQ(l->scheme, "linear");
+  EXPECT_EQ(l->regime, ov.regime);
+  ASSERT_EQ(reg.heirs_of(a.id).size(), 1u);
+  EXPECT_EQ(reg.heirs_of(a.id)[0].heir, h.id);
+  EXPECT_FALSE(reg.lineage(a.id));
+
+  const VerifyReport v = reg.verify();
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+  EXPECT_EQ(v.adapters, 3);
+  EXPECT_EQ(v.designations, 1);
+  // Reopened from the file, everything is still there.
+  const Registry again = Registry::open(d / "estate.db");
+  EXPECT_EQ(again.adapters().size(), 3u);
+  EXPECT_EQ(again.designations(a.id).size(), 1u);
+}
+
+TEST(Estate, TamperingAndForgeryAreRefused) {
+  Dir d("estate_tamper");
+  const std::string db = d / "estate.db";
+  const KeyPair ann = generate_key(), ben = generate_key(), eve = generate_key();
+  std::string id;
+  {
+    Registry reg = Registry::create(db);
+    reg.add_person("ann", pk(ann));
+    reg.add_person("ben", pk(ben));
+    id = reg.add_adapter(adapter_bytes(noisy_adapter(AdapterKind::norm, 1), "ann", d.p.string()), ann).id;
+    reg.designate(id, "ben", ann);
+  }
+  // One byte of the stored file changed: its hash and checksum fail, and nobody can inherit it.
+  flip_stored_byte(db);
+  Registry reg = Registry::open(db);
+  VerifyReport v = reg.verify();
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.problems.front().find("no longer hash"), std::string::npos) << v.problems.front();
+  EXPECT_NE(error_of([&] { reg.file_for_inheritance(id, "ben"); }).find("refusing"), std::string::npos);
+
+  // A designation forged with another key does not verify.
+  Dir d2("estate_forge");
+  Registry r2 = Registry::create(d2 / "estate.db");
+  r2.add_person("ann", pk(ann));
+  r2.add_person("ben", pk(ben));
+  const std::string id2 = r2.add_adapter(adapter_bytes(noisy_adapter(AdapterKind::norm, 3), "ann", d2.p.string()), ann).id;
+  Designation forged{id2, "ann", "ben", "2026-01-01T00:00:00Z", ""};
+  forged.signature = sign_hex(eve, designation_message(forged));
+  sql_exec(d2 / "estate.db", "INSERT INTO designations VALUES('" + id2 + "', 'ben', 'ann', '" + forged.created + "', '" +
+                                 forged.signature + "')");
+  v = r2.verify();
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.problems.front().find("not signed by the owner"), std::string::npos);
+  EXPECT_NE(error_of([&] { r2.file_for_inheritance(id2, "ben"); }).find("refusing"), std::string::npos);
+
+  // Not a registry at all.
+  std::ofstream(d / "plain.db") << "not sqlite";
+  EXPECT_NE(error_of([&] { Registry::open(d / "plain.db"); }).find("estate"), std::string::npos);
+  EXPECT_NE(error_of([&] { Registry::open(d / "missing.db"); }).find("no estate registry"), std::string::npos);
+}
+
+// A writer adding adapters and designations is killed (SIGKILL) at random moments, over and over: every
+// time, the file passes SQLite's integrity check, every stored adapter verifies, and nothing is half there.
+TEST(Estate, KilledWritersLeaveTheRegistryConsistent) {
+  Dir d("estate_kill");
+  const std::string db = d / "estate.db";
+  const KeyPair ann = generate_key(), ben = generate_key();
+  {
+    Registry reg = Registry::create(db);
+    reg.add_person("ann", pk(ann));
+    reg.add_person("ben", pk(ben));
+  }
+  std::vector<std::vector<uint8_t>> files;
+  for (int i = 0; i < 40; ++i) files.push_back(adapter_bytes(noisy_adapter(AdapterKind::norm, 100 + i), "ann", d.p.string()));
+  std::mt19937 rng(7);
+  int killed_mid_run = 0, partial = 0;
+  for (int round = 0; round < 12; ++round) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {  // the writer: every file, then a designation of each
+      try {
+        Registry reg = Registry::open(db);
+        for (const auto& f : files) reg.designate(reg.add_adapter(f, ann).id, "ben", ann);
+      } catch (...) {
+        _exit(3);
+      }
+      _exit(0);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(200, 60000)(rng)));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    killed_mid_run += WIFSIGNALED(status);
+    ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << "the writer failed on its own";
+
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    const Registry reg = Registry::open(db);
+    const VerifyReport v = reg.verify();
+    EXPECT_TRUE(v.ok()) << "round " << round << ": " << v.problems.front();
+    for (const AdapterRecord& a : reg.adapters()) EXPECT_EQ(a.bytes, (int64_t)reg.file(a.id).size());
+    EXPECT_LE(reg.designations().size(), reg.adapters().size());
+    partial += WIFSIGNALED(status) && reg.designations().size() < files.size();
+  }
+  EXPECT_GT(partial, 0) << "no writer was killed halfway through its work";
+  EXPECT_GT(killed_mid_run, 0) << "no writer was killed before it finished; the test proved nothing";
+  // A last, uninterrupted writer completes the set, each adapter once.
+  Registry reg = Registry::open(db);
+  for (const auto& f : files) reg.designate(reg.add_adapter(f, ann).id, "ben", ann);
+  EXPECT_EQ(reg.adapters().size(), files.size());
+  EXPECT_EQ(reg.designations().size(), files.size());
+  EXPECT_TRUE(reg.verify().ok());
+}
+
+// The commands as a user runs them: init, people, add, designate, verify, and inherit through the registry,
+// which refuses a successor the owner never designated and stores the heir, signed, with its lineage.
+TEST(Estate, CommandsAndInheritanceThroughTheRegistry) {
+  Dir d("estate_cli");
+  setenv("HEIRLOOM_DATA", d.p.c_str(), 1);  // keys and the default registry go here
+  const Model& base = tiny_random_base();
+  save_model(base, d / "base.gguf");
+  Adapter pa = noisy_adapter(AdapterKind::norm, 1), cb = noisy_adapter(AdapterKind::norm, 2);
+  pa.info.owner = "ann";
+  cb.info.owner = "ben";
+  pa.info.base_fingerprint = cb.info.base_fingerprint = base.fingerprint();
+  save_adapter(pa, base.config, d / "ann.gguf", StorageType::f16);
+  save_adapter(cb, base.config, d / "ben.gguf", StorageType::f16);
+
+  for (const std::string& c : std::vector<std::string>{"estate init", "estate person add ann", "estate person add ben", "estate person add cy",
+                               "estate add " + d / "ann.gguf" + " --label letters", "estate designate ann --successor ben"}) {
+    const CliResult r = run(c);
+    ASSERT_EQ(r.code, 0) << c << "\n" << r.out;
+  }
+  EXPECT_EQ(fs::status(d / "keys/ann.key").permissions() & fs::perms::group_all, fs::perms::none);
+  CliResult r = run("estate list --json");
+  EXPECT_NE(r.out.find("\"letters\""), std::string::npos) << r.out;
+  r = run("estate verify");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("ok: 1 adapters, 1 designations"), std::string::npos) << r.out;
+
+  const std::string inherit = "inherit --registry " + d / "estate.db" + " --base " + d / "base.gguf" + " --parent ann --child " +
+                              d / "ben.gguf" + " --scheme linear --accept --out ";
+  r = run(inherit + d / "cy.gguf" + " --owner cy");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("has not designated cy"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(d / "cy.gguf"));
+  r = run(inherit + d / "heir.gguf" + " --owner ben --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("estate lineage ben --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["generation"], 1);
+  EXPECT_EQ(j["scheme"], "linear");
+  EXPECT_EQ(j["parent"]["owner"], "ann");
+  EXPECT_EQ(j["child"]["in_registry"], false);  // ben's own adapter was never stored
+  r = run("estate lineage ann");
+  EXPECT_NE(r.out.find("heir: "), std::string::npos) << r.out;
+  r = run("estate verify --json");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run("estate add " + d / "ann.gguf" + " --owner ann --key " + d / "keys/ben.key");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("not ann's"), std::string::npos) << r.out;
+  unsetenv("HEIRLOOM_DATA");
+}
+
+}  // namespace
+}  // namespace heirloom
