@@ -140,8 +140,8 @@ Action add_estate(CLI::App& app, Common& common) {
     *action = [=, &common] {
       Registry r = reg();
       const std::vector<uint8_t> bytes = read_file_bytes(o->file);
-      std::string owner = o->owner;
-      if (owner.empty()) owner = read_adapter_header(bytes, o->file).info.owner;
+      const AdapterHeader h = read_adapter_header(bytes, o->file);  // a bad file is refused with its name
+      const std::string owner = o->owner.empty() ? h.info.owner : o->owner;
       if (owner.empty()) throw Error(o->file + " names no owner", "pass --owner NAME");
       const AdapterRecord a = r.add_adapter(bytes, estate::load_secret_key(key_path(o->key, owner)), owner, o->label);
       if (common.json) print_json(to_json(a));
