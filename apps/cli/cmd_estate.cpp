@@ -1,12 +1,12 @@
 // `heirloom estate …`: the registry of people, their signed adapters, lineage and designated successors.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <string_view>
 
 #include "commands.h"
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
+#include "heirloom/text.h"
 
 namespace heirloom::cli {
 
@@ -15,9 +15,8 @@ std::string key_path(const std::string& given, const std::string& person) {
 }
 
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path, "check the path");
-  return {std::istreambuf_iterator<char>(in), {}};
+  const std::string s = read_text_file(path);  // any bytes; clear errors for a missing file or a folder
+  return {s.begin(), s.end()};
 }
 
 namespace {
@@ -115,17 +114,16 @@ Action add_estate(CLI::App& app, Common& common) {
       Registry r = reg();
       if (r.person(o->name)) throw Error("'" + o->name + "' is already in the registry", "choose another name");
       const estate::KeyPair k = estate::generate_key();
-      const std::string kp = key_path(o->key, o->name);
+      const std::string kp = key_path(o->key, o->name), public_key = estate::to_hex(k.public_key.data(), k.public_key.size());
       estate::save_secret_key(k, kp);
       try {
-        r.add_person(o->name, estate::to_hex(k.public_key.data(), k.public_key.size()));
+        r.add_person(o->name, public_key);
       } catch (...) {
         std::filesystem::remove(kp);  // no key without its person
         throw;
       }
-      if (common.json) print_json({{"name", o->name}, {"public_key", estate::to_hex(k.public_key.data(), 32)}, {"key_file", kp}});
-      else std::printf("added %s (public key %s); secret key in %s\n", o->name.c_str(),
-                       estate::to_hex(k.public_key.data(), 32).c_str(), kp.c_str());
+      if (common.json) print_json({{"name", o->name}, {"public_key", public_key}, {"key_file", kp}});
+      else std::printf("added %s (public key %s); secret key in %s\n", o->name.c_str(), public_key.c_str(), kp.c_str());
       return 0;
     };
   });
@@ -264,13 +262,7 @@ Action add_estate(CLI::App& app, Common& common) {
       const estate::VerifyReport v = r.verify(a.id);
       if (!v.ok()) throw Error(v.problems.front(), "the registry's copy is damaged or was altered");
       const std::vector<uint8_t> bytes = r.file(a.id);
-      const std::string tmp = o->out + ".tmp";
-      {
-        std::ofstream out(tmp, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(bytes.data()), (std::streamsize)bytes.size());
-        if (!out) throw Error("cannot write " + tmp, "check the folder and free space");
-      }
-      std::filesystem::rename(tmp, o->out);
+      write_file_atomic(o->out, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
       if (common.json) print_json({{"id", a.id}, {"out", o->out}, {"bytes", bytes.size()}});
       else std::printf("wrote %s (%zu bytes)\n", o->out.c_str(), bytes.size());
       return 0;

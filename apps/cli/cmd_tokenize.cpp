@@ -1,11 +1,9 @@
 // `heirloom tokenize`: a text's token ids under a model's vocabulary (only the vocabulary is read, so
 // vocabulary-only GGUF files work too), as llama.cpp's llama-tokenize prints them.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
-#include "heirloom/error.h"
+#include "heirloom/text.h"
 #include "heirloom/vocab.h"
 
 namespace heirloom::cli {
@@ -23,14 +21,7 @@ Action add_tokenize(CLI::App& app, Common& common) {
   return [o, &common] {
     o->model = resolve_model(o->model);
     const Vocab v = load_vocab(o->model);
-    std::string s = o->prompt;
-    if (!o->text.empty()) {
-      std::ifstream in(o->text, std::ios::binary);
-      if (!in) throw Error("cannot read " + o->text, "check the path and permissions");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      s = ss.str();
-    }
+    const std::string s = o->text.empty() ? o->prompt : read_text_file(o->text);
     const std::vector<int32_t> ids = encode(v, s, !o->no_bos);
     if (common.json) {
       nlohmann::json pieces = nlohmann::json::array();
