@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all configure build demo test bench fuzz clean
+.PHONY: all configure build demo test bench loadtest fuzz clean
 
 all: build
 
@@ -21,6 +21,11 @@ demo: build
 
 bench: build
 	@$(BUILD)/heirloom bench
+
+# `heirloom serve` under concurrent clients for 60 s (CLIENTS=16 SECONDS_=60 TOKENS=32): errors, p50/p99
+# latency, tokens/s, and every response checked against the same request alone.
+loadtest: build
+	@bash bench/loadtest.sh $(BUILD)
 
 # libFuzzer on the GGUF reader and model loader with ASan and UBSan, starting from the committed corpus
 # (fuzz/corpus) and fresh seeds; new interesting inputs go to build-fuzz/corpus. FUZZ_SECONDS=60 by default.

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
+#include "heirloom/serve.h"
 #include "heirloom/text.h"
 
 namespace heirloom::cli {
@@ -23,36 +24,14 @@ namespace {
 
 using estate::AdapterRecord;
 using estate::Registry;
+using estate::to_json;
+using estate::ancestry;
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
-
-nlohmann::json to_json(const AdapterRecord& r) {
-  return {{"id", r.id}, {"owner", r.owner}, {"kind", r.kind}, {"base", r.base_fingerprint}, {"params_sha256", r.params_sha256},
-          {"bytes", r.bytes}, {"created", r.created}, {"added", r.added}, {"recipe", nlohmann::json::parse(r.recipe)},
-          {"label", r.label}, {"generation", r.generation}, {"signature", r.signature}};
-}
 
 std::string describe(const AdapterRecord& r) {
   return short_id(r.id) + "  " + r.owner + "  " + r.kind + "  gen " + std::to_string(r.generation) + "  " +
          std::to_string(r.bytes) + " B" + (r.label.empty() ? "" : "  \"" + r.label + "\"");
-}
-
-// The ancestry of an adapter as nested JSON: each heir names its parent (the estate) and child (the
-// successor's own adapter), as far back as the registry holds them.
-nlohmann::json ancestry(const Registry& reg, const AdapterRecord& r, int depth = 0) {
-  nlohmann::json j = to_json(r);
-  j.erase("signature");
-  if (depth > 64) return j;  // lineage is acyclic by construction (content hashes); a bound all the same
-  if (const auto l = reg.lineage(r.id)) {
-    j["scheme"] = l->scheme, j["params"] = l->params, j["overlap"] = l->overlap, j["regime"] = l->regime;
-    const auto side = [&](const std::string& id, const std::string& sha, const std::string& owner) -> nlohmann::json {
-      if (!id.empty()) return ancestry(reg, reg.resolve(id), depth + 1);
-      return {{"params_sha256", sha}, {"owner", owner}, {"in_registry", false}};
-    };
-    j["parent"] = side(l->parent, l->parent_sha256, l->parent_owner);
-    j["child"] = side(l->child, l->child_sha256, l->child_owner);
-  }
-  return j;
 }
 
 void print_tree(const nlohmann::json& j, const std::string& indent, const std::string& role) {
@@ -124,6 +103,20 @@ Action add_estate(CLI::App& app, Common& common) {
       }
       if (common.json) print_json({{"name", o->name}, {"public_key", public_key}, {"key_file", kp}});
       else std::printf("added %s (public key %s); secret key in %s\n", o->name.c_str(), public_key.c_str(), kp.c_str());
+      return 0;
+    };
+  });
+
+  auto* token = sub->add_subcommand("token", "print a person's read token: what `heirloom serve --private NAME` asks of them");
+  token->add_option("name", o->name, "the person's name")->required();
+  token->add_option("--key", o->key, "their secret key (default: " + estate::default_key_dir() + "/NAME.key)");
+  common_opts(token);
+  token->callback([=, &common] {
+    *action = [=, &common] {
+      const estate::KeyPair k = estate::load_secret_key(key_path(o->key, o->name));
+      const std::string t = o->name + ":" + estate::sign_hex(k, serve::read_token_message(o->name));
+      if (common.json) print_json({{"name", o->name}, {"token", t}});
+      else std::printf("%s\n", t.c_str());
       return 0;
     };
   });

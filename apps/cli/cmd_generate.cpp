@@ -8,34 +8,10 @@
 #include "heirloom/generate.h"
 #include "heirloom/inherit.h"
 #include "heirloom/model.h"
+#include "heirloom/text.h"
 
 namespace heirloom::cli {
 
-namespace {
-// Length of s without a trailing, not yet complete, UTF-8 sequence.
-size_t complete_utf8_prefix(const std::string& s) {
-  const size_t n = s.size();
-  for (size_t back = 1; back <= 3 && back <= n; ++back) {
-    const unsigned char c = (unsigned char)s[n - back];
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
-    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
-}
-size_t route_by_prompt(const Model& base, const Adapter& heir, const std::vector<int32_t>& prompt) {
-  if (prompt.size() < 2) return 0;
-  const std::vector<int32_t> tail(prompt.end() - std::min<size_t>(prompt.size(), (size_t)base.config.n_ctx), prompt.end());
-  size_t best = 0;
-  double best_ppl = 0;
-  for (size_t b = 0; b < heir.branches.size(); ++b) {
-    const double ppl = inherit::adapter_perplexity(base, &heir.branches[b], tail, std::max(2, (int)tail.size() - 1)).ppl();
-    if (b == 0 || ppl < best_ppl) best = b, best_ppl = ppl;
-  }
-  return best;
-}
-
-}  // namespace
 
 Action add_generate(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("generate", "generate text from a prompt (KV cache; greedy or sampled)");
@@ -59,7 +35,7 @@ Action add_generate(CLI::App& app, Common& common) {
     const std::vector<int32_t> prompt = encode(base.vocab, o->prompt, true);
     if (ad.routed) {
       // A concatenated heir: the branch with the lowest perplexity on the prompt writes the continuation.
-      const size_t b = route_by_prompt(base, *ad.routed, prompt);
+      const size_t b = inherit::route_by_prompt(base, *ad.routed, prompt);
       if (!common.json)
         std::fprintf(stderr, "[concatenated heir: branch %zu (%s) has the lowest perplexity on the prompt]\n", b,
                      ad.routed->branches[b].info.owner.c_str());

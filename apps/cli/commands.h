@@ -31,6 +31,7 @@ Action add_overlap(CLI::App& app, Common& common);
 Action add_inherit(CLI::App& app, Common& common);
 Action add_tokenize(CLI::App& app, Common& common);
 Action add_estate(CLI::App& app, Common& common);
+Action add_serve(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // --precision auto|bf16|fp32: the arithmetic of the frozen base's matrix products.

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   reg(add_inherit);
   reg(add_tokenize);
   reg(add_estate);
+  reg(add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -61,6 +61,10 @@ struct ForwardOptions {
   bool last_logits_only = false;  // compute logits for each sequence's last row only (generation)
   float aux_coef = 0.f;         // weight of the MoE load-balancing loss in the returned loss
   KvCache* cache = nullptr;     // attend over the cache; the new rows start at cache->n_pos
+  // Or one single-sequence cache per sequence, each at its own position (continuous batching: sequences
+  // that started at different times decode together). Every sequence's rows are computed exactly as if it
+  // ran alone. Mutually exclusive with `cache`.
+  std::span<KvCache* const> caches;
 };
 
 struct ForwardResult {

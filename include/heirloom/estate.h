@@ -6,6 +6,7 @@
 // Consent: an adapter can be inherited through the registry only by a successor its owner designated,
 // and only while its bytes, its owner's signature and the designation's signature all verify.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -119,5 +120,10 @@ class Registry {
   explicit Registry(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// A record as JSON (the recipe parsed), and an adapter's ancestry as nested JSON: each heir names its
+// parent (the estate) and child (the successor's own adapter), as far back as the registry holds them.
+nlohmann::json to_json(const AdapterRecord& r);
+nlohmann::json ancestry(const Registry& reg, const AdapterRecord& r, int depth = 0);
 
 }  // namespace heirloom::estate

@@ -55,4 +55,8 @@ struct AdapterPerplexity {
 };
 AdapterPerplexity adapter_perplexity(const Model& base, const Adapter* a, std::span<const int32_t> tokens, int ctx);
 
+// A concatenated heir's branch for a prompt: the one with the lowest perplexity on it (0 for a prompt of
+// fewer than two tokens).
+size_t route_by_prompt(const Model& base, const Adapter& heir, const std::vector<int32_t>& prompt);
+
 }  // namespace heirloom::inherit

@@ -26,6 +26,10 @@ std::string read_text_for_eval(const std::string& path, bool llama_protocol);
 
 namespace heirloom {
 
+// Length of s without a trailing, not yet complete, UTF-8 sequence: what can be shown of a stream of
+// tokens so far (byte tokens complete a character only together).
+size_t complete_utf8_prefix(const std::string& s);
+
 // Writes path + ".tmp.<pid>", then renames it over path: readers never see a half-written file.
 void write_file_atomic(const std::string& path, std::string_view data);
 

@@ -6,6 +6,14 @@
 
 namespace heirloom {
 
+namespace {
+thread_local bool t_row_exact = false;
+}  // namespace
+
+RowExact::RowExact(bool on) : prev_(t_row_exact) { t_row_exact = on; }
+bool row_exact() { return t_row_exact; }
+RowExact::~RowExact() { t_row_exact = prev_; }
+
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -14,6 +22,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
       for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
     return;
   }
+  if (t_row_exact && !trans_a && trans_b) return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing
     const int incx = trans_a ? lda : 1;
     if (trans_b)  // C[1,N] = a[1,K]·B[N,K]ᵀ = B·a

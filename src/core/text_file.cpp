@@ -48,6 +48,16 @@ std::string read_text_for_eval(const std::string& path, bool llama_protocol) {
 
 namespace heirloom {
 
+size_t complete_utf8_prefix(const std::string& s) {
+  const size_t n = s.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const unsigned char c = (unsigned char)s[n - back];
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
+    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
+}
 void write_file_atomic(const std::string& path, std::string_view data) {
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");

@@ -231,4 +231,17 @@ AdapterPerplexity adapter_perplexity(const Model& base, const Adapter* a, std::s
   return out;
 }
 
+size_t route_by_prompt(const Model& base, const Adapter& heir, const std::vector<int32_t>& prompt) {
+  if (prompt.size() < 2) return 0;
+  const std::vector<int32_t> tail(prompt.end() - std::min<size_t>(prompt.size(), (size_t)base.config.n_ctx), prompt.end());
+  size_t best = 0;
+  double best_ppl = 0;
+  for (size_t b = 0; b < heir.branches.size(); ++b) {
+    const double ppl = inherit::adapter_perplexity(base, &heir.branches[b], tail, std::max(2, (int)tail.size() - 1)).ppl();
+    if (b == 0 || ppl < best_ppl) best = b, best_ppl = ppl;
+  }
+  return best;
+}
+
+
 }  // namespace heirloom::inherit

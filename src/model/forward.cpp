@@ -4,6 +4,7 @@
 // everything else runs once over the whole batch.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "core/gemm.h"
 #include "heirloom/engine.h"
@@ -73,6 +74,52 @@ void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, cons
   gemm(false, true, n, O, R, scale, u, R, Bm, R, 1.f, out, ldo);
 }
 
+// Attention for B sequences at one position pos0, over their own rows or a shared B-sequence cache.
+void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope, int B, int T, int H, int Hkv, int D,
+                     int pos0) {
+  const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
+  rope_forward(A.qkv.data(), QKV, rope, B, T, H, D, pos0);
+  rope_forward(A.qkv.data() + HD, QKV, rope, B, T, Hkv, D, pos0);
+  AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV};
+  const float *k = A.qkv.data() + HD, *v = A.qkv.data() + HD + KD;
+  if (cache) {
+    KvCache& kv = *cache;
+    for (int b = 0; b < B; ++b)
+      for (int t = 0; t < T; ++t) {
+        const float* row = A.qkv.data() + ((int64_t)b * T + t) * QKV;
+        const int64_t dst = ((int64_t)b * kv.n_ctx + pos0 + t) * KD;
+        std::memcpy(kv.k[l].data() + dst, row + HD, sizeof(float) * KD);
+        std::memcpy(kv.v[l].data() + dst, row + HD + KD, sizeof(float) * KD);
+      }
+    k = kv.k[l].data();
+    v = kv.v[l].data();
+    shape.ldkv = KD;
+    shape.kv_bstride = (int64_t)kv.n_ctx * KD;
+  }
+  attention_forward(A.atty.data(), A.att.data(), A.qkv.data(), k, v, shape);
+}
+
+// Attention for sequences each at its own position with its own cache: every sequence runs as a batch of
+// one (the arithmetic a solo run does), its probabilities at its own slice of att.
+void ragged_attention(LayerActs& A, std::span<KvCache* const> caches, int l, const RopeTable& rope, int T, int H,
+                      int Hkv, int D, int S) {
+  const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
+  for (size_t b = 0; b < caches.size(); ++b) {
+    KvCache& kv = *caches[b];
+    float* q = A.qkv.data() + (int64_t)b * T * QKV;
+    rope_forward(q, QKV, rope, 1, T, H, D, kv.n_pos);
+    rope_forward(q + HD, QKV, rope, 1, T, Hkv, D, kv.n_pos);
+    for (int t = 0; t < T; ++t) {
+      const int64_t dst = (int64_t)(kv.n_pos + t) * KD;
+      std::memcpy(kv.k[l].data() + dst, q + (int64_t)t * QKV + HD, sizeof(float) * KD);
+      std::memcpy(kv.v[l].data() + dst, q + (int64_t)t * QKV + HD + KD, sizeof(float) * KD);
+    }
+    AttnShape shape{1, T, H, Hkv, D, kv.n_pos, QKV, KD, (int64_t)kv.n_ctx * KD};
+    attention_forward(A.atty.data() + (int64_t)b * T * HD, A.att.data() + (int64_t)b * H * T * S, q, kv.k[l].data(),
+                      kv.v[l].data(), shape);
+  }
+}
+
 }  // namespace
 
 ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
@@ -80,7 +127,17 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   const ModelConfig& c = m.config;
   const int B = batch.B, T = batch.T, C = c.n_embd, L = c.n_layer, V = c.n_vocab, D = c.head_dim();
   const int H = c.n_head, Hkv = c.n_head_kv, HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
-  const int pos0 = opt.cache ? opt.cache->n_pos : 0;
+  if (!opt.caches.empty()) {
+    if (opt.cache || (int)opt.caches.size() != B)
+      throw Error("forward: expected one KV cache per sequence (" + std::to_string(B) + "), found " +
+                  std::to_string(opt.caches.size()));
+    for (const KvCache* kv : opt.caches)
+      if (!kv || kv->B != 1 || kv->n_pos + T > kv->n_ctx || kv->n_pos + T > c.n_ctx)
+        throw Error("forward: a sequence's KV cache is missing, shared or full");
+  }
+  const bool ragged = !opt.caches.empty();
+  int pos0 = opt.cache ? opt.cache->n_pos : 0;
+  for (const KvCache* kv : opt.caches) pos0 = std::max(pos0, kv->n_pos);  // the longest sequence sizes the workspace
   if (B < 1 || T < 1) throw Error("forward: expected a non-empty batch, found B=" + std::to_string(B) + " T=" + std::to_string(T));
   if (pos0 + T > c.n_ctx)
     throw Error("sequence of " + std::to_string(pos0 + T) + " tokens is longer than the model's context of " +
@@ -99,10 +156,13 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       if (batch.targets[i] >= V || batch.targets[i] < kIgnoreIndex)
         throw Error("target id " + std::to_string(batch.targets[i]) + " is out of range for a vocabulary of " +
                     std::to_string(V));
-  if (opt.for_backward && (opt.cache || opt.last_logits_only))
+  if (opt.for_backward && (opt.cache || ragged || opt.last_logits_only))
     throw Error("forward: backward needs a full forward without KV cache");
 
   const int S = pos0 + T, R = max_lora_rank(adapters);
+  // Sequences decoding together must each get the numbers they get alone, whatever the batch.
+  std::optional<RowExact> row_exact;
+  if (ragged) row_exact.emplace();
   ensure_shape(ws, m, B, T, S, R, opt.for_backward);
   ws.pos0 = pos0;
   ws.has_backward_state = opt.for_backward;
@@ -136,25 +196,8 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
                        A.ln1.data() + r0 * C, C, a->lora_a[l][t], a->lora_b[l][t], (int)n, C, width[t], a->lora_rank,
                        a->lora_scale);
     }
-    rope_forward(A.qkv.data(), QKV, ws.rope, B, T, H, D, pos0);
-    rope_forward(A.qkv.data() + HD, QKV, ws.rope, B, T, Hkv, D, pos0);
-    AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV};
-    const float *k = A.qkv.data() + HD, *v = A.qkv.data() + HD + KD;
-    if (opt.cache) {
-      KvCache& kv = *opt.cache;
-      for (int b = 0; b < B; ++b)
-        for (int t = 0; t < T; ++t) {
-          const float* row = A.qkv.data() + ((int64_t)b * T + t) * QKV;
-          const int64_t dst = ((int64_t)b * kv.n_ctx + pos0 + t) * KD;
-          std::memcpy(kv.k[l].data() + dst, row + HD, sizeof(float) * KD);
-          std::memcpy(kv.v[l].data() + dst, row + HD + KD, sizeof(float) * KD);
-        }
-      k = kv.k[l].data();
-      v = kv.v[l].data();
-      shape.ldkv = KD;
-      shape.kv_bstride = (int64_t)kv.n_ctx * KD;
-    }
-    attention_forward(A.atty.data(), A.att.data(), A.qkv.data(), k, v, shape);
+    if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D, S);
+    else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0);
     matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C, false, P ? &P->wo : nullptr);
     for (const Segment& sg : ws.segments) {
       const AdapterView* a = sg.adapter;
@@ -209,6 +252,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     }
   }
   if (opt.cache) opt.cache->n_pos += T;
+  for (KvCache* kv : opt.caches) kv->n_pos += T;
   if (opt.for_backward) ws.tokens.assign(batch.tokens, batch.tokens + N);
   // --- head
   for (size_t s = 0; s < ws.segments.size(); ++s) {

@@ -59,6 +59,11 @@ std::vector<int32_t> generate(const Model& m, std::span<const int32_t> prompt, i
   Rng rng(opt.seed);
   std::vector<int32_t> out;
   forward(m, *ws, Batch{prompt.data(), nullptr, 1, (int)prompt.size()}, ads, fo);
+  // Each new token through the continuous-batching path, alone: the numbers `heirloom serve` computes for
+  // this request in any batch, so the two give the same text.
+  KvCache* const mine[1] = {&cache};
+  fo.cache = nullptr;
+  fo.caches = mine;
   const int V = m.config.n_vocab;
   for (int i = 0; i < n_new; ++i) {
     const int32_t tok = sample_token(logits(*ws), V, opt, rng.uniform());

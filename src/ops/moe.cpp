@@ -123,10 +123,12 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   for (int i = 0; i < N * K; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
+  const bool exact = row_exact();
 #pragma omp parallel for schedule(dynamic, 1)
   for (int e = 0; e < E; ++e) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     if (n_e == 0) continue;
+    RowExact mode(exact);
     const int64_t fc = (int64_t)F * C;
     matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
                    w.packed_gate ? w.packed_gate + e : nullptr);

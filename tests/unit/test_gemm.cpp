@@ -115,3 +115,31 @@ TEST(GemmTest, EmptyOutputIsANoOp) {
 
 }  // namespace
 }  // namespace heirloom
+
+namespace heirloom {
+namespace {
+
+// Under RowExact, A·Bᵀ is correct and each row's result is bit-identical whatever rows surround it.
+TEST(GemmTest, RowExactRowsDoNotDependOnTheBatch) {
+  for (int K : {5, 16, 64, 83}) {
+    const int M = 7, N = 21, lda = K + 1, ldb = K + 3;
+    Rng rng(77 + K);
+    std::vector<float> A((size_t)M * lda), B((size_t)N * ldb), C0((size_t)M * N);
+    for (auto* v : {&A, &B, &C0})
+      for (auto& x : *v) x = rng.normal();
+    {
+      RowExact scope;
+      run(Problem{false, true, M, N, K, 0.7f, 0.3f});
+      std::vector<float> all = C0;
+      gemm(false, true, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, 0.3f, all.data(), N);
+      for (int i = 0; i < M; ++i) {
+        std::vector<float> one(C0.begin() + (size_t)i * N, C0.begin() + (size_t)(i + 1) * N);
+        gemm(false, true, 1, N, K, 0.7f, A.data() + (size_t)i * lda, lda, B.data(), ldb, 0.3f, one.data(), N);
+        for (int j = 0; j < N; ++j) ASSERT_EQ(one[j], all[(size_t)i * N + j]) << "K=" << K << " row " << i << " col " << j;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace heirloom
