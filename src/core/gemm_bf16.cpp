@@ -3,6 +3,7 @@
 // the whole K in one pass. A is rounded to bf16 once per call into a zero-padded buffer; B was packed once.
 // Functions carry their own target attributes so the binary still runs on CPUs without AMX.
 #include "core/gemm_bf16.h"
+#include "core/gemm.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -146,24 +147,29 @@ void gemv_blocks(const uint32_t* apairs, int M, int Kp, const PackedB& B, float*
   const int J = Kp / 2;
   for (int n16 = nb0; n16 < nb1; ++n16) {
     const uint16_t* b = B.data.data() + (int64_t)n16 * J * 32;
-    __m512 acc[kGemvRows][2];
-    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
-    for (int j = 0; j < J; j += 2) {  // J is a multiple of 16: two independent chains hide the latency
-      const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (int64_t)j * 32);
-      const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (int64_t)(j + 1) * 32);
-      for (int m = 0; m < M; ++m) {
-        const uint32_t* a = apairs + (int64_t)m * J;
-        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_set1_epi32((int)a[j]), b0);
-        acc[m][1] = _mm512_dpbf16_ps(acc[m][1], (__m512bh)_mm512_set1_epi32((int)a[j + 1]), b1);
-      }
-    }
     const int col = n16 * 16, width = B.N - col < 16 ? B.N - col : 16;
     const __mmask16 mask = (__mmask16)((1u << width) - 1);
-    for (int m = 0; m < M; ++m) {
-      float* c = C + (int64_t)m * ldc + col;
-      __m512 r = _mm512_add_ps(acc[m][0], acc[m][1]);
-      if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, c));
-      _mm512_mask_storeu_ps(c, mask, r);
+    // Rows in groups of kGemvRows over the same (L1-resident) column block: every row's arithmetic is the
+    // same whatever the group, so under RowExact (core/gemm.h) any number of rows takes this path.
+    for (int m0 = 0; m0 < M; m0 += kGemvRows) {
+      const int mc = M - m0 < kGemvRows ? M - m0 : kGemvRows;
+      __m512 acc[kGemvRows][2];
+      for (int m = 0; m < mc; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+      for (int j = 0; j < J; j += 2) {  // J is a multiple of 16: two independent chains hide the latency
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (int64_t)j * 32);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (int64_t)(j + 1) * 32);
+        for (int m = 0; m < mc; ++m) {
+          const uint32_t* a = apairs + (int64_t)(m0 + m) * J;
+          acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_set1_epi32((int)a[j]), b0);
+          acc[m][1] = _mm512_dpbf16_ps(acc[m][1], (__m512bh)_mm512_set1_epi32((int)a[j + 1]), b1);
+        }
+      }
+      for (int m = 0; m < mc; ++m) {
+        float* c = C + (int64_t)(m0 + m) * ldc + col;
+        __m512 r = _mm512_add_ps(acc[m][0], acc[m][1]);
+        if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, c));
+        _mm512_mask_storeu_ps(c, mask, r);
+      }
     }
   }
 }
@@ -319,7 +325,7 @@ PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
 
 void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
-  if (M <= kGemvRows) {
+  if (M <= kGemvRows || row_exact()) {
     thread_local std::vector<uint16_t> rows;
     if (rows.size() < (size_t)M * B.Kp) rows.resize((size_t)M * B.Kp);
     convert_rows(A, lda, M, B.K, B.Kp, 0, M, rows.data());

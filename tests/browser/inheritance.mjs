@@ -5,6 +5,7 @@
 import { chromium } from "playwright-core";
 
 const [url, token, shot] = process.argv.slice(2);
+const parent = process.env.PARENT || "ann", successor = process.env.SUCCESSOR || "ben";  // who inherits from whom
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 let browser;
 try {
@@ -25,12 +26,12 @@ try {
   await page.goto(`${url}#token=${token}`);
   await page.waitForSelector("body[data-ready='1']", { timeout: 30000 });
   const people = await page.locator("#people .card h3").allTextContents();
-  check(people.includes("ann") && people.includes("ben"), `people listed: ${people.join(", ")}`);
+  check(people.includes(parent) && people.includes(successor), `people listed: ${people.join(", ")}`);
 
-  // Parent: ann's adapter; successor: ben (his own adapter is then the child).
-  const annValue = await page.locator("#parent option", { hasText: "ann" }).first().getAttribute("value");
-  await page.selectOption("#parent", annValue);
-  await page.selectOption("#successor", "ben");
+  // The parent's adapter, and the successor (whose own adapter is then the child).
+  const parentValue = await page.locator("#parent option", { hasText: parent }).first().getAttribute("value");
+  await page.selectOption("#parent", parentValue);
+  await page.selectOption("#successor", successor);
   check((await page.locator("#child option").count()) === 1, "the successor's own adapter offered as the child");
   await page.click("#show-overlap");
   await page.waitForSelector("#regime", { timeout: 30000 });
@@ -53,13 +54,14 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#lineage svg path").length >= 2);
   check((await page.locator("#lineage svg rect").count()) >= 3, "the heir appears in the lineage tree");
 
-  await page.selectOption("#try-model", "ben");
-  await page.fill("#try-prompt", "Dear");
+  await page.selectOption("#try-model", successor);
+  const prompt = process.env.PROMPT || "Dear";
+  await page.fill("#try-prompt", prompt);
   await page.click("#try-go");
-  await page.waitForFunction(() => !document.querySelector("#try-go").disabled && document.querySelector("#try-out").textContent.length > 4,
-                             null, { timeout: 30000 });
+  await page.waitForFunction((n) => !document.querySelector("#try-go").disabled && document.querySelector("#try-out").textContent.length > n,
+                             prompt.length, { timeout: 30000 });
   const out = await page.textContent("#try-out");
-  check(!out.includes("[error"), `the try-it box completes with ben's specialist: ${JSON.stringify(out.slice(0, 60))}`);
+  check(!out.includes("[error"), `the try-it box completes with ${successor}'s specialist: ${JSON.stringify(out.slice(0, 60))}`);
 
   await page.screenshot({ path: shot, fullPage: true });
   check(errors.length === 0, "no script errors on the page" + (errors.length ? ": " + errors.join("; ") : ""));

@@ -194,8 +194,10 @@ TEST(Model, PerSequenceAdaptersEqualEachSequenceAlone) {
 }
 
 // Continuous batching: sequences with different adapters, started at different times (each with its own
-// cache at its own position), decode together with exactly the logits each gets alone.
+// cache at its own position), decode together with exactly the logits each gets alone. Six sequences: more
+// rows than the small-batch kernels take at once.
 TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
+  constexpr int NS = 6;
   for (const char* preset : {"tiny", "tiny-dense", "tiny/bf16", "tiny-dense/bf16"}) {
     const std::string name = preset;
     const bool bf16 = name.ends_with("/bf16");
@@ -209,13 +211,13 @@ TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
     };
     const int V = m.config.n_vocab, steps = 6;
     TestAdapter a(m.config, 22, false, true), b(m.config, 23, false, true);
-    const AdapterView* who[3] = {&a.view, nullptr, &b.view};
-    const int prompt_len[3] = {9, 3, 14};
+    const AdapterView* who[NS] = {&a.view, nullptr, &b.view, &b.view, &a.view, nullptr};
+    const int prompt_len[NS] = {9, 3, 14, 1, 20, 7};
     std::vector<std::vector<int32_t>> toks;
-    for (int s = 0; s < 3; ++s) toks.push_back(some_tokens(prompt_len[s] + steps, V, 30 + s));
+    for (int s = 0; s < NS; ++s) toks.push_back(some_tokens(prompt_len[s] + steps, V, 30 + s));
     // Alone: prompt, then one token at a time (a batch of one).
-    std::vector<std::vector<float>> alone(3);
-    for (int s = 0; s < 3; ++s) {
+    std::vector<std::vector<float>> alone(NS);
+    for (int s = 0; s < NS; ++s) {
       auto ws = make_ws();
       KvCache kv = make_kv_cache(m.config, 1, m.config.n_ctx);
       ForwardOptions fo;
@@ -237,10 +239,10 @@ TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
         EXPECT_LT(max_abs_diff(logits(*ws_plain), logits(*ws), V), 1e-4f);
       }
     }
-    // Together: each prompt alone into its own cache, then every step as one batch of three.
+    // Together: each prompt alone into its own cache, then every step as one batch of all sequences.
     std::vector<KvCache> kvs;
-    for (int s = 0; s < 3; ++s) kvs.push_back(make_kv_cache(m.config, 1, m.config.n_ctx));
-    for (int s = 0; s < 3; ++s) {
+    for (int s = 0; s < NS; ++s) kvs.push_back(make_kv_cache(m.config, 1, m.config.n_ctx));
+    for (int s = 0; s < NS; ++s) {
       auto ws = make_ws();
       ForwardOptions fo;
       fo.cache = &kvs[s];
@@ -248,26 +250,26 @@ TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
       const AdapterView* const ad = who[s];
       forward(m, *ws, Batch{toks[s].data(), nullptr, 1, prompt_len[s]}, one_adapter(ad), fo);
     }
-    KvCache* caches[3] = {&kvs[0], &kvs[1], &kvs[2]};
+    KvCache* caches[NS];
+    for (int s = 0; s < NS; ++s) caches[s] = &kvs[s];
     ForwardOptions fo;
     fo.caches = caches;
     fo.last_logits_only = true;
     auto ws = make_ws();
     for (int i = 0; i < steps; ++i) {
-      int32_t step[3];
-      for (int s = 0; s < 3; ++s) step[s] = toks[s][prompt_len[s] + i];
-      forward(m, *ws, Batch{step, nullptr, 3, 1}, who, fo);
-      for (int s = 0; s < 3; ++s)
+      int32_t step[NS];
+      for (int s = 0; s < NS; ++s) step[s] = toks[s][prompt_len[s] + i];
+      forward(m, *ws, Batch{step, nullptr, NS, 1}, who, fo);
+      for (int s = 0; s < NS; ++s)
         EXPECT_EQ(0, std::memcmp(logits(*ws) + (size_t)s * V, alone[s].data() + (size_t)i * V, sizeof(float) * V))
             << preset << " sequence " << s << " step " << i << " differs by "
             << max_abs_diff(logits(*ws) + (size_t)s * V, alone[s].data() + (size_t)i * V, V);
     }
-    for (int s = 0; s < 3; ++s) EXPECT_EQ(kvs[s].n_pos, prompt_len[s] + steps);
+    for (int s = 0; s < NS; ++s) EXPECT_EQ(kvs[s].n_pos, prompt_len[s] + steps);
     // A shared or missing cache is refused.
-    KvCache* bad[3] = {&kvs[0], nullptr, &kvs[2]};
-    fo.caches = bad;
-    int32_t step[3] = {1, 2, 3};
-    EXPECT_THROW(forward(m, *ws, Batch{step, nullptr, 3, 1}, who, fo), Error);
+    caches[1] = nullptr;
+    int32_t step[NS] = {1, 2, 3, 4, 5, 6};
+    EXPECT_THROW(forward(m, *ws, Batch{step, nullptr, NS, 1}, who, fo), Error);
   }
 }
 
