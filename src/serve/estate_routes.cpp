@@ -46,9 +46,11 @@ estate::KeyPair key_of(const Server::Impl& s, const std::string& person) {
 
 // The overlap report a successor reads before accepting, with what each choice costs and keeps.
 json overlap_report(Server::Impl& s, const estate::AdapterRecord& parent_rec, const estate::AdapterRecord& child_rec,
-                    const Adapter& parent, const Adapter& child, bool keep_both, inherit::Scheme* chosen) {
+                    const Adapter& parent, const Adapter& child, bool keep_both, inherit::Scheme* chosen,
+                    inherit::OverlapReport* report = nullptr) {
   const Adapter& body = parent.routed() ? parent.branches.back() : parent;
   const inherit::OverlapReport ov = inherit::overlap(body, child, s.base.config);
+  if (report) *report = ov;
   std::string why;
   inherit::Scheme scheme = inherit::recommend(ov, keep_both, &why);
   if (parent.routed() && scheme.name != "concat") {
@@ -181,12 +183,12 @@ void add_estate_routes(Server::Impl& s) {
     Adapter child = load(s, crec);
     child.info.owner = successor;
     inherit::Scheme scheme;
-    const json report = overlap_report(s, prec, crec, parent, child, body.value("keep_both", false), &scheme);
+    inherit::OverlapReport ov;
+    const json report = overlap_report(s, prec, crec, parent, child, body.value("keep_both", false), &scheme, &ov);
     const std::string asked = body.value("scheme", "auto");
     if (asked != "auto") scheme = inherit::parse_scheme(asked);
     if (scheme.name == "distill")
       throw HttpError(400, "distill trains on the successor's text, which the server does not hold", "use `heirloom inherit --scheme distill`");
-    const inherit::OverlapReport ov = inherit::overlap(parent.routed() ? parent.branches.back() : parent, child, s.base.config);
     Adapter heir = inherit::merge_heir(parent, child, scheme, s.base.config, ov);
     heir.info.owner = successor;
     heir.info.created = utc_now_iso8601();
