@@ -39,7 +39,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   int bind();    // binds the port (Error when taken); returns it
-  void run();    // serves until stop(); call bind() first
+  void run();    // serves until stop(); call bind() first. The model runs on the calling thread: best the one
+                 // that constructed the server (see serve/batcher.h)
   void stop();   // from any thread
   int port() const;
 

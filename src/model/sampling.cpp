@@ -10,33 +10,47 @@
 
 namespace heirloom {
 
+// The candidates are the top_k tokens (all when top_k is 0); top_p keeps the smallest run of them, in
+// descending probability, that reaches top_p. Only what these rules need is sorted: a server request with
+// neither limit (the OpenAI defaults) once sorted all 8,192 tokens per token, a third of a decode step.
 int32_t sample_token(const float* logits, int V, const SamplingOptions& opt, float u) {
   if (opt.temperature <= 0.f) return (int32_t)(std::max_element(logits, logits + V) - logits);
+  auto before = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
   std::vector<int32_t> idx(V);
   std::iota(idx.begin(), idx.end(), 0);
   const int k = opt.top_k > 0 ? std::min(opt.top_k, V) : V;
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
-  idx.resize(k);
-  std::vector<double> p(k);
-  const double mx = logits[idx[0]];
+  if (k < V) {
+    std::nth_element(idx.begin(), idx.begin() + k, idx.end(), before);
+    idx.resize(k);
+    std::sort(idx.begin(), idx.end(), before);
+  }
+  const float mx = *std::max_element(logits, logits + V);
+  std::vector<double> w(V);  // by token; only the candidates' are set
   double sum = 0;
-  for (int i = 0; i < k; ++i) sum += (p[i] = std::exp((logits[idx[i]] - mx) / opt.temperature));
-  // Keep the smallest prefix whose probability reaches top_p.
-  int keep = k;
+  for (int32_t t : idx) sum += (w[t] = std::exp((double)(logits[t] - mx) / opt.temperature));
+  int keep = (int)idx.size();
   if (opt.top_p < 1.f) {
+    // Sort a growing prefix until its probability reaches top_p (already sorted when k < V).
+    const int n = (int)idx.size();
     double acc = 0;
-    for (int i = 0; i < k; ++i) {
-      acc += p[i] / sum;
-      if (acc >= opt.top_p) { keep = i + 1; break; }
+    for (int lo = 0, hi = std::min(n, 64); lo < n; lo = hi, hi = std::min(n, 4 * hi)) {
+      if (k == V) {
+        std::nth_element(idx.begin() + lo, idx.begin() + hi - 1, idx.end(), before);
+        std::sort(idx.begin() + lo, idx.begin() + hi, before);
+      }
+      int i = lo;
+      for (; i < hi && acc / sum < opt.top_p; ++i) acc += w[idx[i]];
+      if (acc / sum >= opt.top_p) {
+        keep = i;
+        break;
+      }
     }
   }
   double kept = 0;
-  for (int i = 0; i < keep; ++i) kept += p[i];
+  for (int i = 0; i < keep; ++i) kept += w[idx[i]];
   double r = u * kept;
   for (int i = 0; i < keep; ++i) {
-    r -= p[i];
+    r -= w[idx[i]];
     if (r < 0) return idx[i];
   }
   return idx[keep - 1];

@@ -1,4 +1,4 @@
-// The engine thread of the server: admit (prefill alone), then decode every active request together.
+// The engine of the server: admit (prefill alone), then decode every active request together.
 // Sampling follows generate() (src/model/sampling.cpp) draw for draw, so a request's tokens match it.
 #include "serve/batcher.h"
 
@@ -25,16 +25,9 @@ Batcher::Batcher(const Model& base, std::shared_ptr<const FrozenWeights> packed,
   step_ws_ = make_workspace();
   prefill_ws_->frozen = packed_;
   step_ws_->frozen = packed_;
-  thread_ = std::thread([this] { run(); });
 }
 
 Batcher::~Batcher() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
   for (auto& c : queue_)
     if (c->on_done) c->on_done("cancelled", "the server is shutting down");
   for (auto& a : active_)
@@ -46,6 +39,14 @@ void Batcher::submit(std::shared_ptr<Completion> c) {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(c));
     ++stats_.requests;
+  }
+  cv_.notify_all();
+}
+
+void Batcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
   }
   cv_.notify_all();
 }

@@ -1,4 +1,4 @@
-// Continuous batching for the server: one engine thread runs every person's requests together. A new
+// Continuous batching for the server: one engine (Batcher::run) runs every person's requests together. A new
 // request's prompt is run alone (into its own KV cache), then each step decodes one token for every
 // active request in ONE forward pass, each row with its own adapter (per-row norm gains, LoRA, steering)
 // and its own cache position. The row-exact products (core/gemm.h) make each request's tokens exactly what
@@ -12,7 +12,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "heirloom/adapter.h"
@@ -43,6 +42,12 @@ class Batcher {
   // `packed`: the base packed for bf16 products (null = fp32). max_batch bounds the rows of one step.
   Batcher(const Model& base, std::shared_ptr<const FrozenWeights> packed, int max_batch);
   ~Batcher();  // finishes nothing: queued and active requests end as "cancelled"
+  // Runs the engine on the calling thread until stop(). It should be the thread that did the process's
+  // other OpenMP work: libgomp keeps a worker pool per thread that opens parallel regions, and once there
+  // are more pooled threads than cores its workers sleep after ~100 spins, so every parallel region of a
+  // decode step paid a futex wake-up (a single stream ran at 120 tokens/s instead of 1,000).
+  void run();
+  void stop();  // from any thread but a signal handler
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
@@ -51,7 +56,6 @@ class Batcher {
 
  private:
   struct Active;
-  void run();
   void admit(std::shared_ptr<Completion> c);
   void step();
   bool emit(Active& a, int32_t tok);
@@ -66,7 +70,6 @@ class Batcher {
   std::deque<std::shared_ptr<Completion>> queue_;
   bool stopping_ = false;
   BatcherStats stats_;
-  std::thread thread_;
 };
 
 }  // namespace heirloom::serve

@@ -1,6 +1,7 @@
 // The server's setup: the base, the registry, the batcher, auth, JSON errors. Routes live in
 // completions.cpp (OpenAI style), estate_routes.cpp and page.cpp.
 #include <filesystem>
+#include <thread>
 
 #include "heirloom/engine.h"
 #include "serve/server_impl.h"
@@ -120,7 +121,18 @@ int Server::bind() {
   return s.bound_port;
 }
 
-void Server::run() { impl_->http.listen_after_bind(); }
+// The engine runs on this thread (see Batcher::run), HTTP on another; when HTTP has stopped and its
+// handlers have returned, the engine stops too.
+void Server::run() {
+  Impl& s = *impl_;
+  std::thread http([&s] {
+    s.http.listen_after_bind();
+    s.batcher->stop();
+  });
+  s.batcher->run();
+  http.join();
+}
+
 void Server::stop() { impl_->http.stop(); }
 int Server::port() const { return impl_->bound_port; }
 

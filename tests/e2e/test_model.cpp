@@ -3,11 +3,13 @@
 // round trips, and bad input answered by heirloom::Error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "core/half.h"
 #include "core/rng.h"
@@ -124,6 +126,50 @@ TEST(Model, SamplingRespectsTopKAndTopP) {
   EXPECT_EQ(sample_token(lg, 5, o, 0.999f), 4);  // the least likely token sits at the top of the CDF
   o.temperature = 0.f;
   EXPECT_EQ(sample_token(lg, 5, o, 0.9f), 1);
+}
+
+// The sampler sorts only what top_k and top_p need; it must pick what a plain full sort picks: the CDF runs
+// over the kept tokens in descending probability (in token order when neither limit is set).
+TEST(Model, SamplingPicksWhatAFullSortPicks) {
+  const int V = 3000;
+  Rng r(7);
+  std::vector<float> lg(V);
+  for (float& x : lg) x = 2.f * r.normal();
+  lg[5] = lg[9];  // a tie: the lower token id comes first
+  auto reference = [&](const SamplingOptions& o, float u) {
+    std::vector<int32_t> idx(V);
+    std::iota(idx.begin(), idx.end(), 0);
+    const bool sorted = o.top_k > 0 || o.top_p < 1.f;
+    if (sorted) std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return lg[a] > lg[b]; });
+    const int k = o.top_k > 0 ? o.top_k : V;
+    const float mx = *std::max_element(lg.begin(), lg.end());
+    std::vector<double> p(k);
+    double sum = 0;
+    for (int i = 0; i < k; ++i) sum += (p[i] = std::exp((double)(lg[idx[i]] - mx) / o.temperature));
+    int keep = k;
+    double acc = 0;
+    for (int i = 0; i < k && o.top_p < 1.f; ++i)
+      if ((acc += p[i]) / sum >= o.top_p) { keep = i + 1; break; }
+    double kept = 0;
+    for (int i = 0; i < keep; ++i) kept += p[i];
+    double x = u * kept;
+    for (int i = 0; i < keep; ++i)
+      if ((x -= p[i]) < 0) return idx[i];
+    return idx[keep - 1];
+  };
+  int checked = 0;
+  for (int top_k : {0, 1, 40, 500})
+    for (float top_p : {1.f, 0.95f, 0.5f, 0.01f})
+      for (float temp : {0.7f, 1.5f}) {
+        SamplingOptions o;
+        o.top_k = top_k, o.top_p = top_p, o.temperature = temp;
+        for (int i = 0; i < 50; ++i) {
+          const float u = r.uniform();
+          ASSERT_EQ(sample_token(lg.data(), V, o, u), reference(o, u)) << top_k << " " << top_p << " " << temp << " u=" << u;
+          ++checked;
+        }
+      }
+  EXPECT_EQ(checked, 1600);
 }
 
 // Builds a rank-2 LoRA + norm + steer adapter for m with random values (B zero if zero_b).
