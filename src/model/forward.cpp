@@ -273,7 +273,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V, false, fz ? &fz->output : nullptr);
   if (batch.targets) {
     std::copy(batch.targets, batch.targets + N, ws.targets.begin());
-    res.loss_sum = xent_forward(ws.losses.data(), ws.logits.data(), batch.targets, (int)N, V, &res.n_scored);
+    res.loss_sum = xent_forward(ws.losses.data(), ws.logits.data(), batch.targets, (int)N, V, &res.n_scored, ws.row_lse.data());
   } else {
     std::fill(ws.targets.begin(), ws.targets.end(), kIgnoreIndex);
   }

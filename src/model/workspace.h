@@ -41,7 +41,7 @@ struct Workspace {
   int lora_rmax = 0;  // the largest LoRA rank in the batch: a segment's u rows start at r0 · lora_rmax
   bool has_backward_state = false, last_only = false;
   std::vector<LayerActs> layers;
-  std::vector<float> xf, lnf, rstdf, last_rows, logits, losses;  // final residual, norm, head
+  std::vector<float> xf, lnf, rstdf, last_rows, logits, losses, row_lse;  // final residual, norm, head
   std::vector<int32_t> targets, tokens;
   std::vector<Segment> segments;
   std::vector<std::vector<float>> gains;  // per segment: effective norm gains [(2L + 1)·C], if it has a delta

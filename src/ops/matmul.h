@@ -20,9 +20,10 @@ void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float*
                     bool accumulate = false, const PackedWeight* packed = nullptr);
 // dinp[N, I] += dout · W ; dweight[O, I] += doutᵀ · inp.  Either output may be null (skipped).
 // `packed` (bf16 mode) computes both in bf16 with fp32 accumulation: dinp on the packed W, dweight with
-// dout and inp converted per call.
+// dout and inp converted per call. write_dinp: dinp = dout · W instead (saves clearing it first).
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
-                     const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr);
+                     const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr,
+                     bool write_dinp = false);
 
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                         bool accumulate = false);

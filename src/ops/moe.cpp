@@ -173,8 +173,6 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       }
       sc.dw[n * K + k] = d;
     }
-  std::memset(sc.dhg, 0, sizeof(float) * (size_t)N * K * F);
-  std::memset(sc.dhu, 0, sizeof(float) * (size_t)N * K * F);
 #pragma omp parallel for schedule(dynamic, 1)  // as in forward: experts in parallel, disjoint outputs
   for (int e = 0; e < E; ++e) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
@@ -186,14 +184,14 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     const float* xg = s.xg + (int64_t)o * C;
     // Input gradients through matmul_backward (bf16 on the packs when there are any); the experts' weight
     // gradients stay fp32 sgemm even in bf16 mode.
-    std::fill_n(dh, (size_t)n_e * F, 0.f);
-    matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, w.packed_down ? w.packed_down + e : nullptr);
+    matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, w.packed_down ? w.packed_down + e : nullptr, true);
     if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
+    std::fill_n(dhg, (size_t)n_e * F, 0.f);  // here, per expert: in parallel and into the cache it is used from
+    std::fill_n(dhu, (size_t)n_e * F, 0.f);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
-    std::fill_n(dxg, (size_t)n_e * C, 0.f);
-    matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, w.packed_gate ? w.packed_gate + e : nullptr);
+    matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, w.packed_gate ? w.packed_gate + e : nullptr, true);
     matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, w.packed_up ? w.packed_up + e : nullptr);
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);

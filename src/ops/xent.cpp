@@ -10,14 +10,15 @@ namespace heirloom {
 
 namespace {
 // max and log(sum(exp(x - max))) of one row.
-inline void row_lse(const float* x, int V, float* mx, float* lse) {
+inline void row_lse_of(const float* x, int V, float* mx, float* lse) {
   const float m = row_max(x, V);
   *mx = m;
   *lse = std::log(row_sum_exp(x, V, m));
 }
 }  // namespace
 
-double xent_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored) {
+double xent_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored,
+                    float* row_lse) {
   double total = 0;
   int scored = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total, scored)
@@ -28,8 +29,9 @@ double xent_forward(float* losses, const float* logits, const int32_t* targets, 
     }
     const float* x = logits + (int64_t)n * V;
     float mx, lse;
-    row_lse(x, V, &mx, &lse);
+    row_lse_of(x, V, &mx, &lse);
     losses[n] = lse + mx - x[targets[n]];
+    if (row_lse) row_lse[n] = lse + mx;
     total += losses[n];
     ++scored;
   }
@@ -37,20 +39,45 @@ double xent_forward(float* losses, const float* logits, const int32_t* targets, 
   return total;
 }
 
-void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V) {
+namespace {
+template <bool kWrite>
+void xent_grad(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+               const float* row_lse) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    if (targets[n] < 0) continue;
-    const float* x = logits + (int64_t)n * V;
     float* d = dlogits + (int64_t)n * V;
-    float mx, lse;
-    row_lse(x, V, &mx, &lse);
-    const float off = mx + lse;
+    if (targets[n] < 0) {
+      if (kWrite) std::fill(d, d + V, 0.f);
+      continue;
+    }
+    const float* x = logits + (int64_t)n * V;
+    float off;
+    if (row_lse) {
+      off = row_lse[n];
+    } else {
+      float mx, lse;
+      row_lse_of(x, V, &mx, &lse);
+      off = mx + lse;
+    }
     int i = 0;
-    for (; i + 8 <= V; i += 8) store8(d + i, load8(d + i) + exp_fast(load8(x + i) - off) * scale);
-    for (; i < V; ++i) d[i] += exp_fast(x[i] - off) * scale;
+    for (; i + 8 <= V; i += 8) {
+      const f32x8 g = exp_fast(load8(x + i) - off) * scale;
+      store8(d + i, kWrite ? g : load8(d + i) + g);
+    }
+    for (; i < V; ++i) d[i] = (kWrite ? 0.f : d[i]) + exp_fast(x[i] - off) * scale;
     d[targets[n]] -= scale;
   }
+}
+}  // namespace
+
+void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                   const float* row_lse) {
+  xent_grad<false>(dlogits, logits, targets, scale, N, V, row_lse);
+}
+
+void xent_backward_write(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                         const float* row_lse) {
+  xent_grad<true>(dlogits, logits, targets, scale, N, V, row_lse);
 }
 
 double xent_forward_ref(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored) {
@@ -83,7 +110,7 @@ void xent_backward_ref(float* dlogits, const float* logits, const int32_t* targe
 
 float log_softmax_at(const float* logits, int V, int32_t token) {
   float mx, lse;
-  row_lse(logits, V, &mx, &lse);
+  row_lse_of(logits, V, &mx, &lse);
   return logits[token] - mx - lse;
 }
 

@@ -8,9 +8,16 @@ namespace heirloom {
 constexpr int32_t kIgnoreIndex = -1;
 
 // losses[N] (0 for ignored rows); returns the sum of losses; *n_scored = rows with a target.
-double xent_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored);
-// dlogits[N, V] += (softmax(logits) − onehot(target)) · scale  (ignored rows get nothing)
-void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);
+// row_lse, when given, receives each scored row's log-sum-exp for xent_backward.
+double xent_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored,
+                    float* row_lse = nullptr);
+// dlogits[N, V] += (softmax(logits) − onehot(target)) · scale  (ignored rows get nothing).
+// row_lse: the forward's, so the rows are read once instead of three times.
+void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                   const float* row_lse = nullptr);
+// The same, but dlogits[N, V] = ... (ignored rows are zeroed): no separate pass to clear 32 MB first.
+void xent_backward_write(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
+                         const float* row_lse = nullptr);
 
 double xent_forward_ref(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored);
 void xent_backward_ref(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);

@@ -699,6 +699,17 @@ TEST(OpXent, IgnoredRowsMatchRefAndGradCheck) {
   EXPECT_TRUE(expect_grad("xent dlogits", num, d));
   EXPECT_TRUE(expect_grad("xent dlogits (ref)", num, d_ref));
   expect_accumulates("xent", {&d}, [&] { xent_backward(d.data(), logits.data(), tg.data(), scale, N, V); });
+
+  // The training path: the forward's log-sum-exp reused, and dlogits written over whatever was there.
+  Vec lse(N, kNaN), d_write(N * V, kNaN), d_acc(N * V, 0.f);
+  int n3 = 0;
+  xent_forward(ls.data(), logits.data(), tg.data(), N, V, &n3, lse.data());
+  xent_backward(d_acc.data(), logits.data(), tg.data(), scale, N, V, lse.data());
+  xent_backward_write(d_write.data(), logits.data(), tg.data(), scale, N, V, lse.data());
+  EXPECT_TRUE(all_close("xent dlogits with the forward's lse", d_acc, d_ref, 1e-7, 1e-5));
+  EXPECT_TRUE(all_close("xent dlogits written", d_write, d_ref, 1e-7, 1e-5));
+  for (int n : {2, 5})
+    for (int i = 0; i < V; ++i) ASSERT_EQ(d_write[n * V + i], 0.f) << "ignored row not cleared";
 }
 
 // ---------------------------------------------------------------------------------------------
