@@ -98,11 +98,7 @@ Action add_personalize(CLI::App& app, Common& common) {
     p.progress = !common.json;
     const char* user = std::getenv("USER");
     p.owner = !o->owner.empty() ? o->owner : user ? user : "";
-    p.general = o->general;
-    if (p.general.empty()) {
-      const CorpusDir cd{o->corpus_dir.empty() ? default_corpus_dir() : o->corpus_dir};
-      if (std::filesystem::exists(cd.heldout_path("general"))) p.general = cd.heldout_path("general");
-    }
+    p.general = general_text_or_default(o->general, o->corpus_dir);
     if (!o->cvec.empty() && p.kind != AdapterKind::steer) throw Error("--control-vector needs --kind steer");
     const std::string out = o->out.empty() ? default_out(p.texts[0], p.kind) : o->out;
     Adapter adapter = make_adapter(base, p.kind, p.lora, p.seed);

@@ -32,12 +32,15 @@ Action add_inherit(CLI::App& app, Common& common);
 Action add_tokenize(CLI::App& app, Common& common);
 Action add_estate(CLI::App& app, Common& common);
 Action add_serve(CLI::App& app, Common& common);
+Action add_fleet(CLI::App& app, Common& common);
 
 void add_common_flags(CLI::App& sub, Common& common);
 // --precision auto|bf16|fp32: the arithmetic of the frozen base's matrix products.
 void add_precision_option(CLI::App& sub, std::string& precision);
 // The --model/--base argument, or the default base when it is empty (Error when there is none).
 std::string resolve_model(const std::string& given);
+// --general, else the general corpus's held-out split when it is built, else empty.
+std::string general_text_or_default(const std::string& given, const std::string& corpus_dir);
 void apply_threads(const Common& common);
 void print_json(const nlohmann::json& j);
 // The estate's secret key of a person: `given`, else the default key folder's NAME.key.

@@ -34,6 +34,12 @@ std::string resolve_model(const std::string& given) {
   return base;
 }
 
+std::string general_text_or_default(const std::string& given, const std::string& corpus_dir) {
+  if (!given.empty()) return given;
+  const heirloom::CorpusDir cd{corpus_dir.empty() ? heirloom::default_corpus_dir() : corpus_dir};
+  return std::filesystem::exists(cd.heldout_path("general")) ? cd.heldout_path("general") : "";
+}
+
 void apply_threads(const Common& common) { set_num_threads(common.threads); }
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str()); }
@@ -65,6 +71,7 @@ int main(int argc, char** argv) {
   reg(add_tokenize);
   reg(add_estate);
   reg(add_serve);
+  reg(add_fleet);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

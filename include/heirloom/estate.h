@@ -68,6 +68,18 @@ struct Designation {
   std::string adapter, owner, successor, created, signature;
 };
 
+// What a fleet run trained (issue 10): a person's adapter and the exact inputs it came from. A person is
+// current when a training with the same text, base and recipe is recorded; a changed text is trained again.
+struct TrainingKey {
+  std::string person, text_sha256, base_fingerprint, recipe;  // recipe: canonical JSON of the settings
+};
+struct TrainingRecord {
+  TrainingKey key;
+  std::string adapter;   // registry id
+  std::string report;    // JSON: perplexities before and after, seconds
+  std::string finished;  // when it was committed
+};
+
 struct VerifyReport {
   int adapters = 0, designations = 0;
   std::vector<std::string> problems;  // empty when everything verifies
@@ -108,6 +120,15 @@ class Registry {
   std::vector<LineageRecord> heirs_of(const std::string& id) const;  // adapters inherited from this one
   std::vector<Designation> designations(const std::string& adapter_id = "") const;
 
+  // ---- fleet trainings ----
+  std::optional<TrainingRecord> training(const TrainingKey& k) const;
+  std::vector<TrainingRecord> trainings(const std::string& person = "") const;  // oldest first
+  // In ONE transaction: the person (added with the key's public key when missing; refused when registered
+  // with another key), the adapter, and the training record. When the same training is recorded already
+  // (another worker finished it first) nothing is written and `*fresh` is false.
+  TrainingRecord commit_training(const TrainingKey& k, const std::vector<uint8_t>& adapter_file, const KeyPair& key,
+                                 const std::string& report_json, bool* fresh = nullptr);
+
   // Checks every adapter (bytes hash to the id, the stored checksum holds, the owner's signature) and every
   // designation, or only those of one adapter.
   VerifyReport verify(const std::string& adapter_id = "") const;
@@ -118,6 +139,10 @@ class Registry {
  private:
   struct Impl;
   explicit Registry(std::unique_ptr<Impl> impl);
+  // The parts of the writes above, inside a transaction the caller holds.
+  Person insert_person(const std::string& name, const std::string& public_key_hex);
+  AdapterRecord insert_adapter(const std::vector<uint8_t>& file, const KeyPair& key, const std::string& owner,
+                               const std::string& label);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -66,18 +66,21 @@ KeyPair generate_key() {
 void save_secret_key(const KeyPair& k, const std::string& path) {
   const std::filesystem::path p(path);
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  // O_EXCL: a person's key is never silently replaced (their signatures would stop verifying).
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
-    throw Error("cannot create the key file " + path + ": " + std::strerror(errno),
-                errno == EEXIST ? "a key with this name exists already; keep it, or choose another --key" : "check the folder");
+  // Written whole under a private name, then linked to its name: a kill leaves no half key, and link()
+  // never replaces an existing key (its owner's signatures would stop verifying).
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error("cannot create the key file " + path + ": " + std::strerror(errno), "check the folder");
   const std::string text = std::string(kKeyHeader) + "\n" + to_hex(k.secret_key.data(), k.secret_key.size()) + "\n";
   const bool ok = ::write(fd, text.data(), text.size()) == (ssize_t)text.size() && ::fsync(fd) == 0;
   ::close(fd);
-  if (!ok) {
-    std::filesystem::remove(path);
-    throw Error("cannot write the key file " + path, "check the free space");
-  }
+  const int linked = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
+  const int err = errno;
+  ::unlink(tmp.c_str());
+  if (!ok) throw Error("cannot write the key file " + path, "check the free space");
+  if (linked != 0)
+    throw Error("cannot create the key file " + path + ": " + std::strerror(err),
+                err == EEXIST ? "a key with this name exists already; keep it, or choose another --key" : "check the folder");
 }
 
 KeyPair load_secret_key(const std::string& path) {

@@ -8,7 +8,7 @@
 
 #include "core/clock.h"
 #include "core/sha256.h"
-#include "estate/sqlite.h"
+#include "estate/registry_impl.h"
 #include "heirloom/adapter.h"
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
@@ -17,7 +17,7 @@ namespace heirloom::estate {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;  // 2 added trainings (issue 10)
 
 const char* kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,6 +38,14 @@ CREATE INDEX IF NOT EXISTS lineage_parent ON lineage(parent_sha256);
 CREATE TABLE IF NOT EXISTS designations(
   adapter TEXT NOT NULL REFERENCES adapters(id), successor TEXT NOT NULL REFERENCES people(name),
   owner TEXT NOT NULL, created TEXT NOT NULL, signature TEXT NOT NULL, PRIMARY KEY(adapter, successor));
+)SQL";
+
+// Version 2: which text, base and recipe each fleet-trained adapter came from, so a rerun knows who is current.
+const char* kTrainings = R"SQL(
+CREATE TABLE IF NOT EXISTS trainings(
+  person TEXT NOT NULL REFERENCES people(name), text_sha256 TEXT NOT NULL, base_fingerprint TEXT NOT NULL,
+  recipe TEXT NOT NULL, adapter TEXT NOT NULL REFERENCES adapters(id), report TEXT NOT NULL, finished TEXT NOT NULL,
+  PRIMARY KEY(person, text_sha256, base_fingerprint, recipe));
 )SQL";
 
 const char* kAdapterColumns =
@@ -85,10 +93,6 @@ std::string designation_message(const Designation& d) {
          "\ncreated=" + d.created + "\n";
 }
 
-struct Registry::Impl {
-  sql::Db db;
-};
-
 Registry::Registry(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Registry::Registry(Registry&&) noexcept = default;
 Registry& Registry::operator=(Registry&&) noexcept = default;
@@ -103,6 +107,7 @@ Registry Registry::create(const std::string& path) {
   impl->db.exec("PRAGMA journal_mode=WAL");
   sql::Transaction t(impl->db);
   impl->db.exec(kSchema);
+  impl->db.exec(kTrainings);
   sql::Stmt(impl->db, "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)").bind(1, std::to_string(kSchemaVersion)).run();
   t.commit();
   return open(path);
@@ -122,6 +127,13 @@ Registry Registry::open(const std::string& path) {
     if (s.step()) version = s.text(0);
   } catch (const Error&) {
   }
+  if (version == "1") {  // a registry from before fleets: add the trainings table
+    sql::Transaction t(db);
+    db.exec(kTrainings);
+    sql::Stmt(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'").bind(1, std::to_string(kSchemaVersion)).run();
+    t.commit();
+    version = std::to_string(kSchemaVersion);
+  }
   if (version != std::to_string(kSchemaVersion))
     throw Error(path + " is not a heirloom estate registry (schema version '" + version + "', expected " +
                     std::to_string(kSchemaVersion) + ")",
@@ -136,10 +148,15 @@ Person Registry::add_person(const std::string& name, const std::string& public_k
     throw Error("a public key is 64 hexadecimal digits (ed25519), found " + std::to_string(public_key_hex.size()) + " characters");
   sql::Transaction t(impl_->db);
   if (person(name)) throw Error("'" + name + "' is already in the registry", "choose another name");
+  const Person p = insert_person(name, public_key_hex);
+  t.commit();
+  return p;
+}
+
+Person Registry::insert_person(const std::string& name, const std::string& public_key_hex) {
   const Person p{name, public_key_hex, utc_now_iso8601()};
   sql::Stmt(impl_->db, "INSERT INTO people(name, public_key, created) VALUES(?, ?, ?)")
       .bind(1, p.name).bind(2, p.public_key).bind(3, p.created).run();
-  t.commit();
   return p;
 }
 
@@ -159,6 +176,14 @@ std::vector<Person> Registry::people() const {
 
 AdapterRecord Registry::add_adapter(const std::vector<uint8_t>& file, const KeyPair& key, const std::string& owner,
                                     const std::string& label) {
+  sql::Transaction t(impl_->db);
+  AdapterRecord r = insert_adapter(file, key, owner, label);
+  t.commit();
+  return r;
+}
+
+AdapterRecord Registry::insert_adapter(const std::vector<uint8_t>& file, const KeyPair& key, const std::string& owner,
+                                       const std::string& label) {
   const AdapterHeader h = read_adapter_header(file, "the adapter");
   if (!h.checksum_ok) throw Error("the adapter's content checksum does not match its data", "the file is damaged; copy it again");
   AdapterRecord r;
@@ -173,7 +198,6 @@ AdapterRecord Registry::add_adapter(const std::vector<uint8_t>& file, const KeyP
   r.generation = h.lineage.generation;
   r.recipe = nlohmann::json{{"steps", h.info.steps}, {"batch", h.info.batch}, {"seq", h.info.seq}, {"lr", as_written(h.info.lr)},
                             {"tokens", h.info.tokens}, {"seed", h.info.seed}}.dump();
-  sql::Transaction t(impl_->db);
   const std::optional<Person> p = person(r.owner);
   if (!p) throw Error("'" + r.owner + "' is not in the registry", "add them first: heirloom estate person add " + r.owner);
   if (p->public_key != to_hex(key.public_key.data(), key.public_key.size()))
@@ -197,7 +221,6 @@ AdapterRecord Registry::add_adapter(const std::vector<uint8_t>& file, const KeyP
         .bind(1, r.id).bind(2, l.parent_sha256).bind(3, l.child_sha256).bind(4, l.parent_owner).bind(5, l.child_owner)
         .bind(6, l.scheme).bind(7, l.params).bind(8, l.overlap_cosine).bind(9, l.regime).bind(10, (int64_t)l.generation).run();
   }
-  t.commit();
   return r;
 }
 
