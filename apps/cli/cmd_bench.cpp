@@ -3,8 +3,61 @@
 
 #include "commands.h"
 #include "heirloom/bench.h"
+#include "heirloom/fleet.h"
 
 namespace heirloom::cli {
+
+namespace {
+
+// `heirloom bench fleet`: people per hour per core on synthetic people, registry writes under K writers, a school.
+Action add_bench_fleet(CLI::App& bench, Common& common) {
+  auto* sub = bench.add_subcommand("fleet", "people per hour per core (synthetic people from the person corpora), registry writes per second under K writers, and the extrapolation to a school");
+  struct Opts {
+    fleet::BenchOptions b;
+    std::string precision = "auto";
+  };
+  auto o = std::make_shared<Opts>();
+  sub->add_option("--base,--model", o->b.base, "base model (default: the moe-30m base under models/ or the cache)");
+  sub->add_option("--people", o->b.people, "synthetic people")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--steps", o->b.steps, "training steps per person")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--eval-tokens", o->b.eval_tokens, "held-out tokens scored per person before and after")->capture_default_str();
+  sub->add_option("--writers", o->b.writers, "concurrent registry writer processes to measure")->delimiter(',')->capture_default_str();
+  sub->add_option("--commits", o->b.commits_per_writer, "commits per writer")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--school", o->b.school, "people to extrapolate to")->capture_default_str();
+  sub->add_option("--corpus-dir", o->b.corpus_dir, "built corpus directory");
+  sub->add_option("--work-dir", o->b.work_dir, "where the synthetic people and registries go (default: a temporary folder, removed)");
+  add_precision_option(*sub, o->precision);
+  sub->add_flag("--json", common.json, "print machine-readable JSON on stdout");
+  return [o, &common] {
+    fleet::BenchOptions b = o->b;
+    b.base = resolve_model(b.base);
+    b.precision = parse_precision(o->precision);
+    b.progress = !common.json;
+    b.keep = !b.work_dir.empty();
+    const fleet::BenchReport r = fleet::bench(b);
+    nlohmann::json writers = nlohmann::json::array();
+    for (const auto& w : r.registry)
+      writers.push_back({{"writers", w.writers}, {"commits", w.commits}, {"seconds", w.seconds}, {"commits_per_second", w.commits_per_second}});
+    if (common.json) {
+      print_json({{"people", r.people}, {"trained", r.trained}, {"failed", r.failed}, {"threads", r.threads},
+                  {"seconds", r.seconds}, {"seconds_per_person_core", r.seconds_per_person_core},
+                  {"people_per_hour_per_core", r.people_per_hour_per_core}, {"registry", r.registry_kind},
+                  {"registry_writes", writers}, {"school", r.school}, {"school_core_hours", r.school_core_hours},
+                  {"cores_for_daily_refresh", r.cores_for_daily_refresh}, {"steps", b.steps}, {"eval_tokens", b.eval_tokens}});
+      return r.failed ? 1 : 0;
+    }
+    std::printf("fleet: %d synthetic people (%d trained, %d failed) in %.1f s on %d thread%s: %.1f core-seconds per person, %.0f people per hour per core\n",
+                r.people, r.trained, r.failed, r.seconds, r.threads, r.threads == 1 ? "" : "s", r.seconds_per_person_core,
+                r.people_per_hour_per_core);
+    std::printf("\n| registry (%s) writers | commits | seconds | commits/s |\n|---:|---:|---:|---:|\n", r.registry_kind.c_str());
+    for (const auto& w : r.registry) std::printf("| %d | %d | %.2f | %.1f |\n", w.writers, w.commits, w.seconds, w.commits_per_second);
+    std::printf("\n%lld people: %.0f core-hours (%.1f core-days); refreshed daily: %.0f cores\n", (long long)r.school,
+                r.school_core_hours, r.school_core_hours / 24, r.cores_for_daily_refresh);
+    return r.failed ? 1 : 0;
+  };
+}
+
+}  // namespace
 
 Action add_bench(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("bench", "measure training-step, forward and generation speed (random weights)");
@@ -20,7 +73,9 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_option("--only", o->only, "run only these tasks: sgemm, full, norm, lora, personalize, forward, generate")
       ->check(CLI::IsMember({"sgemm", "full", "norm", "lora", "personalize", "forward", "generate"}))->delimiter(',');
   add_common_flags(*sub, common);
-  return [o, &common] {
+  const Action fleet = add_bench_fleet(*sub, common);
+  return [o, &common, sub, fleet] {
+    if (sub->got_subcommand("fleet")) return fleet();
     const BenchReport r = run_bench(*o, !common.json);
     auto rows = [](const std::vector<BenchRow>& v) {
       nlohmann::json a = nlohmann::json::array();

@@ -85,4 +85,26 @@ Run run(const Options& o, const std::vector<Person>& people, int threads, bool p
 
 nlohmann::json to_json(const Outcome& o);
 
+// `heirloom bench fleet`: people per hour per core, the registry's write throughput, and the extrapolation.
+struct BenchOptions {
+  std::string base, corpus_dir, work_dir;  // work_dir: synthetic people, registries (kept with keep = true)
+  int people = 200, steps = 100, eval_tokens = 2048;
+  int min_kb = 6, max_kb = 24;                 // each synthetic person's text, cut from the person corpora
+  std::vector<int> writers = {1, 2, 4, 8};     // concurrent writer processes
+  int commits_per_writer = 50;
+  Precision precision = Precision::automatic;
+  int64_t school = 215000;                     // people to extrapolate to
+  bool keep = false, progress = true;
+};
+struct BenchReport {
+  int people = 0, trained = 0, failed = 0, threads = 0;
+  double seconds = 0, people_per_hour_per_core = 0, seconds_per_person_core = 0;
+  struct Writers { int writers = 0, commits = 0; double seconds = 0, commits_per_second = 0; };
+  std::vector<Writers> registry;
+  int64_t school = 0;
+  double school_core_hours = 0, cores_for_daily_refresh = 0;
+  std::string registry_kind = "sqlite", cpu;
+};
+BenchReport bench(const BenchOptions& o);
+
 }  // namespace heirloom::fleet
