@@ -23,6 +23,7 @@ Action add_bench_fleet(CLI::App& bench, Common& common) {
   sub->add_option("--eval-tokens", o->b.eval_tokens, "held-out tokens scored per person before and after")->capture_default_str();
   sub->add_option("--writers", o->b.writers, "concurrent registry writer processes to measure")->delimiter(',')->capture_default_str();
   sub->add_option("--commits", o->b.commits_per_writer, "commits per writer")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--postgres", o->b.postgres, "also measure registry writes to this PostgreSQL database (postgresql://...; its people get names starting with k)");
   sub->add_option("--school", o->b.school, "people to extrapolate to")->capture_default_str();
   sub->add_option("--corpus-dir", o->b.corpus_dir, "built corpus directory");
   sub->add_option("--work-dir", o->b.work_dir, "where the synthetic people and registries go (default: a temporary folder, removed)");
@@ -37,11 +38,11 @@ Action add_bench_fleet(CLI::App& bench, Common& common) {
     const fleet::BenchReport r = fleet::bench(b);
     nlohmann::json writers = nlohmann::json::array();
     for (const auto& w : r.registry)
-      writers.push_back({{"writers", w.writers}, {"commits", w.commits}, {"seconds", w.seconds}, {"commits_per_second", w.commits_per_second}});
+      writers.push_back({{"registry", w.registry}, {"writers", w.writers}, {"commits", w.commits}, {"seconds", w.seconds}, {"commits_per_second", w.commits_per_second}});
     if (common.json) {
       print_json({{"people", r.people}, {"trained", r.trained}, {"failed", r.failed}, {"threads", r.threads},
                   {"seconds", r.seconds}, {"seconds_per_person_core", r.seconds_per_person_core},
-                  {"people_per_hour_per_core", r.people_per_hour_per_core}, {"registry", r.registry_kind},
+                  {"people_per_hour_per_core", r.people_per_hour_per_core},
                   {"registry_writes", writers}, {"school", r.school}, {"school_core_hours", r.school_core_hours},
                   {"cores_for_daily_refresh", r.cores_for_daily_refresh}, {"steps", b.steps}, {"eval_tokens", b.eval_tokens}});
       return r.failed ? 1 : 0;
@@ -49,8 +50,9 @@ Action add_bench_fleet(CLI::App& bench, Common& common) {
     std::printf("fleet: %d synthetic people (%d trained, %d failed) in %.1f s on %d thread%s: %.1f core-seconds per person, %.0f people per hour per core\n",
                 r.people, r.trained, r.failed, r.seconds, r.threads, r.threads == 1 ? "" : "s", r.seconds_per_person_core,
                 r.people_per_hour_per_core);
-    std::printf("\n| registry (%s) writers | commits | seconds | commits/s |\n|---:|---:|---:|---:|\n", r.registry_kind.c_str());
-    for (const auto& w : r.registry) std::printf("| %d | %d | %.2f | %.1f |\n", w.writers, w.commits, w.seconds, w.commits_per_second);
+    std::printf("\n| registry | writers | commits | seconds | commits/s |\n|---|---:|---:|---:|---:|\n");
+    for (const auto& w : r.registry)
+      std::printf("| %s | %d | %d | %.2f | %.1f |\n", w.registry.c_str(), w.writers, w.commits, w.seconds, w.commits_per_second);
     std::printf("\n%lld people: %.0f core-hours (%.1f core-days); refreshed daily: %.0f cores\n", (long long)r.school,
                 r.school_core_hours, r.school_core_hours / 24, r.cores_for_daily_refresh);
     return r.failed ? 1 : 0;

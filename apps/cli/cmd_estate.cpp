@@ -63,7 +63,7 @@ Action add_estate(CLI::App& app, Common& common) {
   auto o = std::make_shared<Opts>();
   auto action = std::make_shared<std::function<int()>>();
   const auto common_opts = [&](CLI::App* c) {
-    c->add_option("--registry", o->registry, "the registry file (default: " + estate::default_registry_path() + ")");
+    c->add_option("--registry", o->registry, "the registry: a SQLite file, or a PostgreSQL database as postgresql://USER@HOST/DB (default: " + estate::default_registry_path() + ")");
     add_common_flags(*c, common);
   };
   const auto reg = [o](bool create = false) {
@@ -71,7 +71,7 @@ Action add_estate(CLI::App& app, Common& common) {
     return create ? Registry::create(p) : Registry::open(p);
   };
 
-  auto* init = sub->add_subcommand("init", "create the registry (a SQLite file); harmless when it exists");
+  auto* init = sub->add_subcommand("init", "create the registry (a SQLite file, or the schema in a PostgreSQL database); harmless when it exists");
   common_opts(init);
   init->callback([=, &common] {
     *action = [=, &common] {

@@ -21,7 +21,7 @@ Action add_fleet(CLI::App& app, Common& common) {
   o->p.trajectory_every = 0;
   sub->add_option("--manifest", o->manifest, "JSON lines, one person each: {\"id\": \"s00001\", \"text\": [\"a.txt\"], \"kind\": \"norm\"}")
       ->required()->check(CLI::ExistingFile);
-  sub->add_option("--registry", o->registry, "estate registry, created when missing (default: " + estate::default_registry_path() + ")");
+  sub->add_option("--registry", o->registry, "estate registry (a SQLite file or postgresql://...), created when missing (default: " + estate::default_registry_path() + ")");
   sub->add_option("--keys", o->keys, "folder of the people's secret keys, made on first training (default: " + estate::default_key_dir() + ")");
   sub->add_option("--base,--model", o->base, "base model (GGUF); default: the moe-30m base under models/ or the cache");
   sub->add_option("--kind", o->kind, "adapter kind for lines that name none")->check(CLI::IsMember({"norm", "lora", "steer"}))->capture_default_str();

@@ -69,7 +69,7 @@ Action add_serve(CLI::App& app, Common& common) {
     }
     serve::Server server(s);
     const int port = server.bind();
-    const bool has_registry = std::filesystem::exists(s.registry);
+    const bool has_registry = estate::registry_location_given(s.registry);
     if (common.json) {
       print_json({{"url", "http://" + s.host + ":" + std::to_string(port) + "/"}, {"port", port}, {"base", s.base},
                   {"registry", has_registry ? s.registry : ""}, {"token", s.token}});

@@ -20,6 +20,9 @@ namespace heirloom::estate {
 std::string data_dir();
 std::string default_registry_path();  // data_dir()/estate.db
 std::string default_key_dir();        // data_dir()/keys (one secret key per person, mode 0600)
+// A registry is a SQLite file, or a PostgreSQL server's database named by a URL (postgresql://...)
+// that many machines share. Is there one at `location` (a file that exists, or any URL)?
+bool registry_location_given(const std::string& location);
 
 // ---- keys and signatures (libsodium ed25519) ----
 struct KeyPair {

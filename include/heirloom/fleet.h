@@ -92,6 +92,7 @@ struct BenchOptions {
   int min_kb = 6, max_kb = 24;                 // each synthetic person's text, cut from the person corpora
   std::vector<int> writers = {1, 2, 4, 8};     // concurrent writer processes
   int commits_per_writer = 50;
+  std::string postgres;                        // also measure writes to this server's database (a URL)
   Precision precision = Precision::automatic;
   int64_t school = 215000;                     // people to extrapolate to
   bool keep = false, progress = true;
@@ -99,11 +100,15 @@ struct BenchOptions {
 struct BenchReport {
   int people = 0, trained = 0, failed = 0, threads = 0;
   double seconds = 0, people_per_hour_per_core = 0, seconds_per_person_core = 0;
-  struct Writers { int writers = 0, commits = 0; double seconds = 0, commits_per_second = 0; };
+  struct Writers {
+    std::string registry;  // sqlite or postgresql
+    int writers = 0, commits = 0;
+    double seconds = 0, commits_per_second = 0;
+  };
   std::vector<Writers> registry;
   int64_t school = 0;
   double school_core_hours = 0, cores_for_daily_refresh = 0;
-  std::string registry_kind = "sqlite", cpu;
+  std::string cpu;
 };
 BenchReport bench(const BenchOptions& o);
 

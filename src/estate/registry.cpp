@@ -99,28 +99,57 @@ Registry& Registry::operator=(Registry&&) noexcept = default;
 Registry::~Registry() = default;
 const std::string& Registry::path() const { return impl_->db.path(); }
 
-Registry Registry::create(const std::string& path) {
-  const std::filesystem::path p(path);
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  auto impl = std::make_unique<Impl>();
-  impl->db = sql::Db(path, true);
-  impl->db.exec("PRAGMA journal_mode=WAL");
-  sql::Transaction t(impl->db);
-  impl->db.exec(kSchema);
-  impl->db.exec(kTrainings);
-  sql::Stmt(impl->db, "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)").bind(1, std::to_string(kSchemaVersion)).run();
-  t.commit();
-  return open(path);
+namespace {
+
+// The schema in a backend's words: the same tables and columns; PostgreSQL spells the types its way and
+// numbers the adapters in a column (SQLite's rowid), so "newest first" breaks ties the same on both.
+std::string in_dialect(std::string ddl, sql::Dialect d) {
+  if (d == sql::Dialect::sqlite) return ddl;
+  auto swap = [&](const std::string& from, const std::string& to) {
+    for (size_t at = ddl.find(from); at != std::string::npos; at = ddl.find(from, at + to.size())) ddl.replace(at, from.size(), to);
+  };
+  swap(" BLOB ", " BYTEA ");
+  swap(" REAL ", " DOUBLE PRECISION ");
+  swap(" INTEGER ", " BIGINT ");
+  swap("signature TEXT NOT NULL, file BYTEA NOT NULL)", "signature TEXT NOT NULL, file BYTEA NOT NULL, seq BIGSERIAL)");
+  return ddl;
 }
 
-Registry Registry::open(const std::string& path) {
-  if (!std::filesystem::exists(path))
-    throw Error("no estate registry at " + path, "create one with `heirloom estate init` (or pass --registry FILE)");
-  auto impl = std::make_unique<Impl>();
-  impl->db = sql::Db(path, false);
-  sql::Db& db = impl->db;
+sql::Db connect(const std::string& location, bool create) {
+  if (sql::is_postgres(location)) return sql::Db(sql::open_postgres(location));
+  if (!create && !std::filesystem::exists(location))
+    throw Error("no estate registry at " + location, "create one with `heirloom estate init` (or pass --registry FILE)");
+  if (create) {
+    const std::filesystem::path p(location);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+  }
+  sql::Db db(sql::open_sqlite(location, create));
+  if (create) db.exec("PRAGMA journal_mode=WAL");
   db.exec("PRAGMA foreign_keys=ON");
   db.exec("PRAGMA synchronous=FULL");
+  return db;
+}
+
+}  // namespace
+
+// The column that orders adapters as they were added.
+const char* Registry::Impl::added_order() const { return db.dialect() == sql::Dialect::sqlite ? "rowid" : "seq"; }
+
+Registry Registry::create(const std::string& location) {
+  auto impl = std::make_unique<Impl>();
+  impl->db = connect(location, true);
+  sql::Transaction t(impl->db);  // the write lock first: machines creating one server's schema take turns
+  impl->db.exec(in_dialect(kSchema, impl->db.dialect()));
+  impl->db.exec(in_dialect(kTrainings, impl->db.dialect()));
+  sql::Stmt(impl->db, "INSERT INTO meta(key, value) VALUES('schema_version', ?) ON CONFLICT DO NOTHING").bind(1, std::to_string(kSchemaVersion)).run();
+  t.commit();
+  return open(location);
+}
+
+Registry Registry::open(const std::string& location) {
+  auto impl = std::make_unique<Impl>();
+  impl->db = connect(location, false);
+  sql::Db& db = impl->db;
   std::string version;
   try {
     sql::Stmt s(db, "SELECT value FROM meta WHERE key='schema_version'");
@@ -129,15 +158,16 @@ Registry Registry::open(const std::string& path) {
   }
   if (version == "1") {  // a registry from before fleets: add the trainings table
     sql::Transaction t(db);
-    db.exec(kTrainings);
+    db.exec(in_dialect(kTrainings, db.dialect()));
     sql::Stmt(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'").bind(1, std::to_string(kSchemaVersion)).run();
     t.commit();
     version = std::to_string(kSchemaVersion);
   }
   if (version != std::to_string(kSchemaVersion))
-    throw Error(path + " is not a heirloom estate registry (schema version '" + version + "', expected " +
+    throw Error(db.path() + " is not a heirloom estate registry (schema version '" + version + "', expected " +
                     std::to_string(kSchemaVersion) + ")",
-                "pass the file `heirloom estate init` created");
+                sql::is_postgres(location) ? "create the schema with `heirloom estate init --registry URL`"
+                                           : "pass the file `heirloom estate init` created");
   return Registry(std::move(impl));
 }
 
@@ -234,7 +264,9 @@ Designation Registry::designate(const std::string& adapter_id, const std::string
     throw Error("the key given is not " + a.owner + "'s", "only an adapter's owner can designate its successor; pass their --key");
   Designation d{a.id, a.owner, successor, utc_now_iso8601(), ""};
   d.signature = sign_hex(owner_key, designation_message(d));
-  sql::Stmt(impl_->db, "INSERT OR REPLACE INTO designations(adapter, successor, owner, created, signature) VALUES(?, ?, ?, ?, ?)")
+  sql::Stmt(impl_->db, "INSERT INTO designations(adapter, successor, owner, created, signature) VALUES(?, ?, ?, ?, ?) "
+                       "ON CONFLICT(adapter, successor) DO UPDATE SET owner = excluded.owner, created = excluded.created, "
+                       "signature = excluded.signature")
       .bind(1, d.adapter).bind(2, d.successor).bind(3, d.owner).bind(4, d.created).bind(5, d.signature).run();
   t.commit();
   return d;
@@ -243,7 +275,7 @@ Designation Registry::designate(const std::string& adapter_id, const std::string
 std::vector<AdapterRecord> Registry::adapters(const std::string& owner) const {
   std::vector<AdapterRecord> out;
   sql::Stmt s(impl_->db, std::string("SELECT ") + kAdapterColumns + " FROM adapters" + (owner.empty() ? "" : " WHERE owner = ?") +
-                             " ORDER BY added DESC, rowid DESC");
+                             " ORDER BY added DESC, " + impl_->added_order() + " DESC");
   if (!owner.empty()) s.bind(1, owner);
   while (s.step()) out.push_back(adapter_row(s));
   return out;
@@ -268,7 +300,7 @@ AdapterRecord Registry::resolve(const std::string& key) const {
 }
 
 std::optional<AdapterRecord> Registry::by_params_sha256(const std::string& sha) const {
-  sql::Stmt s(impl_->db, std::string("SELECT ") + kAdapterColumns + " FROM adapters WHERE params_sha256 = ? ORDER BY rowid LIMIT 1");
+  sql::Stmt s(impl_->db, std::string("SELECT ") + kAdapterColumns + " FROM adapters WHERE params_sha256 = ? ORDER BY " + impl_->added_order() + " LIMIT 1");
   s.bind(1, sha);
   if (!s.step()) return std::nullopt;
   return adapter_row(s);

@@ -61,10 +61,12 @@ std::vector<Person> synthetic_people(const BenchOptions& o, const CorpusDir& cd)
 }
 
 // K writer processes committing trainings of distinct people at once; the commits per second of them all.
-BenchReport::Writers measure_writers(const BenchOptions& o, const Model& base, int writers) {
-  const std::string db = (fs::path(o.work_dir) / ("writers-" + std::to_string(writers) + ".db")).string();
-  fs::remove(db);
+// On SQLite a new file per K; on PostgreSQL the one database, with people named for the K.
+BenchReport::Writers measure_writers(const BenchOptions& o, const Model& base, int writers, bool postgres) {
+  const std::string db = postgres ? o.postgres : (fs::path(o.work_dir) / ("writers-" + std::to_string(writers) + ".db")).string();
+  if (!postgres) fs::remove(db);
   estate::Registry::create(db);
+  const size_t before = estate::Registry::open(db).trainings().size();
   // The adapters are made before the clock starts: distinct bytes, one per commit.
   std::vector<std::vector<uint8_t>> files;
   Adapter a = make_adapter(base, AdapterKind::norm, {}, 1);
@@ -88,7 +90,7 @@ BenchReport::Writers measure_writers(const BenchOptions& o, const Model& base, i
         estate::Registry reg = estate::Registry::open(db);
         for (int i = 0; i < o.commits_per_writer; ++i) {
           const int k = w * o.commits_per_writer + i;
-          const estate::TrainingKey key{"w" + std::to_string(k), std::to_string(k), fingerprint, "{}"};
+          const estate::TrainingKey key{"k" + std::to_string(writers) + "w" + std::to_string(k), std::to_string(k), fingerprint, "{}"};
           reg.commit_training(key, files[k], estate::generate_key(), "{}");
         }
       } catch (const std::exception& e) {
@@ -105,9 +107,9 @@ BenchReport::Writers measure_writers(const BenchOptions& o, const Model& base, i
     waitpid(pid, &st, 0);
     ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
   }
-  BenchReport::Writers r{writers, writers * o.commits_per_writer, since(t0), 0};
+  BenchReport::Writers r{postgres ? "postgresql" : "sqlite", writers, writers * o.commits_per_writer, since(t0), 0};
   if (!ok) throw Error("a registry writer failed (its message is above)");
-  if ((int)estate::Registry::open(db).trainings().size() != r.commits) throw Error("the registry lost commits");
+  if (estate::Registry::open(db).trainings().size() - before != (size_t)r.commits) throw Error("the registry lost commits");
   r.commits_per_second = r.commits / r.seconds;
   return r;
 }
@@ -125,7 +127,9 @@ BenchReport bench(const BenchOptions& o) {
   const std::vector<Person> people = synthetic_people(opt, cd);
   const Model base = load_model(opt.base);  // the writers' adapters are this base's
   // Registry throughput first: the writers are processes forked before this process has OpenMP threads busy.
-  for (int k : opt.writers) r.registry.push_back(measure_writers(opt, base, k));
+  for (int k : opt.writers) r.registry.push_back(measure_writers(opt, base, k, false));
+  if (!opt.postgres.empty())
+    for (int k : opt.writers) r.registry.push_back(measure_writers(opt, base, k, true));
 
   Options f;
   f.base = opt.base;

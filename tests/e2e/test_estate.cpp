@@ -2,7 +2,6 @@
 // wrong keys, missing consent and tampering; and consistency after the writer is killed at random points.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +17,8 @@
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
 #include "heirloom/inherit.h"
+#include "estate/sql.h"
+#include "postgres_server.h"
 #include <nlohmann/json.hpp>
 
 namespace heirloom {
@@ -39,38 +40,41 @@ std::vector<uint8_t> adapter_bytes(const Adapter& a, const std::string& owner, c
 
 std::string pk(const KeyPair& k) { return to_hex(k.public_key.data(), k.public_key.size()); }
 
-void sql_exec(const std::string& db, const std::string& q) {
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(h, q.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(h);
+// The registry's database behind its back (SQLite file or PostgreSQL URL), for tampering.
+sql::Db raw(const std::string& loc) {
+  return sql::Db(sql::is_postgres(loc) ? sql::open_postgres(loc) : sql::open_sqlite(loc, false));
 }
+
+void sql_exec(const std::string& db, const std::string& q) { raw(db).exec(q); }
 
 // Flips one bit of the last byte (tensor data) of every stored adapter file, behind the registry's back.
 void flip_stored_byte(const std::string& db) {
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  sql::Db h = raw(db);
   std::vector<std::pair<std::string, std::vector<uint8_t>>> rows;
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(h, "SELECT id, file FROM adapters", -1, &st, nullptr);
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 1));
-    rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
-                      std::vector<uint8_t>(p, p + sqlite3_column_bytes(st, 1)));
+  {
+    sql::Stmt st(h, "SELECT id, file FROM adapters");
+    while (st.step()) rows.emplace_back(st.text(0), st.blob(1));
   }
-  sqlite3_finalize(st);
   for (auto& [id, f] : rows) {
     f.back() ^= 1;
-    sqlite3_prepare_v2(h, "UPDATE adapters SET file = ? WHERE id = ?", -1, &st, nullptr);
-    sqlite3_bind_blob(st, 1, f.data(), (int)f.size(), SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, id.c_str(), -1, SQLITE_TRANSIENT);
-    EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
+    sql::Stmt(h, "UPDATE adapters SET file = ? WHERE id = ?").bind_blob(1, f).bind(2, id).run();
   }
-  sqlite3_close(h);
 }
+
+// Each registry test runs on both backends: a SQLite file, and a fresh database on a real PostgreSQL server.
+class EstateOn : public ::testing::TestWithParam<std::string> {
+ protected:
+  bool postgres() const { return GetParam() == "postgres"; }
+  std::string location(const Dir& d, const std::string& tag) {
+    if (!postgres()) return d / (tag + ".db");
+    testing::PostgresServer& pg = testing::PostgresServer::instance();
+    if (!pg.error().empty()) throw Error(pg.error());
+    static int n = 0;
+    return pg.fresh_database("t" + std::to_string(getpid()) + "_" + std::to_string(++n) + "_" + tag);
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Backends, EstateOn, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 template <class F>
 std::string error_of(F f) {
@@ -82,9 +86,10 @@ std::string error_of(F f) {
   return "(no error)";
 }
 
-TEST(Estate, PeopleAdaptersLineageAndDesignationsRoundTrip) {
+TEST_P(EstateOn, PeopleAdaptersLineageAndDesignationsRoundTrip) {
   Dir d("estate");
-  Registry reg = Registry::create(d / "estate.db");
+  const std::string db = location(d, "estate");
+  Registry reg = Registry::create(db);
   const KeyPair ann = generate_key(), ben = generate_key();
   reg.add_person("ann", pk(ann));
   reg.add_person("ben", pk(ben));
@@ -133,15 +138,16 @@ TEST(Estate, PeopleAdaptersLineageAndDesignationsRoundTrip) {
   EXPECT_TRUE(v.ok()) << v.problems.front();
   EXPECT_EQ(v.adapters, 3);
   EXPECT_EQ(v.designations, 1);
-  // Reopened from the file, everything is still there.
-  const Registry again = Registry::open(d / "estate.db");
+  // Reopened, everything is still there; creating it again is harmless.
+  Registry::create(db);
+  const Registry again = Registry::open(db);
   EXPECT_EQ(again.adapters().size(), 3u);
   EXPECT_EQ(again.designations(a.id).size(), 1u);
 }
 
-TEST(Estate, TamperingAndForgeryAreRefused) {
+TEST_P(EstateOn, TamperingAndForgeryAreRefused) {
   Dir d("estate_tamper");
-  const std::string db = d / "estate.db";
+  const std::string db = location(d, "tamper");
   const KeyPair ann = generate_key(), ben = generate_key(), eve = generate_key();
   std::string id;
   {
@@ -161,13 +167,14 @@ TEST(Estate, TamperingAndForgeryAreRefused) {
 
   // A designation forged with another key does not verify.
   Dir d2("estate_forge");
-  Registry r2 = Registry::create(d2 / "estate.db");
+  const std::string db2 = location(d2, "forge");
+  Registry r2 = Registry::create(db2);
   r2.add_person("ann", pk(ann));
   r2.add_person("ben", pk(ben));
   const std::string id2 = r2.add_adapter(adapter_bytes(noisy_adapter(AdapterKind::norm, 3), "ann", d2.p.string()), ann).id;
   Designation forged{id2, "ann", "ben", "2026-01-01T00:00:00Z", ""};
   forged.signature = sign_hex(eve, designation_message(forged));
-  sql_exec(d2 / "estate.db", "INSERT INTO designations VALUES('" + id2 + "', 'ben', 'ann', '" + forged.created + "', '" +
+  sql_exec(db2, "INSERT INTO designations VALUES('" + id2 + "', 'ben', 'ann', '" + forged.created + "', '" +
                                  forged.signature + "')");
   v = r2.verify();
   ASSERT_FALSE(v.ok());
@@ -175,6 +182,12 @@ TEST(Estate, TamperingAndForgeryAreRefused) {
   EXPECT_NE(error_of([&] { r2.file_for_inheritance(id2, "ben"); }).find("refusing"), std::string::npos);
 
   // Not a registry at all.
+  if (postgres()) {
+    const std::string empty = location(d, "empty");
+    EXPECT_NE(error_of([&] { Registry::open(empty); }).find("not a heirloom estate registry"), std::string::npos);
+    EXPECT_NE(error_of([&] { Registry::open(empty + "_missing"); }).find("cannot connect"), std::string::npos);
+    return;
+  }
   std::ofstream(d / "plain.db") << "not sqlite";
   EXPECT_NE(error_of([&] { Registry::open(d / "plain.db"); }).find("estate"), std::string::npos);
   EXPECT_NE(error_of([&] { Registry::open(d / "missing.db"); }).find("no estate registry"), std::string::npos);
@@ -182,9 +195,9 @@ TEST(Estate, TamperingAndForgeryAreRefused) {
 
 // A writer adding adapters and designations is killed (SIGKILL) at random moments, over and over: every
 // time, the file passes SQLite's integrity check, every stored adapter verifies, and nothing is half there.
-TEST(Estate, KilledWritersLeaveTheRegistryConsistent) {
+TEST_P(EstateOn, KilledWritersLeaveTheRegistryConsistent) {
   Dir d("estate_kill");
-  const std::string db = d / "estate.db";
+  const std::string db = location(d, "kill");
   const KeyPair ann = generate_key(), ben = generate_key();
   {
     Registry reg = Registry::create(db);
@@ -214,14 +227,12 @@ TEST(Estate, KilledWritersLeaveTheRegistryConsistent) {
     killed_mid_run += WIFSIGNALED(status);
     ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << "the writer failed on its own";
 
-    sqlite3* h = nullptr;
-    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
-    sqlite3_finalize(st);
-    sqlite3_close(h);
+    if (!postgres()) {
+      sql::Db h = raw(db);
+      sql::Stmt st(h, "PRAGMA integrity_check");
+      ASSERT_TRUE(st.step());
+      EXPECT_EQ(st.text(0), "ok");
+    }
     const Registry reg = Registry::open(db);
     const VerifyReport v = reg.verify();
     EXPECT_TRUE(v.ok()) << "round " << round << ": " << v.problems.front();

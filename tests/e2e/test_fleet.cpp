@@ -18,6 +18,7 @@
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
 #include "heirloom/fleet.h"
+#include "postgres_server.h"
 
 namespace heirloom {
 namespace {
@@ -49,6 +50,7 @@ std::string person_text(int i, int kb) {
 struct FleetDir {
   Dir d;
   int n;
+  std::string registry;
   explicit FleetDir(const std::string& tag, int people) : d(tag), n(people) {
     save_model(tiny_random_base(), d / "base.gguf");
     write(d / "general.txt", person_text(99, 6));
@@ -61,7 +63,7 @@ struct FleetDir {
   fleet::Options options(int steps = 3) const {
     fleet::Options o;
     o.base = d / "base.gguf";
-    o.registry = d / "estate.db";
+    o.registry = registry.empty() ? d / "estate.db" : registry;
     o.key_dir = d / "keys";
     o.recipe.steps = steps;
     o.recipe.eval_tokens = 64;
@@ -96,15 +98,27 @@ TEST(Fleet, TheManifestIsCheckedLineByLine) {
   EXPECT_EQ(fleet::dealing_order(people), (std::vector<int>{1, 0}));  // largest text first
 }
 
-TEST(Fleet, TrainsResumesAndRefreshesEachPersonOnce) {
+// On both registries: a SQLite file, and a database on a real PostgreSQL server.
+class FleetOn : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Backends, FleetOn, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+TEST_P(FleetOn, TrainsResumesAndRefreshesEachPersonOnce) {
   FleetDir f("fleet_resume", 5);
+  std::string db = f.d / "estate.db";
+  if (GetParam() == "postgres") {
+    testing::PostgresServer& pg = testing::PostgresServer::instance();
+    ASSERT_EQ(pg.error(), "");
+    db = pg.fresh_database("fleet" + std::to_string(getpid()));
+  }
+  f.registry = db;
   const auto people = fleet::read_manifest(f.d / "people.jsonl", AdapterKind::norm);
   fleet::Summary s = fleet::run_local(f.options(), people);
   EXPECT_EQ(s.trained, 5);
   EXPECT_EQ(s.failed, 0) << (s.failed ? s.outcomes.front().error : "");
   for (const auto& o : s.outcomes) EXPECT_GT(o.personal_before, 1.0) << o.person;
   {
-    const estate::Registry reg = estate::Registry::open(f.d / "estate.db");
+    const estate::Registry reg = estate::Registry::open(db);
     EXPECT_EQ(reg.trainings().size(), 5u);
     EXPECT_EQ(reg.adapters().size(), 5u);
     EXPECT_EQ(reg.people().size(), 5u);
@@ -127,7 +141,7 @@ TEST(Fleet, TrainsResumesAndRefreshesEachPersonOnce) {
     if (o.status == fleet::Outcome::failed) {
       EXPECT_NE(o.error.find("p4.txt"), std::string::npos) << o.error;
     }
-  const estate::Registry reg = estate::Registry::open(f.d / "estate.db");
+  const estate::Registry reg = estate::Registry::open(db);
   EXPECT_EQ(reg.trainings("p2").size(), 3u);
   EXPECT_EQ(reg.trainings("p4").size(), 1u);
   EXPECT_EQ(reg.trainings().size(), 10u);
@@ -170,17 +184,23 @@ void expect_consistent(const std::string& db, int round) {
   for (const auto& a : reg.adapters()) EXPECT_EQ(a.bytes, (int64_t)reg.file(a.id).size());
 }
 
-TEST(Fleet, KilledRunsAndRanksLeaveNoPartialOrDuplicateWork) {
+TEST_P(FleetOn, KilledRunsAndRanksLeaveNoPartialOrDuplicateWork) {
   if (std::system("command -v mpirun >/dev/null 2>&1") != 0) FAIL() << "mpirun is missing: scripts/setup installs openmpi-bin";
   const int n = 60;
   FleetDir f("fleet_kill", n);
+  std::string db = f.d / "estate.db";
+  if (GetParam() == "postgres") {
+    testing::PostgresServer& pg = testing::PostgresServer::instance();
+    ASSERT_EQ(pg.error(), "");
+    db = pg.fresh_database("kill" + std::to_string(getpid()));
+  }
   const char* cli = std::getenv("HEIRLOOM_CLI");
   ASSERT_NE(cli, nullptr);
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);  // containers forbid ptrace-based copies
   const std::string args = std::string(cli) + " fleet --manifest " + f.d / "people.jsonl" + " --base " + f.d / "base.gguf" +
-                           " --registry " + f.d / "estate.db" + " --keys " + f.d / "keys" + " --general " + f.d / "general.txt" +
+                           " --registry " + db + " --keys " + f.d / "keys" + " --general " + f.d / "general.txt" +
                            " --steps 300 --eval-tokens 64 --precision fp32 --json";
   std::mt19937 rng(11);
   int interrupted = 0, rank_kills = 0;
@@ -197,7 +217,7 @@ TEST(Fleet, KilledRunsAndRanksLeaveNoPartialOrDuplicateWork) {
     setpgid(pid, pid);
     std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(900, 2500)(rng)));
     if (kill_one_rank) {
-      const std::vector<pid_t> ranks = fleet_processes(f.d / "estate.db");
+      const std::vector<pid_t> ranks = fleet_processes(db);
       if (!ranks.empty()) {
         kill(ranks[std::uniform_int_distribution<size_t>(0, ranks.size() - 1)(rng)], SIGKILL);
         ++rank_kills;
@@ -207,15 +227,15 @@ TEST(Fleet, KilledRunsAndRanksLeaveNoPartialOrDuplicateWork) {
     kill(-pid, SIGKILL);  // the whole run (what is left of it)
     int status = 0;
     waitpid(pid, &status, 0);
-    for (int i = 0; i < 50 && !fleet_processes(f.d / "estate.db").empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    for (pid_t left : fleet_processes(f.d / "estate.db")) kill(left, SIGKILL);  // a rank mpirun did not take down
+    for (int i = 0; i < 50 && !fleet_processes(db).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (pid_t left : fleet_processes(db)) kill(left, SIGKILL);  // a rank mpirun did not take down
     interrupted += WIFSIGNALED(status);
-    expect_consistent(f.d / "estate.db", round);
+    expect_consistent(db, round);
   }
   EXPECT_GT(interrupted, 0) << "no run was killed before it finished; the test proved nothing";
   EXPECT_GT(rank_kills, 0);
   {
-    const estate::Registry reg = estate::Registry::open(f.d / "estate.db");
+    const estate::Registry reg = estate::Registry::open(db);
     EXPECT_LT((int)reg.trainings().size(), n) << "every run finished before its kill; the test proved nothing";
   }
   // A last run over MPI finishes exactly what is missing.
@@ -228,10 +248,10 @@ TEST(Fleet, KilledRunsAndRanksLeaveNoPartialOrDuplicateWork) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   ASSERT_EQ(r.code, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
-  const estate::Registry reg = estate::Registry::open(f.d / "estate.db");
+  const estate::Registry reg = estate::Registry::open(db);
   EXPECT_EQ(j["current"].get<int>() + j["trained"].get<int>(), n);
   EXPECT_EQ((int)reg.trainings().size(), n);
-  expect_consistent(f.d / "estate.db", 99);
+  expect_consistent(db, 99);
   for (const auto& k : fs::directory_iterator(f.d / "keys"))  // a kill mid-write leaves at most a .tmp, never a half key
     if (k.path().extension() == ".key") {
       EXPECT_NO_THROW(estate::load_secret_key(k.path().string())) << k.path();
