@@ -193,6 +193,33 @@ TEST_P(EstateOn, TamperingAndForgeryAreRefused) {
   EXPECT_NE(error_of([&] { Registry::open(d / "missing.db"); }).find("no estate registry"), std::string::npos);
 }
 
+// A registry made before fleets (schema 1, no trainings table) opens as schema 2 with its contents kept.
+TEST_P(EstateOn, ASchemaOneRegistryIsMigrated) {
+  Dir d("estate_migrate");
+  const std::string db = location(d, "migrate");
+  const KeyPair ann = generate_key();
+  {
+    Registry reg = Registry::create(db);
+    reg.add_person("ann", pk(ann));
+  }
+  sql_exec(db, "DROP TABLE trainings");
+  sql_exec(db, "UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+  Registry reg = Registry::open(db);
+  EXPECT_EQ(reg.people().size(), 1u);
+  EXPECT_TRUE(reg.trainings().empty());
+  const TrainingKey k{"ann", "text", "base", "{}"};
+  bool fresh = false;
+  reg.commit_training(k, adapter_bytes(noisy_adapter(AdapterKind::norm, 5), "ann", d.p.string()), ann, "{}", &fresh);
+  EXPECT_TRUE(fresh);
+  reg.commit_training(k, adapter_bytes(noisy_adapter(AdapterKind::norm, 6), "ann", d.p.string()), ann, "{}", &fresh);
+  EXPECT_FALSE(fresh) << "the same training committed twice";
+  EXPECT_EQ(reg.adapters().size(), 1u);
+  sql::Db h = raw(db);
+  sql::Stmt v(h, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ASSERT_TRUE(v.step());
+  EXPECT_EQ(v.text(0), "2");
+}
+
 // A writer adding adapters and designations is killed (SIGKILL) at random moments, over and over: every
 // time, the file passes SQLite's integrity check, every stored adapter verifies, and nothing is half there.
 TEST_P(EstateOn, KilledWritersLeaveTheRegistryConsistent) {
