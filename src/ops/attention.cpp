@@ -23,8 +23,13 @@ inline float dot(const float* a, const float* b, int n) {
 }  // namespace
 
 // Both passes run per (sequence, head) as small GEMMs on strided views of q, k, v (single-threaded
-// inside the parallel loop); the masked upper triangle is computed and then zeroed, which costs less than
-// it saves against scalar loops.
+// inside the parallel loop), in blocks of kRows query rows: a block needs only the keys up to its last
+// row, so the masked upper triangle is skipped block by block (about half of the products at T = 512).
+// Inside a block the few masked entries are computed and then zeroed; `att` still gets its zeros.
+namespace {
+constexpr int kRows = 64;
+}
+
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const AttnShape& s) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
@@ -37,16 +42,20 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const float* kb = k + b * s.kv_bstride + g * D;
       const float* vb = v + b * s.kv_bstride + g * D;
       float* pb = att + ((int64_t)b * s.H + h) * s.T * S;
-      gemm(false, true, s.T, S, D, scale, qb, s.ldq, kb, s.ldkv, 0.f, pb, S);
-      for (int t = 0; t < s.T; ++t) {
-        float* p = pb + (int64_t)t * S;
-        const int n_keys = s.pos0 + t + 1;
-        const float mx = row_max(p, n_keys);
-        const float inv = 1.0f / row_exp(p, p, n_keys, mx);
-        for (int j = 0; j < n_keys; ++j) p[j] *= inv;
-        std::fill(p + n_keys, p + S, 0.f);
+      float* ob = out + (int64_t)b * s.T * HD + h * D;
+      for (int t0 = 0; t0 < s.T; t0 += kRows) {
+        const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
+        gemm(false, true, t1 - t0, nk, D, scale, qb + (int64_t)t0 * s.ldq, s.ldq, kb, s.ldkv, 0.f, pb + (int64_t)t0 * S, S);
+        for (int t = t0; t < t1; ++t) {
+          float* p = pb + (int64_t)t * S;
+          const int n_keys = s.pos0 + t + 1;
+          const float mx = row_max(p, n_keys);
+          const float inv = 1.0f / row_exp(p, p, n_keys, mx);
+          for (int j = 0; j < n_keys; ++j) p[j] *= inv;
+          std::fill(p + n_keys, p + S, 0.f);  // att keeps its contract: the whole causal matrix
+        }
+        gemm(false, false, t1 - t0, D, nk, 1.f, pb + (int64_t)t0 * S, S, vb, s.ldkv, 0.f, ob + (int64_t)t0 * HD, HD);
       }
-      gemm(false, false, s.T, D, S, 1.f, pb, S, vb, s.ldkv, 0.f, out + (int64_t)b * s.T * HD + h * D, HD);
     }
 }
 
@@ -62,23 +71,26 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
       float* dkb = dk + b * s.kv_bstride + g * D;
       float* dvb = dv + b * s.kv_bstride + g * D;
       for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
-        const float* pb = att + ((int64_t)b * s.H + h) * s.T * S;
-        float* ds = datt + ((int64_t)b * s.H + h) * s.T * S;
-        const float* dob = dout + (int64_t)b * s.T * HD + h * D;
-        const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
-        float* dqb = dq + (int64_t)b * s.T * s.ldq + h * D;
-        gemm(true, false, S, D, s.T, 1.f, pb, S, dob, HD, 1.f, dvb, s.ldkv);  // dv += pᵀ·dout
-        gemm(false, true, s.T, S, D, 1.f, dob, HD, vb, s.ldkv, 0.f, ds, S);   // dp = dout·vᵀ
-        for (int t = 0; t < s.T; ++t) {
-          const float* p = pb + (int64_t)t * S;
-          float* d = ds + (int64_t)t * S;
-          const int n_keys = s.pos0 + t + 1;
-          const float pdp = dot(p, d, n_keys);
-          for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
-          std::fill(d + n_keys, d + S, 0.f);
+        for (int t0 = 0; t0 < s.T; t0 += kRows) {
+          const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
+          const float* pb = att + ((int64_t)b * s.H + h) * s.T * S + (int64_t)t0 * S;
+          float* ds = datt + ((int64_t)b * s.H + h) * s.T * S + (int64_t)t0 * S;
+          const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
+          const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
+          float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
+          gemm(true, false, nk, D, R, 1.f, pb, S, dob, HD, 1.f, dvb, s.ldkv);  // dv += pᵀ·dout
+          gemm(false, true, R, nk, D, 1.f, dob, HD, vb, s.ldkv, 0.f, ds, S);   // dp = dout·vᵀ
+          for (int t = 0; t < R; ++t) {
+            const float* p = pb + (int64_t)t * S;
+            float* d = ds + (int64_t)t * S;
+            const int n_keys = s.pos0 + t0 + t + 1;
+            const float pdp = dot(p, d, n_keys);
+            for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
+            std::fill(d + n_keys, d + nk, 0.f);
+          }
+          gemm(false, false, R, D, nk, 1.f, ds, S, kb, s.ldkv, 1.f, dqb, s.ldq);  // dq += ds·k
+          gemm(true, false, nk, D, R, 1.f, ds, S, qb, s.ldq, 1.f, dkb, s.ldkv);   // dk += dsᵀ·q
         }
-        gemm(false, false, s.T, D, S, 1.f, ds, S, kb, s.ldkv, 1.f, dqb, s.ldq);  // dq += ds·k
-        gemm(true, false, S, D, s.T, 1.f, ds, S, qb, s.ldq, 1.f, dkb, s.ldkv);   // dk += dsᵀ·q
       }
     }
 }

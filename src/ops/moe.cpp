@@ -112,6 +112,15 @@ void expert_lora_backward(const MoeLora* lora, int j, const MoeSaved& s, int e, 
   }
 }
 
+// Experts in decreasing load: taken dynamically by the threads, the largest first leave the shortest tail.
+std::vector<int> largest_first(const int32_t* offsets, int E) {
+  std::vector<int> order(E);
+  for (int e = 0; e < E; ++e) order[e] = e;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]; });
+  return order;
+}
+
 }  // namespace
 
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
@@ -124,8 +133,10 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
+  const std::vector<int> order = largest_first(s.offsets, E);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int e = 0; e < E; ++e) {
+  for (int i = 0; i < E; ++i) {
+    const int e = order[i];
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     if (n_e == 0) continue;
     RowExact mode(exact);
@@ -173,8 +184,10 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       }
       sc.dw[n * K + k] = d;
     }
+  const std::vector<int> order = largest_first(s.offsets, E);
 #pragma omp parallel for schedule(dynamic, 1)  // as in forward: experts in parallel, disjoint outputs
-  for (int e = 0; e < E; ++e) {
+  for (int i = 0; i < E; ++i) {
+    const int e = order[i];
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     if (n_e == 0) continue;
     const float* dy = sc.dy + (int64_t)o * C;
