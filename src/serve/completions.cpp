@@ -195,7 +195,8 @@ void add_completion_routes(Server::Impl& s) {
                       {"heirloom", {{"tokens", ch->ids}, {"adapters", chosen.adapters}}}});
       return;
     }
-    // Server-sent events: one chunk per piece of complete text, then the finish reason, then [DONE].
+    // Server-sent events: one chunk per token (held back while its UTF-8 is incomplete), then the finish
+    // reason, then [DONE].
     auto sent = std::make_shared<size_t>(prompt_chars);
     auto used = std::make_shared<size_t>(0);
     res.set_header("Cache-Control", "no-cache");
@@ -204,10 +205,12 @@ void add_completion_routes(Server::Impl& s) {
         [&s, ch, sent, used, prompt_ids, id, model, created](size_t, httplib::DataSink& sink) {
           std::unique_lock<std::mutex> lock(ch->mu);
           ch->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return ch->done || ch->ids.size() > *used; });
+          // One token per event, as it was sampled, even when the engine ran ahead of this writer.
+          const size_t take = std::min(ch->ids.size(), *used + 1);
           std::vector<int32_t> all = prompt_ids;
-          all.insert(all.end(), ch->ids.begin(), ch->ids.end());
-          *used = ch->ids.size();
-          const bool done = ch->done;
+          all.insert(all.end(), ch->ids.begin(), ch->ids.begin() + (std::ptrdiff_t)take);
+          *used = take;
+          const bool done = ch->done && take == ch->ids.size();
           const std::string finish = ch->finish, error = ch->error;
           lock.unlock();
           const std::string text = decode(s.base.vocab, all);
