@@ -183,7 +183,7 @@ Run run(const Options& o, const std::vector<Person>& people, int threads, bool p
   };
   auto on_done = [&](const Outcome& r, int done) {
     (r.status == Outcome::trained ? trained : r.status == Outcome::current ? current : failed)++;
-    bar.update(done, status());
+    if (done < (int)people.size()) bar.update(done, status());  // the last line is finish()'s
   };
   Run r;
   if (launched_by_mpi()) {
