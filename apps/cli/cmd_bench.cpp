@@ -34,7 +34,6 @@ Action add_bench_fleet(CLI::App& bench, Common& common) {
     b.base = resolve_model(b.base);
     b.precision = parse_precision(o->precision);
     b.progress = !common.json;
-    b.keep = !b.work_dir.empty();
     const fleet::BenchReport r = fleet::bench(b);
     nlohmann::json writers = nlohmann::json::array();
     for (const auto& w : r.registry)

@@ -91,6 +91,7 @@ Action add_estate(CLI::App& app, Common& common) {
   padd->callback([=, &common] {
     *action = [=, &common] {
       Registry r = reg();
+      estate::check_person_name(o->name);  // before the name becomes a key file's
       if (r.person(o->name)) throw Error("'" + o->name + "' is already in the registry", "choose another name");
       const estate::KeyPair k = estate::generate_key();
       const std::string kp = key_path(o->key, o->name), public_key = estate::to_hex(k.public_key.data(), k.public_key.size());

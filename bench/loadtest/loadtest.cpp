@@ -1,7 +1,8 @@
 // heirloom_loadtest: many concurrent clients against a running `heirloom serve` on loopback.
 // First every distinct request (person × prompt) is sent alone, one at a time; then C clients send them
 // at random for D seconds. Reports errors, responses that differ from the same request alone, latency
-// p50/p99, aggregate generated tokens/s, and the server's mean decode batch. Exit 1 on any error or
+// p50/p99, aggregate generated tokens/s, the server's mean decode batch, and the tokens/s of the
+// requests sent alone (one at a time, with HTTP and prompt included). Exit 1 on any error or
 // difference. Usage: heirloom_loadtest --port P --models a,b,c [--clients 16] [--seconds 60] [--tokens 32]
 #include <httplib.h>
 
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
   std::map<std::pair<size_t, int>, std::vector<int32_t>> solo;
   httplib::Client c0("127.0.0.1", a.port);
   c0.set_read_timeout(120, 0);
+  int64_t solo_tokens = 0;
+  const auto s0 = Clock::now();
   for (size_t m = 0; m < a.models.size(); ++m)
     for (int p = 0; p < n_prompts; ++p) {
       auto res = c0.Post("/v1/completions", request(a.models[m], p, a.tokens).dump(), "application/json");
@@ -84,7 +87,9 @@ int main(int argc, char** argv) {
         return 1;
       }
       solo[{m, p}] = json::parse(res->body)["heirloom"]["tokens"].get<std::vector<int32_t>>();
+      solo_tokens += (int64_t)solo[{m, p}].size();
     }
+  const double solo_secs = std::chrono::duration<double>(Clock::now() - s0).count();
   const json before = json::parse(c0.Get("/healthz")->body);
 
   std::mutex mu;
@@ -122,7 +127,8 @@ int main(int argc, char** argv) {
                     {"requests", done.load()}, {"errors", errors.load()}, {"differ_from_solo", differ.load()},
                     {"latency_ms_p50", percentile(latencies, 0.5)}, {"latency_ms_p99", percentile(latencies, 0.99)},
                     {"tokens_per_second", tokens.load() / secs}, {"requests_per_second", done.load() / secs},
-                    {"mean_decode_batch", steps > 0 ? rows / steps : 0.0}, {"max_decode_batch", after["max_batch"]}};
+                    {"mean_decode_batch", steps > 0 ? rows / steps : 0.0}, {"max_decode_batch", after["max_batch"]},
+                    {"solo_requests", solo.size()}, {"solo_tokens_per_second", solo_tokens / solo_secs}};
   std::printf("%s\n", out.dump(2).c_str());
   return errors.load() == 0 && differ.load() == 0 && done.load() > 0 ? 0 : 1;
 }

@@ -23,6 +23,8 @@ std::string default_key_dir();        // data_dir()/keys (one secret key per per
 // A registry is a SQLite file, or a PostgreSQL server's database named by a URL (postgresql://...)
 // that many machines share. Is there one at `location` (a file that exists, or any URL)?
 bool registry_location_given(const std::string& location);
+// A person's name is 1-64 letters, digits, '-', '_' or '.' (it also names their key file); Error otherwise.
+void check_person_name(const std::string& name);
 
 // ---- keys and signatures (libsodium ed25519) ----
 struct KeyPair {
@@ -142,6 +144,7 @@ class Registry {
  private:
   struct Impl;
   explicit Registry(std::unique_ptr<Impl> impl);
+  static Registry checked(std::unique_ptr<Impl> impl, const std::string& location);
   // The parts of the writes above, inside a transaction the caller holds.
   Person insert_person(const std::string& name, const std::string& public_key_hex);
   AdapterRecord insert_adapter(const std::vector<uint8_t>& file, const KeyPair& key, const std::string& owner,

@@ -64,10 +64,12 @@ struct Summary {
   int total = 0, trained = 0, current = 0, failed = 0;
   double seconds = 0;
   std::vector<Outcome> outcomes;  // in finishing order
+  void add(Outcome r);            // counted by its status, then kept
+  std::string counts() const;     // "3 trained, 1 current, 0 failed"
 };
+using OnDone = std::function<void(const Summary& so_far)>;
 // Everything on this process, largest text first; on_done after each person (progress).
-Summary run_local(const Options& o, const std::vector<Person>& people,
-                  const std::function<void(const Outcome&, int done)>& on_done = {});
+Summary run_local(const Options& o, const std::vector<Person>& people, const OnDone& on_done = {});
 // People in dealing order: largest text first, ties by manifest order.
 std::vector<int> dealing_order(const std::vector<Person>& people);
 
@@ -87,7 +89,7 @@ nlohmann::json to_json(const Outcome& o);
 
 // `heirloom bench fleet`: people per hour per core, the registry's write throughput, and the extrapolation.
 struct BenchOptions {
-  std::string base, corpus_dir, work_dir;  // work_dir: synthetic people, registries (kept with keep = true)
+  std::string base, corpus_dir, work_dir;  // work_dir: synthetic people and registries (default: a temporary folder, removed)
   int people = 200, steps = 100, eval_tokens = 2048;
   int min_kb = 6, max_kb = 24;                 // each synthetic person's text, cut from the person corpora
   std::vector<int> writers = {1, 2, 4, 8};     // concurrent writer processes
@@ -95,7 +97,7 @@ struct BenchOptions {
   std::string postgres;                        // also measure writes to this server's database (a URL)
   Precision precision = Precision::automatic;
   int64_t school = 215000;                     // people to extrapolate to
-  bool keep = false, progress = true;
+  bool progress = true;
 };
 struct BenchReport {
   int people = 0, trained = 0, failed = 0, threads = 0;
@@ -108,7 +110,6 @@ struct BenchReport {
   std::vector<Writers> registry;
   int64_t school = 0;
   double school_core_hours = 0, cores_for_daily_refresh = 0;
-  std::string cpu;
 };
 BenchReport bench(const BenchOptions& o);
 

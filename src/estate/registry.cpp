@@ -61,13 +61,6 @@ AdapterRecord adapter_row(const sql::Stmt& s) {
   return r;
 }
 
-bool valid_name(const std::string& n) {
-  if (n.empty() || n.size() > 64) return false;
-  for (char c : n)
-    if (!(std::isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.')) return false;
-  return true;
-}
-
 // A float as its shortest decimal (1e-2, not 0.009999999776).
 double as_written(float x) {
   char buf[32];
@@ -117,7 +110,7 @@ std::string in_dialect(std::string ddl, sql::Dialect d) {
 
 sql::Db connect(const std::string& location, bool create) {
   if (sql::is_postgres(location)) return sql::Db(sql::open_postgres(location));
-  if (!create && !std::filesystem::exists(location))
+  if (!create && !registry_location_given(location))
     throw Error("no estate registry at " + location, "create one with `heirloom estate init` (or pass --registry FILE)");
   if (create) {
     const std::filesystem::path p(location);
@@ -132,6 +125,16 @@ sql::Db connect(const std::string& location, bool create) {
 
 }  // namespace
 
+void check_person_name(const std::string& n) {
+  bool ok = !n.empty() && n.size() <= 64;
+  for (char c : n) ok = ok && (std::isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.');
+  if (!ok) throw Error("person name '" + n + "' is not usable", "use 1-64 letters, digits, '-', '_' or '.'");
+}
+
+bool registry_location_given(const std::string& location) {
+  return !location.empty() && (sql::is_postgres(location) || std::filesystem::exists(location));
+}
+
 // The column that orders adapters as they were added.
 const char* Registry::Impl::added_order() const { return db.dialect() == sql::Dialect::sqlite ? "rowid" : "seq"; }
 
@@ -143,12 +146,17 @@ Registry Registry::create(const std::string& location) {
   impl->db.exec(in_dialect(kTrainings, impl->db.dialect()));
   sql::Stmt(impl->db, "INSERT INTO meta(key, value) VALUES('schema_version', ?) ON CONFLICT DO NOTHING").bind(1, std::to_string(kSchemaVersion)).run();
   t.commit();
-  return open(location);
+  return checked(std::move(impl), location);
 }
 
 Registry Registry::open(const std::string& location) {
   auto impl = std::make_unique<Impl>();
   impl->db = connect(location, false);
+  return checked(std::move(impl), location);
+}
+
+// The schema version this program writes, after migrating an older registry.
+Registry Registry::checked(std::unique_ptr<Impl> impl, const std::string& location) {
   sql::Db& db = impl->db;
   std::string version;
   try {
@@ -172,10 +180,6 @@ Registry Registry::open(const std::string& location) {
 }
 
 Person Registry::add_person(const std::string& name, const std::string& public_key_hex) {
-  if (!valid_name(name))
-    throw Error("person name '" + name + "' is not usable", "use 1-64 letters, digits, '-', '_' or '.'");
-  if (public_key_hex.size() != 64 || !is_hex(public_key_hex))
-    throw Error("a public key is 64 hexadecimal digits (ed25519), found " + std::to_string(public_key_hex.size()) + " characters");
   sql::Transaction t(impl_->db);
   if (person(name)) throw Error("'" + name + "' is already in the registry", "choose another name");
   const Person p = insert_person(name, public_key_hex);
@@ -184,6 +188,10 @@ Person Registry::add_person(const std::string& name, const std::string& public_k
 }
 
 Person Registry::insert_person(const std::string& name, const std::string& public_key_hex) {
+  // Checked here, so a fleet's people (commit_training) meet the same rules as `estate person add`.
+  check_person_name(name);
+  if (public_key_hex.size() != 64 || !is_hex(public_key_hex))
+    throw Error("a public key is 64 hexadecimal digits (ed25519), found " + std::to_string(public_key_hex.size()) + " characters");
   const Person p{name, public_key_hex, utc_now_iso8601()};
   sql::Stmt(impl_->db, "INSERT INTO people(name, public_key, created) VALUES(?, ?, ?)")
       .bind(1, p.name).bind(2, p.public_key).bind(3, p.created).run();

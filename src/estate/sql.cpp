@@ -1,25 +1,12 @@
 // What both backends share. See sql.h.
 #include "estate/sql.h"
 
-#include <filesystem>
-
-#include "heirloom/estate.h"
 
 namespace heirloom::estate::sql {
 
 bool is_postgres(const std::string& location) {
   return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
 }
-
-}  // namespace heirloom::estate::sql
-
-namespace heirloom::estate {
-bool registry_location_given(const std::string& location) {
-  return !location.empty() && (sql::is_postgres(location) || std::filesystem::exists(location));
-}
-}  // namespace heirloom::estate
-
-namespace heirloom::estate::sql {
 
 Transaction::~Transaction() {
   if (!done_) {

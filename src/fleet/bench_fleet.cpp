@@ -151,7 +151,7 @@ BenchReport bench(const BenchOptions& o) {
   r.school = opt.school;
   r.school_core_hours = r.school * r.seconds_per_person_core / 3600.0;
   r.cores_for_daily_refresh = r.school * r.seconds_per_person_core / 86400.0;
-  if (own_dir && !opt.keep) fs::remove_all(opt.work_dir);
+  if (own_dir) fs::remove_all(opt.work_dir);
   return r;
 }
 

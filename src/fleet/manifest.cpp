@@ -34,6 +34,11 @@ std::vector<Person> read_manifest(const std::string& path, AdapterKind default_k
     if (!j.contains("id") || !j["id"].is_string() || j["id"].get<std::string>().empty())
       throw Error(at + "\"id\" (a non-empty string) is missing", hint);
     p.id = j["id"];
+    try {
+      estate::check_person_name(p.id);  // before it names a key file
+    } catch (const Error& e) {
+      throw Error(at + e.what(), e.hint());
+    }
     if (!seen.insert(p.id).second) throw Error(at + "the id '" + p.id + "' appears twice", "each person has one line");
     const json t = j.value("text", json());
     if (t.is_string()) p.texts.push_back(t);

@@ -49,7 +49,7 @@ Outcome outcome_from_json(const json& j) {
 #ifndef HEIRLOOM_HAVE_MPI
 
 namespace {
-Run run_mpi(const Options&, const std::vector<Person>&, int, const std::function<void(const Outcome&, int)>&) {
+Run run_mpi(const Options&, const std::vector<Person>&, int, const OnDone&) {
   throw Error("this heirloom was built without MPI", "install libopenmpi-dev (scripts/setup does) and rebuild");
 }
 }  // namespace
@@ -93,8 +93,7 @@ void serve_rank(const Options& o, const std::vector<Person>& people) {
   }
 }
 
-Run run_mpi(const Options& o, const std::vector<Person>& people, int threads,
-            const std::function<void(const Outcome&, int)>& on_done) {
+Run run_mpi(const Options& o, const std::vector<Person>& people, int threads, const OnDone& on_done) {
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);  // only the main thread calls MPI
   Run run;
@@ -117,10 +116,8 @@ Run run_mpi(const Options& o, const std::vector<Person>& people, int threads,
     return next < order.size() ? order[next++] : -1;
   };
   auto record = [&](Outcome r) {
-    Summary& s = run.summary;
-    (r.status == Outcome::trained ? s.trained : r.status == Outcome::current ? s.current : s.failed)++;
-    s.outcomes.push_back(std::move(r));
-    if (on_done) on_done(s.outcomes.back(), (int)s.outcomes.size());
+    run.summary.add(std::move(r));
+    if (on_done) on_done(run.summary);
   };
   // Rank 0 trains too, on its own thread; its OpenMP pool is that thread's (the main thread only waits on MPI).
   std::string local_error;
@@ -177,13 +174,8 @@ Run run_mpi(const Options& o, const std::vector<Person>& people, int threads,
 
 Run run(const Options& o, const std::vector<Person>& people, int threads, bool progress) {
   Progress bar((long)people.size(), "fleet", "people", progress);
-  int trained = 0, current = 0, failed = 0;
-  auto status = [&] {
-    return std::to_string(trained) + " trained, " + std::to_string(current) + " current, " + std::to_string(failed) + " failed";
-  };
-  auto on_done = [&](const Outcome& r, int done) {
-    (r.status == Outcome::trained ? trained : r.status == Outcome::current ? current : failed)++;
-    if (done < (int)people.size()) bar.update(done, status());  // the last line is finish()'s
+  auto on_done = [&](const Summary& s) {
+    if (s.outcomes.size() < people.size()) bar.update((long)s.outcomes.size(), s.counts());  // the last line is finish()'s
   };
   Run r;
   if (launched_by_mpi()) {
@@ -194,7 +186,7 @@ Run run(const Options& o, const std::vector<Person>& people, int threads, bool p
     r.threads = num_threads();
     r.summary = run_local(o, people, on_done);
   }
-  bar.finish(status());
+  bar.finish(r.summary.counts());
   return r;
 }
 

@@ -99,17 +99,23 @@ Outcome Worker::run(const Person& p) {
   }
 }
 
-Summary run_local(const Options& o, const std::vector<Person>& people,
-                  const std::function<void(const Outcome&, int)>& on_done) {
+void Summary::add(Outcome r) {
+  (r.status == Outcome::trained ? trained : r.status == Outcome::current ? current : failed)++;
+  outcomes.push_back(std::move(r));
+}
+
+std::string Summary::counts() const {
+  return std::to_string(trained) + " trained, " + std::to_string(current) + " current, " + std::to_string(failed) + " failed";
+}
+
+Summary run_local(const Options& o, const std::vector<Person>& people, const OnDone& on_done) {
   const auto t0 = std::chrono::steady_clock::now();
   Worker w(o);
   Summary sum;
   sum.total = (int)people.size();
   for (int i : dealing_order(people)) {
-    Outcome r = w.run(people[i]);
-    (r.status == Outcome::trained ? sum.trained : r.status == Outcome::current ? sum.current : sum.failed)++;
-    sum.outcomes.push_back(std::move(r));
-    if (on_done) on_done(sum.outcomes.back(), (int)sum.outcomes.size());
+    sum.add(w.run(people[i]));
+    if (on_done) on_done(sum);
   }
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return sum;

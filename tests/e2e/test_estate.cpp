@@ -14,6 +14,7 @@
 
 #include "../unit/adapter_fixtures.h"
 #include "cli_helpers.h"
+#include "../unit/error_of.h"
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
 #include "heirloom/inherit.h"
@@ -76,15 +77,7 @@ class EstateOn : public ::testing::TestWithParam<std::string> {
 INSTANTIATE_TEST_SUITE_P(Backends, EstateOn, ::testing::Values("sqlite", "postgres"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST_P(EstateOn, PeopleAdaptersLineageAndDesignationsRoundTrip) {
   Dir d("estate");

@@ -15,6 +15,7 @@
 
 #include "../unit/adapter_fixtures.h"
 #include "cli_helpers.h"
+#include "../unit/error_of.h"
 #include "heirloom/error.h"
 #include "heirloom/estate.h"
 #include "heirloom/fleet.h"
@@ -28,14 +29,7 @@ using fixtures::tiny_random_base;
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 // Text of a person: a few sentences of their own, repeated to some kilobytes.
 std::string person_text(int i, int kb) {
@@ -87,6 +81,7 @@ TEST(Fleet, TheManifestIsCheckedLineByLine) {
             std::string::npos);
   EXPECT_NE(err("{\"id\": \"a\", \"text\": \"a.txt\", \"kind\": \"wings\"}\n").find("wings"), std::string::npos);
   EXPECT_NE(err("\n").find("names nobody"), std::string::npos);
+  EXPECT_NE(err("{\"id\": \"../x\", \"text\": \"a.txt\"}\n").find(":1: person name '../x' is not usable"), std::string::npos);
   write(d / "big.txt", std::string(5000, 'x'));
   write(d / "m.jsonl", "{\"id\": \"small\", \"text\": \"a.txt\"}\n{\"id\": \"big\", \"text\": [\"big.txt\"], \"kind\": \"lora\"}\n");
   const auto people = fleet::read_manifest(d / "m.jsonl", AdapterKind::steer);

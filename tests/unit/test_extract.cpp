@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "error_of.h"
 #include "heirloom/error.h"
 #include "text/clean.h"
 #include "text/extract.h"
@@ -30,14 +31,7 @@ std::string gzip_bytes(std::string_view data) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(Extract, FormatNames) {
   for (TextFormat f : {TextFormat::plain, TextFormat::html, TextFormat::rest, TextFormat::pod, TextFormat::asciidoc,
