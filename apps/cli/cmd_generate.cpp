@@ -28,7 +28,7 @@ Action add_generate(CLI::App& app, Common& common) {
   add_precision_option(*sub, o->precision);
   add_common_flags(*sub, common);
   return [o, &common] {
-    const bool bf16 = resolve_precision(parse_precision(o->precision)) == Precision::bf16;  // before loading: fail fast
+    const Precision precision = resolve_precision(parse_precision(o->precision));  // before loading: fail fast
     o->model = resolve_model(o->model);
     const Model base = load_model(o->model);
     LoadedAdapters ad = load_adapters(base, o->adapters);
@@ -43,7 +43,7 @@ Action add_generate(CLI::App& app, Common& common) {
     }
     const Model& m = ad.applied.model(base);
     const auto tp = std::chrono::steady_clock::now();
-    std::shared_ptr<const FrozenWeights> packed = bf16 ? pack_frozen(m) : nullptr;  // once, before the first token
+    std::shared_ptr<const FrozenWeights> packed = pack_frozen(m, precision);  // once, before the first token
     const double pack_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
     // Stream by decoding everything so far and printing what is new, holding back a trailing
     // incomplete UTF-8 sequence: byte tokens complete a character (or a U+2581 space) only together.
@@ -68,12 +68,12 @@ Action add_generate(CLI::App& app, Common& common) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (common.json)
       print_json({{"prompt", o->prompt}, {"text", text}, {"tokens", out}, {"seconds", secs},
-                  {"tokens_per_second", out.size() / std::max(secs, 1e-9)}, {"precision", bf16 ? "bf16" : "fp32"},
+                  {"tokens_per_second", out.size() / std::max(secs, 1e-9)}, {"precision", precision_name(precision)},
                   {"pack_seconds", pack_secs}});
     else
       std::fprintf(stderr, "\n[%zu tokens in %.2f s, %.0f tokens/s, %s%s]\n", out.size(), secs,
-                   out.size() / std::max(secs, 1e-9), bf16 ? "bf16" : "fp32",
-                   bf16 ? (", weights packed in " + std::to_string((int)(pack_secs * 1000)) + " ms").c_str() : "");
+                   out.size() / std::max(secs, 1e-9), precision_name(precision),
+                   packed ? (", weights packed in " + std::to_string((int)(pack_secs * 1000)) + " ms").c_str() : "");
     return 0;
   };
 }

@@ -27,7 +27,7 @@ class AdapterTrainer {
   // Writes the trained state into the adapter (full: the delta from the base). Call before saving.
   void finish();
   // The precision in use (fp32 or bf16, never automatic).
-  Precision precision() const { return full_ ? full_->precision() : frozen_w_ ? Precision::bf16 : Precision::fp32; }
+  Precision precision() const { return full_ ? full_->precision() : precision_; }
   // The base packed as bf16 (null in fp32): set on an evaluation workspace to score in the same arithmetic.
   std::shared_ptr<const FrozenWeights> frozen_weights() const { return frozen_w_; }
 
@@ -41,7 +41,8 @@ class AdapterTrainer {
   std::vector<bool> frozen_;             // every base tensor frozen
   std::optional<Model> tuned_;           // full only
   std::optional<BaseTrainer> full_;      // full only
-  std::shared_ptr<const FrozenWeights> frozen_w_;  // bf16 packs of the base, when training in bf16
+  Precision precision_ = Precision::fp32;
+  std::shared_ptr<const FrozenWeights> frozen_w_;  // the base packed once (bf16 tiles or fp32 panels)
   int steps_ = 0;
 };
 

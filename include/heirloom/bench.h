@@ -33,7 +33,7 @@ struct BenchRow {
 struct BenchReport {
   std::string preset, cpu;
   int threads = 0;
-  double sgemm_peak_gflops = 0;  // best measured sgemm GFLOP/s over the model's shapes
+  double sgemm_peak_gflops = 0;  // best measured fp32 GEMM GFLOP/s over the model's shapes (OpenBLAS or packed)
   double bf16_peak_gflops = 0;   // the same for the bf16 AMX GEMM (0 without AMX)
   std::vector<BenchRow> gemm_rows, rows;
   std::vector<std::string> notes;  // FLOP formulas

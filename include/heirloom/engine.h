@@ -78,8 +78,9 @@ struct ForwardResult {
 
 struct Workspace;  // activations and gradient scratch, sized on demand (see src/model/workspace.h)
 
-// A model's matrices packed once as bf16 AMX tiles (src/model/frozen_weights.h): products against them
-// run in bf16 with fp32 accumulation. Valid only while the model's weights do not change.
+// A model's matrices packed once (src/model/frozen_weights.h): as bf16 AMX tiles, products against them run
+// in bf16 with fp32 accumulation; as fp32 panels, in fp32 without per-call packing. Valid only while the
+// model's weights do not change.
 struct FrozenWeights;
 // The arithmetic of a frozen base's matrix products: automatic = bf16 where bf16_available(), else fp32.
 enum class Precision { automatic, fp32, bf16 };
@@ -88,7 +89,9 @@ const char* precision_name(Precision p);
 bool bf16_available();  // this CPU has AMX-BF16 and the kernel granted it
 // automatic → what this CPU runs (bf16 or fp32); bf16 on a CPU without it is an Error naming --precision.
 Precision resolve_precision(Precision p);
-std::shared_ptr<FrozenWeights> pack_frozen(const Model& m);  // throws heirloom::Error without AMX
+// Packs in the resolved precision; null for fp32 on a CPU without AVX-512 (its products then go to the BLAS
+// unpacked). Throws heirloom::Error for bf16 without AMX.
+std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision);
 struct WorkspaceDeleter { void operator()(Workspace*) const; };
 using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
 WorkspacePtr make_workspace();

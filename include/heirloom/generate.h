@@ -23,10 +23,10 @@ int32_t sample_token(const float* logits, int V, const SamplingOptions& opt, flo
 
 // Feeds the prompt once, then one token per step from the cache. on_token returns false to stop.
 // Stops at EOS or when the model's context is full. Returns the generated ids (without the prompt).
-// `bf16`: the model packed by pack_frozen() — its products then run in bf16; null = fp32.
+// `packed`: the model packed by pack_frozen(), in its precision; null = fp32 products through the BLAS.
 std::vector<int32_t> generate(const Model& m, std::span<const int32_t> prompt, int n_new, const SamplingOptions& opt,
                               const AdapterView* adapter = nullptr,
                               const std::function<bool(int32_t)>& on_token = nullptr,
-                              std::shared_ptr<const FrozenWeights> bf16 = nullptr);
+                              std::shared_ptr<const FrozenWeights> packed = nullptr);
 
 }  // namespace heirloom

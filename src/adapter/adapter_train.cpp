@@ -23,7 +23,8 @@ AdapterTrainer::AdapterTrainer(const Model& base, Adapter& adapter, AdamwConfig 
   m1_.assign(a_.params.size(), 0.f);
   m2_.assign(a_.params.size(), 0.f);
   gview_ = a_.grads(base.config, g_.data());
-  if (resolve_precision(precision) == Precision::bf16) frozen_w_ = pack_frozen(base);
+  precision_ = resolve_precision(precision);
+  frozen_w_ = pack_frozen(base, precision_);
 }
 
 double AdapterTrainer::step(Workspace& ws, const Batch& batch, float lr) {

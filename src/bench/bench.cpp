@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <vector>
 
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "heirloom/adapter_train.h"
@@ -90,6 +92,15 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     r.gflops = r.gflop / (r.ms / 1e3);
     rep.sgemm_peak_gflops = std::max(rep.sgemm_peak_gflops, r.gflops);
     rep.gemm_rows.push_back(r);
+    if (f32_packed_available()) {  // heirloom's own fp32 kernel, B packed once into panels (packing not timed)
+      const PackedF32 packed = pack_b_f32(B.data(), s.K, true, s.K, s.N);
+      BenchRow f = r;
+      f.name = std::string("fp32 packed ") + r.name.substr(6);
+      f.ms = median_ms(o.repeats * 4, [&] { gemm_f32_packed(s.M, A.data(), s.K, packed, Cm.data(), s.N, false); });
+      f.gflops = f.gflop / (f.ms / 1e3);
+      rep.sgemm_peak_gflops = std::max(rep.sgemm_peak_gflops, f.gflops);
+      rep.gemm_rows.push_back(f);
+    }
     if (bf16_gemm_available()) {  // the same product with B packed once as bf16 AMX tiles (packing not timed)
       const PackedB packed = pack_b_bf16(B.data(), s.K, true, s.K, s.N);
       BenchRow h = r;
@@ -167,16 +178,16 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     }
     bar.update(++done);
   }
-  // Inference: the bf16 rows use the model packed once beforehand (as `generate` does after loading).
-  std::shared_ptr<const FrozenWeights> packed;
-  const bool any_bf16 = std::find(precisions.begin(), precisions.end(), Precision::bf16) != precisions.end();
-  if (any_bf16 && (want("forward") || want("generate"))) packed = pack_frozen(m);
+  // Inference: each precision's rows use the model packed once beforehand (as `generate` does after loading).
+  std::map<Precision, std::shared_ptr<const FrozenWeights>> packed;
+  if (want("forward") || want("generate"))
+    for (Precision p : precisions) packed[p] = pack_frozen(m, p);
   if (want("forward")) {
     const int T = std::min(o.forward_len, c.n_ctx);
     std::vector<int32_t> t1(stream.begin(), stream.begin() + T);
     auto fws = make_workspace();
     for (Precision p : precisions) {
-      fws->frozen = p == Precision::bf16 ? packed : nullptr;
+      fws->frozen = packed[p];
       add("forward 1x" + std::to_string(T), p,
           median_ms(o.repeats, [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); }), T,
           forward_flops_per_token(c, T) * T);
@@ -189,7 +200,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     so.temperature = 0.f;
     const int n = std::min(o.gen_tokens, c.n_ctx - 17);
     for (Precision p : precisions) {
-      const auto pk = p == Precision::bf16 ? packed : nullptr;
+      const auto pk = packed[p];
       add("generate " + std::to_string(n) + " tokens (KV cache, batch 1)", p,
           median_ms(std::max(1, o.repeats / 2), [&] { generate(m, prompt, n, so, nullptr, nullptr, pk); }), n,
           forward_flops_per_token(c, 16 + n) * n);
@@ -201,8 +212,10 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "forward FLOPs = 2 x active parameters (embedding excluded) per token + 4 x H x D x (T+1)/2 per token per layer (attention)",
       "train step FLOPs: full = 3 x forward; norm-only = 2 x forward (weight gradients skipped); LoRA = 2 x forward",
       "peak fraction = achieved GFLOP/s / best GEMM GFLOP/s measured above on the model's own shapes, in the row's own "
-      "arithmetic (sgemm for fp32, the AMX bf16 GEMM for bf16)",
-      "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX); everything trained stays fp32"};
+      "arithmetic (fp32: the best of OpenBLAS sgemm and heirloom's packed fp32 kernel; bf16: the AMX GEMM)",
+      "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX); everything trained stays fp32",
+      "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
+      "forward and generate; the full step's products (weights change every step) through OpenBLAS"};
   return rep;
 }
 

@@ -61,16 +61,19 @@ void for_each_matrix(FrozenWeights& p, const Model& m, Fn fn) {
 
 }  // namespace
 
-std::shared_ptr<FrozenWeights> pack_frozen(const Model& m) {
-  if (!bf16_gemm_available()) throw Error("bf16 products need a CPU with AMX-BF16; this one has none", "use --precision fp32");
-  auto p = std::make_shared<FrozenWeights>();
-  p->source = m.data.data();
-  for_each_matrix(*p, m, [](PackedWeight& w, const float* src, int O, int I) { w = pack_weight(src, O, I); });
-  return p;
+std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision) {
+  const Precision p = resolve_precision(precision);
+  if (p == Precision::fp32 && !f32_packed_available()) return nullptr;  // fp32 through the BLAS, unpacked
+  auto packs = std::make_shared<FrozenWeights>();
+  packs->source = m.data.data();
+  packs->precision = p;
+  const bool bf16 = p == Precision::bf16;
+  for_each_matrix(*packs, m, [bf16](PackedWeight& w, const float* src, int O, int I) { w = pack_weight(src, O, I, bf16); });
+  return packs;
 }
 
 void repack_frozen(FrozenWeights& p, const Model& m) {
-  if (p.source != m.data.data()) throw Error("internal: repacking bf16 weights from another model", "report this as a bug");
+  if (p.source != m.data.data()) throw Error("internal: repacking packed weights from another model", "report this as a bug");
   for_each_matrix(p, m, [](PackedWeight& w, const float* src, int O, int I) { repack_weight(w, src, O, I); });
 }
 
@@ -90,7 +93,7 @@ ScopedPacks::~ScopedPacks() { ws_.frozen.reset(); }
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m) {
   if (!ws.frozen) return nullptr;
   if (ws.frozen->source != m.data.data())
-    throw Error("internal: the workspace's bf16 weights were packed from another model", "report this as a bug");
+    throw Error("internal: the workspace's packed weights were packed from another model", "report this as a bug");
   return ws.frozen.get();
 }
 

@@ -1,6 +1,7 @@
-// A model's matrices packed once as bf16 for training against a frozen base (adapters). Set on a
-// Workspace, forward and backward run those matrices' products in bf16 with fp32 accumulation;
-// everything else (norms, attention, the router, what is trained) stays fp32.
+// A model's matrices packed once for training against a frozen base (adapters) and for inference. Set on a
+// Workspace, forward and backward run those matrices' products on the packs: bf16 AMX tiles with fp32
+// accumulation, or fp32 panels (no per-call packing); everything else (norms, attention, the router, what
+// is trained) stays fp32 as before.
 #pragma once
 #include <memory>
 #include <vector>
@@ -20,6 +21,7 @@ struct FrozenLayer {
 
 struct FrozenWeights {
   const float* source = nullptr;  // the model's data these were packed from (checked on use)
+  Precision precision = Precision::bf16;  // of the packs: bf16 or fp32
   std::vector<FrozenLayer> layers;
   PackedWeight output;
 };

@@ -58,13 +58,13 @@ int32_t sample_token(const float* logits, int V, const SamplingOptions& opt, flo
 
 std::vector<int32_t> generate(const Model& m, std::span<const int32_t> prompt, int n_new, const SamplingOptions& opt,
                               const AdapterView* adapter, const std::function<bool(int32_t)>& on_token,
-                              std::shared_ptr<const FrozenWeights> bf16) {
+                              std::shared_ptr<const FrozenWeights> packed) {
   if (prompt.empty()) throw Error("generate: the prompt is empty", "give at least one token (BOS counts)");
   if ((int)prompt.size() >= m.config.n_ctx)
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
                 std::to_string(m.config.n_ctx), "shorten the prompt");
   auto ws = make_workspace();
-  ws->frozen = std::move(bf16);
+  ws->frozen = std::move(packed);
   KvCache cache = make_kv_cache(m.config, 1, m.config.n_ctx);
   const std::span<const AdapterView* const> ads = one_adapter(adapter);
   ForwardOptions fo;

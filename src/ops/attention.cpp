@@ -3,7 +3,7 @@
 //   dv += pᵀ·dout;  dp = dout·vᵀ;  ds = p ⊙ (dp − rowsum(p ⊙ dp));  dq += ds·k·scale;  dk += dsᵀ·q·scale
 #include "ops/attention.h"
 
-#include "core/gemm.h"
+#include "core/gemm_f32.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -22,17 +22,44 @@ inline float dot(const float* a, const float* b, int n) {
 }
 }  // namespace
 
-// Both passes run per (sequence, head) as small GEMMs on strided views of q, k, v (single-threaded
-// inside the parallel loop), in blocks of kRows query rows: a block needs only the keys up to its last
-// row, so the masked upper triangle is skipped block by block (about half of the products at T = 512).
-// Inside a block the few masked entries are computed and then zeroed; `att` still gets its zeros.
+// Both passes run per (sequence, head) as small products on strided views of q, k, v (gemm_f32_panel,
+// single-threaded inside the parallel loop; no BLAS call, no packing of q or the probabilities), in blocks
+// of kRows query rows: a block needs only the keys up to its last row, so the masked upper triangle is
+// skipped block by block (about half of the products at T = 512). Inside a block the few masked entries
+// are computed and then zeroed; `att` still gets its zeros. Products whose columns are keys read kᵀ or vᵀ,
+// transposed once per (sequence, head) into panels of 32 keys.
 namespace {
 constexpr int kRows = 64;
+constexpr int kPanel = 32;  // columns per gemm_f32_panel call
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// xᵀ [D, ld_out] of rows 0..n-1 of x (row stride ldx), keys n..ld_out-1 zero.
+void transpose_rows(float* out, int ld_out, const float* x, int ldx, int n, int D) {
+  for (int d = 0; d < D; ++d) {
+    float* o = out + (int64_t)d * ld_out;
+    for (int j = 0; j < n; ++j) o[j] = x[(int64_t)j * ldx + d];
+    std::fill(o + n, o + ld_out, 0.f);
+  }
 }
+
+// C[R, n] = A[R, D] · Bᵀ where Bᵀ [D, ldt] is transposed keys: one call per 32 keys.
+void times_keys(float* C, int ldc, const float* A, int lda, const float* bt, int ldt, int R, int n, int D) {
+  for (int j0 = 0; j0 < n; j0 += kPanel)
+    gemm_f32_panel(R, D, A, lda, 1, bt + j0, ldt, std::min(kPanel, n - j0), C + j0, ldc, false);
+}
+
+// C[M, D] (+)= A · X[K, D] for A(r, k) = A[r·ars + k·aks], X with row stride ldx: one call per 32 of D.
+void times_rows(float* C, int64_t ldc, const float* A, int64_t ars, int64_t aks, const float* X, int ldx, int M, int K,
+                int D, bool accumulate) {
+  for (int d0 = 0; d0 < D; d0 += kPanel)
+    gemm_f32_panel(M, K, A, ars, aks, X + d0, ldx, std::min(kPanel, D - d0), C + d0, ldc, accumulate);
+}
+}  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const AttnShape& s) {
-  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
+  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv, St = round_up(S, kPanel);
   const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s.B; ++b)
@@ -43,25 +70,29 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const float* vb = v + b * s.kv_bstride + g * D;
       float* pb = att + ((int64_t)b * s.H + h) * s.T * S;
       float* ob = out + (int64_t)b * s.T * HD + h * D;
+      thread_local std::vector<float> kt;
+      if (kt.size() < (size_t)D * St) kt.resize((size_t)D * St);
+      transpose_rows(kt.data(), St, kb, s.ldkv, S, D);
       for (int t0 = 0; t0 < s.T; t0 += kRows) {
         const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
-        gemm(false, true, t1 - t0, nk, D, scale, qb + (int64_t)t0 * s.ldq, s.ldq, kb, s.ldkv, 0.f, pb + (int64_t)t0 * S, S);
+        times_keys(pb + (int64_t)t0 * S, S, qb + (int64_t)t0 * s.ldq, s.ldq, kt.data(), St, t1 - t0, nk, D);
         for (int t = t0; t < t1; ++t) {
           float* p = pb + (int64_t)t * S;
           const int n_keys = s.pos0 + t + 1;
+          for (int j = 0; j < n_keys; ++j) p[j] *= scale;
           const float mx = row_max(p, n_keys);
           const float inv = 1.0f / row_exp(p, p, n_keys, mx);
           for (int j = 0; j < n_keys; ++j) p[j] *= inv;
           std::fill(p + n_keys, p + S, 0.f);  // att keeps its contract: the whole causal matrix
         }
-        gemm(false, false, t1 - t0, D, nk, 1.f, pb + (int64_t)t0 * S, S, vb, s.ldkv, 0.f, ob + (int64_t)t0 * HD, HD);
+        times_rows(ob + (int64_t)t0 * HD, HD, pb + (int64_t)t0 * S, S, 1, vb, s.ldkv, t1 - t0, nk, D, false);
       }
     }
 }
 
 void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, const AttnShape& s) {
-  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
+  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv, St = round_up(S, kPanel);
   const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s.B; ++b)
@@ -70,6 +101,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
       const float* vb = v + b * s.kv_bstride + g * D;
       float* dkb = dk + b * s.kv_bstride + g * D;
       float* dvb = dv + b * s.kv_bstride + g * D;
+      thread_local std::vector<float> vt;
+      if (vt.size() < (size_t)D * St) vt.resize((size_t)D * St);
+      transpose_rows(vt.data(), St, vb, s.ldkv, S, D);
       for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
         for (int t0 = 0; t0 < s.T; t0 += kRows) {
           const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
@@ -78,8 +112,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
           const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
           const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
           float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-          gemm(true, false, nk, D, R, 1.f, pb, S, dob, HD, 1.f, dvb, s.ldkv);  // dv += pᵀ·dout
-          gemm(false, true, R, nk, D, 1.f, dob, HD, vb, s.ldkv, 0.f, ds, S);   // dp = dout·vᵀ
+          times_rows(dvb, s.ldkv, pb, 1, S, dob, HD, nk, R, D, true);  // dv += pᵀ·dout
+          times_keys(ds, S, dob, HD, vt.data(), St, R, nk, D);         // dp = dout·vᵀ
           for (int t = 0; t < R; ++t) {
             const float* p = pb + (int64_t)t * S;
             float* d = ds + (int64_t)t * S;
@@ -88,8 +122,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
             for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
             std::fill(d + n_keys, d + nk, 0.f);
           }
-          gemm(false, false, R, D, nk, 1.f, ds, S, kb, s.ldkv, 1.f, dqb, s.ldq);  // dq += ds·k
-          gemm(true, false, nk, D, R, 1.f, ds, S, qb, s.ldq, 1.f, dkb, s.ldkv);   // dk += dsᵀ·q
+          times_rows(dqb, s.ldq, ds, S, 1, kb, s.ldkv, R, nk, D, true);  // dq += ds·k
+          times_rows(dkb, s.ldkv, ds, 1, S, qb, s.ldq, nk, R, D, true);  // dk += dsᵀ·q
         }
       }
     }

@@ -3,24 +3,29 @@
 #pragma once
 
 #include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 
 namespace heirloom {
 
-// A frozen W [O, I] packed once as bf16 for both products it takes part in (see core/gemm_bf16.h).
+// A frozen W [O, I] packed once for both products it takes part in: as bf16 AMX tiles
+// (core/gemm_bf16.h) or as fp32 panels (core/gemm_f32.h). Only one pair is filled.
 struct PackedWeight {
-  PackedB fwd;  // B = Wᵀ [I, O], for inp · Wᵀ
-  PackedB bwd;  // B = W [O, I], for dout · W
+  PackedB fwd;       // bf16: B = Wᵀ [I, O], for inp · Wᵀ
+  PackedB bwd;       // bf16: B = W [O, I], for dout · W
+  PackedF32 fwd32;   // fp32: the same two
+  PackedF32 bwd32;
+  bool bf16() const { return fwd.N > 0; }
 };
-PackedWeight pack_weight(const float* weight, int O, int I);
-void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in place, same shape
+PackedWeight pack_weight(const float* weight, int O, int I, bool bf16);
+void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in place, same shape and arithmetic
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
-// With `packed` (the same W, packed), the product runs in bf16 with fp32 accumulation.
+// With `packed` (the same W, packed), the product runs on the pack: in bf16 with fp32 accumulation, or fp32.
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                     bool accumulate = false, const PackedWeight* packed = nullptr);
 // dinp[N, I] += dout · W ; dweight[O, I] += doutᵀ · inp.  Either output may be null (skipped).
-// `packed` (bf16 mode) computes both in bf16 with fp32 accumulation: dinp on the packed W, dweight with
-// dout and inp converted per call. write_dinp: dinp = dout · W instead (saves clearing it first).
+// A bf16 `packed` computes both in bf16 with fp32 accumulation: dinp on the packed W, dweight with dout and
+// inp converted per call; an fp32 one computes dinp on the packed W. write_dinp: dinp = dout · W instead (saves clearing it first).
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr,
                      bool write_dinp = false);

@@ -39,7 +39,7 @@ struct BatcherStats {
 
 class Batcher {
  public:
-  // `packed`: the base packed for bf16 products (null = fp32). max_batch bounds the rows of one step.
+  // `packed`: the base packed once (pack_frozen; null = fp32 products through the BLAS). max_batch bounds the rows of one step.
   Batcher(const Model& base, std::shared_ptr<const FrozenWeights> packed, int max_batch);
   ~Batcher();  // finishes nothing: queued and active requests end as "cancelled"
   // Runs the engine on the calling thread until stop(). It should be the thread that did the process's

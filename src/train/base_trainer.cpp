@@ -26,7 +26,7 @@ std::vector<bool> trainable_mask(const Model& m, const std::string& regime) {
 BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg, Precision precision)
     : grads(m.data.size(), 0.f), m1(m.data.size(), 0.f), m2(m.data.size(), 0.f), trainable_(std::move(trainable)),
       cfg_(cfg) {
-  if (resolve_precision(precision) == Precision::bf16) packs_ = pack_frozen(m);
+  if (resolve_precision(precision) == Precision::bf16) packs_ = pack_frozen(m, Precision::bf16);
 }
 
 BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef) {

@@ -244,12 +244,13 @@ TEST(Model, PerSequenceAdaptersEqualEachSequenceAlone) {
 // rows than the small-batch kernels take at once.
 TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
   constexpr int NS = 6;
-  for (const char* preset : {"tiny", "tiny-dense", "tiny/bf16", "tiny-dense/bf16"}) {
+  // Unpacked fp32 (the BLAS under RowExact), fp32 panels, bf16 tiles.
+  for (const char* preset : {"tiny", "tiny-dense", "tiny/fp32", "tiny-dense/fp32", "tiny/bf16", "tiny-dense/bf16"}) {
     const std::string name = preset;
-    const bool bf16 = name.ends_with("/bf16");
+    const bool bf16 = name.ends_with("/bf16"), packs = name.find('/') != std::string::npos;
     if (bf16 && !bf16_available()) continue;  // fp32 only on CPUs without AMX
     Model m = init_model(preset_config(name.substr(0, name.find('/'))), byte_vocab(), 21);
-    std::shared_ptr<FrozenWeights> packed = bf16 ? pack_frozen(m) : nullptr;
+    std::shared_ptr<FrozenWeights> packed = packs ? pack_frozen(m, bf16 ? Precision::bf16 : Precision::fp32) : nullptr;
     auto make_ws = [&] {
       auto w = make_workspace();
       w->frozen = packed;

@@ -1,0 +1,168 @@
+// fp32 GEMM on packed panels. Blocking: a micro-tile is kMr rows × one 32-column panel, held in 2·kMr zmm
+// accumulators over the whole K (24 accumulators, two panel vectors and a broadcast fit the 32 registers).
+// A task is kTaskRows rows × one panel; consecutive tasks share a panel, so a thread keeps its panel in L1
+// while A streams from L2. Functions carry their own target attributes so the binary still runs elsewhere.
+#include "core/gemm_f32.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "heirloom/error.h"
+
+namespace heirloom {
+
+namespace {
+
+constexpr int kNr = 32;             // columns per panel: two zmm
+constexpr int kMr = 12;             // rows per micro-tile
+constexpr int kTaskRows = 4 * kMr;  // rows per task
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+bool detect_avx512f() {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 16));
+}
+
+// C[R, w] (+)= A[R, K] · B[K, w] for w ≤ 32 columns, A(r, k) at A[r·ars + k·aks], row k of B at B + k·ldb.
+// The masks (w columns) guard B's loads and C's stores alike.
+template <int R>
+__attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
+                                              int K, float* C, int64_t ldc, __mmask16 mask0, __mmask16 mask1,
+                                              bool accumulate) {
+  __m512 c0[R], c1[R];
+  const float* a[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    c0[r] = c1[r] = _mm512_setzero_ps();
+    a[r] = A + r * ars;
+  }
+  for (int k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
+    const int64_t ak = k * aks;
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_set1_ps(a[r][ak]);
+      c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* c = C + r * ldc;
+    if (accumulate) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(mask0, c));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(mask1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, mask0, c0[r]);
+    _mm512_mask_storeu_ps(c + 16, mask1, c1[r]);
+  }
+}
+
+using Micro = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int, float*, int64_t, __mmask16, __mmask16,
+                       bool);
+
+template <int... R>
+constexpr auto micro_table(std::integer_sequence<int, R...>) {
+  return std::array<Micro, sizeof...(R)>{&micro<R + 1>...};
+}
+constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
+
+// Rows [0, M) of a ≤ 32-column product in micro-tiles (see gemm_f32_panel).
+void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w, float* C,
+                int64_t ldc, bool accumulate) {
+  const __mmask16 mask0 = (__mmask16)((1u << std::min(w, 16)) - 1);
+  const __mmask16 mask1 = (__mmask16)((1u << std::max(w - 16, 0)) - 1);
+  for (int m = 0; m < M; m += kMr)
+    kMicro[std::min(kMr, M - m) - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate);
+}
+
+// Rows [r0, r1) of C against panel p.
+void rows_by_panel(int r0, int r1, int p, const float* A, int lda, const PackedF32& B, float* C, int ldc,
+                   bool accumulate) {
+  const int col = p * kNr;
+  panel_rows(r1 - r0, B.K, A + (int64_t)r0 * lda, lda, 1, B.data.data() + (int64_t)p * B.K * kNr, kNr,
+             std::min(kNr, B.N - col), C + (int64_t)r0 * ldc + col, ldc, accumulate);
+}
+
+}  // namespace
+
+bool f32_packed_available() {
+  static const bool ok = detect_avx512f();
+  return ok;
+}
+
+void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans) {
+  const int K = p.K, N = p.N, panels = p.Np / kNr;
+  const bool parallel = (int64_t)K * p.Np >= (1 << 16) && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int q = 0; q < panels; ++q) {
+    float* dst = p.data.data() + (int64_t)q * K * kNr;
+    for (int j = 0; j < kNr; ++j) {
+      const int n = q * kNr + j;
+      if (n >= N) {
+        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = 0.f;
+      } else if (trans) {
+        const float* row = src + (int64_t)n * ld;
+        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = row[k];
+      } else {
+        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = src[(int64_t)k * ld + n];
+      }
+    }
+  }
+}
+
+PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N) {
+  PackedF32 p;
+  p.K = K;
+  p.N = N;
+  p.Np = round_up(N, kNr);
+  p.data.resize((size_t)p.Np * K);
+  pack_b_f32_into(p, src, ld, trans);
+  return p;
+}
+
+void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* C, int ldc, bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
+  if (!f32_packed_available()) throw Error("internal: packed fp32 products need AVX-512F", "report this as a bug");
+  if (B.K == 0) {
+    for (int i = 0; i < M; ++i)
+      if (!accumulate) std::fill_n(C + (int64_t)i * ldc, B.N, 0.f);
+    return;
+  }
+  const int row_tasks = (M + kTaskRows - 1) / kTaskRows, panels = B.Np / kNr, tasks = row_tasks * panels;
+  auto task = [&](int t) {
+    const int p = t / row_tasks, r0 = (t % row_tasks) * kTaskRows;  // consecutive tasks share a panel
+    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, lda, B, C, ldc, accumulate);
+  };
+  const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && tasks > 1 &&
+                        (int64_t)M * B.Np * B.K >= (1 << 16);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int t = 0; t < tasks; ++t) task(t);
+}
+
+void gemm_f32_panel(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w,
+                    float* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || w <= 0) return;
+  if (w > kNr) throw Error("internal: gemm_f32_panel takes at most 32 columns", "report this as a bug");
+  if (f32_packed_available()) return panel_rows(M, K, A, ars, aks, B, ldb, w, C, ldc, accumulate);
+  for (int r = 0; r < M; ++r) {  // CPUs without AVX-512: the same sums, left to the compiler
+    float acc[kNr] = {};
+    for (int k = 0; k < K; ++k) {
+      const float x = A[r * ars + k * aks];
+      const float* b = B + k * ldb;
+#pragma omp simd
+      for (int j = 0; j < w; ++j) acc[j] += x * b[j];
+    }
+    float* c = C + r * ldc;
+    for (int j = 0; j < w; ++j) c[j] = accumulate ? c[j] + acc[j] : acc[j];
+  }
+}
+
+}  // namespace heirloom

@@ -1,0 +1,51 @@
+// fp32 matrix multiply for frozen weights on AVX-512: the weight is packed once into panels of 32 columns,
+// so no call packs it again (OpenBLAS packs both operands on every call, about 15 % of an fp32 training
+// step at the model's K = 256), and A is read in place.
+// Every output element is one FMA chain over k in order, whatever M is and however rows are grouped, so the
+// products are row-exact (core/gemm.h RowExact) by construction.
+// Chosen at run time: f32_packed_available() is false on CPUs without AVX-512F, and callers keep gemm().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+namespace heirloom {
+
+// A std::vector allocator whose blocks start on a cache line (panel loads then never split a line).
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+};
+
+// B[K, N] in fp32 as panels of 32 columns, zero-padded to Np = ⌈N/32⌉·32: B[k][n] at
+// data[((n / 32) · K + k) · 32 + n % 32].
+struct PackedF32 {
+  int K = 0, N = 0, Np = 0;
+  std::vector<float, CacheLineAllocator<float>> data;
+};
+
+// B[k][n] = trans ? src[n·ld + k] : src[k·ld + n], for k < K, n < N.
+PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N);
+// The same, in place over p (already shaped for this K, N): for weights that change every step.
+void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans);
+
+// C[M, N] (row stride ldc) = (accumulate ? C : 0) + A[M, K] · B, A with row stride lda.
+// Requires f32_packed_available().
+void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* C, int ldc, bool accumulate);
+
+bool f32_packed_available();  // this CPU has AVX-512F
+
+// The building block of small strided products (attention), single-threaded, on any CPU:
+// C[M, w] (+)= A[M, K] · B[K, w] for w ≤ 32, where A(r, k) = A[r·ars + k·aks] (a transposed A is ars = 1)
+// and row k of B is the w floats at B + k·ldb. Each element is one FMA chain over k in order.
+void gemm_f32_panel(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w,
+                    float* C, int64_t ldc, bool accumulate);
+
+}  // namespace heirloom
