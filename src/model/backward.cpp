@@ -156,9 +156,8 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       lora_backward(x, l, kLoraRouter, ws.dln.data(), C, ws.ddlogits.data(), c.n_expert, A.ln2.data(), C, C, c.n_expert);
     } else {
       const int F = c.n_ff;
-      zero(ws.dh); zero(ws.dhg); zero(ws.dhu);
       matmul_backward(ws.dh.data(), F, G.ffn_down, ws.dres.data(), C, A.h.data(), F, W.ffn_down, (int)N, F, C,
-                      P ? &P->ffn_down : nullptr);
+                      P ? &P->ffn_down : nullptr, true);
       swiglu_backward(ws.dhg.data(), ws.dhu.data(), ws.dh.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F,
                       P ? &P->ffn_gate : nullptr);

@@ -79,9 +79,8 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         for (int t = t0; t < t1; ++t) {
           float* p = pb + (int64_t)t * S;
           const int n_keys = s.pos0 + t + 1;
-          for (int j = 0; j < n_keys; ++j) p[j] *= scale;
-          const float mx = row_max(p, n_keys);
-          const float inv = 1.0f / row_exp(p, p, n_keys, mx);
+          const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
+          const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
           for (int j = 0; j < n_keys; ++j) p[j] *= inv;
           std::fill(p + n_keys, p + S, 0.f);  // att keeps its contract: the whole causal matrix
         }

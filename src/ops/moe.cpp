@@ -200,8 +200,6 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, w.packed_down ? w.packed_down + e : nullptr, true);
     if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
-    std::fill_n(dhg, (size_t)n_e * F, 0.f);  // here, per expert: in parallel and into the cache it is used from
-    std::fill_n(dhu, (size_t)n_e * F, 0.f);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
     matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, w.packed_gate ? w.packed_gate + e : nullptr, true);

@@ -24,13 +24,13 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
   for (int64_t i = 0; i < n8; i += 8) {
     const f32x8 g = load8(gate + i), u = load8(up + i), d = load8(dout + i);
     const f32x8 sg = 1.0f / (1.0f + exp_fast(-g));
-    store8(dgate + i, load8(dgate + i) + d * u * sg * (1.0f + g * (1.0f - sg)));
-    store8(dup + i, load8(dup + i) + d * g * sg);
+    store8(dgate + i, d * u * sg * (1.0f + g * (1.0f - sg)));
+    store8(dup + i, d * g * sg);
   }
   for (int64_t i = n8; i < n; ++i) {
     const float g = gate[i], sg = 1.0f / (1.0f + exp_fast(-g));
-    dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-    dup[i] += dout[i] * g * sg;
+    dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    dup[i] = dout[i] * g * sg;
   }
 }
 
@@ -42,8 +42,8 @@ void swiglu_backward_ref(float* dgate, float* dup, const float* dout, const floa
                          int F) {
   for (int64_t i = 0; i < (int64_t)N * F; ++i) {
     const double g = gate[i], sg = 1.0 / (1.0 + std::exp(-g));
-    dgate[i] += (float)(dout[i] * up[i] * sg * (1.0 + g * (1.0 - sg)));
-    dup[i] += (float)(dout[i] * g * sg);
+    dgate[i] = (float)(dout[i] * up[i] * sg * (1.0 + g * (1.0 - sg)));
+    dup[i] = (float)(dout[i] * g * sg);
   }
 }
 

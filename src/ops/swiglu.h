@@ -5,7 +5,7 @@ namespace heirloom {
 
 // out[N, F] = silu(gate[N, F]) ⊙ up[N, F]
 void swiglu_forward(float* out, const float* gate, const float* up, int N, int F);
-// dgate, dup += ...
+// dgate, dup = ... (written, not accumulated: callers need not clear them)
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N, int F);
 
 void swiglu_forward_ref(float* out, const float* gate, const float* up, int N, int F);

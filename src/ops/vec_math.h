@@ -76,17 +76,17 @@ inline float row_sum_exp(const float* x, int n, float m) {
   return r;
 }
 
-// y[i] = exp(x[i] − m) (in place allowed); returns the sum
-inline float row_exp(float* y, const float* x, int n, float m) {
+// y[i] = exp(scale·x[i] − m) (in place allowed); returns the sum
+inline float row_exp(float* y, const float* x, int n, float m, float scale = 1.0f) {
   f32x8 s{};
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    const f32x8 e = exp_fast(load8(x + i) - m);
+    const f32x8 e = exp_fast(load8(x + i) * scale - m);
     store8(y + i, e);
     s += e;
   }
   float r = hsum(s);
-  for (; i < n; ++i) r += (y[i] = exp_fast(x[i] - m));
+  for (; i < n; ++i) r += (y[i] = exp_fast(x[i] * scale - m));
   return r;
 }
 
