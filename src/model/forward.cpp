@@ -76,7 +76,7 @@ void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, cons
 
 // Attention for B sequences at one position pos0, over their own rows or a shared B-sequence cache.
 void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope, int B, int T, int H, int Hkv, int D,
-                     int pos0) {
+                     int pos0, bool keep_att) {
   const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
   rope_forward(A.qkv.data(), QKV, rope, B, T, H, D, pos0);
   rope_forward(A.qkv.data() + HD, QKV, rope, B, T, Hkv, D, pos0);
@@ -96,13 +96,13 @@ void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope,
     shape.ldkv = KD;
     shape.kv_bstride = (int64_t)kv.n_ctx * KD;
   }
-  attention_forward(A.atty.data(), A.att.data(), A.qkv.data(), k, v, shape);
+  attention_forward(A.atty.data(), keep_att ? A.att.data() : nullptr, A.qkv.data(), k, v, shape);
 }
 
 // Attention for sequences each at its own position with its own cache: every sequence runs as a batch of
-// one (the arithmetic a solo run does), its probabilities at its own slice of att.
+// one (the arithmetic a solo run does). Never for backward: no probabilities are kept.
 void ragged_attention(LayerActs& A, std::span<KvCache* const> caches, int l, const RopeTable& rope, int T, int H,
-                      int Hkv, int D, int S) {
+                      int Hkv, int D) {
   const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
   for (size_t b = 0; b < caches.size(); ++b) {
     KvCache& kv = *caches[b];
@@ -115,7 +115,7 @@ void ragged_attention(LayerActs& A, std::span<KvCache* const> caches, int l, con
       std::memcpy(kv.v[l].data() + dst, q + (int64_t)t * QKV + HD + KD, sizeof(float) * KD);
     }
     AttnShape shape{1, T, H, Hkv, D, kv.n_pos, QKV, KD, (int64_t)kv.n_ctx * KD};
-    attention_forward(A.atty.data() + (int64_t)b * T * HD, A.att.data() + (int64_t)b * H * T * S, q, kv.k[l].data(),
+    attention_forward(A.atty.data() + (int64_t)b * T * HD, nullptr, q, kv.k[l].data(),
                       kv.v[l].data(), shape);
   }
 }
@@ -196,8 +196,8 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
                        A.ln1.data() + r0 * C, C, a->lora_a[l][t], a->lora_b[l][t], (int)n, C, width[t], a->lora_rank,
                        a->lora_scale);
     }
-    if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D, S);
-    else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0);
+    if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D);
+    else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0, opt.for_backward);
     matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C, false, P ? &P->wo : nullptr);
     for (const Segment& sg : ws.segments) {
       const AdapterView* a = sg.adapter;

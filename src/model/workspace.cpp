@@ -42,7 +42,8 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   ws.layers.resize(c.n_layer);
   for (auto& a : ws.layers) {
     fit(a.x, N * C); fit(a.ln1, N * C); fit(a.rstd1, N); fit(a.qkv, N * QKV);
-    fit(a.att, B * H * T * S); fit(a.atty, N * H * D); fit(a.mid, N * C); fit(a.ln2, N * C); fit(a.rstd2, N);
+    if (for_backward) fit(a.att, B * H * T * S);  // forward alone keeps no probabilities (attention.h)
+    fit(a.atty, N * H * D); fit(a.mid, N * C); fit(a.ln2, N * C); fit(a.rstd2, N);
     fit(a.hg, NF); fit(a.hu, NF); fit(a.h, NF);
     if (c.is_moe()) {
       fit(a.probs, N * E); fit(a.weights, N * K); fit(a.xg, N * K * C); fit(a.y, N * K * C);

@@ -68,23 +68,25 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
       const float* kb = k + b * s.kv_bstride + g * D;
       const float* vb = v + b * s.kv_bstride + g * D;
-      float* pb = att + ((int64_t)b * s.H + h) * s.T * S;
       float* ob = out + (int64_t)b * s.T * HD + h * D;
-      thread_local std::vector<float> kt;
+      thread_local std::vector<float> kt, scratch;
       if (kt.size() < (size_t)D * St) kt.resize((size_t)D * St);
+      if (!att && scratch.size() < (size_t)kRows * S) scratch.resize((size_t)kRows * S);
       transpose_rows(kt.data(), St, kb, s.ldkv, S, D);
       for (int t0 = 0; t0 < s.T; t0 += kRows) {
         const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
-        times_keys(pb + (int64_t)t0 * S, S, qb + (int64_t)t0 * s.ldq, s.ldq, kt.data(), St, t1 - t0, nk, D);
+        // This block's probabilities: in att, or (not kept) in a scratch block that stays in cache.
+        float* pb = att ? att + (((int64_t)b * s.H + h) * s.T + t0) * S : scratch.data();
+        times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, kt.data(), St, t1 - t0, nk, D);
         for (int t = t0; t < t1; ++t) {
-          float* p = pb + (int64_t)t * S;
+          float* p = pb + (int64_t)(t - t0) * S;
           const int n_keys = s.pos0 + t + 1;
           const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
           const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
           for (int j = 0; j < n_keys; ++j) p[j] *= inv;
-          std::fill(p + n_keys, p + S, 0.f);  // att keeps its contract: the whole causal matrix
+          std::fill(p + n_keys, p + (att ? S : nk), 0.f);  // att keeps its contract: the whole causal matrix
         }
-        times_rows(ob + (int64_t)t0 * HD, HD, pb + (int64_t)t0 * S, S, 1, vb, s.ldkv, t1 - t0, nk, D, false);
+        times_rows(ob + (int64_t)t0 * HD, HD, pb, S, 1, vb, s.ldkv, t1 - t0, nk, D, false);
       }
     }
 }

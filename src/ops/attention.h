@@ -17,7 +17,8 @@ struct AttnShape {
   int S() const { return pos0 + T; }
 };
 
-// out[B, T, H·D] contiguous; att[B, H, T, S]
+// out[B, T, H·D] contiguous; att[B, H, T, S], or null when backward will not run (the probabilities are then
+// formed block by block in a small per-thread scratch and never written out: no T×S per head)
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const AttnShape& s);
 // dq, dk, dv += ...; datt[B, H, T, S] is scratch. Parallel over (sequence, kv head): no shared outputs.
 void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout, const float* att,

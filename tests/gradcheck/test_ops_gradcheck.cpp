@@ -361,6 +361,11 @@ void run_attention_case(const AttnCase& c) {
   attention_forward_ref(out_ref.data(), att_ref.data(), q, k, v, s);
   EXPECT_TRUE(all_close("attention out vs ref", out, out_ref, 1e-6, 1e-5));
   EXPECT_TRUE(all_close("attention att vs ref", att, att_ref, 1e-7, 1e-5));
+  {  // without att (forward only): probabilities in a scratch block, the same output bit for bit
+    Vec out_only(n_out, kNaN);
+    attention_forward(out_only.data(), nullptr, q, k, v, s);
+    EXPECT_EQ(out_only, out);
+  }
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < H; ++h)
       for (int t = 0; t < T; ++t) {
