@@ -4,6 +4,7 @@
 // Functions carry their own target attributes so the binary still runs on CPUs without AMX.
 #include "core/gemm_bf16.h"
 #include "core/gemm.h"
+#include "core/gemm_f32.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -23,6 +24,7 @@ constexpr int kTileElems = 512;  // bf16 values per packed B tile (16 rows × 32
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 bool detect_amx() {
+  if (!f32_packed_available()) return false;  // no AVX-512F (or HEIRLOOM_NO_AVX512): no AMX path either
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   const bool avx512f = b & (1u << 16), amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);

@@ -9,6 +9,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <array>
 #include <utility>
 
@@ -25,6 +27,8 @@ constexpr int kTaskRows = 4 * kMr;  // rows per task
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 bool detect_avx512f() {
+  // HEIRLOOM_NO_AVX512=1 runs this CPU as one without AVX-512 (and so without AMX): the paths such CPUs take.
+  if (const char* off = std::getenv("HEIRLOOM_NO_AVX512"); off && *off && std::string(off) != "0") return false;
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 16));
 }
@@ -150,19 +154,9 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
 void gemm_f32_panel(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w,
                     float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || w <= 0) return;
-  if (w > kNr) throw Error("internal: gemm_f32_panel takes at most 32 columns", "report this as a bug");
-  if (f32_packed_available()) return panel_rows(M, K, A, ars, aks, B, ldb, w, C, ldc, accumulate);
-  for (int r = 0; r < M; ++r) {  // CPUs without AVX-512: the same sums, left to the compiler
-    float acc[kNr] = {};
-    for (int k = 0; k < K; ++k) {
-      const float x = A[r * ars + k * aks];
-      const float* b = B + k * ldb;
-#pragma omp simd
-      for (int j = 0; j < w; ++j) acc[j] += x * b[j];
-    }
-    float* c = C + r * ldc;
-    for (int j = 0; j < w; ++j) c[j] = accumulate ? c[j] + acc[j] : acc[j];
-  }
+  if (w > kNr || !f32_packed_available())
+    throw Error("internal: gemm_f32_panel takes at most 32 columns, on a CPU with AVX-512F", "report this as a bug");
+  panel_rows(M, K, A, ars, aks, B, ldb, w, C, ldc, accumulate);
 }
 
 }  // namespace heirloom

@@ -3,7 +3,8 @@
 // step at the model's K = 256), and A is read in place.
 // Every output element is one FMA chain over k in order, whatever M is and however rows are grouped, so the
 // products are row-exact (core/gemm.h RowExact) by construction.
-// Chosen at run time: f32_packed_available() is false on CPUs without AVX-512F, and callers keep gemm().
+// Chosen at run time: f32_packed_available() is false on CPUs without AVX-512F (or with HEIRLOOM_NO_AVX512=1
+// set, to run the paths those CPUs take), and callers keep gemm().
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -42,7 +43,7 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
 
 bool f32_packed_available();  // this CPU has AVX-512F
 
-// The building block of small strided products (attention), single-threaded, on any CPU:
+// The building block of small strided products (attention), single-threaded; requires f32_packed_available():
 // C[M, w] (+)= A[M, K] · B[K, w] for w ≤ 32, where A(r, k) = A[r·ars + k·aks] (a transposed A is ars = 1)
 // and row k of B is the w floats at B + k·ldb. Each element is one FMA chain over k in order.
 void gemm_f32_panel(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w,

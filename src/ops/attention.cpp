@@ -3,6 +3,7 @@
 //   dv += pᵀ·dout;  dp = dout·vᵀ;  ds = p ⊙ (dp − rowsum(p ⊙ dp));  dq += ds·k·scale;  dk += dsᵀ·q·scale
 #include "ops/attention.h"
 
+#include "core/gemm.h"
 #include "core/gemm_f32.h"
 #include "ops/vec_math.h"
 
@@ -22,12 +23,13 @@ inline float dot(const float* a, const float* b, int n) {
 }
 }  // namespace
 
-// Both passes run per (sequence, head) as small products on strided views of q, k, v (gemm_f32_panel,
-// single-threaded inside the parallel loop; no BLAS call, no packing of q or the probabilities), in blocks
-// of kRows query rows: a block needs only the keys up to its last row, so the masked upper triangle is
-// skipped block by block (about half of the products at T = 512). Inside a block the few masked entries
-// are computed and then zeroed; `att` still gets its zeros. Products whose columns are keys read kᵀ or vᵀ,
-// transposed once per (sequence, head) into panels of 32 keys.
+// Both passes run per (sequence, head) as small products on strided views of q, k, v, single-threaded inside
+// the parallel loop, in blocks of kRows query rows: a block needs only the keys up to its last row, so the
+// masked upper triangle is skipped block by block (about half of the products at T = 512). Inside a block
+// the few masked entries are computed and then zeroed; `att` still gets its zeros.
+// With AVX-512 the products run on gemm_f32_panel's micro-tiles (no BLAS call, no packing of q or the
+// probabilities; products whose columns are keys read kᵀ or vᵀ, transposed once per (sequence, head));
+// without it, through the BLAS on the same views.
 namespace {
 constexpr int kRows = 64;
 constexpr int kPanel = 32;  // columns per gemm_f32_panel call
@@ -43,15 +45,28 @@ void transpose_rows(float* out, int ld_out, const float* x, int ldx, int n, int 
   }
 }
 
-// C[R, n] = A[R, D] · Bᵀ where Bᵀ [D, ldt] is transposed keys: one call per 32 keys.
-void times_keys(float* C, int ldc, const float* A, int lda, const float* bt, int ldt, int R, int n, int D) {
-  for (int j0 = 0; j0 < n; j0 += kPanel)
-    gemm_f32_panel(R, D, A, lda, 1, bt + j0, ldt, std::min(kPanel, n - j0), C + j0, ldc, false);
+// Keys transposed for the micro-tiles: xᵀ of rows 0..n-1 of x into `buf`, or null on the BLAS path.
+const float* keys_t(std::vector<float>& buf, int ld_out, const float* x, int ldx, int n, int D) {
+  if (!f32_packed_available()) return nullptr;
+  if (buf.size() < (size_t)D * ld_out) buf.resize((size_t)D * ld_out);
+  transpose_rows(buf.data(), ld_out, x, ldx, n, D);
+  return buf.data();
 }
 
-// C[M, D] (+)= A · X[K, D] for A(r, k) = A[r·ars + k·aks], X with row stride ldx: one call per 32 of D.
-void times_rows(float* C, int64_t ldc, const float* A, int64_t ars, int64_t aks, const float* X, int ldx, int M, int K,
-                int D, bool accumulate) {
+// C[R, n] = A[R, D] · xᵀ for keys x [n, D] (row stride ldx); xt = keys_t(x) with row stride ldt, or null.
+void times_keys(float* C, int ldc, const float* A, int lda, const float* x, int ldx, const float* xt, int ldt, int R,
+                int n, int D) {
+  if (!xt) return gemm(false, true, R, n, D, 1.f, A, lda, x, ldx, 0.f, C, ldc);
+  for (int j0 = 0; j0 < n; j0 += kPanel)
+    gemm_f32_panel(R, D, A, lda, 1, xt + j0, ldt, std::min(kPanel, n - j0), C + j0, ldc, false);
+}
+
+// C[M, D] (+)= A · X[K, D] for A(r, k) = A[r·ars + k·aks] with ars or aks = 1, X with row stride ldx.
+void times_rows(float* C, int ldc, const float* A, int ars, int aks, const float* X, int ldx, int M, int K, int D,
+                bool accumulate) {
+  if (!f32_packed_available())  // aks = 1: A row-major with stride ars; ars = 1: A stored transposed
+    return gemm(ars == 1 && aks != 1, false, M, D, K, 1.f, A, aks == 1 ? ars : aks, X, ldx, accumulate ? 1.f : 0.f,
+                C, ldc);
   for (int d0 = 0; d0 < D; d0 += kPanel)
     gemm_f32_panel(M, K, A, ars, aks, X + d0, ldx, std::min(kPanel, D - d0), C + d0, ldc, accumulate);
 }
@@ -69,15 +84,14 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const float* kb = k + b * s.kv_bstride + g * D;
       const float* vb = v + b * s.kv_bstride + g * D;
       float* ob = out + (int64_t)b * s.T * HD + h * D;
-      thread_local std::vector<float> kt, scratch;
-      if (kt.size() < (size_t)D * St) kt.resize((size_t)D * St);
+      thread_local std::vector<float> kt_buf, scratch;
       if (!att && scratch.size() < (size_t)kRows * S) scratch.resize((size_t)kRows * S);
-      transpose_rows(kt.data(), St, kb, s.ldkv, S, D);
+      const float* kt = keys_t(kt_buf, St, kb, s.ldkv, S, D);
       for (int t0 = 0; t0 < s.T; t0 += kRows) {
         const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
         // This block's probabilities: in att, or (not kept) in a scratch block that stays in cache.
         float* pb = att ? att + (((int64_t)b * s.H + h) * s.T + t0) * S : scratch.data();
-        times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, kt.data(), St, t1 - t0, nk, D);
+        times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, kb, s.ldkv, kt, St, t1 - t0, nk, D);
         for (int t = t0; t < t1; ++t) {
           float* p = pb + (int64_t)(t - t0) * S;
           const int n_keys = s.pos0 + t + 1;
@@ -102,9 +116,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
       const float* vb = v + b * s.kv_bstride + g * D;
       float* dkb = dk + b * s.kv_bstride + g * D;
       float* dvb = dv + b * s.kv_bstride + g * D;
-      thread_local std::vector<float> vt;
-      if (vt.size() < (size_t)D * St) vt.resize((size_t)D * St);
-      transpose_rows(vt.data(), St, vb, s.ldkv, S, D);
+      thread_local std::vector<float> vt_buf;
+      const float* vt = keys_t(vt_buf, St, vb, s.ldkv, S, D);
       for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
         for (int t0 = 0; t0 < s.T; t0 += kRows) {
           const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
@@ -114,7 +127,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
           const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
           float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
           times_rows(dvb, s.ldkv, pb, 1, S, dob, HD, nk, R, D, true);  // dv += pᵀ·dout
-          times_keys(ds, S, dob, HD, vt.data(), St, R, nk, D);         // dp = dout·vᵀ
+          times_keys(ds, S, dob, HD, vb, s.ldkv, vt, St, R, nk, D);     // dp = dout·vᵀ
           for (int t = 0; t < R; ++t) {
             const float* p = pb + (int64_t)t * S;
             float* d = ds + (int64_t)t * S;

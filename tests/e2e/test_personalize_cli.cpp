@@ -77,6 +77,31 @@ TEST(PersonalizeCli, WritesAnAdapterAndReportsBet10) {
   EXPECT_NE(t.out.find("Bet 10 verdict"), std::string::npos) << t.out;
 }
 
+// HEIRLOOM_NO_AVX512=1 takes the paths of a CPU without AVX-512 (OpenBLAS products, attention through the
+// BLAS, no packs): the same fp32 run agrees with this CPU's packed products to float noise, and bf16 is refused.
+TEST(PersonalizeCli, WithoutAvx512TheSameRunAgrees) {
+  Fixture f;
+  for (const char* kind : {"norm", "lora"}) {
+    SCOPED_TRACE(kind);
+    const std::string args = f.args(f.me) + " --kind " + kind + " --precision fp32 --json";
+    const CliResult here = run(args);
+    setenv("HEIRLOOM_NO_AVX512", "1", 1);
+    const CliResult plain = run(args);
+    const CliResult bf16 = run(f.args(f.me) + " --precision bf16");
+    unsetenv("HEIRLOOM_NO_AVX512");
+    ASSERT_EQ(here.code, 0) << here.out;
+    ASSERT_EQ(plain.code, 0) << plain.out;
+    EXPECT_EQ(bf16.code, 2) << bf16.out;
+    EXPECT_NE(bf16.out.find("AMX"), std::string::npos) << bf16.out;
+    const auto a = nlohmann::json::parse(here.out.substr(here.out.find('{')));
+    const auto b = nlohmann::json::parse(plain.out.substr(plain.out.find('{')));
+    for (const char* key : {"personal_ppl_before", "personal_ppl_after", "general_ppl_before", "general_ppl_after"}) {
+      const double x = a[key].get<double>(), y = b[key].get<double>();
+      EXPECT_NEAR(x, y, 1e-4 * x) << key;
+    }
+  }
+}
+
 TEST(PersonalizeCli, RefusesBadTextAndWritesNothing) {
   Fixture f;
   auto refused = [&](const std::string& file, const std::string& needle) {
