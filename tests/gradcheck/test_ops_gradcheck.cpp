@@ -425,7 +425,7 @@ TEST(OpAttention, GqaTrainingLayoutGradCheck) { run_attention_case({2, 5, 4, 2, 
 TEST(OpAttention, MhaTrainingLayoutGradCheck) { run_attention_case({2, 5, 3, 3, 6, 0}); }
 TEST(OpAttention, GqaKvCacheGradCheck) { run_attention_case({2, 5, 4, 2, 8, 3}); }
 TEST(OpAttention, MhaKvCacheGradCheck) { run_attention_case({1, 3, 2, 2, 6, 4}); }
-// More than one 64-row block of queries: each block uses only the keys up to its last row.
+// Several blocks of query rows (32 each): each block uses only the keys up to its last row.
 TEST(OpAttention, BlocksOfQueryRowsGradCheck) { run_attention_case({1, 100, 2, 1, 4, 0}); }
 TEST(OpAttention, BlocksOfQueryRowsAfterACacheGradCheck) { run_attention_case({1, 70, 2, 1, 4, 9}); }
 
