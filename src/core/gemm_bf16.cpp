@@ -348,6 +348,20 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
            [&](int r0, int r1, uint16_t* a) { convert_rows(A, lda, M, B.K, B.Kp, r0, r1, a); });
 }
 
+void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, const PackedB& B, float* C, int ldc,
+                        bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
+  const int K = B.K, Kp = B.Kp;
+  amx_gemm(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a) {
+    thread_local std::vector<float> buf;  // one row, per executing thread
+    if (buf.size() < (size_t)K) buf.resize(K);
+    for (int r = r0; r < r1; ++r) {
+      if (r < M) row(r, buf.data());
+      convert_rows(buf.data(), 0, M, K, Kp, r, r + 1, a);  // row stride 0: row r of "A" is buf
+    }
+  });
+}
+
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;

@@ -4,6 +4,7 @@
 // keep the fp32 gemm(). Used only where the weights do not change (adapter training, never the base's).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace heirloom {
@@ -27,6 +28,13 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
 // lda), B stored [K, N] (row stride ldb). For weight gradients (doutᵀ · inp). Requires bf16_gemm_available().
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate);
+
+// C[M, N] (+)= bf16(A) · B where row r of A (B.K fp32 values) is made by row(r, buf) when the product needs
+// it, in parallel, and converted at once: an A that exists only to be multiplied is never stored in fp32
+// (the cross-entropy's dlogits, 32 MB per step). Always on AMX tiles: for M > 4 outside RowExact, the same
+// arithmetic as gemm_bf16 on the stored rows.
+void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, const PackedB& B, float* C, int ldc,
+                        bool accumulate);
 
 // True when this CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state.
 bool bf16_gemm_available();

@@ -123,10 +123,19 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   // --- head: d objective / d logits = (softmax − onehot) / n_scored
   int n_scored = 0;
   for (int64_t i = 0; i < N; ++i) n_scored += ws.targets[i] >= 0;
-  if (n_scored > 0) xent_backward_write(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V, ws.row_lse.data());
-  else zero(ws.dlogits);
-  matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
-                  fz ? &fz->output : nullptr, true);
+  if (fz && fz->output.bf16() && !g.output && n_scored > 0) {
+    // The head is frozen and bf16: dlogits only feeds dlnf = dlogits · W, so each row is made as the product
+    // converts it and is never stored (the same numbers as the stored path below).
+    const float scale = 1.0f / n_scored;
+    gemm_bf16_produced((int)N, [&](int r, float* row) {
+      xent_backward_row(row, ws.logits.data() + (int64_t)r * V, ws.targets[r], scale, V, ws.row_lse[r]);
+    }, fz->output.bwd, ws.dlnf.data(), C, false);
+  } else {
+    if (n_scored > 0) xent_backward_write(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V, ws.row_lse.data());
+    else zero(ws.dlogits);
+    matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
+                    fz ? &fz->output : nullptr, true);
+  }
   zero(ws.dres);
   norm_backward(x, 2 * L, ws.dres.data(), ws.dlnf.data(), ws.xf.data(), ws.rstdf.data(), g.output_norm);
 

@@ -40,6 +40,18 @@ double xent_forward(float* losses, const float* logits, const int32_t* targets, 
 }
 
 namespace {
+// One row: d (+)= (softmax(x) − onehot(target))·scale, with off = the row's log-sum-exp.
+template <bool kWrite>
+inline void grad_row(float* d, const float* x, int32_t target, float scale, int V, float off) {
+  int i = 0;
+  for (; i + 8 <= V; i += 8) {
+    const f32x8 g = exp_fast(load8(x + i) - off) * scale;
+    store8(d + i, kWrite ? g : load8(d + i) + g);
+  }
+  for (; i < V; ++i) d[i] = (kWrite ? 0.f : d[i]) + exp_fast(x[i] - off) * scale;
+  d[target] -= scale;
+}
+
 template <bool kWrite>
 void xent_grad(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
                const float* row_lse) {
@@ -59,16 +71,15 @@ void xent_grad(float* dlogits, const float* logits, const int32_t* targets, floa
       row_lse_of(x, V, &mx, &lse);
       off = mx + lse;
     }
-    int i = 0;
-    for (; i + 8 <= V; i += 8) {
-      const f32x8 g = exp_fast(load8(x + i) - off) * scale;
-      store8(d + i, kWrite ? g : load8(d + i) + g);
-    }
-    for (; i < V; ++i) d[i] = (kWrite ? 0.f : d[i]) + exp_fast(x[i] - off) * scale;
-    d[targets[n]] -= scale;
+    grad_row<kWrite>(d, x, targets[n], scale, V, off);
   }
 }
 }  // namespace
+
+void xent_backward_row(float* d, const float* logits_row, int32_t target, float scale, int V, float row_lse) {
+  if (target < 0) return std::fill(d, d + V, 0.f);
+  grad_row<true>(d, logits_row, target, scale, V, row_lse);
+}
 
 void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
                    const float* row_lse) {

@@ -19,6 +19,10 @@ void xent_backward(float* dlogits, const float* logits, const int32_t* targets, 
 void xent_backward_write(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
                          const float* row_lse = nullptr);
 
+// One row of xent_backward_write, given the forward's log-sum-exp of the row: for a dlogits that is consumed
+// row by row and never stored (the head's bf16 product converts each row as it is made).
+void xent_backward_row(float* d, const float* logits_row, int32_t target, float scale, int V, float row_lse);
+
 double xent_forward_ref(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored);
 void xent_backward_ref(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);
 

@@ -136,5 +136,30 @@ TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
   }
 }
 
+// Rows made on demand (the cross-entropy's dlogits): bit for bit what gemm_bf16 gives on the stored rows,
+// and each row asked for once.
+TEST(Bf16, ProducedRowsEqualStoredRows) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16";
+  for (int M : {5, 33, 100}) {
+    const int K = 300, N = 70;
+    Rng rng(40 + M);
+    std::vector<float> A((size_t)M * K), W((size_t)N * K);
+    for (auto& x : A) x = rng.normal();
+    for (auto& x : W) x = rng.normal();
+    const PackedB p = pack_b_bf16(W.data(), K, true, K, N);
+    for (bool accumulate : {false, true}) {
+      std::vector<float> stored((size_t)M * N, 0.5f), produced = stored;
+      std::vector<int> asked(M, 0);
+      gemm_bf16(M, A.data(), K, p, stored.data(), N, accumulate);
+      gemm_bf16_produced(M, [&](int r, float* row) {
+        ++asked[r];  // rows are disjoint between threads
+        std::copy(A.begin() + (size_t)r * K, A.begin() + (size_t)(r + 1) * K, row);
+      }, p, produced.data(), N, accumulate);
+      EXPECT_EQ(produced, stored) << "M=" << M << (accumulate ? " accumulate" : "");
+      for (int r = 0; r < M; ++r) EXPECT_EQ(asked[r], 1) << "row " << r;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace heirloom
