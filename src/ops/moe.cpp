@@ -112,6 +112,12 @@ void expert_lora_backward(const MoeLora* lora, int j, const MoeSaved& s, int e, 
   }
 }
 
+// dW[M, N] += doutᵀ · inp for dout [K, M], inp [K, N]: in bf16 (fp32 accumulation) or fp32.
+void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* inp, int ldi, float* dw, bool bf16) {
+  if (bf16) gemm_bf16_tn(M, N, K, dout, ldd, inp, ldi, dw, N, true);
+  else gemm(true, false, M, N, K, 1.f, dout, ldd, inp, ldi, 1.f, dw, N);
+}
+
 // Experts in decreasing load: taken dynamically by the threads, the largest first leave the shortest tail.
 std::vector<int> largest_first(const int32_t* offsets, int E) {
   std::vector<int> order(E);
@@ -185,6 +191,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       sc.dw[n * K + k] = d;
     }
   const std::vector<int> order = largest_first(s.offsets, E);
+  const bool bf16 = w.packed_down && w.packed_down->bf16();
 #pragma omp parallel for schedule(dynamic, 1)  // as in forward: experts in parallel, disjoint outputs
   for (int i = 0; i < E; ++i) {
     const int e = order[i];
@@ -195,10 +202,10 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     float* dhg = sc.dhg + (int64_t)o * F;
     float* dhu = sc.dhu + (int64_t)o * F;
     const float* xg = s.xg + (int64_t)o * C;
-    // Input gradients through matmul_backward (bf16 on the packs when there are any); the experts' weight
-    // gradients stay fp32 sgemm even in bf16 mode.
+    // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
+    // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
     matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, w.packed_down ? w.packed_down + e : nullptr, true);
-    if (g.down) gemm(true, false, C, F, n_e, 1.f, dy, C, s.h + (int64_t)o * F, F, 1.f, g.down + e * fc, F);
+    if (g.down) weight_grad(C, F, n_e, dy, C, s.h + (int64_t)o * F, F, g.down + e * fc, bf16);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
@@ -206,8 +213,8 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, w.packed_up ? w.packed_up + e : nullptr);
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
-    if (g.gate) gemm(true, false, F, C, n_e, 1.f, dhg, F, xg, C, 1.f, g.gate + e * fc, C);
-    if (g.up) gemm(true, false, F, C, n_e, 1.f, dhu, F, xg, C, 1.f, g.up + e * fc, C);
+    if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16);
+    if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16);
   }
   // Load-balancing gradient per expert, then the router logits' gradient.
   float* gaux = sc.gaux;
