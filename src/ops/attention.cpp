@@ -39,11 +39,15 @@ int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 // xᵀ [D, ld_out] of rows 0..n-1 of x (row stride ldx), keys n..ld_out-1 zero.
 void transpose_rows(float* out, int ld_out, const float* x, int ldx, int n, int D) {
-  for (int d = 0; d < D; ++d) {
-    float* o = out + (int64_t)d * ld_out;
-    for (int j = 0; j < n; ++j) o[j] = x[(int64_t)j * ldx + d];
-    std::fill(o + n, o + ld_out, 0.f);
+  for (int j0 = 0; j0 < n; j0 += 16) {  // 16 rows at a time: what they read and write stays in L1
+    const int j1 = std::min(n, j0 + 16);
+    for (int d = 0; d < D; ++d) {
+      float* o = out + (int64_t)d * ld_out;
+#pragma omp simd
+      for (int j = j0; j < j1; ++j) o[j] = x[(int64_t)j * ldx + d];
+    }
   }
+  for (int d = 0; d < D; ++d) std::fill(out + (int64_t)d * ld_out + n, out + (int64_t)(d + 1) * ld_out, 0.f);
 }
 
 // Keys transposed for the micro-tiles: xᵀ of rows 0..n-1 of x into `buf`, or null on the BLAS path.
