@@ -43,7 +43,7 @@ Action add_generate(CLI::App& app, Common& common) {
     }
     const Model& m = ad.applied.model(base);
     const auto tp = std::chrono::steady_clock::now();
-    std::shared_ptr<const FrozenWeights> packed = pack_frozen(m, precision);  // once, before the first token
+    std::shared_ptr<const FrozenWeights> packed = pack_frozen(m, precision, false);  // once, before the first token
     const double pack_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
     // Stream by decoding everything so far and printing what is new, holding back a trailing
     // incomplete UTF-8 sequence: byte tokens complete a character (or a U+2581 space) only together.

@@ -90,8 +90,9 @@ bool bf16_available();  // this CPU has AMX-BF16 and the kernel granted it
 // automatic → what this CPU runs (bf16 or fp32); bf16 on a CPU without it is an Error naming --precision.
 Precision resolve_precision(Precision p);
 // Packs in the resolved precision; null for fp32 on a CPU without AVX-512 (its products then go to the BLAS
-// unpacked). Throws heirloom::Error for bf16 without AMX.
-std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision);
+// unpacked). Throws heirloom::Error for bf16 without AMX. for_backward = false packs only what the forward
+// pass multiplies by (generation, serving): half the memory, and backward refuses those packs.
+std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision, bool for_backward = true);
 struct WorkspaceDeleter { void operator()(Workspace*) const; };
 using WorkspacePtr = std::unique_ptr<Workspace, WorkspaceDeleter>;
 WorkspacePtr make_workspace();

@@ -178,7 +178,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   // Inference: each precision's rows use the model packed once beforehand (as `generate` does after loading).
   std::map<Precision, std::shared_ptr<const FrozenWeights>> packed;
   if (want("forward") || want("generate"))
-    for (Precision p : precisions) packed[p] = pack_frozen(m, p);
+    for (Precision p : precisions) packed[p] = pack_frozen(m, p, false);
   if (want("forward")) {
     const int T = std::min(o.forward_len, c.n_ctx);
     std::vector<int32_t> t1(stream.begin(), stream.begin() + T);

@@ -9,9 +9,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <string>
-#include <array>
 #include <utility>
 
 #include "heirloom/error.h"

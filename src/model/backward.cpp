@@ -119,6 +119,8 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   const Weights g = trainable_grads(m, base_trainable, dbase);
   const Ctx x{m, ws, trained, dadapter, T, C};
   const FrozenWeights* fz = frozen_for(ws, m);
+  if (fz && !fz->for_backward)
+    throw Error("internal: backward with weights packed for inference only (pack_frozen for_backward)", "report this as a bug");
 
   // --- head: d objective / d logits = (softmax − onehot) / n_scored
   int n_scored = 0;

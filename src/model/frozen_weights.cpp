@@ -61,14 +61,17 @@ void for_each_matrix(FrozenWeights& p, const Model& m, Fn fn) {
 
 }  // namespace
 
-std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision) {
+std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision, bool for_backward) {
   const Precision p = resolve_precision(precision);
   if (p == Precision::fp32 && !f32_packed_available()) return nullptr;  // fp32 through the BLAS, unpacked
   auto packs = std::make_shared<FrozenWeights>();
   packs->source = m.data.data();
   packs->precision = p;
+  packs->for_backward = for_backward;
   const bool bf16 = p == Precision::bf16;
-  for_each_matrix(*packs, m, [bf16](PackedWeight& w, const float* src, int O, int I) { w = pack_weight(src, O, I, bf16); });
+  for_each_matrix(*packs, m, [&](PackedWeight& w, const float* src, int O, int I) {
+    w = pack_weight(src, O, I, bf16, for_backward);
+  });
   return packs;
 }
 

@@ -6,14 +6,14 @@
 
 namespace heirloom {
 
-PackedWeight pack_weight(const float* weight, int O, int I, bool bf16) {
+PackedWeight pack_weight(const float* weight, int O, int I, bool bf16, bool backward) {
   PackedWeight p;
   if (bf16) {
     p.fwd = pack_b_bf16(weight, I, true, I, O);
-    p.bwd = pack_b_bf16(weight, I, false, O, I);
+    if (backward) p.bwd = pack_b_bf16(weight, I, false, O, I);
   } else {
     p.fwd32 = pack_b_f32(weight, I, true, I, O);
-    p.bwd32 = pack_b_f32(weight, I, false, O, I);
+    if (backward) p.bwd32 = pack_b_f32(weight, I, false, O, I);
   }
   return p;
 }
@@ -22,11 +22,11 @@ void repack_weight(PackedWeight& p, const float* weight, int O, int I) {
   if (p.bf16()) {
     if (p.fwd.K != I || p.fwd.N != O) throw Error("internal: repacking a bf16 weight into a pack of another shape");
     pack_b_bf16_into(p.fwd, weight, I, true);
-    pack_b_bf16_into(p.bwd, weight, I, false);
+    if (p.has_backward()) pack_b_bf16_into(p.bwd, weight, I, false);
   } else {
     if (p.fwd32.K != I || p.fwd32.N != O) throw Error("internal: repacking an fp32 weight into a pack of another shape");
     pack_b_f32_into(p.fwd32, weight, I, true);
-    pack_b_f32_into(p.bwd32, weight, I, false);
+    if (p.has_backward()) pack_b_f32_into(p.bwd32, weight, I, false);
   }
 }
 
@@ -40,6 +40,8 @@ void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float*
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed, bool write_dinp) {
   const bool bf16 = packed && packed->bf16();
+  if (dinp && packed && !packed->has_backward())
+    throw Error("internal: a backward product through weights packed for inference only", "report this as a bug");
   if (dinp && bf16) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, !write_dinp);
   else if (dinp && packed) gemm_f32_packed(N, dout, ldo, packed->bwd32, dinp, ldi_d, !write_dinp);
   else if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, write_dinp ? 0.f : 1.f, dinp, ldi_d);

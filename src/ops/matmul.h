@@ -15,8 +15,9 @@ struct PackedWeight {
   PackedF32 fwd32;   // fp32: the same two
   PackedF32 bwd32;
   bool bf16() const { return fwd.N > 0; }
+  bool has_backward() const { return bwd.N > 0 || bwd32.N > 0; }
 };
-PackedWeight pack_weight(const float* weight, int O, int I, bool bf16);
+PackedWeight pack_weight(const float* weight, int O, int I, bool bf16, bool backward = true);  // backward: bwd too
 void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in place, same shape and arithmetic
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ

@@ -49,7 +49,7 @@ Handler guarded(Handler h) {
 Server::Impl::Impl(const ServerOptions& o) : opt(o), base(load_model(o.base)), cache(o.cache_bytes) {
   base_name = fs::path(o.base).stem().string();
   if (estate::registry_location_given(o.registry)) registry = estate::Registry::open(o.registry);
-  batcher = std::make_unique<Batcher>(base, pack_frozen(base, parse_precision(o.precision)), o.max_batch);
+  batcher = std::make_unique<Batcher>(base, pack_frozen(base, parse_precision(o.precision), false), o.max_batch);
 }
 
 Caller Server::Impl::caller(const httplib::Request& req) {

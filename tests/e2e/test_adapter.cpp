@@ -184,7 +184,7 @@ TEST(Adapter, NormAdapterForMoe30mIsAtMost10KB) {
   a.kind = AdapterKind::norm;
   a.params.assign(adapter_size(c, AdapterKind::norm), 0.01f);
   EXPECT_EQ(a.params.size(), 4352u);
-  a.info = {"a person with a rather long name, to be safe", "2026-11-24T12:00:00Z", "0123456789abcdef", 100, 256, 1, 0.01f, 25600, 1};
+  a.info = {"a person with a rather long name, to be safe", "2026-11-24T12:00:00Z", "0123456789abcdef", 100, 256, 1, 0.01f, 25600, 1, ""};
   const std::string p = tmp_path("moe30m-norm.gguf");
   save_adapter(a, c, p, StorageType::f16);
   const auto size = std::filesystem::file_size(p);

@@ -320,6 +320,31 @@ TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
   }
 }
 
+// Packs for inference only (generation, serving) hold half the memory, give the same forward pass bit for
+// bit as the packs a trainer keeps, and backward refuses them.
+TEST(Model, InferencePacksForwardTheSameAndRefuseBackward) {
+  Model m = init_model(preset_config("tiny"), byte_vocab(), 27);
+  const int T = 20, V = 259;
+  const std::vector<int32_t> tok = some_tokens(2 * T, V, 28), tgt = some_tokens(2 * T, V, 29);
+  for (Precision p : {Precision::fp32, Precision::bf16}) {
+    if (p == Precision::bf16 && !bf16_available()) continue;
+    SCOPED_TRACE(precision_name(p));
+    const auto train = pack_frozen(m, p), infer = pack_frozen(m, p, false);
+    if (!train) continue;  // fp32 without AVX-512: nothing is packed
+    auto ws_train = make_workspace(), ws_infer = make_workspace();
+    ws_train->frozen = train;
+    ws_infer->frozen = infer;
+    forward(m, *ws_train, Batch{tok.data(), tgt.data(), 2, T}, {}, ForwardOptions{});
+    forward(m, *ws_infer, Batch{tok.data(), tgt.data(), 2, T}, {}, ForwardOptions{});
+    EXPECT_EQ(max_abs_diff(logits(*ws_train), logits(*ws_infer), 2 * T * V), 0.f);
+    ForwardOptions fo;
+    fo.for_backward = true;
+    forward(m, *ws_infer, Batch{tok.data(), tgt.data(), 2, T}, {}, fo);
+    EXPECT_THROW(backward(m, *ws_infer, {}, std::vector<bool>(m.tensors.size(), false), nullptr, nullptr, nullptr, 0.f),
+                 Error);
+  }
+}
+
 // Training one adapter inside a batch that mixes adapters of different LoRA ranks gives the same
 // gradient as training it on its sequence alone.
 TEST(Model, AdapterGradientsInAMixedBatchEqualTheSequenceAlone) {
