@@ -28,7 +28,8 @@ class AdapterTrainer {
   void finish();
   // The precision in use (fp32 or bf16, never automatic).
   Precision precision() const { return full_ ? full_->precision() : precision_; }
-  // The base packed as bf16 (null in fp32): set on an evaluation workspace to score in the same arithmetic.
+  // The base packed once (bf16 tiles or fp32 panels; null for fp32 without AVX-512, or for a full adapter): set
+  // on an evaluation workspace to score in the same arithmetic.
   std::shared_ptr<const FrozenWeights> frozen_weights() const { return frozen_w_; }
 
  private:

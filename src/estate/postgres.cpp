@@ -107,7 +107,7 @@ class PgConnection final : public Connection {
     Result r{PQexec(c_, sql.c_str())};
     const ExecStatusType st = PQresultStatus(r.r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-      throw Error("registry " + name_ + ": " + sql.substr(0, sql.find_first_of("(\n")) + ": " + PQresultErrorMessage(r.r));
+      throw Error("registry " + name_ + ": " + statement_head(sql) + ": " + PQresultErrorMessage(r.r));
   }
   std::unique_ptr<Cursor> prepare(const std::string& sql) override { return std::make_unique<PgCursor>(c_, name_, sql); }
   // One registry-wide lock per write transaction, as SQLite's BEGIN IMMEDIATE: writers take turns.

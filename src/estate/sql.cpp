@@ -8,6 +8,8 @@ bool is_postgres(const std::string& location) {
   return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
 }
 
+std::string statement_head(const std::string& sql) { return sql.substr(0, sql.find_first_of("(\n")); }
+
 Transaction::~Transaction() {
   if (!done_) {
     try {

@@ -41,6 +41,8 @@ class Connection {
 
 // "postgresql://..." or "postgres://..." (libpq's URI) names a server; anything else is a SQLite file.
 bool is_postgres(const std::string& location);
+// The start of a statement, up to its first parenthesis or line break, for error messages.
+std::string statement_head(const std::string& sql);
 std::unique_ptr<Connection> open_sqlite(const std::string& path, bool create);
 std::unique_ptr<Connection> open_postgres(const std::string& uri);
 

@@ -74,7 +74,7 @@ class SqliteConnection final : public Connection {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
       sqlite3_free(err);
-      fail(db_, path_, sql.substr(0, sql.find_first_of("(\n")));
+      fail(db_, path_, statement_head(sql));
     }
   }
   std::unique_ptr<Cursor> prepare(const std::string& sql) override { return std::make_unique<SqliteCursor>(db_, path_, sql); }

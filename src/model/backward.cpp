@@ -119,7 +119,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   const Weights g = trainable_grads(m, base_trainable, dbase);
   const Ctx x{m, ws, trained, dadapter, T, C};
   const FrozenWeights* fz = frozen_for(ws, m);
-  if (fz && !fz->for_backward)
+  if (fz && !fz->output.has_backward())  // every product below (some bypass matmul_backward) needs bwd
     throw Error("internal: backward with weights packed for inference only (pack_frozen for_backward)", "report this as a bug");
 
   // --- head: d objective / d logits = (softmax − onehot) / n_scored

@@ -66,8 +66,6 @@ std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision, 
   if (p == Precision::fp32 && !f32_packed_available()) return nullptr;  // fp32 through the BLAS, unpacked
   auto packs = std::make_shared<FrozenWeights>();
   packs->source = m.data.data();
-  packs->precision = p;
-  packs->for_backward = for_backward;
   const bool bf16 = p == Precision::bf16;
   for_each_matrix(*packs, m, [&](PackedWeight& w, const float* src, int O, int I) {
     w = pack_weight(src, O, I, bf16, for_backward);

@@ -21,8 +21,6 @@ struct FrozenLayer {
 
 struct FrozenWeights {
   const float* source = nullptr;  // the model's data these were packed from (checked on use)
-  Precision precision = Precision::bf16;  // of the packs: bf16 or fp32
-  bool for_backward = true;               // false: forward products only (see pack_frozen)
   std::vector<FrozenLayer> layers;
   PackedWeight output;
 };

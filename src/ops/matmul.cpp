@@ -40,8 +40,6 @@ void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float*
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed, bool write_dinp) {
   const bool bf16 = packed && packed->bf16();
-  if (dinp && packed && !packed->has_backward())
-    throw Error("internal: a backward product through weights packed for inference only", "report this as a bug");
   if (dinp && bf16) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, !write_dinp);
   else if (dinp && packed) gemm_f32_packed(N, dout, ldo, packed->bwd32, dinp, ldi_d, !write_dinp);
   else if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, write_dinp ? 0.f : 1.f, dinp, ldi_d);

@@ -17,7 +17,8 @@ struct PackedWeight {
   bool bf16() const { return fwd.N > 0; }
   bool has_backward() const { return bwd.N > 0 || bwd32.N > 0; }
 };
-PackedWeight pack_weight(const float* weight, int O, int I, bool bf16, bool backward = true);  // backward: bwd too
+// backward = false: fwd only (inference); backward() refuses such packs.
+PackedWeight pack_weight(const float* weight, int O, int I, bool bf16, bool backward = true);
 void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in place, same shape and arithmetic
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
