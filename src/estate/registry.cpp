@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "core/clock.h"
@@ -138,14 +139,43 @@ bool registry_location_given(const std::string& location) {
 // The column that orders adapters as they were added.
 const char* Registry::Impl::added_order() const { return db.dialect() == sql::Dialect::sqlite ? "rowid" : "seq"; }
 
+namespace {
+
+// The tables, if they are missing; idempotent, so creators racing for one registry agree.
+void write_schema(sql::Db& db) {
+  sql::Transaction t(db);  // the write lock first: machines creating one server's schema take turns
+  db.exec(in_dialect(kSchema, db.dialect()));
+  db.exec(in_dialect(kTrainings, db.dialect()));
+  sql::Stmt(db, "INSERT INTO meta(key, value) VALUES('schema_version', ?) ON CONFLICT DO NOTHING").bind(1, std::to_string(kSchemaVersion)).run();
+  t.commit();
+}
+
+// A new SQLite registry is built under a private name and linked into place whole, so a process killed while
+// creating it leaves either no registry or a complete one, never an empty file that `open` must refuse.
+void create_sqlite_whole(const std::string& location) {
+  const std::filesystem::path p(location);
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+  const std::string tmp = location + ".new." + std::to_string(::getpid());
+  for (const char* side : {"", "-wal", "-shm"}) std::filesystem::remove(tmp + side);
+  {
+    sql::Db db(sql::open_sqlite(tmp, true));
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("PRAGMA synchronous=FULL");
+    write_schema(db);
+  }  // closing the only connection folds the WAL into the file
+  std::error_code linked;
+  std::filesystem::create_hard_link(tmp, location, linked);  // never replaces a registry another creator linked first
+  if (linked && !std::filesystem::exists(location)) std::filesystem::rename(tmp, location);  // no hard links here
+  std::filesystem::remove(tmp);
+}
+
+}  // namespace
+
 Registry Registry::create(const std::string& location) {
+  if (!sql::is_postgres(location) && !std::filesystem::exists(location)) create_sqlite_whole(location);
   auto impl = std::make_unique<Impl>();
   impl->db = connect(location, true);
-  sql::Transaction t(impl->db);  // the write lock first: machines creating one server's schema take turns
-  impl->db.exec(in_dialect(kSchema, impl->db.dialect()));
-  impl->db.exec(in_dialect(kTrainings, impl->db.dialect()));
-  sql::Stmt(impl->db, "INSERT INTO meta(key, value) VALUES('schema_version', ?) ON CONFLICT DO NOTHING").bind(1, std::to_string(kSchemaVersion)).run();
-  t.commit();
+  write_schema(impl->db);
   return checked(std::move(impl), location);
 }
 

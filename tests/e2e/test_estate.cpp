@@ -270,6 +270,41 @@ TEST_P(EstateOn, KilledWritersLeaveTheRegistryConsistent) {
   EXPECT_TRUE(reg.verify().ok());
 }
 
+// A creator killed at any point leaves no SQLite registry or a whole one, never a file `open` must refuse:
+// a child creates registries one after another until it is killed, and every one that exists must open.
+TEST(Estate, KilledCreatorsLeaveNoHalfMadeRegistry) {
+  Dir d("estate_create_kill");
+  std::mt19937 rng(5);
+  int cut_short = 0;
+  for (int round = 0; round < 6; ++round) {
+    const fs::path dir = d / ("r" + std::to_string(round));
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      try {
+        for (int i = 0;; ++i) Registry::create((dir / (std::to_string(i) + ".db")).string());
+      } catch (...) {
+        _exit(3);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(20000, 80000)(rng)));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the creator failed on its own";
+    int made = 0;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".db") {
+        ++made;
+        EXPECT_NO_THROW(Registry::open(e.path().string())) << e.path();
+      } else {
+        cut_short += e.path().string().find(".new.") != std::string::npos;
+      }
+    EXPECT_GT(made, 0) << "round " << round << ": no registry was made before the kill";
+  }
+  EXPECT_GT(cut_short, 0) << "no creator was killed mid-creation; the test proved nothing";
+}
+
 // The commands as a user runs them: init, people, add, designate, verify, and inherit through the registry,
 // which refuses a successor the owner never designated and stores the heir, signed, with its lineage.
 TEST(Estate, CommandsAndInheritanceThroughTheRegistry) {
