@@ -111,18 +111,18 @@ struct TileIo {
   } while (0)
 
 __attribute__((target("amx-tile,amx-bf16")))
-void block(const uint16_t* a, int Kp, const uint16_t* b0, const uint16_t* b1, int m0, int n0, const TileIo& io,
-           bool accumulate) {
+void block(const uint16_t* a, int lda, int Kp, const uint16_t* b0, const uint16_t* b1, int m0, int n0,
+           const TileIo& io, bool accumulate) {
   alignas(64) float buf[256];
   HEIRLOOM_LOAD_C(0, 0, 0);
   HEIRLOOM_LOAD_C(1, 0, 1);
   HEIRLOOM_LOAD_C(2, 1, 0);
   HEIRLOOM_LOAD_C(3, 1, 1);
-  const uint16_t* a0 = a + (int64_t)m0 * Kp;
-  const uint16_t* a1 = a0 + (int64_t)16 * Kp;
+  const uint16_t* a0 = a + (int64_t)m0 * lda;
+  const uint16_t* a1 = a0 + (int64_t)16 * lda;
   for (int k = 0, kt = 0; k < Kp; k += 32, ++kt) {
-    _tile_loadd(4, a0 + k, Kp * 2);
-    _tile_loadd(5, a1 + k, Kp * 2);
+    _tile_loadd(4, a0 + k, lda * 2);
+    _tile_loadd(5, a1 + k, lda * 2);
     _tile_loadd(6, b0 + (int64_t)kt * kTileElems, 64);
     _tile_loadd(7, b1 + (int64_t)kt * kTileElems, 64);
     _tile_dpbf16ps(0, 4, 6);
@@ -270,7 +270,7 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
   auto task = [&](int t) {
     const int nb = t / MB, mb = t % MB;  // consecutive tasks share a B column block
     const uint16_t* b0 = B.data.data() + (int64_t)(2 * nb) * KT * kTileElems;
-    block(a, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate);
+    block(a, Kp, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate);
   };
   const int tasks = MB * NB;
   if (omp_in_parallel() || tasks < 4 || omp_get_max_threads() == 1) {
@@ -307,8 +307,6 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
   }
 }
 
-namespace {
-// Sets p's shape for B[K, N]; grows (never shrinks) its buffer.
 void shape_packed(PackedB& p, int K, int N) {
   p.K = K;
   p.N = N;
@@ -316,7 +314,6 @@ void shape_packed(PackedB& p, int K, int N) {
   p.Np = round_up(N, kBlock);
   if (p.data.size() < (size_t)p.Kp * p.Np) p.data.resize((size_t)p.Kp * p.Np);
 }
-}  // namespace
 
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
   PackedB p;
@@ -372,6 +369,26 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
   const int Kp = packed.Kp;
   amx_gemm(M, packed, C, ldc, accumulate,
            [=](int r0, int r1, uint16_t* a) { convert_columns(A, lda, M, K, Kp, r0, r1, a); });
+}
+
+Bf16Tiles::Bf16Tiles() { tiles_on(); }
+Bf16Tiles::~Bf16Tiles() { tiles_off(); }
+
+void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo) {
+  const int rows = round_up(M, kBlock);
+  if (trans) return convert_columns(A, lda, M, K, ldo, 0, rows, out);
+  convert_rows(A, lda, M, K, ldo, 0, rows, out);
+}
+
+void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
+                     bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  const int Kq = round_up(K, 32), KT = B.Kp / 32;
+  const TileIo io{C, ldc, M, N};
+  for (int n0 = 0; n0 < N; n0 += kBlock) {
+    const uint16_t* b0 = B.data.data() + (int64_t)(n0 / 16) * KT * kTileElems;
+    for (int m0 = 0; m0 < M; m0 += kBlock) block(a, lda, Kq, b0, b0 + (int64_t)KT * kTileElems, m0, n0, io, accumulate);
+  }
 }
 
 }  // namespace heirloom

@@ -36,6 +36,26 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
 void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, const PackedB& B, float* C, int ldc,
                         bool accumulate);
 
+// Small products inside a caller's parallel loop (attention's per-head blocks), on the calling thread only,
+// with operands the caller prepares once and reuses: B packed (shape_packed then pack_b_bf16_into), A as bf16
+// rows (to_bf16_rows). Requires bf16_gemm_available() and a live Bf16Tiles on the calling thread.
+class Bf16Tiles {  // this thread's AMX tiles configured for the small products, while it lives
+ public:
+  Bf16Tiles();
+  ~Bf16Tiles();
+  Bf16Tiles(const Bf16Tiles&) = delete;
+  Bf16Tiles& operator=(const Bf16Tiles&) = delete;
+};
+// Sets p's shape for B[K, N]; grows (never shrinks) its buffer.
+void shape_packed(PackedB& p, int K, int N);
+// bf16(A)[M, K] as rows of ldo values (ldo ≥ ⌈K/32⌉·32, a multiple of 32), zero beyond K, and ⌈M/32⌉·32 rows
+// with those beyond M zero. A[m][k] = trans ? A[k·lda + m] : A[m·lda + k].
+void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo);
+// C[M, N] (+)= a[M, K] · B[0:K, 0:N] for a from to_bf16_rows (row stride lda), K ≤ B.K, N ≤ B.N. Row r of C
+// depends only on row r of a: the same rows give the same results however many are multiplied.
+void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
+                     bool accumulate);
+
 // True when this CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state.
 bool bf16_gemm_available();
 

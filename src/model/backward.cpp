@@ -181,7 +181,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
                     P ? &P->wo : nullptr, true);
     lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
     zero(ws.dqkv);
-    AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV};
+    AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datt.data(), ws.datty.data(), A.att.data(), A.qkv.data(),
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape);

@@ -76,11 +76,11 @@ void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, cons
 
 // Attention for B sequences at one position pos0, over their own rows or a shared B-sequence cache.
 void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope, int B, int T, int H, int Hkv, int D,
-                     int pos0, bool keep_att) {
+                     int pos0, bool keep_att, bool bf16) {
   const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
   rope_forward(A.qkv.data(), QKV, rope, B, T, H, D, pos0);
   rope_forward(A.qkv.data() + HD, QKV, rope, B, T, Hkv, D, pos0);
-  AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV};
+  AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV, bf16};
   const float *k = A.qkv.data() + HD, *v = A.qkv.data() + HD + KD;
   if (cache) {
     KvCache& kv = *cache;
@@ -102,7 +102,7 @@ void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope,
 // Attention for sequences each at its own position with its own cache: every sequence runs as a batch of
 // one (the arithmetic a solo run does). Never for backward: no probabilities are kept.
 void ragged_attention(LayerActs& A, std::span<KvCache* const> caches, int l, const RopeTable& rope, int T, int H,
-                      int Hkv, int D) {
+                      int Hkv, int D, bool bf16) {
   const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
   for (size_t b = 0; b < caches.size(); ++b) {
     KvCache& kv = *caches[b];
@@ -114,7 +114,7 @@ void ragged_attention(LayerActs& A, std::span<KvCache* const> caches, int l, con
       std::memcpy(kv.k[l].data() + dst, q + (int64_t)t * QKV + HD, sizeof(float) * KD);
       std::memcpy(kv.v[l].data() + dst, q + (int64_t)t * QKV + HD + KD, sizeof(float) * KD);
     }
-    AttnShape shape{1, T, H, Hkv, D, kv.n_pos, QKV, KD, (int64_t)kv.n_ctx * KD};
+    AttnShape shape{1, T, H, Hkv, D, kv.n_pos, QKV, KD, (int64_t)kv.n_ctx * KD, bf16};
     attention_forward(A.atty.data() + (int64_t)b * T * HD, nullptr, q, kv.k[l].data(),
                       kv.v[l].data(), shape);
   }
@@ -171,6 +171,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   build_segments(ws, m, adapters, B);
   const float eps = c.norm_eps;
   const FrozenWeights* fz = frozen_for(ws, m);
+  const bool bf16 = fz && fz->output.bf16();  // attention's products follow the base's arithmetic
 
   embed_forward(ws.layers[0].x.data(), batch.tokens, m.w.token_embd, (int)N, C);
   double aux_total = 0;
@@ -196,8 +197,8 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
                        A.ln1.data() + r0 * C, C, a->lora_a[l][t], a->lora_b[l][t], (int)n, C, width[t], a->lora_rank,
                        a->lora_scale);
     }
-    if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D);
-    else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0, opt.for_backward);
+    if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D, bf16);
+    else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0, opt.for_backward, bf16);
     matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C, false, P ? &P->wo : nullptr);
     for (const Segment& sg : ws.segments) {
       const AdapterView* a = sg.adapter;

@@ -4,12 +4,14 @@
 #include "ops/attention.h"
 
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace heirloom {
@@ -58,45 +60,106 @@ const float* keys_t(std::vector<float>& buf, int ld_out, const float* x, int ldx
   return buf.data();
 }
 
-// C[R, n] = A[R, D] · xᵀ for keys x [n, D] (row stride ldx); xt = keys_t(x) with row stride ldt, or null.
-void times_keys(float* C, int ldc, const float* A, int lda, const float* x, int ldx, const float* xt, int ldt, int R,
-                int n, int D) {
-  if (!xt) return gemm(false, true, R, n, D, 1.f, A, lda, x, ldx, 0.f, C, ldc);
-  for (int j0 = 0; j0 < n; j0 += kPanel)
-    gemm_f32_panel(R, D, A, lda, 1, xt + j0, ldt, std::min(kPanel, n - j0), C + j0, ldc, false);
-}
-
 // C[M, D] (+)= A · X[K, D] for A(r, k) = A[r·ars + k·aks] with ars or aks = 1, X with row stride ldx.
-void times_rows(float* C, int ldc, const float* A, int ars, int aks, const float* X, int ldx, int M, int K, int D,
-                bool accumulate) {
+void times_rows_f32(float* C, int ldc, const float* A, int ars, int aks, const float* X, int ldx, int M, int K, int D,
+                    bool accumulate) {
   if (!f32_packed_available())  // aks = 1: A row-major with stride ars; ars = 1: A stored transposed
     return gemm(ars == 1 && aks != 1, false, M, D, K, 1.f, A, aks == 1 ? ars : aks, X, ldx, accumulate ? 1.f : 0.f,
                 C, ldc);
   for (int d0 = 0; d0 < D; d0 += kPanel)
     gemm_f32_panel(M, K, A, ars, aks, X + d0, ldx, std::min(kPanel, D - d0), C + d0, ldc, accumulate);
 }
+
+// The products of one (sequence, head) against its keys x and value-side rows y (both [S, D], row stride ld):
+// in fp32 on the micro-tiles (or the BLAS), or, when the frozen base runs in bf16 (AttnShape::bf16) on a CPU
+// with AMX, in bf16 with fp32 accumulation on AMX tiles, with x and y packed once per head. Packing and
+// converting cost about what AMX saves at 128 keys (heirloom_microbench BM_attention, D = 32: fp32 0.88 / 2.12
+// ms forward / forward + backward, AMX 0.94 / 2.15), so sequences shorter than kAmxKeys stay in fp32; at 256
+// keys AMX takes 1.41 / 3.18 against 1.45 / 3.59, at 512 keys 2.19 / 5.14 against 2.55 / 6.84. A call with
+// fewer than kAmxRows query rows (a generated token) stays in fp32 too: packing would cost more than the product.
+constexpr int kAmxKeys = 256, kAmxRows = 16;
+class HeadProducts {
+ public:
+  HeadProducts(const AttnShape& s, const float* x, const float* y)
+      : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_gemm_available()), x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D) {
+    if (amx_) {
+      tiles_.emplace();
+      bufs().pack(bufs().xt, x, ld_, true, D_, S_);  // B = xᵀ [D, S]
+      bufs().pack(bufs().y, y, ld_, false, S_, D_);  // B = y [S, D]
+    } else {
+      xt_ = keys_t(bufs().f32_xt, round_up(S_, kPanel), x, ld_, S_, D_);
+    }
+  }
+  // C[R, n] = A[R, D] · x[0:n]ᵀ
+  void times_keys(float* C, int ldc, const float* A, int lda, int R, int n) {
+    if (amx_) {
+      const int ldo = round_up(D_, 32);
+      gemm_bf16_small(R, n, D_, bufs().rows(A, lda, false, R, D_, ldo), ldo, bufs().xt, C, ldc, false);
+    } else if (!xt_) {
+      gemm(false, true, R, n, D_, 1.f, A, lda, x_, ld_, 0.f, C, ldc);
+    } else {
+      for (int j0 = 0; j0 < n; j0 += kPanel)
+        gemm_f32_panel(R, D_, A, lda, 1, xt_ + j0, round_up(S_, kPanel), std::min(kPanel, n - j0), C + j0, ldc, false);
+    }
+  }
+  // C[R, D] (+)= A[R, n] · y[0:n]
+  void times_values(float* C, int ldc, const float* A, int lda, int R, int n, bool accumulate) {
+    if (!amx_) return times_rows_f32(C, ldc, A, lda, 1, y_, ld_, R, n, D_, accumulate);
+    const int ldo = round_up(S_, 32);
+    gemm_bf16_small(R, D_, n, bufs().rows(A, lda, false, R, n, ldo), ldo, bufs().y, C, ldc, accumulate);
+  }
+  // C[n, D] += A[R, n]ᵀ · Y[R, D] (row stride ldy): the key-side gradients
+  void transposed_times(float* C, int ldc, const float* A, int lda, const float* Y, int ldy, int R, int n) {
+    if (!amx_) return times_rows_f32(C, ldc, A, 1, lda, Y, ldy, n, R, D_, true);
+    bufs().pack(bufs().yr, Y, ldy, false, R, D_);
+    const int ldo = round_up(R, 32);
+    gemm_bf16_small(n, D_, R, bufs().rows(A, lda, true, n, R, ldo), ldo, bufs().yr, C, ldc, true);
+  }
+
+ private:
+  struct Buffers {  // per thread, reused across heads and calls
+    PackedB xt, y, yr;
+    std::vector<uint16_t> a;
+    std::vector<float> f32_xt;
+    void pack(PackedB& p, const float* src, int ld, bool trans, int K, int N) {
+      shape_packed(p, K, N);
+      pack_b_bf16_into(p, src, ld, trans);
+    }
+    const uint16_t* rows(const float* A, int lda, bool trans, int M, int K, int ldo) {
+      if (a.size() < (size_t)round_up(M, 32) * ldo) a.resize((size_t)round_up(M, 32) * ldo);
+      to_bf16_rows(A, lda, trans, M, K, a.data(), ldo);
+      return a.data();
+    }
+  };
+  static Buffers& bufs() {
+    thread_local Buffers b;
+    return b;
+  }
+  const bool amx_;
+  const float *x_, *y_, *xt_ = nullptr;
+  const int ld_, S_, D_;
+  std::optional<Bf16Tiles> tiles_;
+};
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const AttnShape& s) {
-  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv, St = round_up(S, kPanel);
+  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s.B; ++b)
     for (int h = 0; h < s.H; ++h) {
       const int g = h / group;
       const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
-      const float* kb = k + b * s.kv_bstride + g * D;
-      const float* vb = v + b * s.kv_bstride + g * D;
       float* ob = out + (int64_t)b * s.T * HD + h * D;
-      thread_local std::vector<float> kt_buf, scratch;
+      thread_local std::vector<float> scratch;
       if (!att && scratch.size() < (size_t)kRows * S) scratch.resize((size_t)kRows * S);
-      const float* kt = keys_t(kt_buf, St, kb, s.ldkv, S, D);
+      HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
       for (int t0 = 0; t0 < s.T; t0 += kRows) {
         const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
         // This block's probabilities: in att, or (not kept) in a scratch block that stays in cache.
         float* pb = att ? att + (((int64_t)b * s.H + h) * s.T + t0) * S : scratch.data();
-        times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, kb, s.ldkv, kt, St, t1 - t0, nk, D);
+        head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
         for (int t = t0; t < t1; ++t) {
           float* p = pb + (int64_t)(t - t0) * S;
           const int n_keys = s.pos0 + t + 1;
@@ -105,24 +168,22 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
           for (int j = 0; j < n_keys; ++j) p[j] *= inv;
           std::fill(p + n_keys, p + (att ? S : nk), 0.f);  // att keeps its contract: the whole causal matrix
         }
-        times_rows(ob + (int64_t)t0 * HD, HD, pb, S, 1, vb, s.ldkv, t1 - t0, nk, D, false);
+        head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
       }
     }
 }
 
 void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout, const float* att,
                         const float* q, const float* k, const float* v, const AttnShape& s) {
-  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv, St = round_up(S, kPanel);
+  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s.B; ++b)
     for (int g = 0; g < s.Hkv; ++g) {
-      const float* kb = k + b * s.kv_bstride + g * D;
-      const float* vb = v + b * s.kv_bstride + g * D;
       float* dkb = dk + b * s.kv_bstride + g * D;
       float* dvb = dv + b * s.kv_bstride + g * D;
-      thread_local std::vector<float> vt_buf;
-      const float* vt = keys_t(vt_buf, St, vb, s.ldkv, S, D);
+      // dp is a product against v (its "keys"), dq one over k (its "values")
+      HeadProducts head(s, v + b * s.kv_bstride + g * D, k + b * s.kv_bstride + g * D);
       for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
         for (int t0 = 0; t0 < s.T; t0 += kRows) {
           const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
@@ -131,8 +192,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
           const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
           const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
           float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-          times_rows(dvb, s.ldkv, pb, 1, S, dob, HD, nk, R, D, true);  // dv += pᵀ·dout
-          times_keys(ds, S, dob, HD, vb, s.ldkv, vt, St, R, nk, D);     // dp = dout·vᵀ
+          head.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
+          head.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ
           for (int t = 0; t < R; ++t) {
             const float* p = pb + (int64_t)t * S;
             float* d = ds + (int64_t)t * S;
@@ -141,8 +202,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
             for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
             std::fill(d + n_keys, d + nk, 0.f);
           }
-          times_rows(dqb, s.ldq, ds, S, 1, kb, s.ldkv, R, nk, D, true);  // dq += ds·k
-          times_rows(dkb, s.ldkv, ds, 1, S, qb, s.ldq, nk, R, D, true);  // dk += dsᵀ·q
+          head.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
+          head.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
         }
       }
     }

@@ -161,5 +161,62 @@ TEST(Bf16, ProducedRowsEqualStoredRows) {
   }
 }
 
+// Small products on prepared operands (attention's blocks): the first K rows and N columns of a packed B,
+// A converted as rows or from its transpose, edges off the tiles, accumulate, on one thread of a parallel
+// region; and a row's result does not depend on how many rows are multiplied with it.
+TEST(Bf16, SmallProductsOnPreparedOperands) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16";
+  struct Small { int M, N, K, BK, BN; bool trans_a, trans_b, accumulate; };
+  const Small cases[] = {{32, 32, 32, 32, 128, false, true, false}, {17, 70, 24, 24, 96, true, false, true},
+                         {100, 32, 65, 128, 32, false, false, true}, {1, 5, 3, 40, 9, true, true, false},
+                         {64, 20, 31, 31, 20, false, true, true}};
+  for (const Small& p : cases) {
+    SCOPED_TRACE("M=" + std::to_string(p.M) + " N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " of B " +
+                 std::to_string(p.BK) + "x" + std::to_string(p.BN));
+    Rng rng(3 + p.M + 7 * p.N + 11 * p.K);
+    const int lda = (p.trans_a ? p.M : p.K) + 2, ldb = (p.trans_b ? p.BK : p.BN) + 1, ldc = p.N + 3;
+    std::vector<float> A((size_t)(p.trans_a ? p.K : p.M) * lda, kNaN), W((size_t)(p.trans_b ? p.BN : p.BK) * ldb, kNaN);
+    auto a = [&](int m, int k) -> float& { return p.trans_a ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k]; };
+    auto w = [&](int k, int n) -> float& { return p.trans_b ? W[(size_t)n * ldb + k] : W[(size_t)k * ldb + n]; };
+    for (int m = 0; m < p.M; ++m)
+      for (int k = 0; k < p.K; ++k) a(m, k) = rng.normal();
+    for (int k = 0; k < p.BK; ++k)
+      for (int n = 0; n < p.BN; ++n) w(k, n) = rng.normal();
+    std::vector<float> C((size_t)p.M * ldc, kNaN);
+    for (int m = 0; m < p.M; ++m)
+      for (int n = 0; n < p.N; ++n) C[(size_t)m * ldc + n] = p.accumulate ? rng.normal() : kNaN;
+    std::vector<float> expect(C);
+    for (int m = 0; m < p.M; ++m)
+      for (int n = 0; n < p.N; ++n) {
+        double acc = p.accumulate ? C[(size_t)m * ldc + n] : 0.0;
+        for (int k = 0; k < p.K; ++k) acc += (double)bf16_to_f32(f32_to_bf16(a(m, k))) * bf16_to_f32(f32_to_bf16(w(k, n)));
+        expect[(size_t)m * ldc + n] = (float)acc;
+      }
+    std::vector<float> first_row(C.begin(), C.begin() + ldc);
+#pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 1) {
+      PackedB b;
+      shape_packed(b, p.BK, p.BN);
+      pack_b_bf16_into(b, W.data(), ldb, p.trans_b);
+      const int ldo = (p.K + 31) / 32 * 32 + 32;  // wider than the data: the stride is honoured
+      std::vector<uint16_t> rows((size_t)(p.M + 31) / 32 * 32 * ldo);
+      to_bf16_rows(A.data(), lda, p.trans_a, p.M, p.K, rows.data(), ldo);
+      Bf16Tiles tiles;
+      gemm_bf16_small(p.M, p.N, p.K, rows.data(), ldo, b, C.data(), ldc, p.accumulate);
+      gemm_bf16_small(1, p.N, p.K, rows.data(), ldo, b, first_row.data(), ldc, p.accumulate);
+    }
+    for (int m = 0; m < p.M; ++m)
+      for (int n = 0; n < ldc; ++n) {
+        const float got = C[(size_t)m * ldc + n], want = expect[(size_t)m * ldc + n];
+        if (n >= p.N) {
+          ASSERT_TRUE(std::isnan(got)) << "wrote padding at " << m << "," << n;
+          continue;
+        }
+        ASSERT_NEAR(got, want, 1e-5 * (1 + std::sqrt((double)p.K)) * (1 + std::fabs(want))) << "at " << m << "," << n;
+      }
+    for (int n = 0; n < p.N; ++n) ASSERT_EQ(first_row[n], C[n]) << "row 0 alone differs at column " << n;
+  }
+}
+
 }  // namespace
 }  // namespace heirloom
