@@ -156,13 +156,18 @@ void create_sqlite_whole(const std::string& location) {
   const std::filesystem::path p(location);
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
   const std::string tmp = location + ".new." + std::to_string(::getpid());
-  for (const char* side : {"", "-wal", "-shm"}) std::filesystem::remove(tmp + side);
-  {
+  std::error_code ignored;  // leftovers of an earlier process with this pid, if any
+  for (const char* side : {"", "-wal", "-shm"}) std::filesystem::remove(tmp + side, ignored);
+  try {  // the only connection closes at the block's end, folding the WAL into the file
     sql::Db db(sql::open_sqlite(tmp, true));
     db.exec("PRAGMA journal_mode=WAL");
     db.exec("PRAGMA synchronous=FULL");
     write_schema(db);
-  }  // closing the only connection folds the WAL into the file
+  } catch (const Error& e) {
+    for (const char* side : {"", "-wal", "-shm"}) std::filesystem::remove(tmp + side, ignored);
+    throw Error("cannot create the registry " + location + " (building it as " + tmp + "): " + e.what(),
+                "check the folder exists and is writable");
+  }
   std::error_code linked;
   std::filesystem::create_hard_link(tmp, location, linked);  // never replaces a registry another creator linked first
   if (linked && !std::filesystem::exists(location)) std::filesystem::rename(tmp, location);  // no hard links here
