@@ -307,18 +307,18 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
   }
 }
 
-void shape_packed(PackedB& p, int K, int N) {
+void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N) {
   p.K = K;
   p.N = N;
   p.Kp = round_up(K, 32);
   p.Np = round_up(N, kBlock);
   if (p.data.size() < (size_t)p.Kp * p.Np) p.data.resize((size_t)p.Kp * p.Np);
+  pack_b_bf16_into(p, src, ld, trans);
 }
 
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
   PackedB p;
-  shape_packed(p, K, N);
-  pack_b_bf16_into(p, src, ld, trans);
+  pack_b_bf16_into(p, src, ld, trans, K, N);
   return p;
 }
 
@@ -363,8 +363,7 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;
   thread_local PackedB packed;  // B changes every call (activations): packed per call into a reused buffer
-  shape_packed(packed, K, N);
-  pack_b_bf16_into(packed, B, ldb, false);
+  pack_b_bf16_into(packed, B, ldb, false, K, N);
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
   const int Kp = packed.Kp;
   amx_gemm(M, packed, C, ldc, accumulate,

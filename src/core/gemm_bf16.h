@@ -19,6 +19,8 @@ struct PackedB {
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N);
 // The same, in place over p (already sized for this K, N): for weights that change every step.
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans);
+// The same for B[K, N] of any shape, reusing p's buffer (grown, never shrunk): for operands packed per call.
+void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N);
 
 // C[M, N] (row stride ldc) = (accumulate ? C : 0) + bf16(A)[M, K] · B, A fp32 with row stride lda.
 // Requires bf16_gemm_available().
@@ -37,7 +39,7 @@ void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, cons
                         bool accumulate);
 
 // Small products inside a caller's parallel loop (attention's per-head blocks), on the calling thread only,
-// with operands the caller prepares once and reuses: B packed (shape_packed then pack_b_bf16_into), A as bf16
+// with operands the caller prepares once and reuses: B packed (pack_b_bf16_into with a shape), A as bf16
 // rows (to_bf16_rows). Requires bf16_gemm_available() and a live Bf16Tiles on the calling thread.
 class Bf16Tiles {  // this thread's AMX tiles configured for the small products, while it lives
  public:
@@ -46,8 +48,6 @@ class Bf16Tiles {  // this thread's AMX tiles configured for the small products,
   Bf16Tiles(const Bf16Tiles&) = delete;
   Bf16Tiles& operator=(const Bf16Tiles&) = delete;
 };
-// Sets p's shape for B[K, N]; grows (never shrinks) its buffer.
-void shape_packed(PackedB& p, int K, int N);
 // bf16(A)[M, K] as rows of ldo values (ldo ≥ ⌈K/32⌉·32, a multiple of 32), zero beyond K, and ⌈M/32⌉·32 rows
 // with those beyond M zero. A[m][k] = trans ? A[k·lda + m] : A[m·lda + k].
 void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo);

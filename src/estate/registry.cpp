@@ -113,10 +113,6 @@ sql::Db connect(const std::string& location, bool create) {
   if (sql::is_postgres(location)) return sql::Db(sql::open_postgres(location));
   if (!create && !registry_location_given(location))
     throw Error("no estate registry at " + location, "create one with `heirloom estate init` (or pass --registry FILE)");
-  if (create) {
-    const std::filesystem::path p(location);
-    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  }
   sql::Db db(sql::open_sqlite(location, create));
   if (create) db.exec("PRAGMA journal_mode=WAL");
   db.exec("PRAGMA foreign_keys=ON");

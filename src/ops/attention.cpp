@@ -81,11 +81,12 @@ constexpr int kAmxKeys = 256, kAmxRows = 16;
 class HeadProducts {
  public:
   HeadProducts(const AttnShape& s, const float* x, const float* y)
-      : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_gemm_available()), x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D) {
+      : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_gemm_available()),
+        x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D) {
     if (amx_) {
       tiles_.emplace();
-      bufs().pack(bufs().xt, x, ld_, true, D_, S_);  // B = xᵀ [D, S]
-      bufs().pack(bufs().y, y, ld_, false, S_, D_);  // B = y [S, D]
+      pack_b_bf16_into(bufs().xt, x, ld_, true, D_, S_);  // B = xᵀ [D, S]
+      pack_b_bf16_into(bufs().y, y, ld_, false, S_, D_);  // B = y [S, D]
     } else {
       xt_ = keys_t(bufs().f32_xt, round_up(S_, kPanel), x, ld_, S_, D_);
     }
@@ -111,7 +112,7 @@ class HeadProducts {
   // C[n, D] += A[R, n]ᵀ · Y[R, D] (row stride ldy): the key-side gradients
   void transposed_times(float* C, int ldc, const float* A, int lda, const float* Y, int ldy, int R, int n) {
     if (!amx_) return times_rows_f32(C, ldc, A, 1, lda, Y, ldy, n, R, D_, true);
-    bufs().pack(bufs().yr, Y, ldy, false, R, D_);
+    pack_b_bf16_into(bufs().yr, Y, ldy, false, R, D_);
     const int ldo = round_up(R, 32);
     gemm_bf16_small(n, D_, R, bufs().rows(A, lda, true, n, R, ldo), ldo, bufs().yr, C, ldc, true);
   }
@@ -121,10 +122,6 @@ class HeadProducts {
     PackedB xt, y, yr;
     std::vector<uint16_t> a;
     std::vector<float> f32_xt;
-    void pack(PackedB& p, const float* src, int ld, bool trans, int K, int N) {
-      shape_packed(p, K, N);
-      pack_b_bf16_into(p, src, ld, trans);
-    }
     const uint16_t* rows(const float* A, int lda, bool trans, int M, int K, int ldo) {
       if (a.size() < (size_t)round_up(M, 32) * ldo) a.resize((size_t)round_up(M, 32) * ldo);
       to_bf16_rows(A, lda, trans, M, K, a.data(), ldo);

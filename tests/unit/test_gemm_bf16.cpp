@@ -196,8 +196,7 @@ TEST(Bf16, SmallProductsOnPreparedOperands) {
 #pragma omp parallel num_threads(2)
     if (omp_get_thread_num() == 1) {
       PackedB b;
-      shape_packed(b, p.BK, p.BN);
-      pack_b_bf16_into(b, W.data(), ldb, p.trans_b);
+      pack_b_bf16_into(b, W.data(), ldb, p.trans_b, p.BK, p.BN);
       const int ldo = (p.K + 31) / 32 * 32 + 32;  // wider than the data: the stride is honoured
       std::vector<uint16_t> rows((size_t)(p.M + 31) / 32 * 32 * ldo);
       to_bf16_rows(A.data(), lda, p.trans_a, p.M, p.K, rows.data(), ldo);
