@@ -83,6 +83,7 @@ Action add_bench(CLI::App& app, Common& common) {
       for (const auto& x : v)
         a.push_back({{"name", x.name}, {"ms", x.ms}, {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop},
                      {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
+                     {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
                      {"precision", x.precision}});
       return a;
     };
@@ -97,12 +98,17 @@ Action add_bench(CLI::App& app, Common& common) {
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
     std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel)", r.sgemm_peak_gflops);
     if (r.bf16_peak_gflops > 0) std::printf(", bf16 AMX %.1f GFLOP/s", r.bf16_peak_gflops);
-    std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak |\n|---|---:|---:|---:|---:|\n");
-    for (const auto& x : r.rows)
-      if (x.peak_fraction > 0)
-        std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% |\n", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops, 100 * x.peak_fraction);
+    std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak | in products | products at |\n"
+                "|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& x : r.rows) {
+      const double peak = x.precision == "bf16" ? r.bf16_peak_gflops : r.sgemm_peak_gflops;
+      std::printf("| %s | %.1f | %.0f | %.1f | ", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops);
+      if (peak > 0)
+        std::printf("%.0f%% | %.0f%% | %.1f GFLOP/s (%.0f%%) |\n", 100 * x.peak_fraction, 100 * x.product_share,
+                    x.product_gflops, 100 * x.product_gflops / peak);
       else  // the peak was not measured in this run (--only without sgemm)
-        std::printf("| %s | %.1f | %.0f | %.1f | — |\n", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops);
+        std::printf("— | %.0f%% | %.1f GFLOP/s |\n", 100 * x.product_share, x.product_gflops);
+    }
     std::printf("\n");
     for (const auto& n : r.notes) std::printf("- %s\n", n.c_str());
     return 0;

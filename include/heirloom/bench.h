@@ -27,6 +27,10 @@ struct BenchRow {
   double gflop = 0;      // work per call (formula in the report)
   double gflops = 0;     // achieved GFLOP/s
   double peak_fraction = 0;  // of the measured GEMM peak in the row's own precision
+  // From one more run with the product clock on (core/product_time.h): the share of the machine's time
+  // (wall × threads) spent inside matrix products, and the products' own rate over that time.
+  double product_share = 0;
+  double product_gflops = 0;  // products' FLOPs as issued / their time, for the whole machine
   std::string precision = "fp32";
 };
 

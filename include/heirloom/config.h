@@ -40,5 +40,7 @@ int64_t count_params(const ModelConfig& c);
 int64_t count_active_params(const ModelConfig& c);
 // Multiply-adds ×2 per token for a forward pass at context length T (matmuls + attention scores).
 double forward_flops_per_token(const ModelConfig& c, int T);
+// The attention part of it (no weights): its backward has four products to the forward's two.
+double attention_flops_per_token(const ModelConfig& c, int T);
 
 }  // namespace heirloom

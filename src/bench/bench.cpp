@@ -1,8 +1,9 @@
 // The benchmark behind `heirloom bench`. Timings are medians of `repeats` runs after a warm-up.
 // FLOPs counted: forward = 2·(active parameters, embedding excluded) per token + attention q·k and p·v;
 // a full training step = 3× forward (the backward computes activation and weight gradients);
-// norm-only = 2× forward (activation gradients flow through every frozen matrix, weight gradients are skipped);
-// LoRA = 2× forward + the LoRA matmuls (negligible at rank 8).
+// norm-only = 2× forward + attention once more (activation gradients flow through every frozen matrix, weight
+// gradients are skipped, and attention's backward has four products to its forward's two);
+// LoRA = the same + the LoRA matmuls (negligible at rank 8).
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/product_time.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "heirloom/adapter_train.h"
@@ -37,6 +39,26 @@ double median_ms(int repeats, F&& f) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+struct Timing {
+  double ms = 0;
+  ProductTime products;  // of one more run, with the product clock on
+  double clocked_ms = 0;
+};
+
+// The median of `repeats` runs; then one run more, not in the median, with the product clock on (its
+// clock reads cost a little, so the headline timing runs without them).
+template <class F>
+Timing timing(int repeats, F&& f) {
+  Timing t;
+  t.ms = median_ms(repeats, f);
+  const ProductClock clock;
+  const auto a = std::chrono::steady_clock::now();
+  f();
+  t.clocked_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+  t.products = clock.read();
+  return t;
 }
 
 std::string cpu_name() {
@@ -118,16 +140,21 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   sample_windows(stream, o.batch, o.seq, 1, tok, tgt);
   const Batch batch{tok.data(), tgt.data(), o.batch, o.seq};
   const double fwd_flop = forward_flops_per_token(c, o.seq) * N;
+  auto adapter_step_flop = [&](int T) { return 2.0 * forward_flops_per_token(c, T) + attention_flops_per_token(c, T); };
 
   // fp32 always; bf16 (the frozen base's products on AMX) where the CPU has it. Each row's peak fraction is
   // against the measured peak of its own arithmetic.
   std::vector<Precision> precisions;
   if (o.precision != "bf16") precisions.push_back(Precision::fp32);
   if (o.precision != "fp32" && bf16_gemm_available()) precisions.push_back(Precision::bf16);
-  auto add = [&](const std::string& name, Precision p, double ms, double tokens, double flop) {
+  auto add = [&](const std::string& name, Precision p, const Timing& t, double tokens, double flop) {
+    const double ms = t.ms;
     BenchRow r{name + " [" + precision_name(p) + "]", ms, tokens / (ms / 1e3), flop / 1e9, flop / 1e9 / (ms / 1e3), 0};
     const double peak = p == Precision::bf16 ? rep.bf16_peak_gflops : rep.sgemm_peak_gflops;
     r.peak_fraction = peak > 0 ? r.gflops / peak : 0;
+    const double machine_s = t.clocked_ms / 1e3 * rep.threads;
+    if (machine_s > 0) r.product_share = t.products.core_seconds / machine_s;
+    if (t.products.core_seconds > 0) r.product_gflops = t.products.flop / 1e9 / t.products.core_seconds * rep.threads;
     r.precision = precision_name(p);
     rep.rows.push_back(r);
   };
@@ -136,7 +163,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   if (want("full")) {  // every weight trained; bf16 = mixed precision, the weights repacked every step (timed)
     for (Precision p : precisions) {
       BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{1e-5f}, p);
-      add("train step full " + shape, p, median_ms(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }), N,
+      add("train step full " + shape, p, timing(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }), N,
           3.0 * fwd_flop);
     }
     bar.update(++done);
@@ -146,7 +173,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     for (Precision p : precisions) {
       Adapter a = make_adapter(m, kind, ls);
       AdapterTrainer tr(m, a, AdamwConfig{1e-5f}, p);
-      add(name + " " + shape, p, median_ms(o.repeats, [&] { tr.step(*ws, batch, 1e-5f); }), N, 2.0 * fwd_flop);
+      add(name + " " + shape, p, timing(o.repeats, [&] { tr.step(*ws, batch, 1e-5f); }), N, adapter_step_flop(o.seq) * N);
     }
     bar.update(++done);
   };
@@ -162,7 +189,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     auto pws = make_workspace();
     for (Precision p : precisions) {
       // Timed from the trainer's construction, so bf16's one-off packing of the base is included.
-      const double ms = median_ms(std::max(1, o.repeats / 2), [&] {
+      const Timing t = timing(std::max(1, o.repeats / 2), [&] {
         Adapter a = make_adapter(m, AdapterKind::norm);
         AdapterTrainer tr(m, a, AdamwConfig{1e-2f}, p);
         for (int s = 0; s < o.personal_steps; ++s) {
@@ -171,7 +198,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
         }
       });
       add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", p,
-          ms, (double)o.personal_steps * T, 2.0 * forward_flops_per_token(c, T) * T * o.personal_steps);
+          t, (double)o.personal_steps * T, adapter_step_flop(T) * T * o.personal_steps);
     }
     bar.update(++done);
   }
@@ -186,7 +213,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     for (Precision p : precisions) {
       fws->frozen = packed[p];
       add("forward 1x" + std::to_string(T), p,
-          median_ms(o.repeats, [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); }), T,
+          timing(o.repeats, [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); }), T,
           forward_flops_per_token(c, T) * T);
     }
     bar.update(++done);
@@ -199,7 +226,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     for (Precision p : precisions) {
       const auto pk = packed[p];
       add("generate " + std::to_string(n) + " tokens (KV cache, batch 1)", p,
-          median_ms(std::max(1, o.repeats / 2), [&] { generate(m, prompt, n, so, nullptr, nullptr, pk); }), n,
+          timing(std::max(1, o.repeats / 2), [&] { generate(m, prompt, n, so, nullptr, nullptr, pk); }), n,
           forward_flops_per_token(c, 16 + n) * n);
     }
     bar.update(++done);
@@ -207,9 +234,13 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   bar.finish();
   rep.notes = {
       "forward FLOPs = 2 x active parameters (embedding excluded) per token + 4 x H x D x (T+1)/2 per token per layer (attention)",
-      "train step FLOPs: full = 3 x forward; norm-only = 2 x forward (weight gradients skipped); LoRA = 2 x forward",
+      "train step FLOPs: full = 3 x forward; norm-only and LoRA = 2 x forward (weight gradients skipped) + attention's "
+      "4 x H x D x (T+1)/2 per token per layer once more (its backward has four products to the forward's two)",
       "peak fraction = achieved GFLOP/s / best GEMM GFLOP/s measured above on the model's own shapes, in the row's own "
       "arithmetic (fp32: the best of OpenBLAS sgemm and heirloom's packed fp32 kernel; bf16: the AMX GEMM)",
+      "in products = the share of the machine's time (wall x threads) inside matrix products, and products at = their "
+      "FLOPs (as issued, masked attention entries included) over that time against the same peak; both from one more "
+      "run with a clock on every product. A product called outside a parallel region holds every thread",
       "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX); everything trained stays fp32",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through OpenBLAS"};

@@ -76,10 +76,14 @@ int64_t count_active_params(const ModelConfig& c) {
   return (int64_t)c.n_vocab * C + C + c.n_layer * per_layer;
 }
 
+double attention_flops_per_token(const ModelConfig& c, int T) {
+  // q·k and p·v over on average (T + 1) / 2 keys, every layer.
+  return c.n_layer * 2.0 * 2.0 * c.n_head * c.head_dim() * (T + 1) / 2.0;
+}
+
 double forward_flops_per_token(const ModelConfig& c, int T) {
-  // 2 flops per multiply-add of every active weight, plus q·k and p·v over on average T/2 keys.
-  const double attn = 2.0 * 2.0 * c.n_head * c.head_dim() * (T + 1) / 2.0;
-  return 2.0 * (double)count_active_params(c) + c.n_layer * attn;
+  // 2 flops per multiply-add of every active weight, plus attention's products.
+  return 2.0 * (double)count_active_params(c) + attention_flops_per_token(c, T);
 }
 
 }  // namespace heirloom

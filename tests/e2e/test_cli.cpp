@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_helpers.h"
 #include "heirloom/model.h"
 #include "heirloom/vocab.h"
@@ -27,6 +29,20 @@ TEST(Cli, EveryCommandHasHelp) {
   }
   EXPECT_NE(run("--help").out.find("pretrain"), std::string::npos);
   EXPECT_NE(run("").code, 0);  // a subcommand is required
+}
+
+// Every bench row splits its time into matrix products and the rest, from a clocked run of its own.
+TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
+  const CliResult r = run("bench --preset tiny --only sgemm,norm,forward --precision fp32 --repeats 1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 2u) << r.out;
+  for (const auto& row : j["results"]) {
+    const double share = row["product_share"], rate = row["product_gflops"];
+    EXPECT_GT(share, 0.0) << row.dump();
+    EXPECT_LE(share, 1.0) << row.dump();
+    EXPECT_GT(rate, 0.0) << row.dump();
+  }
 }
 
 TEST(Cli, PretrainEvalGenerateEndToEnd) {

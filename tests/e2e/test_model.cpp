@@ -48,6 +48,10 @@ TEST(Model, PresetSizesMatchTheIssue) {
   EXPECT_EQ(count_params(moe), 31'478'016);
   // head V·C + C + L·(2C + 4C² + K·3·C·F + E·C) = 10,506,496 — "about 10.5M active" (embedding is a lookup)
   EXPECT_EQ(count_active_params(moe), 10'506'496);
+  // The bench's FLOPs: attention L·2·2·H·D·(T+1)/2 per token = 8·4·8·32·64.5 = 528,384 at T = 128, and the
+  // forward pass 2 per multiply-add of every active weight on top.
+  EXPECT_EQ(attention_flops_per_token(moe, 128), 528'384.0);
+  EXPECT_EQ(forward_flops_per_token(moe, 128), 2.0 * 10'506'496 + 528'384);
   EXPECT_EQ(2 * moe.n_layer * moe.n_embd + moe.n_embd, 4352);  // norm gains: the 9 KB adapter
   EXPECT_NEAR(count_params(preset_config("dense-30m")), 30e6, 0.5e6);
   EXPECT_LT(count_params(preset_config("tiny")), 1'000'000);

@@ -1,0 +1,89 @@
+// The product clock behind `heirloom bench`'s "in products" column: exact FLOPs per product, nothing
+// counted while no clock is alive, a product inside another counted once, and a product's machine time
+// taken as wall × every thread outside a parallel region but × 1 inside one.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <chrono>
+#include <vector>
+
+#include "core/gemm.h"
+#include "core/product_time.h"
+#include "core/rng.h"
+
+namespace heirloom {
+namespace {
+
+struct Operands {
+  int M, N, K;
+  std::vector<float> A, B, C;
+  Operands(int m, int n, int k) : M(m), N(n), K(k), A((size_t)m * k), B((size_t)n * k), C((size_t)m * n) {
+    Rng rng(3);
+    for (auto& x : A) x = rng.normal();
+    for (auto& x : B) x = rng.normal();
+  }
+  void multiply() { gemm(false, true, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, C.data(), N); }
+  double flop() const { return 2.0 * M * N * K; }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point a) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+
+TEST(ProductTime, CountsExactFlopsOnlyWhileAClockIsAlive) {
+  Operands p(64, 48, 32);
+  p.multiply();  // no clock: not counted anywhere
+  const ProductClock clock;
+  EXPECT_EQ(clock.read().flop, 0.0);
+  EXPECT_EQ(clock.read().core_seconds, 0.0);
+  p.multiply();
+  p.multiply();
+  const ProductTime t = clock.read();
+  EXPECT_EQ(t.flop, 2 * p.flop());
+  EXPECT_GT(t.core_seconds, 0.0);
+}
+
+TEST(ProductTime, AProductInsideAnotherCountsOnce) {
+  Operands p(32, 32, 32);
+  const ProductClock clock;
+  {
+    const TimedProduct outer(10, 10, 10);
+    p.multiply();
+  }
+  EXPECT_EQ(clock.read().flop, 2000.0);
+  p.multiply();  // and the depth came back: the next product counts again
+  EXPECT_EQ(clock.read().flop, 2000.0 + p.flop());
+}
+
+TEST(ProductTime, OutsideAParallelRegionEveryThreadIsHeld) {
+  Operands p(384, 384, 384);
+  p.multiply();  // warm
+  const int threads = omp_get_max_threads();
+  const ProductClock clock;
+  const auto a = std::chrono::steady_clock::now();
+  p.multiply();
+  const double wall = seconds_since(a);
+  const double held = clock.read().core_seconds / threads;  // the product's own wall time
+  EXPECT_LE(held, wall);
+  EXPECT_GT(held, 0.5 * wall);
+}
+
+TEST(ProductTime, InsideAParallelRegionEachThreadHoldsOnlyItself) {
+  const int threads = omp_get_max_threads();
+  std::vector<Operands> ps;
+  for (int t = 0; t < threads; ++t) ps.emplace_back(256, 256, 256);
+  const ProductClock clock;
+  const auto a = std::chrono::steady_clock::now();
+#pragma omp parallel for num_threads(threads)
+  for (int t = 0; t < threads; ++t) ps[t].multiply();
+  const double wall = seconds_since(a);
+  const ProductTime got = clock.read();
+  EXPECT_EQ(got.flop, threads * ps[0].flop());
+  // Each thread adds its own time once: at most every thread busy for the whole region. Counting a
+  // nested product as holding all threads would exceed this whenever there is more than one.
+  EXPECT_LE(got.core_seconds, threads * wall);
+  EXPECT_GT(got.core_seconds, 0.0);
+}
+
+}  // namespace
+}  // namespace heirloom
