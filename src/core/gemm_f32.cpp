@@ -39,7 +39,7 @@ bool detect_avx512f() {
 template <int R>
 __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
                                               int K, float* C, int64_t ldc, __mmask16 mask0, __mmask16 mask1,
-                                              bool accumulate) {
+                                              bool accumulate, const float* next) {
   __m512 c0[R], c1[R];
   const float* a[R];
 #pragma GCC unroll 16
@@ -48,6 +48,10 @@ __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64
     a[r] = A + r * ars;
   }
   for (int k = 0; k < K; ++k) {
+    if (next) {  // the next panel's row k (its two lines) on its way to L2 while this one is multiplied
+      _mm_prefetch((const char*)(next + k * kNr), _MM_HINT_T1);
+      _mm_prefetch((const char*)(next + k * kNr + 16), _MM_HINT_T1);
+    }
     const float* b = B + k * ldb;
     const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
     const int64_t ak = k * aks;
@@ -71,7 +75,7 @@ __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64
 }
 
 using Micro = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int, float*, int64_t, __mmask16, __mmask16,
-                       bool);
+                       bool, const float*);
 
 template <int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
@@ -79,21 +83,27 @@ constexpr auto micro_table(std::integer_sequence<int, R...>) {
 }
 constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
 
-// Rows [0, M) of a ≤ 32-column product in micro-tiles (see gemm_f32_panel).
+// Rows [0, M) of a ≤ 32-column product in micro-tiles (see gemm_f32_panel). With `next` (a packed panel of the
+// same K), the first micro-tile also fetches it into L2: the weights of a layer's products are often no longer
+// cached when the step comes back to them.
 void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w, float* C,
-                int64_t ldc, bool accumulate) {
+                int64_t ldc, bool accumulate, const float* next = nullptr) {
   const __mmask16 mask0 = (__mmask16)((1u << std::min(w, 16)) - 1);
   const __mmask16 mask1 = (__mmask16)((1u << std::max(w - 16, 0)) - 1);
   for (int m = 0; m < M; m += kMr)
-    kMicro[std::min(kMr, M - m) - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate);
+    kMicro[std::min(kMr, M - m) - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate,
+                                     m == 0 ? next : nullptr);
 }
 
 // Rows [r0, r1) of C against panel p.
 void rows_by_panel(int r0, int r1, int p, const float* A, int lda, const PackedF32& B, float* C, int ldc,
                    bool accumulate) {
   const int col = p * kNr;
-  panel_rows(r1 - r0, B.K, A + (int64_t)r0 * lda, lda, 1, B.data.data() + (int64_t)p * B.K * kNr, kNr,
-             std::min(kNr, B.N - col), C + (int64_t)r0 * ldc + col, ldc, accumulate);
+  const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
+  // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
+  const float* next = r0 == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
+  panel_rows(r1 - r0, B.K, A + (int64_t)r0 * lda, lda, 1, panel, kNr, std::min(kNr, B.N - col),
+             C + (int64_t)r0 * ldc + col, ldc, accumulate, next);
 }
 
 }  // namespace
