@@ -111,9 +111,11 @@ struct TileIo {
     }                                                                          \
   } while (0)
 
+// With `next`, the block also fetches `lines` cache lines from there into L2, spread over its k steps (a share
+// of the next column block's weights, which often are no longer cached when the step comes back to them).
 __attribute__((target("amx-tile,amx-bf16")))
 void block(const uint16_t* a, int lda, int Kp, const uint16_t* b0, const uint16_t* b1, int m0, int n0,
-           const TileIo& io, bool accumulate) {
+           const TileIo& io, bool accumulate, const char* next = nullptr, int lines = 0) {
   alignas(64) float buf[256];
   HEIRLOOM_LOAD_C(0, 0, 0);
   HEIRLOOM_LOAD_C(1, 0, 1);
@@ -121,7 +123,9 @@ void block(const uint16_t* a, int lda, int Kp, const uint16_t* b0, const uint16_
   HEIRLOOM_LOAD_C(3, 1, 1);
   const uint16_t* a0 = a + (int64_t)m0 * lda;
   const uint16_t* a1 = a0 + (int64_t)16 * lda;
+  const int per_step = next ? (lines + Kp / 32 - 1) / (Kp / 32) : 0;
   for (int k = 0, kt = 0; k < Kp; k += 32, ++kt) {
+    for (int l = kt * per_step; l < std::min(lines, (kt + 1) * per_step); ++l) _mm_prefetch(next + 64 * l, _MM_HINT_T1);
     _tile_loadd(4, a0 + k, lda * 2);
     _tile_loadd(5, a1 + k, lda * 2);
     _tile_loadd(6, b0 + (int64_t)kt * kTileElems, 64);
@@ -268,10 +272,14 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
   if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
   uint16_t* a = abuf.data();
   const TileIo io{C, ldc, M, B.N};
+  // The next column block (2·KT tiles, contiguous) is fetched in shares by this one's row blocks.
+  const int block_lines = 2 * KT * kTileElems * 2 / 64, share = (block_lines + MB - 1) / MB;
   auto task = [&](int t) {
     const int nb = t / MB, mb = t % MB;  // consecutive tasks share a B column block
     const uint16_t* b0 = B.data.data() + (int64_t)(2 * nb) * KT * kTileElems;
-    block(a, Kp, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate);
+    const char* next = nb + 1 < NB ? (const char*)(b0 + (int64_t)2 * KT * kTileElems) + (int64_t)64 * mb * share : nullptr;
+    block(a, Kp, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate, next,
+          std::max(0, std::min(share, block_lines - mb * share)));
   };
   const int tasks = MB * NB;
   if (omp_in_parallel() || tasks < 4 || omp_get_max_threads() == 1) {
