@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kBlock = 32;      // rows and columns per task
 constexpr int kTileElems = 512;  // bf16 values per packed B tile (16 rows × 32)
+constexpr int64_t kRowSplitBytes = 1 << 20;  // a packed B up to this size is split by rows between threads
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -272,23 +273,41 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
   if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
   uint16_t* a = abuf.data();
   const TileIo io{C, ldc, M, B.N};
-  // The next column block (2·KT tiles, contiguous) is fetched in shares by this one's row blocks.
-  const int block_lines = 2 * KT * kTileElems * 2 / 64, share = (block_lines + MB - 1) / MB;
-  auto task = [&](int t) {
-    const int nb = t / MB, mb = t % MB;  // consecutive tasks share a B column block
+  // Block (nb, mb), fetching share `part` of `parts` of the next column block (2·KT tiles, contiguous): the
+  // row blocks that use a column block fetch the next one between them.
+  const int block_lines = 2 * KT * kTileElems * 2 / 64;
+  auto run = [&](int nb, int mb, int part, int parts) {
     const uint16_t* b0 = B.data.data() + (int64_t)(2 * nb) * KT * kTileElems;
-    const char* next = nb + 1 < NB ? (const char*)(b0 + (int64_t)2 * KT * kTileElems) + (int64_t)64 * mb * share : nullptr;
+    const int share = (block_lines + parts - 1) / parts;
+    const char* next = nb + 1 < NB ? (const char*)(b0 + (int64_t)2 * KT * kTileElems) + (int64_t)64 * part * share : nullptr;
     block(a, Kp, Kp, b0, b0 + (int64_t)KT * kTileElems, mb * kBlock, nb * kBlock, io, accumulate, next,
-          std::max(0, std::min(share, block_lines - mb * share)));
+          std::max(0, std::min(share, block_lines - part * share)));
   };
-  const int tasks = MB * NB;
-  if (omp_in_parallel() || tasks < 4 || omp_get_max_threads() == 1) {
-    convert(0, Mp, a);
+  // Row blocks [mb0, mb1) against every column block, on the calling thread.
+  auto rows = [&](int mb0, int mb1) {
     tiles_on();
-    for (int t = 0; t < tasks; ++t) task(t);
+    for (int nb = 0; nb < NB; ++nb)
+      for (int mb = mb0; mb < mb1; ++mb) run(nb, mb, mb - mb0, mb1 - mb0);
     tiles_off();
+  };
+  const int tasks = MB * NB, threads = omp_get_max_threads();
+  if (omp_in_parallel() || tasks < 4 || threads == 1) {
+    convert(0, Mp, a);
+    return rows(0, MB);
+  }
+  if ((int64_t)Kp * B.Np * 2 <= kRowSplitBytes && MB >= 4 * threads) {
+    // B fits each core's L2: every thread converts its own rows and multiplies them by all of B, with no
+    // barrier between the two and no rows converted on another core (a per-thread product's speed).
+#pragma omp parallel
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int mb0 = (int)((int64_t)MB * t / nt), mb1 = (int)((int64_t)MB * (t + 1) / nt);
+      convert(mb0 * kBlock, mb1 * kBlock, a);
+      rows(mb0, mb1);
+    }
     return;
   }
+  auto task = [&](int t) { run(t / MB, t % MB, t % MB, MB); };  // consecutive tasks share a B column block
 #pragma omp parallel
   {
 #pragma omp for schedule(static)

@@ -82,7 +82,9 @@ TEST(Bf16, GemmMatchesReferenceOnRoundedInputs) {
                         {256, 512, 256, true, false}, {7, 8, 8192, false, true}, {31, 65, 64, false, false},
                         // a few rows take the AVX512-BF16 path; the large ones split it across threads
                         {1, 768, 256, true, false}, {2, 8192, 256, true, true}, {3, 33, 513, false, true},
-                        {4, 520, 512, false, false}};
+                        {4, 520, 512, false, false},
+                        // ≥ 8 row blocks and a B under 1 MB: each thread converts and multiplies its own rows
+                        {290, 100, 70, false, true}, {1024, 256, 256, true, false}};
   for (const Case& p : cases) {
     run(p, false);
     run(p, true);
@@ -140,7 +142,7 @@ TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
 // and each row asked for once.
 TEST(Bf16, ProducedRowsEqualStoredRows) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16";
-  for (int M : {5, 33, 100}) {
+  for (int M : {5, 33, 100, 300}) {  // 300: rows split between the threads, each producing its own
     const int K = 300, N = 70;
     Rng rng(40 + M);
     std::vector<float> A((size_t)M * K), W((size_t)N * K);
