@@ -194,12 +194,6 @@ bool bf16_gemm_available() {
 
 namespace {
 
-// {0, step, 2·step, …, 15·step}: scatter offsets, in 32-bit words.
-__attribute__((target("avx512f")))
-__m512i lane_offsets(int step) {
-  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(step));
-}
-
 // 16 words bf16(lo[c]) | bf16(hi[c]) << 16: one k-pair for 16 columns, as vdpbf16ps and AMX read them.
 // (maskz forms: gcc 12's plain ones warn about their own undefined pass-through operand)
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
@@ -225,41 +219,85 @@ void pack_rows_of_k(uint32_t* dst, const float* src, int ld, int K, int N, int K
     }
 }
 
+// 128-bit lanes of a and b: 0x44 a.0 a.1 b.0 b.1, 0xEE a.2 a.3 b.2 b.3, 0x88 a.0 a.2 b.0 b.2, 0xDD a.1 a.3 b.1 b.3.
+template <int imm>
+__attribute__((target("avx512f"))) __m512i lanes(__m512i a, __m512i b) {
+  return _mm512_maskz_shuffle_i32x4(0xffff, a, b, imm);  // maskz: see pair_words
+}
+
+// In-register transpose of 16 × 16 words: w[i] holds row i on entry and column i on return. (Unpacks pair
+// the rows inside 128-bit lanes; two lane shuffles then gather each column's four lanes.)
+__attribute__((target("avx512f")))
+void transpose16(__m512i w[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_maskz_unpacklo_epi32(0xffff, w[i], w[i + 1]);  // maskz: see pair_words
+    t[i + 1] = _mm512_maskz_unpackhi_epi32(0xffff, w[i], w[i + 1]);
+  }
+  // u[4g + c], lane L: column 4L + c of rows 4g .. 4g + 3
+  for (int g = 0; g < 4; ++g) {
+    const __m512i* q = t + 4 * g;
+    u[4 * g + 0] = _mm512_maskz_unpacklo_epi64(0xff, q[0], q[2]);
+    u[4 * g + 1] = _mm512_maskz_unpackhi_epi64(0xff, q[0], q[2]);
+    u[4 * g + 2] = _mm512_maskz_unpacklo_epi64(0xff, q[1], q[3]);
+    u[4 * g + 3] = _mm512_maskz_unpackhi_epi64(0xff, q[1], q[3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i lo01 = lanes<0x44>(u[c], u[4 + c]), hi01 = lanes<0xEE>(u[c], u[4 + c]);
+    const __m512i lo23 = lanes<0x44>(u[8 + c], u[12 + c]), hi23 = lanes<0xEE>(u[8 + c], u[12 + c]);
+    w[c] = lanes<0x88>(lo01, lo23);  // column 4L + c takes lane L of every group
+    w[4 + c] = lanes<0xDD>(lo01, lo23);
+    w[8 + c] = lanes<0x88>(hi01, hi23);
+    w[12 + c] = lanes<0xDD>(hi01, hi23);
+  }
+}
+
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int n_from, int n_to, int N) {
-  // B[k][n] = src[n·ld + k]: one row of src is one column of words, 32 k at a time, scattered 16 words apart.
+void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int n_from, int N) {
+  // B[k][n] = src[n·ld + k], for a column block [n_from, n_from + 16): row n of src gives 16 k-pairs of
+  // column n at a time; a transpose turns 16 such rows into 16 rows of words, each stored whole.
   const int J = Kp / 2;
-  const __m512i stride = lane_offsets(16);
-  for (int n = n_from; n < n_to; ++n) {
-    uint32_t* col = dst + (int64_t)(n / 16) * J * 16 + n % 16;
-    const float* row = src + (int64_t)n * ld;
-    for (int k = 0; k < Kp; k += 32) {
-      __m512i words = _mm512_setzero_si512();
-      if (n < N && k < K) {
-        const int w0 = K - k < 16 ? K - k : 16, w1 = K - k - 16 < 0 ? 0 : (K - k - 16 < 16 ? K - k - 16 : 16);
+  uint32_t* block = dst + (int64_t)(n_from / 16) * J * 16;
+  for (int k = 0; k < Kp; k += 32) {
+    __m512i w[16];
+    const int w0 = K - k < 16 ? (K - k > 0 ? K - k : 0) : 16, w1 = K - k - 16 < 0 ? 0 : (K - k - 16 < 16 ? K - k - 16 : 16);
+    for (int i = 0; i < 16; ++i) {
+      const int n = n_from + i;
+      w[i] = _mm512_setzero_si512();
+      if (n < N && w0 > 0) {
+        const float* row = src + (int64_t)n * ld;
         const __m512 a = _mm512_maskz_loadu_ps((__mmask16)((1u << w0) - 1), row + k);
         const __m512 b = w1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << w1) - 1), row + k + 16) : _mm512_setzero_ps();
-        words = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // k, k+1, … k+31 in order: 16 pairs
+        w[i] = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // k, k+1, … k+31 in order: 16 pairs
       }
-      _mm512_i32scatter_epi32(col + (int64_t)(k / 2) * 16, stride, words, 4);
     }
+    transpose16(w);
+    for (int i = 0; i < 16; ++i) _mm512_storeu_si512(block + (int64_t)(k / 2 + i) * 16, w[i]);
   }
 }
 
 // Rows [r0, r1) (multiples of 16) of Aᵀ to bf16, where A is stored [K, M] with row stride lda: two rows of
-// A give 16 words (k-pair) that land 16 rows of the output apart. Rows ≥ M and k ≥ K are zeros.
+// A give 16 words (one k-pair of 16 output rows); a transpose of 16 such makes 16 k-pairs of each output
+// row, stored whole. Rows ≥ M and k ≥ K are zeros.
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
   uint32_t* o = reinterpret_cast<uint32_t*>(out);
   const int J = Kp / 2;
-  const __m512i stride = lane_offsets(J);
   for (int m0 = r0; m0 < r1; m0 += 16) {
     const int w = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
     const __mmask16 m = (__mmask16)((1u << w) - 1);
-    for (int j = 0; j < J; ++j) {
-      const __m512 lo = 2 * j < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j) * lda + m0) : _mm512_setzero_ps();
-      const __m512 hi = 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j + 1) * lda + m0) : _mm512_setzero_ps();
-      _mm512_i32scatter_epi32(o + (int64_t)m0 * J + j, stride, pair_words(lo, hi), 4);
+    for (int j0 = 0; j0 < J; j0 += 16) {
+      const int jn = J - j0 < 16 ? J - j0 : 16;
+      __m512i v[16];
+      for (int i = 0; i < 16; ++i) {
+        const int j = j0 + i;
+        const __m512 lo = i < jn && 2 * j < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j) * lda + m0) : _mm512_setzero_ps();
+        const __m512 hi = i < jn && 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j + 1) * lda + m0) : _mm512_setzero_ps();
+        v[i] = pair_words(lo, hi);
+      }
+      transpose16(v);
+      const __mmask16 keep = (__mmask16)((1u << jn) - 1);
+      for (int i = 0; i < 16; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * J + j0, keep, v[i]);
     }
   }
 }
@@ -328,7 +366,7 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
   const bool parallel = work >= (1 << 16) && !omp_in_parallel();
   if (trans) {
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int n16 = 0; n16 < Np / 16; ++n16) pack_rows_of_n(dst, src, ld, K, Kp, n16 * 16, n16 * 16 + 16, N);
+    for (int n16 = 0; n16 < Np / 16; ++n16) pack_rows_of_n(dst, src, ld, K, Kp, n16 * 16, N);
   } else {
 #pragma omp parallel for schedule(static) if (parallel)
     for (int j16 = 0; j16 < Kp / 32; ++j16) pack_rows_of_k(dst, src, ld, K, N, Kp, Np, j16 * 16, j16 * 16 + 16);
