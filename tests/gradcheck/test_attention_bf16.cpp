@@ -52,7 +52,9 @@ void run_bf16_case(int B, int T, int H, int Hkv, int D, int pos0) {
     const int t = (int)(row % T);
     double sum = 0;
     for (int j = 0; j < S; ++j) {
-      if (j > pos0 + t) ASSERT_EQ(att[row * S + j], 0.f) << "causal mask, row " << row << " key " << j;
+      if (j > pos0 + t) {
+        ASSERT_EQ(att[row * S + j], 0.f) << "causal mask, row " << row << " key " << j;
+      }
       sum += att[row * S + j];
     }
     EXPECT_NEAR(sum, 1.0, 1e-5) << "row " << row;
@@ -98,7 +100,7 @@ TEST(OpAttention, Bf16ProductsAgreeWithReferenceWithinRounding) {
 // a generated token after 300 cached ones, and 128 rows (the 8x128 training batch).
 TEST(OpAttention, Bf16StaysInFp32WhereAmxWouldNotPay) {
   const int H = 2, D = 32, ld = 2 * H * D;
-  for (const auto [T, S] : {std::pair{1, 301}, std::pair{128, 128}}) {
+  for (const auto& [T, S] : {std::pair{1, 301}, std::pair{128, 128}}) {
     Rng rng(3 + T);
     Vec q = randn((size_t)T * H * D, rng), cache = randn((size_t)S * ld, rng), out32(q.size()), out16(q.size());
     AttnShape s{1, T, H, H, D, S - T, H * D, ld, (int64_t)S * ld};
