@@ -3,8 +3,12 @@
 // Run: ./build/heirloom_microbench [--benchmark_filter=REGEX]
 #include <benchmark/benchmark.h>
 
+#include <omp.h>
+
 #include <vector>
 
+#include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 #include "core/rng.h"
 #include "heirloom/engine.h"
 #include "heirloom/train.h"
@@ -73,6 +77,36 @@ void BM_swiglu(benchmark::State& st) {
   }
 }
 BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
+
+// An expert's product (250 x 512 x 256), one per thread at once as the experts run in a step, with its
+// operands in cache or not: range(0) 0 fp32 panels, 1 bf16 AMX; range(1) 0 all in cache, 1 the weights cycled
+// through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled.
+void BM_expert_product_cache(benchmark::State& st) {
+  const bool bf16 = st.range(0) != 0;
+  const int cold = (int)st.range(1);
+  if (bf16 && !bf16_gemm_available()) return st.SkipWithError("this CPU has no AMX-BF16");
+  if (!bf16 && !f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512F");
+  constexpr int M = 250, Nw = 512, Kw = 256, kWeights = 64, kBufs = 256;
+  const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw * kBufs);
+  std::vector<float> c((size_t)M * Nw * kBufs);
+  std::vector<PackedF32> w32;
+  std::vector<PackedB> w16;
+  for (int i = 0; i < kWeights; ++i)
+    if (bf16) w16.push_back(pack_b_bf16(w.data(), Nw, false, Kw, Nw));
+    else w32.push_back(pack_b_f32(w.data(), Nw, false, Kw, Nw));
+  for (auto _ : st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < kBufs; ++i) {
+      const int t = omp_get_thread_num(), wi = cold == 1 ? i % kWeights : t % kWeights;
+      const float* in = a.data() + (size_t)(cold == 3 ? i : t) * M * Kw;
+      float* out = c.data() + (size_t)(cold >= 2 ? i : t) * M * Nw;
+      if (bf16) gemm_bf16(M, in, Kw, w16[wi], out, Nw, false);
+      else gemm_f32_packed(M, in, Kw, w32[wi], out, Nw, false);
+    }
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw * kBufs, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Whole model: forward only, and forward + backward for the norm-only regime.
 struct ModelFixture {

@@ -80,11 +80,15 @@ Action add_bench(CLI::App& app, Common& common) {
     const BenchReport r = run_bench(*o, !common.json);
     auto rows = [](const std::vector<BenchRow>& v) {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& x : v)
+      for (const auto& x : v) {
+        nlohmann::json by_kind = nlohmann::json::array();
+        for (const auto& p : x.products_by_kind)
+          by_kind.push_back({{"kind", p.kind}, {"share", p.share}, {"gflops", p.gflops}});
         a.push_back({{"name", x.name}, {"ms", x.ms}, {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop},
                      {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
-                     {"precision", x.precision}});
+                     {"products_by_kind", by_kind}, {"precision", x.precision}});
+      }
       return a;
     };
     if (common.json) {
@@ -96,7 +100,7 @@ Action add_bench(CLI::App& app, Common& common) {
     std::printf("heirloom bench — %s on %s, %d threads\n\n", r.preset.c_str(), r.cpu.c_str(), r.threads);
     std::printf("| sgemm shape (M x N x K) | ms | GFLOP/s |\n|---|---:|---:|\n");
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
-    std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel)", r.sgemm_peak_gflops);
+    std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel, split or one per thread)", r.sgemm_peak_gflops);
     if (r.bf16_peak_gflops > 0) std::printf(", bf16 AMX %.1f GFLOP/s", r.bf16_peak_gflops);
     std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak | in products | products at |\n"
                 "|---|---:|---:|---:|---:|---:|---:|\n");

@@ -31,6 +31,11 @@ struct BenchRow {
   // (wall × threads) spent inside matrix products, and the products' own rate over that time.
   double product_share = 0;
   double product_gflops = 0;  // products' FLOPs as issued / their time, for the whole machine
+  struct Products {           // the same for one kernel's entry point (core/product_time.h ProductKind)
+    std::string kind;
+    double share = 0, gflops = 0;
+  };
+  std::vector<Products> products_by_kind;  // the kernels that ran, in ProductKind order
   std::string precision = "fp32";
 };
 

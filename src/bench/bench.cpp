@@ -165,12 +165,26 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   if (o.precision != "fp32" && bf16_gemm_available()) precisions.push_back(Precision::bf16);
   auto add = [&](const std::string& name, Precision p, const Timing& t, double tokens, double flop) {
     const double ms = t.ms;
-    BenchRow r{name + " [" + precision_name(p) + "]", ms, tokens / (ms / 1e3), flop / 1e9, flop / 1e9 / (ms / 1e3), 0};
+    BenchRow r;
+    r.name = name + " [" + precision_name(p) + "]";
+    r.ms = ms;
+    r.tokens_per_s = tokens / (ms / 1e3);
+    r.gflop = flop / 1e9;
+    r.gflops = r.gflop / (ms / 1e3);
     const double peak = p == Precision::bf16 ? rep.bf16_peak_gflops : rep.sgemm_peak_gflops;
     r.peak_fraction = peak > 0 ? r.gflops / peak : 0;
     const double machine_s = t.clocked_ms / 1e3 * rep.threads;
-    if (machine_s > 0) r.product_share = t.products.core_seconds / machine_s;
-    if (t.products.core_seconds > 0) r.product_gflops = t.products.flop / 1e9 / t.products.core_seconds * rep.threads;
+    auto split = [&](const ProductTime::Part& part, double& share, double& gflops) {
+      if (machine_s > 0) share = part.core_seconds / machine_s;
+      if (part.core_seconds > 0) gflops = part.flop / 1e9 / part.core_seconds * rep.threads;
+    };
+    split(t.products.total, r.product_share, r.product_gflops);
+    for (int k = 0; k < kProductKinds; ++k) {
+      if (t.products.by_kind[k].core_seconds <= 0) continue;
+      BenchRow::Products& part = r.products_by_kind.emplace_back();
+      part.kind = product_kind_name((ProductKind)k);
+      split(t.products.by_kind[k], part.share, part.gflops);
+    }
     r.precision = precision_name(p);
     rep.rows.push_back(r);
   };
@@ -253,10 +267,12 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "train step FLOPs: full = 3 x forward; norm-only and LoRA = 2 x forward (weight gradients skipped) + attention's "
       "4 x H x D x (T+1)/2 per token per layer once more (its backward has four products to the forward's two)",
       "peak fraction = achieved GFLOP/s / best GEMM GFLOP/s measured above on the model's own shapes, in the row's own "
-      "arithmetic (fp32: the best of OpenBLAS sgemm and heirloom's packed fp32 kernel; bf16: the AMX GEMM)",
+      "arithmetic (fp32: the best of OpenBLAS sgemm and heirloom's packed fp32 kernel; bf16: the AMX GEMM; heirloom's "
+      "kernels both as one product split across the threads and as one product per thread at once)",
       "in products = the share of the machine's time (wall x threads) inside matrix products, and products at = their "
       "FLOPs (as issued, masked attention entries included) over that time against the same peak; both from one more "
-      "run with a clock on every product. A product called outside a parallel region holds every thread",
+      "run with a clock on every product. A product called outside a parallel region holds every thread. --json also "
+      "gives them by kernel (products_by_kind)",
       "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX); everything trained stays fp32",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through OpenBLAS"};

@@ -24,7 +24,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
       for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
     return;
   }
-  TimedProduct timed(M, N, K);
+  TimedProduct timed(ProductKind::blas, M, N, K);
   if (t_row_exact && !trans_a && trans_b) return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing
     const int incx = trans_a ? lda : 1;

@@ -390,7 +390,7 @@ PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
 
 void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
-  TimedProduct timed(M, B.N, B.K);
+  TimedProduct timed(ProductKind::bf16, M, B.N, B.K);
   if (M <= kGemvRows || row_exact()) {
     thread_local std::vector<uint16_t> rows;
     if (rows.size() < (size_t)M * B.Kp) rows.resize((size_t)M * B.Kp);
@@ -415,7 +415,7 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
 void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, const PackedB& B, float* C, int ldc,
                         bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
-  TimedProduct timed(M, B.N, B.K);  // with the rows it produces
+  TimedProduct timed(ProductKind::bf16_produced, M, B.N, B.K);
   const int K = B.K, Kp = B.Kp;
   amx_gemm(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a) {
     thread_local std::vector<float> buf;  // one row, per executing thread
@@ -430,7 +430,7 @@ void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, cons
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  TimedProduct timed(M, N, K);
+  TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
   thread_local PackedB packed;  // B changes every call (activations): packed per call into a reused buffer
   pack_b_bf16_into(packed, B, ldb, false, K, N);
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
@@ -451,7 +451,7 @@ void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* o
 void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
                      bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  TimedProduct timed(M, N, K);
+  TimedProduct timed(ProductKind::bf16_small, M, N, K);
   const int Kq = round_up(K, 32), KT = B.Kp / 32;
   const TileIo io{C, ldc, M, N};
   for (int n0 = 0; n0 < N; n0 += kBlock) {

@@ -145,7 +145,7 @@ PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N) {
 
 void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* C, int ldc, bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
-  TimedProduct timed(M, B.N, B.K);
+  TimedProduct timed(ProductKind::f32_packed, M, B.N, B.K);
   if (!f32_packed_available()) throw Error("internal: packed fp32 products need AVX-512F", "report this as a bug");
   if (B.K == 0) {
     for (int i = 0; i < M; ++i)
@@ -166,7 +166,7 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
 void gemm_f32_panel(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w,
                     float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || w <= 0) return;
-  TimedProduct timed(M, w, K);
+  TimedProduct timed(ProductKind::f32_panel, M, w, K);
   if (w > kNr || !f32_packed_available())
     throw Error("internal: gemm_f32_panel takes at most 32 columns, on a CPU with AVX-512F", "report this as a bug");
   panel_rows(M, K, A, ars, aks, B, ldb, w, C, ldc, accumulate);

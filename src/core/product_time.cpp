@@ -13,7 +13,7 @@ namespace heirloom {
 namespace {
 
 struct alignas(64) Slot {
-  std::atomic<double> core_seconds{0}, flop{0};
+  std::atomic<double> core_seconds[kProductKinds] = {}, flop[kProductKinds] = {};
 };
 
 std::atomic<bool> g_on{false};
@@ -34,9 +34,16 @@ void add(std::atomic<double>& a, double v) { a.store(a.load(std::memory_order_re
 
 }  // namespace
 
+const char* product_kind_name(ProductKind k) {
+  static const char* const names[kProductKinds] = {"blas",       "f32_packed",       "f32_panel", "bf16",
+                                                   "bf16_produced", "bf16_weight_grad", "bf16_small"};
+  return names[(int)k];
+}
+
 ProductClock::ProductClock() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  for (Slot& s : g_slots) s.core_seconds = s.flop = 0;
+  for (Slot& s : g_slots)
+    for (int k = 0; k < kProductKinds; ++k) s.core_seconds[k] = s.flop[k] = 0;
   g_on = true;
 }
 
@@ -45,18 +52,24 @@ ProductClock::~ProductClock() { g_on = false; }
 ProductTime ProductClock::read() const {
   std::lock_guard<std::mutex> lock(g_mutex);
   ProductTime t;
-  for (const Slot& s : g_slots) {
-    t.core_seconds += s.core_seconds.load(std::memory_order_relaxed);
-    t.flop += s.flop.load(std::memory_order_relaxed);
+  for (const Slot& s : g_slots)
+    for (int k = 0; k < kProductKinds; ++k) {
+      t.by_kind[k].core_seconds += s.core_seconds[k].load(std::memory_order_relaxed);
+      t.by_kind[k].flop += s.flop[k].load(std::memory_order_relaxed);
+    }
+  for (const ProductTime::Part& p : t.by_kind) {
+    t.total.core_seconds += p.core_seconds;
+    t.total.flop += p.flop;
   }
   return t;
 }
 
-TimedProduct::TimedProduct(int64_t M, int64_t N, int64_t K) {
+TimedProduct::TimedProduct(ProductKind kind, int64_t M, int64_t N, int64_t K) {
   if (!g_on.load(std::memory_order_relaxed)) return;
   entered_ = true;
   if (t_depth++ > 0) return;
   counting_ = true;
+  kind_ = kind;
   threads_ = omp_in_parallel() ? 1 : omp_get_max_threads();
   flop_ = 2.0 * (double)M * (double)N * (double)K;
   start_ = std::chrono::steady_clock::now();
@@ -68,8 +81,8 @@ TimedProduct::~TimedProduct() {
   if (!counting_) return;
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   Slot& slot = my_slot();
-  add(slot.core_seconds, s * threads_);
-  add(slot.flop, flop_);
+  add(slot.core_seconds[(int)kind_], s * threads_);
+  add(slot.flop[(int)kind_], flop_);
 }
 
 }  // namespace heirloom

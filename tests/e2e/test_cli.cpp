@@ -42,6 +42,9 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     EXPECT_GT(share, 0.0) << row.dump();
     EXPECT_LE(share, 1.0) << row.dump();
     EXPECT_GT(rate, 0.0) << row.dump();
+    double by_kind = 0;  // the kernels' shares add up to the total
+    for (const auto& part : row["products_by_kind"]) by_kind += part["share"].get<double>();
+    EXPECT_NEAR(by_kind, share, 1e-9) << row.dump();
   }
 }
 

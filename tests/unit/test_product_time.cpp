@@ -1,6 +1,7 @@
-// The product clock behind `heirloom bench`'s "in products" column: exact FLOPs per product, nothing
-// counted while no clock is alive, a product inside another counted once, and a product's machine time
-// taken as wall × every thread outside a parallel region but × 1 inside one.
+// The product clock behind `heirloom bench`'s "in products" column: exact FLOPs per product under its
+// kernel's kind, nothing counted while no clock is alive, a product inside another counted once (as the
+// outer one's kind), and a product's machine time taken as wall × every thread outside a parallel region
+// but × 1 inside one.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -34,25 +35,30 @@ TEST(ProductTime, CountsExactFlopsOnlyWhileAClockIsAlive) {
   Operands p(64, 48, 32);
   p.multiply();  // no clock: not counted anywhere
   const ProductClock clock;
-  EXPECT_EQ(clock.read().flop, 0.0);
-  EXPECT_EQ(clock.read().core_seconds, 0.0);
+  EXPECT_EQ(clock.read().total.flop, 0.0);
+  EXPECT_EQ(clock.read().total.core_seconds, 0.0);
   p.multiply();
   p.multiply();
   const ProductTime t = clock.read();
-  EXPECT_EQ(t.flop, 2 * p.flop());
-  EXPECT_GT(t.core_seconds, 0.0);
+  EXPECT_EQ(t.total.flop, 2 * p.flop());
+  EXPECT_GT(t.total.core_seconds, 0.0);
+  // all of it under gemm()'s kind
+  EXPECT_EQ(t.by_kind[(int)ProductKind::blas].flop, 2 * p.flop());
+  EXPECT_EQ(t.by_kind[(int)ProductKind::blas].core_seconds, t.total.core_seconds);
 }
 
 TEST(ProductTime, AProductInsideAnotherCountsOnce) {
   Operands p(32, 32, 32);
   const ProductClock clock;
   {
-    const TimedProduct outer(10, 10, 10);
+    const TimedProduct outer(ProductKind::f32_packed, 10, 10, 10);
     p.multiply();
   }
-  EXPECT_EQ(clock.read().flop, 2000.0);
+  EXPECT_EQ(clock.read().total.flop, 2000.0);
+  EXPECT_EQ(clock.read().by_kind[(int)ProductKind::f32_packed].flop, 2000.0);  // as the outer one's kind
+  EXPECT_EQ(clock.read().by_kind[(int)ProductKind::blas].flop, 0.0);
   p.multiply();  // and the depth came back: the next product counts again
-  EXPECT_EQ(clock.read().flop, 2000.0 + p.flop());
+  EXPECT_EQ(clock.read().total.flop, 2000.0 + p.flop());
 }
 
 TEST(ProductTime, OutsideAParallelRegionEveryThreadIsHeld) {
@@ -63,7 +69,7 @@ TEST(ProductTime, OutsideAParallelRegionEveryThreadIsHeld) {
   const auto a = std::chrono::steady_clock::now();
   p.multiply();
   const double wall = seconds_since(a);
-  const double held = clock.read().core_seconds / threads;  // the product's own wall time
+  const double held = clock.read().total.core_seconds / threads;  // the product's own wall time
   EXPECT_LE(held, wall);
   EXPECT_GT(held, 0.5 * wall);
 }
@@ -78,11 +84,11 @@ TEST(ProductTime, InsideAParallelRegionEachThreadHoldsOnlyItself) {
   for (int t = 0; t < threads; ++t) ps[t].multiply();
   const double wall = seconds_since(a);
   const ProductTime got = clock.read();
-  EXPECT_EQ(got.flop, threads * ps[0].flop());
+  EXPECT_EQ(got.total.flop, threads * ps[0].flop());
   // Each thread adds its own time once: at most every thread busy for the whole region. Counting a
   // nested product as holding all threads would exceed this whenever there is more than one.
-  EXPECT_LE(got.core_seconds, threads * wall);
-  EXPECT_GT(got.core_seconds, 0.0);
+  EXPECT_LE(got.total.core_seconds, threads * wall);
+  EXPECT_GT(got.total.core_seconds, 0.0);
 }
 
 }  // namespace
