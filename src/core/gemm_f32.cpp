@@ -1,7 +1,8 @@
 // fp32 GEMM on packed panels. Blocking: a micro-tile is kMr rows × one 32-column panel, held in 2·kMr zmm
 // accumulators over the whole K (24 accumulators, two panel vectors and a broadcast fit the 32 registers).
-// A task is kTaskRows rows × one panel; consecutive tasks share a panel, so a thread keeps its panel in L1
-// while A streams from L2. Functions carry their own target attributes so the binary still runs elsewhere.
+// A task is kTaskRows rows × one panel. Tasks run by row block (B in L2, the block's rows in L1) when all of B
+// fits L2, else by panel (the panel in L1, A streaming from L2). Functions carry their own target attributes
+// so the binary still runs elsewhere.
 #include "core/gemm_f32.h"
 
 #include <cpuid.h>
@@ -24,6 +25,7 @@ namespace {
 constexpr int kNr = 32;             // columns per panel: two zmm
 constexpr int kMr = 12;             // rows per micro-tile
 constexpr int kTaskRows = 4 * kMr;  // rows per task
+constexpr int64_t kRowsFirstBytes = 1 << 20;  // a packed B up to this size is walked row block by row block
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -153,8 +155,12 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
     return;
   }
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, panels = B.Np / kNr, tasks = row_tasks * panels;
+  // Consecutive tasks share a row block when all of B stays in L2: its rows are then read from L1 and its
+  // outputs written whole lines at a time. A larger B (the head's 8 MB) would be fetched again for every row
+  // block, so there consecutive tasks share a panel instead.
+  const bool rows_first = (int64_t)B.K * B.Np * (int64_t)sizeof(float) <= kRowsFirstBytes;
   auto task = [&](int t) {
-    const int p = t / row_tasks, r0 = (t % row_tasks) * kTaskRows;  // consecutive tasks share a panel
+    const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
     rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, lda, B, C, ldc, accumulate);
   };
   const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && tasks > 1 &&

@@ -62,6 +62,7 @@ TEST(GemmF32, MatchesReferenceAcrossTileAndPanelEdges) {
       check(13, 33, 64, trans, accumulate);   // a micro-tile and one row; a panel and one column
       check(50, 70, 129, trans, accumulate);  // more than a task of rows; three panels, the last partial
       check(97, 256, 256, trans, accumulate); // the model's K, several tasks in parallel
+      check(100, 70, 4000, trans, accumulate);  // a packed B over 1 MB: tasks run panel by panel
     }
 }
 
