@@ -41,21 +41,28 @@ void BM_rmsnorm_fwd_bwd(benchmark::State& st) {
 }
 BENCHMARK(BM_rmsnorm_fwd_bwd)->Unit(benchmark::kMillisecond);
 
+// range(0): forward + backward; range(1): bf16 products; range(2): layers whose buffers are taken in turn
+// (16: out of cache as in a step, 1: kept in cache).
 void BM_attention(benchmark::State& st) {
-  const int QKV = 3 * H * D;
-  auto qkv = randn(N * QKV, 0.3f), out = randn(N * H * D), att = randn((size_t)B * H * T * T);
+  const int QKV = 3 * H * D, L = (int)st.range(2);
+  const size_t n_qkv = (size_t)N * QKV, n_out = (size_t)N * H * D, n_lse = (size_t)B * H * T;
+  auto qkv = randn(n_qkv * L, 0.3f), out = randn(n_out * L), lse = randn(n_lse * L);
   // range(1): products in bf16 on AMX tiles (the base in bf16), where the CPU has them
   AttnShape s{B, T, H, H, D, 0, QKV, QKV, (int64_t)T * QKV, st.range(1) != 0};
   const bool bwd = st.range(0);
-  auto dqkv = randn(N * QKV), datt = randn((size_t)B * H * T * T), dout = randn(N * H * D);
+  auto dqkv = randn(n_qkv * L), dout = randn(n_out * L);
+  int l = 0;
   for (auto _ : st) {
-    attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + H * D, qkv.data() + 2 * H * D, s);
+    l = (l + 1) % L;
+    const float* x = qkv.data() + n_qkv * l;
+    float* dx = dqkv.data() + n_qkv * l;
+    attention_forward(out.data() + n_out * l, lse.data() + n_lse * l, x, x + H * D, x + 2 * H * D, s);
     if (bwd)
-      attention_backward(dqkv.data(), dqkv.data() + H * D, dqkv.data() + 2 * H * D, datt.data(), dout.data(), att.data(),
-                         qkv.data(), qkv.data() + H * D, qkv.data() + 2 * H * D, s);
+      attention_backward(dx, dx + H * D, dx + 2 * H * D, dout.data() + n_out * l, lse.data() + n_lse * l, x,
+                         x + H * D, x + 2 * H * D, s);
   }
 }
-BENCHMARK(BM_attention)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_attention)->ArgsProduct({{0, 1}, {0, 1}, {1, 16}})->Unit(benchmark::kMillisecond);
 
 void BM_xent(benchmark::State& st) {
   auto logits = randn((size_t)N * V), dl = randn((size_t)N * V);

@@ -183,7 +183,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     zero(ws.dqkv);
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
-    attention_backward(dq, dq + HD, dq + HD + KD, ws.datt.data(), ws.datty.data(), A.att.data(), A.qkv.data(),
+    attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape);
     rope_backward(dq, QKV, ws.rope, B, T, H, D, 0);
     rope_backward(dq + HD, QKV, ws.rope, B, T, Hkv, D, 0);

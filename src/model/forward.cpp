@@ -96,7 +96,7 @@ void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope,
     shape.ldkv = KD;
     shape.kv_bstride = (int64_t)kv.n_ctx * KD;
   }
-  attention_forward(A.atty.data(), keep_att ? A.att.data() : nullptr, A.qkv.data(), k, v, shape);
+  attention_forward(A.atty.data(), keep_att ? A.att_stats.data() : nullptr, A.qkv.data(), k, v, shape);
 }
 
 // Attention for sequences each at its own position with its own cache: every sequence runs as a batch of

@@ -42,7 +42,7 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   ws.layers.resize(c.n_layer);
   for (auto& a : ws.layers) {
     fit(a.x, N * C); fit(a.ln1, N * C); fit(a.rstd1, N); fit(a.qkv, N * QKV);
-    if (for_backward) fit(a.att, B * H * T * S);  // forward alone keeps no probabilities (attention.h)
+    if (for_backward) fit(a.att_stats, B * H * T * 2);  // backward makes the probabilities from these (attention.h)
     fit(a.atty, N * H * D); fit(a.mid, N * C); fit(a.ln2, N * C); fit(a.rstd2, N);
     fit(a.hg, NF); fit(a.hu, NF); fit(a.h, NF);
     if (c.is_moe()) {
@@ -54,7 +54,7 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   }
   fit(ws.xf, N * C); fit(ws.lnf, N * C); fit(ws.rstdf, N); fit(ws.losses, N); fit(ws.row_lse, N); fit(ws.targets, N);
   if (!for_backward) return;
-  fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV); fit(ws.datt, B * H * T * S);
+  fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV);
   fit(ws.datty, N * H * D); fit(ws.dlnf, N * C); fit(ws.dlogits, N * (int64_t)c.n_vocab); fit(ws.dgain, C);
   fit(ws.du, N * std::max<int64_t>(K, 1) * std::max(lora_rank, 1));  // expert LoRA: one row per slot
   fit(ws.dh, NF); fit(ws.dhg, NF); fit(ws.dhu, NF);

@@ -16,7 +16,7 @@ struct LayerActs {
   std::vector<float> x;                  // [N, C] layer input (residual stream)
   std::vector<float> ln1, rstd1;         // [N, C], [N]
   std::vector<float> qkv;                // [N, (H + 2·Hkv)·D] after RoPE
-  std::vector<float> att;                // [B, H, T, S]
+  std::vector<float> att_stats;          // [B, H, T, 2] attention rows' max score and 1 / Σ exp (backward)
   std::vector<float> atty;               // [N, H·D]
   std::vector<float> mid;                // [N, C] residual after attention
   std::vector<float> ln2, rstd2;         // [N, C], [N]
@@ -47,7 +47,7 @@ struct Workspace {
   std::vector<std::vector<float>> gains;  // per segment: effective norm gains [(2L + 1)·C], if it has a delta
   RopeTable rope;
   // backward scratch
-  std::vector<float> dres, dln, dqkv, datt, datty, dlnf, dlogits, dgain, du;
+  std::vector<float> dres, dln, dqkv, datty, dlnf, dlogits, dgain, du;
   std::vector<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;
 
   int N() const { return B * T; }

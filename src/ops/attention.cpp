@@ -1,6 +1,12 @@
 // Attention forward/backward. See attention.h.
-//   p = softmax(q·kᵀ·scale) (causal);  out = p·v
+//   p = softmax(q·kᵀ·scale) (causal) = exp(q·kᵀ·scale − m)·inv, m the row's largest scaled score, inv 1/Σ exp;
+//   out = p·v
 //   dv += pᵀ·dout;  dp = dout·vᵀ;  ds = p ⊙ (dp − rowsum(p ⊙ dp));  dq += ds·k·scale;  dk += dsᵀ·q·scale
+// The forward keeps only each row's m and inv; the backward makes p again from q·kᵀ block by block, with the
+// forward's products and arithmetic, so bit for bit the p the forward used. Kept whole,
+// p and its gradient were B·H·T·S floats each per layer, written and read back from memory (4 MB each at
+// 8x128): attention's forward + backward took 3.10 ms per layer with sixteen layers' buffers in turn
+// (heirloom_microbench BM_attention, fp32), against 2.07 ms on one layer's buffers kept in cache.
 #include "ops/attention.h"
 
 #include "core/gemm.h"
@@ -28,7 +34,7 @@ inline float dot(const float* a, const float* b, int n) {
 // Both passes run per (sequence, head) as small products on strided views of q, k, v, single-threaded inside
 // the parallel loop, in blocks of kRows query rows: a block needs only the keys up to its last row, so the
 // masked upper triangle is skipped block by block. Inside a block the few masked entries are computed and
-// then zeroed (`att` still gets its zeros): with 32-row blocks that is 1/(2·blocks) more than the triangle
+// then zeroed: with 32-row blocks that is 1/(2·blocks) more than the triangle
 // (25 % at T = 128; 64-row blocks computed 50 % more and took 1.2x the time of attention's forward + backward).
 // With AVX-512 the products run on gemm_f32_panel's micro-tiles (no BLAS call, no packing of q or the
 // probabilities; products whose columns are keys read kᵀ or vᵀ, transposed once per (sequence, head));
@@ -81,22 +87,24 @@ void times_rows_f32(float* C, int ldc, const float* A, int ars, int aks, const f
 constexpr int kAmxKeys = 256, kAmxRows = 16;
 class HeadProducts {
  public:
-  HeadProducts(const AttnShape& s, const float* x, const float* y)
+  // `slot` picks this thread's buffers: two heads alive at once on a thread need two (the backward's).
+  // The AMX tiles are configured by the slot-0 head, which must outlive any other.
+  HeadProducts(const AttnShape& s, const float* x, const float* y, int slot = 0)
       : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_gemm_available()),
-        x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D) {
+        x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D), b_(bufs(slot)) {
     if (amx_) {
-      tiles_.emplace();
-      pack_b_bf16_into(bufs().xt, x, ld_, true, D_, S_);  // B = xᵀ [D, S]
-      pack_b_bf16_into(bufs().y, y, ld_, false, S_, D_);  // B = y [S, D]
+      if (slot == 0) tiles_.emplace();
+      pack_b_bf16_into(b_.xt, x, ld_, true, D_, S_);  // B = xᵀ [D, S]
+      pack_b_bf16_into(b_.y, y, ld_, false, S_, D_);  // B = y [S, D]
     } else {
-      xt_ = keys_t(bufs().f32_xt, round_up(S_, kPanel), x, ld_, S_, D_);
+      xt_ = keys_t(b_.f32_xt, round_up(S_, kPanel), x, ld_, S_, D_);
     }
   }
   // C[R, n] = A[R, D] · x[0:n]ᵀ
   void times_keys(float* C, int ldc, const float* A, int lda, int R, int n) {
     if (amx_) {
       const int ldo = round_up(D_, 32);
-      gemm_bf16_small(R, n, D_, bufs().rows(A, lda, false, R, D_, ldo), ldo, bufs().xt, C, ldc, false);
+      gemm_bf16_small(R, n, D_, b_.rows(A, lda, false, R, D_, ldo), ldo, b_.xt, C, ldc, false);
     } else if (!xt_) {
       gemm(false, true, R, n, D_, 1.f, A, lda, x_, ld_, 0.f, C, ldc);
     } else {
@@ -108,14 +116,14 @@ class HeadProducts {
   void times_values(float* C, int ldc, const float* A, int lda, int R, int n, bool accumulate) {
     if (!amx_) return times_rows_f32(C, ldc, A, lda, 1, y_, ld_, R, n, D_, accumulate);
     const int ldo = round_up(S_, 32);
-    gemm_bf16_small(R, D_, n, bufs().rows(A, lda, false, R, n, ldo), ldo, bufs().y, C, ldc, accumulate);
+    gemm_bf16_small(R, D_, n, b_.rows(A, lda, false, R, n, ldo), ldo, b_.y, C, ldc, accumulate);
   }
   // C[n, D] += A[R, n]ᵀ · Y[R, D] (row stride ldy): the key-side gradients
   void transposed_times(float* C, int ldc, const float* A, int lda, const float* Y, int ldy, int R, int n) {
     if (!amx_) return times_rows_f32(C, ldc, A, 1, lda, Y, ldy, n, R, D_, true);
-    pack_b_bf16_into(bufs().yr, Y, ldy, false, R, D_);
+    pack_b_bf16_into(b_.yr, Y, ldy, false, R, D_);
     const int ldo = round_up(R, 32);
-    gemm_bf16_small(n, D_, R, bufs().rows(A, lda, true, n, R, ldo), ldo, bufs().yr, C, ldc, true);
+    gemm_bf16_small(n, D_, R, b_.rows(A, lda, true, n, R, ldo), ldo, b_.yr, C, ldc, true);
   }
 
  private:
@@ -129,19 +137,28 @@ class HeadProducts {
       return a.data();
     }
   };
-  static Buffers& bufs() {
-    thread_local Buffers b;
-    return b;
+  static Buffers& bufs(int slot) {
+    thread_local Buffers b[2];
+    return b[slot];
   }
   const bool amx_;
   const float *x_, *y_, *xt_ = nullptr;
   const int ld_, S_, D_;
+  Buffers& b_;
   std::optional<Bf16Tiles> tiles_;
 };
 }  // namespace
 
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const AttnShape& s) {
+namespace {
+// A per-thread block of kRows rows of S floats: probabilities or their gradients, kept in cache.
+float* block_scratch(int slot, int S) {
+  thread_local std::vector<float> b[2];
+  if (b[slot].size() < (size_t)kRows * S) b[slot].resize((size_t)kRows * S);
+  return b[slot].data();
+}
+}  // namespace
+
+void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v, const AttnShape& s) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -150,13 +167,10 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
       const int g = h / group;
       const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
       float* ob = out + (int64_t)b * s.T * HD + h * D;
-      thread_local std::vector<float> scratch;
-      if (!att && scratch.size() < (size_t)kRows * S) scratch.resize((size_t)kRows * S);
+      float* pb = block_scratch(0, S);
       HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
       for (int t0 = 0; t0 < s.T; t0 += kRows) {
         const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
-        // This block's probabilities: in att, or (not kept) in a scratch block that stays in cache.
-        float* pb = att ? att + (((int64_t)b * s.H + h) * s.T + t0) * S : scratch.data();
         head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
         for (int t = t0; t < t1; ++t) {
           float* p = pb + (int64_t)(t - t0) * S;
@@ -164,34 +178,50 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
           const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
           const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
           for (int j = 0; j < n_keys; ++j) p[j] *= inv;
-          std::fill(p + n_keys, p + (att ? S : nk), 0.f);  // att keeps its contract: the whole causal matrix
+          std::fill(p + n_keys, p + nk, 0.f);
+          if (row_stats) {
+            float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t);
+            st[0] = mx, st[1] = inv;
+          }
         }
         head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
       }
     }
 }
 
-void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout, const float* att,
-                        const float* q, const float* k, const float* v, const AttnShape& s) {
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
+                        const float* k, const float* v, const AttnShape& s) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s.B; ++b)
     for (int g = 0; g < s.Hkv; ++g) {
+      const float* kb = k + b * s.kv_bstride + g * D;
+      const float* vb = v + b * s.kv_bstride + g * D;
       float* dkb = dk + b * s.kv_bstride + g * D;
       float* dvb = dv + b * s.kv_bstride + g * D;
-      // dp is a product against v (its "keys"), dq one over k (its "values")
-      HeadProducts head(s, v + b * s.kv_bstride + g * D, k + b * s.kv_bstride + g * D);
+      HeadProducts scores(s, kb, vb, 0);  // p again: q·kᵀ
+      HeadProducts grads(s, vb, kb, 1);   // dp is a product against v (its "keys"), dq one over k (its "values")
+      float* pb = block_scratch(0, S);
+      float* ds = block_scratch(1, S);
       for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
         for (int t0 = 0; t0 < s.T; t0 += kRows) {
           const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
-          const float* pb = att + ((int64_t)b * s.H + h) * s.T * S + (int64_t)t0 * S;
-          float* ds = datt + ((int64_t)b * s.H + h) * s.T * S + (int64_t)t0 * S;
+          const float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t0);
           const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
           const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
           float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-          head.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
-          head.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ
+          scores.times_keys(pb, S, qb, s.ldq, R, nk);
+          for (int t = 0; t < R; ++t) {
+            float* p = pb + (int64_t)t * S;
+            const int n_keys = s.pos0 + t0 + t + 1;
+            const float inv = st[2 * t + 1];
+            row_exp(p, p, n_keys, st[2 * t], scale);
+            for (int j = 0; j < n_keys; ++j) p[j] *= inv;
+            std::fill(p + n_keys, p + nk, 0.f);
+          }
+          grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
+          grads.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ
           for (int t = 0; t < R; ++t) {
             const float* p = pb + (int64_t)t * S;
             float* d = ds + (int64_t)t * S;
@@ -200,15 +230,15 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt, const floa
             for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
             std::fill(d + n_keys, d + nk, 0.f);
           }
-          head.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
-          head.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
+          grads.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
+          grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
         }
       }
     }
 }
 
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
-                           const AttnShape& s) {
+                           const AttnShape& s, float* row_stats) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const double scale = 1.0 / std::sqrt((double)D);
   for (int b = 0; b < s.B; ++b)
@@ -225,6 +255,10 @@ void attention_forward_ref(float* out, float* att, const float* q, const float* 
           mx = std::max(mx, sc[j]);
         }
         for (int j = 0; j <= s.pos0 + t; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+        if (row_stats) {
+          float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t);
+          st[0] = (float)mx, st[1] = (float)(1.0 / sum);
+        }
         float* p = att + (((int64_t)b * s.H + h) * s.T + t) * S;
         for (int j = 0; j < S; ++j) p[j] = j <= s.pos0 + t ? (float)(sc[j] / sum) : 0.f;
         for (int i = 0; i < D; ++i) {

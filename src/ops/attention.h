@@ -2,7 +2,9 @@
 // Query head h reads key/value head h / (H / Hkv). Query row t of a sequence sits at absolute position
 // pos0 + t and sees keys 0 .. pos0 + t, so the same op serves training (pos0 = 0, S = T) and KV-cache
 // generation (k, v point into the cache, S = pos0 + T). Scale 1/sqrt(D).
-// Saved: att[B, H, T, S] softmax probabilities (rows beyond the causal limit are zero).
+// Saved for backward: row_stats[B, H, T, 2], each row's largest scaled score m and inv = 1 / Σ exp(score − m)
+// over its keys; the backward makes the probabilities again from them, block by block, bit for bit as the
+// forward made them.
 #pragma once
 #include <cstdint>
 
@@ -18,15 +20,17 @@ struct AttnShape {
   int S() const { return pos0 + T; }
 };
 
-// out[B, T, H·D] contiguous; att[B, H, T, S], or null when backward will not run (the probabilities are then
-// formed block by block in a small per-thread scratch and never written out: no T×S per head)
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, const AttnShape& s);
-// dq, dk, dv += ...; datt[B, H, T, S] is scratch. Parallel over (sequence, kv head): no shared outputs.
-void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout, const float* att,
-                        const float* q, const float* k, const float* v, const AttnShape& s);
+// out[B, T, H·D] contiguous; row_stats[B, H, T, 2], or null when backward will not run. The probabilities
+// are formed block by block in a small per-thread scratch and never written out: no T×S per head.
+void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v,
+                       const AttnShape& s);
+// dq, dk, dv += ..., from the forward's row_stats. Parallel over (sequence, kv head): no shared outputs.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
+                        const float* k, const float* v, const AttnShape& s);
 
+// In double precision: out, att[B, H, T, S] (rows beyond the causal limit zero) and, when given, row_stats.
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
-                           const AttnShape& s);
+                           const AttnShape& s, float* row_stats = nullptr);
 void attention_backward_ref(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
                             const float* k, const float* v, const AttnShape& s);
 
