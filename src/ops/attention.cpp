@@ -79,8 +79,9 @@ void times_rows_f32(float* C, int ldc, const float* A, int ars, int aks, const f
 // The products of one (sequence, head) against its keys x and value-side rows y (both [S, D], row stride ld):
 // in fp32 on the micro-tiles (or the BLAS), or, when the frozen base runs in bf16 (AttnShape::bf16) on a CPU
 // with AMX, in bf16 with fp32 accumulation on AMX tiles, with x and y packed once per head. Packing and
-// converting cost about what AMX saves at 128 keys (heirloom_microbench BM_attention, D = 32: fp32 0.83 / 2.09
-// ms forward / forward + backward, AMX 0.88 / 2.10 with the transposes in registers), so sequences shorter than
+// converting cost about what AMX saves at 128 keys (heirloom_microbench BM_attention, D = 32, while the
+// backward still read stored probabilities: fp32 0.83 / 2.09 ms forward / forward + backward, AMX 0.88 / 2.10
+// with the transposes in registers), so sequences shorter than
 // kAmxKeys stay in fp32; at 256 keys AMX takes 1.30 / 2.98 against fp32's 1.45 / 3.59 (measured earlier), at
 // 512 keys 2.19 / 5.14 against 2.55 / 6.84 (before the in-register transposes). A call with
 // fewer than kAmxRows query rows (a generated token) stays in fp32 too: packing would cost more than the product.
