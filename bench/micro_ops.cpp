@@ -45,8 +45,8 @@ BENCHMARK(BM_rmsnorm_fwd_bwd)->Unit(benchmark::kMillisecond);
 // (16: out of cache as in a step, 1: kept in cache).
 void BM_attention(benchmark::State& st) {
   const int QKV = 3 * H * D, L = (int)st.range(2);
-  const size_t n_qkv = (size_t)N * QKV, n_out = (size_t)N * H * D, n_lse = (size_t)B * H * T;
-  auto qkv = randn(n_qkv * L, 0.3f), out = randn(n_out * L), lse = randn(n_lse * L);
+  const size_t n_qkv = (size_t)N * QKV, n_out = (size_t)N * H * D, n_stats = (size_t)B * H * T * 2;  // attention's row stats: two floats per row
+  auto qkv = randn(n_qkv * L, 0.3f), out = randn(n_out * L), stats = randn(n_stats * L);
   // range(1): products in bf16 on AMX tiles (the base in bf16), where the CPU has them
   AttnShape s{B, T, H, H, D, 0, QKV, QKV, (int64_t)T * QKV, st.range(1) != 0};
   const bool bwd = st.range(0);
@@ -56,9 +56,9 @@ void BM_attention(benchmark::State& st) {
     l = (l + 1) % L;
     const float* x = qkv.data() + n_qkv * l;
     float* dx = dqkv.data() + n_qkv * l;
-    attention_forward(out.data() + n_out * l, lse.data() + n_lse * l, x, x + H * D, x + 2 * H * D, s);
+    attention_forward(out.data() + n_out * l, stats.data() + n_stats * l, x, x + H * D, x + 2 * H * D, s);
     if (bwd)
-      attention_backward(dx, dx + H * D, dx + 2 * H * D, dout.data() + n_out * l, lse.data() + n_lse * l, x,
+      attention_backward(dx, dx + H * D, dx + 2 * H * D, dout.data() + n_out * l, stats.data() + n_stats * l, x,
                          x + H * D, x + 2 * H * D, s);
   }
 }

@@ -148,14 +148,20 @@ class HeadProducts {
   Buffers& b_;
   std::optional<Bf16Tiles> tiles_;
 };
-}  // namespace
 
-namespace {
 // A per-thread block of kRows rows of S floats: probabilities or their gradients, kept in cache.
 float* block_scratch(int slot, int S) {
   thread_local std::vector<float> b[2];
   if (b[slot].size() < (size_t)kRows * S) b[slot].resize((size_t)kRows * S);
   return b[slot].data();
+}
+
+// A row's exp(scale·score − mx) over its n_keys keys, times inv, and the rest of the block's nk keys zero: its
+// probabilities. The forward (inv from this row's sum) and the backward (inv kept by the forward) both end
+// here after the same row_exp, so the backward's probabilities are the forward's bit for bit.
+void finish_probabilities(float* p, int n_keys, int nk, float inv) {
+  for (int j = 0; j < n_keys; ++j) p[j] *= inv;
+  std::fill(p + n_keys, p + nk, 0.f);
 }
 }  // namespace
 
@@ -178,8 +184,7 @@ void attention_forward(float* out, float* row_stats, const float* q, const float
           const int n_keys = s.pos0 + t + 1;
           const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
           const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
-          for (int j = 0; j < n_keys; ++j) p[j] *= inv;
-          std::fill(p + n_keys, p + nk, 0.f);
+          finish_probabilities(p, n_keys, nk, inv);
           if (row_stats) {
             float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t);
             st[0] = mx, st[1] = inv;
@@ -216,10 +221,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int t = 0; t < R; ++t) {
             float* p = pb + (int64_t)t * S;
             const int n_keys = s.pos0 + t0 + t + 1;
-            const float inv = st[2 * t + 1];
             row_exp(p, p, n_keys, st[2 * t], scale);
-            for (int j = 0; j < n_keys; ++j) p[j] *= inv;
-            std::fill(p + n_keys, p + nk, 0.f);
+            finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
           }
           grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
           grads.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ

@@ -28,6 +28,20 @@ TEST(Bf16, RoundingIsNearestEven) {
   EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(kNaN))));
 }
 
+// C[M, N] (+)= A·B in double on the bf16-rounded inputs a(m, k), b(k, n): what every bf16 product should give.
+template <class AAt, class BAt>
+std::vector<float> bf16_reference(const std::vector<float>& C, int ldc, int M, int N, int K, bool accumulate, AAt a,
+                                  BAt b) {
+  std::vector<float> expect(C);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double acc = accumulate ? C[(size_t)m * ldc + n] : 0.0;
+      for (int k = 0; k < K; ++k) acc += (double)bf16_to_f32(f32_to_bf16(a(m, k))) * bf16_to_f32(f32_to_bf16(b(k, n)));
+      expect[(size_t)m * ldc + n] = (float)acc;
+    }
+  return expect;
+}
+
 struct Case {
   int M, N, K;
   bool trans, accumulate;
@@ -46,16 +60,9 @@ void run(const Case& p, bool inside_parallel) {
     for (int c = 0; c < (p.trans ? p.K : p.N); ++c) W[(size_t)r * ld + c] = rng.normal();
   for (int i = 0; i < p.M; ++i)
     for (int j = 0; j < p.N; ++j) C[(size_t)i * ldc + j] = p.accumulate ? rng.normal() : kNaN;
-  std::vector<float> expect(C);
-  for (int i = 0; i < p.M; ++i)
-    for (int j = 0; j < p.N; ++j) {
-      double acc = p.accumulate ? C[(size_t)i * ldc + j] : 0.0;
-      for (int k = 0; k < p.K; ++k) {
-        const float b = p.trans ? W[(size_t)j * ld + k] : W[(size_t)k * ld + j];
-        acc += (double)bf16_to_f32(f32_to_bf16(A[(size_t)i * lda + k])) * bf16_to_f32(f32_to_bf16(b));
-      }
-      expect[(size_t)i * ldc + j] = (float)acc;
-    }
+  const std::vector<float> expect = bf16_reference(C, ldc, p.M, p.N, p.K, p.accumulate,
+      [&](int m, int k) { return A[(size_t)m * lda + k]; },
+      [&](int k, int n) { return p.trans ? W[(size_t)n * ld + k] : W[(size_t)k * ld + n]; });
   const PackedB packed = pack_b_bf16(W.data(), ld, p.trans, p.K, p.N);
   if (inside_parallel) {
 #pragma omp parallel num_threads(2)
@@ -187,13 +194,7 @@ TEST(Bf16, SmallProductsOnPreparedOperands) {
     std::vector<float> C((size_t)p.M * ldc, kNaN);
     for (int m = 0; m < p.M; ++m)
       for (int n = 0; n < p.N; ++n) C[(size_t)m * ldc + n] = p.accumulate ? rng.normal() : kNaN;
-    std::vector<float> expect(C);
-    for (int m = 0; m < p.M; ++m)
-      for (int n = 0; n < p.N; ++n) {
-        double acc = p.accumulate ? C[(size_t)m * ldc + n] : 0.0;
-        for (int k = 0; k < p.K; ++k) acc += (double)bf16_to_f32(f32_to_bf16(a(m, k))) * bf16_to_f32(f32_to_bf16(w(k, n)));
-        expect[(size_t)m * ldc + n] = (float)acc;
-      }
+    const std::vector<float> expect = bf16_reference(C, ldc, p.M, p.N, p.K, p.accumulate, a, w);
     std::vector<float> first_row(C.begin(), C.begin() + ldc);
 #pragma omp parallel num_threads(2)
     if (omp_get_thread_num() == 1) {
