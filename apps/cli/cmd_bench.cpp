@@ -69,7 +69,7 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_option("--forward-len", o->forward_len, "forward-pass length (batch 1)")->capture_default_str();
   sub->add_option("--gen-tokens", o->gen_tokens, "tokens to generate")->capture_default_str();
   sub->add_option("--repeats", o->repeats, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--precision", o->precision, "rows in fp32, bf16 (where the CPU has AMX-BF16) or both")
+  sub->add_option("--precision", o->precision, "rows in fp32, bf16 (where the CPU has AVX512-BF16) or both")
       ->check(CLI::IsMember({"fp32", "bf16", "both"}))->capture_default_str();
   sub->add_option("--only", o->only, "run only these tasks: sgemm, full, norm, lora, personalize, forward, generate")
       ->check(CLI::IsMember({"sgemm", "full", "norm", "lora", "personalize", "forward", "generate"}))->delimiter(',');
@@ -93,7 +93,7 @@ Action add_bench(CLI::App& app, Common& common) {
     };
     if (common.json) {
       print_json({{"preset", r.preset}, {"cpu", r.cpu}, {"threads", r.threads}, {"sgemm_peak_gflops", r.sgemm_peak_gflops},
-                  {"bf16_peak_gflops", r.bf16_peak_gflops},
+                  {"bf16_peak_gflops", r.bf16_peak_gflops}, {"bf16_kernel", r.bf16_kernel},
                   {"sgemm", rows(r.gemm_rows)}, {"results", rows(r.rows)}, {"notes", r.notes}});
       return 0;
     }
@@ -101,7 +101,7 @@ Action add_bench(CLI::App& app, Common& common) {
     std::printf("| sgemm shape (M x N x K) | ms | GFLOP/s |\n|---|---:|---:|\n");
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
     std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel, split or one per thread)", r.sgemm_peak_gflops);
-    if (r.bf16_peak_gflops > 0) std::printf(", bf16 AMX %.1f GFLOP/s", r.bf16_peak_gflops);
+    if (r.bf16_peak_gflops > 0) std::printf(", bf16 %s %.1f GFLOP/s", r.bf16_kernel.c_str(), r.bf16_peak_gflops);
     std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak | in products | products at |\n"
                 "|---|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& x : r.rows) {

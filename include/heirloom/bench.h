@@ -17,7 +17,7 @@ struct BenchOptions {
   int lora_rank = 8;
   int personal_steps = 100, personal_seq = 256;  // the Bet 10 job: 100 norm-adapter steps of 256 tokens
   std::vector<std::string> only;  // task groups to run (sgemm, full, norm, lora, personalize, forward, generate); empty = all
-  std::string precision = "both";  // rows in fp32, bf16 (where the CPU has AMX) or both
+  std::string precision = "both";  // rows in fp32, bf16 (where the CPU has AVX512-BF16) or both
 };
 
 struct BenchRow {
@@ -43,7 +43,8 @@ struct BenchReport {
   std::string preset, cpu;
   int threads = 0;
   double sgemm_peak_gflops = 0;  // best measured fp32 GEMM GFLOP/s over the model's shapes (OpenBLAS or packed)
-  double bf16_peak_gflops = 0;   // the same for the bf16 AMX GEMM (0 without AMX)
+  double bf16_peak_gflops = 0;   // the same for the bf16 GEMM (0 without AVX512-BF16)
+  std::string bf16_kernel;       // what bf16 runs on here: "AMX" or "AVX512-BF16" (empty without either)
   std::vector<BenchRow> gemm_rows, rows;
   std::vector<std::string> notes;  // FLOP formulas
 };

@@ -78,19 +78,19 @@ struct ForwardResult {
 
 struct Workspace;  // activations and gradient scratch, sized on demand (see src/model/workspace.h)
 
-// A model's matrices packed once (src/model/frozen_weights.h): as bf16 AMX tiles, products against them run
-// in bf16 with fp32 accumulation; as fp32 panels, in fp32 without per-call packing. Valid only while the
-// model's weights do not change.
+// A model's matrices packed once (src/model/frozen_weights.h): as bf16 (AMX tiles or AVX512-BF16 pairs),
+// products against them run in bf16 with fp32 accumulation; as fp32 panels, in fp32 without per-call
+// packing. Valid only while the model's weights do not change.
 struct FrozenWeights;
 // The arithmetic of a frozen base's matrix products: automatic = bf16 where bf16_available(), else fp32.
 enum class Precision { automatic, fp32, bf16 };
 Precision parse_precision(const std::string& name);  // "auto", "fp32", "bf16"; throws heirloom::Error
 const char* precision_name(Precision p);
-bool bf16_available();  // this CPU has AMX-BF16 and the kernel granted it
+bool bf16_available();  // this CPU has AVX512-BF16 (AMX tiles too where it has them and the kernel grants them)
 // automatic → what this CPU runs (bf16 or fp32); bf16 on a CPU without it is an Error naming --precision.
 Precision resolve_precision(Precision p);
 // Packs in the resolved precision; null for fp32 on a CPU without AVX-512 (its products then go to the BLAS
-// unpacked). Throws heirloom::Error for bf16 without AMX. for_backward = false packs only what the forward
+// unpacked). Throws heirloom::Error for bf16 without AVX512-BF16. for_backward = false packs only what the forward
 // pass multiplies by (generation, serving): half the memory, and backward refuses those packs.
 std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision, bool for_backward = true);
 struct WorkspaceDeleter { void operator()(Workspace*) const; };

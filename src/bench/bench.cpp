@@ -103,6 +103,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   struct Shape { const char* name; int M, N, K; };
   const Shape shapes[] = {{"qkv", N, QKV, C}, {"attn_out", N, C, c.n_head * D}, {"ffn_up", expert_rows, F, C},
                           {"ffn_down", expert_rows, C, F}, {"head", N, c.n_vocab, C}};
+  if (bf16_gemm_available()) rep.bf16_kernel = bf16_gemm_kind();
   Rng rng(7);
   for (const Shape& s : shapes) {
     if (!want("sgemm")) break;
@@ -139,11 +140,12 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       if (threads > 1)
         time_row("fp32 packed, one per thread,", rep.sgemm_peak_gflops, [&] { per_thread(product); }, threads);
     }
-    if (bf16_gemm_available()) {  // bf16 AMX tiles
+    if (bf16_gemm_available()) {  // bf16 on AMX tiles or AVX512-BF16 dot products
       const PackedB packed = pack_b_bf16(B.data(), s.K, true, s.K, s.N);
       auto product = [&](float* out) { gemm_bf16(s.M, A.data(), s.K, packed, out, s.N, false); };
-      time_row("bf16 AMX", rep.bf16_peak_gflops, [&] { product(Cm.data()); });
-      if (threads > 1) time_row("bf16 AMX, one per thread,", rep.bf16_peak_gflops, [&] { per_thread(product); }, threads);
+      const std::string kernel = "bf16 " + rep.bf16_kernel;
+      time_row(kernel, rep.bf16_peak_gflops, [&] { product(Cm.data()); });
+      if (threads > 1) time_row(kernel + ", one per thread,", rep.bf16_peak_gflops, [&] { per_thread(product); }, threads);
     }
   }
   if (want("sgemm")) bar.update(++done);
@@ -158,8 +160,8 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   const double fwd_flop = forward_flops_per_token(c, o.seq) * N;
   auto adapter_step_flop = [&](int T) { return 2.0 * forward_flops_per_token(c, T) + attention_flops_per_token(c, T); };
 
-  // fp32 always; bf16 (the frozen base's products on AMX) where the CPU has it. Each row's peak fraction is
-  // against the measured peak of its own arithmetic.
+  // fp32 always; bf16 (the frozen base's products on AMX or AVX512-BF16) where the CPU has it. Each row's peak
+  // fraction is against the measured peak of its own arithmetic.
   std::vector<Precision> precisions;
   if (o.precision != "bf16") precisions.push_back(Precision::fp32);
   if (o.precision != "fp32" && bf16_gemm_available()) precisions.push_back(Precision::bf16);
@@ -267,13 +269,15 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "train step FLOPs: full = 3 x forward; norm-only and LoRA = 2 x forward (weight gradients skipped) + attention's "
       "4 x H x D x (T+1)/2 per token per layer once more (its backward has four products to the forward's two)",
       "peak fraction = achieved GFLOP/s / best GEMM GFLOP/s measured above on the model's own shapes, in the row's own "
-      "arithmetic (fp32: the best of OpenBLAS sgemm and heirloom's packed fp32 kernel; bf16: the AMX GEMM; heirloom's "
+      "arithmetic (fp32: the best of OpenBLAS sgemm and heirloom's packed fp32 kernel; bf16: heirloom's bf16 GEMM, on "
+      "AMX tiles or AVX512-BF16 dot products; heirloom's "
       "kernels both as one product split across the threads and as one product per thread at once)",
       "in products = the share of the machine's time (wall x threads) inside matrix products, and products at = their "
       "FLOPs (as issued, masked attention entries included) over that time against the same peak; both from one more "
       "run with a clock on every product. A product called outside a parallel region holds every thread. --json also "
       "gives them by kernel (products_by_kind)",
-      "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX); everything trained stays fp32",
+      "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX tiles where the CPU has them, else "
+      "AVX512-BF16 dot products; attention's own products on AMX only, else fp32); everything trained stays fp32",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through OpenBLAS"};
   return rep;

@@ -1,11 +1,14 @@
-// AMX bf16 GEMM. Blocking: each task computes a 32 × 32 block of C in four 16 × 16 fp32 tiles
+// bf16 GEMM: packing, conversion and the few-row path on AVX512-BF16; the many-row products on AMX tiles here,
+// or on dot products (core/gemm_bf16_dot.cpp) where the CPU has no AMX. AMX blocking: each task computes a 32 × 32 block of C in four 16 × 16 fp32 tiles
 // (tmm0–3) from two A tiles (tmm4–5, 16 rows × 32 k) and two B tiles (tmm6–7, 32 k × 16 columns),
 // the whole K in one pass. A is rounded to bf16 once per call into a zero-padded buffer; B was packed once.
 // Functions carry their own target attributes so the binary still runs on CPUs without AMX.
 #include "core/gemm_bf16.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16_dot.h"
 #include "core/gemm_f32.h"
 #include "core/product_time.h"
+#include "heirloom/error.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -13,7 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace heirloom {
 
@@ -25,14 +30,20 @@ constexpr int64_t kRowSplitBytes = 1 << 20;  // a packed B up to this size is sp
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+bool detect_avx512_bf16() {
+  if (!f32_packed_available()) return false;  // no AVX-512F (or HEIRLOOM_NO_AVX512): no bf16 path either
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
 bool detect_amx() {
-  if (!f32_packed_available()) return false;  // no AVX-512F (or HEIRLOOM_NO_AVX512): no AMX path either
+  // HEIRLOOM_NO_AMX=1 runs an AMX CPU as one with AVX512-BF16 only: the dot-product path such CPUs take.
+  if (const char* off = std::getenv("HEIRLOOM_NO_AMX"); off && *off && std::string(off) != "0") return false;
+  if (!detect_avx512_bf16()) return false;
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  const bool avx512f = b & (1u << 16), amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-  const bool avx512_bf16 = a & (1u << 5);
-  if (!(avx512f && amx_bf16 && amx_tile && avx512_bf16)) return false;
+  const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+  if (!(amx_bf16 && amx_tile)) return false;
   // Linux hands out the 8 KB tile state only on request (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA).
   constexpr long kReqXcompPerm = 0x1023, kXfeatureXtileData = 18;
   return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtileData) == 0;
@@ -188,9 +199,16 @@ __attribute__((target("amx-tile"))) void tiles_off() { _tile_release(); }
 }  // namespace
 
 bool bf16_gemm_available() {
+  static const bool ok = detect_avx512_bf16();
+  return ok;
+}
+
+bool bf16_amx_available() {
   static const bool ok = detect_amx();
   return ok;
 }
+
+const char* bf16_gemm_kind() { return bf16_amx_available() ? "AMX" : "AVX512-BF16"; }
 
 namespace {
 
@@ -357,6 +375,13 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
   }
 }
 
+// The products of many rows: on AMX tiles where the CPU has them, else on AVX512-BF16 dot products.
+template <class Convert>
+void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert) {
+  if (bf16_amx_available()) return amx_gemm(M, B, C, ldc, accumulate, convert);
+  dot_gemm(M, B, C, ldc, accumulate, convert);
+}
+
 }  // namespace
 
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
@@ -408,7 +433,7 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
     }
     return;
   }
-  amx_gemm(M, B, C, ldc, accumulate,
+  many_rows(M, B, C, ldc, accumulate,
            [&](int r0, int r1, uint16_t* a) { convert_rows(A, lda, M, B.K, B.Kp, r0, r1, a); });
 }
 
@@ -417,7 +442,7 @@ void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, cons
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16_produced, M, B.N, B.K);
   const int K = B.K, Kp = B.Kp;
-  amx_gemm(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a) {
+  many_rows(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a) {
     thread_local std::vector<float> buf;  // one row, per executing thread
     if (buf.size() < (size_t)K) buf.resize(K);
     for (int r = r0; r < r1; ++r) {
@@ -435,11 +460,14 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
   pack_b_bf16_into(packed, B, ldb, false, K, N);
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
   const int Kp = packed.Kp;
-  amx_gemm(M, packed, C, ldc, accumulate,
+  many_rows(M, packed, C, ldc, accumulate,
            [=](int r0, int r1, uint16_t* a) { convert_columns(A, lda, M, K, Kp, r0, r1, a); });
 }
 
-Bf16Tiles::Bf16Tiles() { tiles_on(); }
+Bf16Tiles::Bf16Tiles() {
+  if (!bf16_amx_available()) throw Error("internal: Bf16Tiles needs AMX tiles", "report this as a bug");
+  tiles_on();
+}
 Bf16Tiles::~Bf16Tiles() { tiles_off(); }
 
 void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo) {

@@ -1,7 +1,8 @@
-// bf16 matrix multiply for frozen weights on Intel AMX: the weight is converted and packed once into
-// AMX tiles, the activations are rounded to bf16 per call, and products accumulate in fp32.
-// Chosen at run time: bf16_gemm_available() is false on CPUs (or kernels) without AMX, and callers then
-// keep the fp32 gemm(). Used only where the weights do not change (adapter training, never the base's).
+// bf16 matrix multiply for frozen weights: the weight is converted and packed once, the activations are
+// rounded to bf16 per call, and products accumulate in fp32. On Intel AMX tiles where the CPU has them (and the
+// kernel grants them), else on AVX512-BF16 dot products (AMD Zen 4, core/gemm_bf16_dot.h).
+// Chosen at run time: bf16_gemm_available() is false on CPUs without AVX512-BF16, and callers then keep the
+// fp32 products. Used only where the weights do not change (adapter training, never the base's).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -40,7 +41,7 @@ void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, cons
 
 // Small products inside a caller's parallel loop (attention's per-head blocks), on the calling thread only,
 // with operands the caller prepares once and reuses: B packed (pack_b_bf16_into with a shape), A as bf16
-// rows (to_bf16_rows). Requires bf16_gemm_available() and a live Bf16Tiles on the calling thread.
+// rows (to_bf16_rows). Requires bf16_amx_available() and a live Bf16Tiles on the calling thread.
 class Bf16Tiles {  // this thread's AMX tiles configured for the small products, while it lives
  public:
   Bf16Tiles();
@@ -56,7 +57,11 @@ void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* o
 void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
                      bool accumulate);
 
-// True when this CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state.
+// True when this CPU has AVX512-BF16 (and AVX-512F, not switched off by HEIRLOOM_NO_AVX512).
 bool bf16_gemm_available();
+// True when it also has AMX-BF16 and the kernel granted this process the tile state (HEIRLOOM_NO_AMX=1 says
+// no, to run the dot-product path on an AMX CPU).
+bool bf16_amx_available();
+const char* bf16_gemm_kind();  // "AMX" or "AVX512-BF16": what gemm_bf16 runs on here
 
 }  // namespace heirloom

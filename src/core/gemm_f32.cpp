@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "core/gemm_tile.h"
 #include "core/product_time.h"
 #include "heirloom/error.h"
 
@@ -64,16 +65,7 @@ __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64
       c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
     }
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    float* c = C + r * ldc;
-    if (accumulate) {
-      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(mask0, c));
-      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(mask1, c + 16));
-    }
-    _mm512_mask_storeu_ps(c, mask0, c0[r]);
-    _mm512_mask_storeu_ps(c + 16, mask1, c1[r]);
-  }
+  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate);
 }
 
 using Micro = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int, float*, int64_t, __mmask16, __mmask16,

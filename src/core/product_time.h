@@ -16,7 +16,7 @@ enum class ProductKind {
   blas,              // gemm(): OpenBLAS, or the row-exact dot products
   f32_packed,        // gemm_f32_packed: fp32 on weights packed into panels
   f32_panel,         // gemm_f32_panel: attention's small fp32 products
-  bf16,              // gemm_bf16: AMX (or AVX512-BF16 for a few rows) on packed weights
+  bf16,              // gemm_bf16: AMX or AVX512-BF16 on packed weights
   bf16_produced,     // gemm_bf16_produced: with the rows it makes (the cross-entropy's)
   bf16_weight_grad,  // gemm_bf16_tn: weight gradients, both operands converted per call
   bf16_small,        // gemm_bf16_small: attention's small AMX products

@@ -10,7 +10,7 @@ bool bf16_available() { return bf16_gemm_available(); }
 
 Precision resolve_precision(Precision p) {
   if (p == Precision::bf16 && !bf16_available())
-    throw Error("--precision bf16 needs a CPU with AMX-BF16 (and a kernel that grants it); this one has none",
+    throw Error("--precision bf16 needs a CPU with AVX512-BF16; this one has none",
                 "use --precision fp32 or auto");
   if (p != Precision::automatic) return p;
   return bf16_available() ? Precision::bf16 : Precision::fp32;

@@ -1,7 +1,7 @@
 // A model's matrices packed once for training against a frozen base (adapters) and for inference. Set on a
-// Workspace, forward and backward run those matrices' products on the packs: bf16 AMX tiles with fp32
-// accumulation, or fp32 panels (no per-call packing); everything else (norms, attention, the router, what
-// is trained) stays fp32 as before.
+// Workspace, forward and backward run those matrices' products on the packs: bf16 (AMX tiles or AVX512-BF16
+// dot products) with fp32 accumulation, or fp32 panels (no per-call packing); everything else (norms,
+// attention, the router, what is trained) stays fp32 as before.
 #pragma once
 #include <memory>
 #include <vector>

@@ -91,7 +91,7 @@ class HeadProducts {
   // `slot` picks this thread's buffers: two heads alive at once on a thread need two (the backward's).
   // The AMX tiles are configured by the slot-0 head, which must outlive any other.
   HeadProducts(const AttnShape& s, const float* x, const float* y, int slot = 0)
-      : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_gemm_available()),
+      : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_amx_available()),
         x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D), b_(bufs(slot)) {
     if (amx_) {
       if (slot == 0) tiles_.emplace();

@@ -16,7 +16,7 @@ struct AttnShape {
   int ldq;             // row stride of q (and dq)
   int ldkv;            // row stride of k, v (and dk, dv)
   int64_t kv_bstride;  // stride between sequences in k, v
-  bool bf16 = false;   // products in bf16 with fp32 accumulation (AMX tiles) where the CPU has them; else fp32
+  bool bf16 = false;   // products in bf16 with fp32 accumulation on AMX tiles (≥ kAmxKeys keys) where the CPU has them; else fp32
   int S() const { return pos0 + T; }
 };
 

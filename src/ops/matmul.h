@@ -7,8 +7,9 @@
 
 namespace heirloom {
 
-// A frozen W [O, I] packed once for both products it takes part in: as bf16 AMX tiles
-// (core/gemm_bf16.h) or as fp32 panels (core/gemm_f32.h). Only one pair is filled.
+// A frozen W [O, I] packed once for both products it takes part in: as bf16 k-pairs
+// (core/gemm_bf16.h: AMX tiles or AVX512-BF16 dot products) or as fp32 panels (core/gemm_f32.h). Only one
+// pair is filled.
 struct PackedWeight {
   PackedB fwd;       // bf16: B = Wᵀ [I, O], for inp · Wᵀ
   PackedB bwd;       // bf16: B = W [O, I], for dout · W

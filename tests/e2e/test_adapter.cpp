@@ -271,13 +271,13 @@ TEST(Adapter, TrainingLowersHeldOutLossOnRealText) {
   EXPECT_EQ(base.data, before_weights) << "training an adapter must not touch the base";
 }
 
-// bf16 products against the frozen base (AMX) must train the same adapter as fp32: the same batches give
+// bf16 products against the frozen base (AMX or AVX512-BF16) must train the same adapter as fp32: the same batches give
 // per-step losses within 0.1% and final adapters within 3% of each other, for every adapter
 // kind, on a dense and an MoE base (a full adapter repacks its weights as bf16 every step).
 TEST(Adapter, Bf16TrainingTracksFp32) {
   EXPECT_EQ(parse_precision("auto"), Precision::automatic);
   EXPECT_THROW(parse_precision("fp16"), Error);
-  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16; only the fp32 path exists here";
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16; only the fp32 path exists here";
   for (const char* preset : {"tiny", "tiny-dense"}) {
     const Model base = init_model(preset_config(preset), byte_vocab(), 3);
     const std::string gpl = read_text_file("/usr/share/common-licenses/GPL-3");

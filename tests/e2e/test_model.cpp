@@ -252,7 +252,7 @@ TEST(Model, RaggedBatchedDecodingEqualsEachSequenceAloneBitForBit) {
   for (const char* preset : {"tiny", "tiny-dense", "tiny/fp32", "tiny-dense/fp32", "tiny/bf16", "tiny-dense/bf16"}) {
     const std::string name = preset;
     const bool bf16 = name.ends_with("/bf16"), packs = name.find('/') != std::string::npos;
-    if (bf16 && !bf16_available()) continue;  // fp32 only on CPUs without AMX
+    if (bf16 && !bf16_available()) continue;  // fp32 only on CPUs without AVX512-BF16
     Model m = init_model(preset_config(name.substr(0, name.find('/'))), byte_vocab(), 21);
     std::shared_ptr<FrozenWeights> packed = packs ? pack_frozen(m, bf16 ? Precision::bf16 : Precision::fp32) : nullptr;
     auto make_ws = [&] {

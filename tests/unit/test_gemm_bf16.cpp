@@ -1,6 +1,7 @@
-// gemm_bf16() (AMX) against a double-precision reference on the same bf16-rounded inputs: odd sizes,
-// both packing orientations, strides wider than the data (padding NaN, so reading it fails the test),
-// accumulate onto C, and calls from inside a parallel region. Skipped only on CPUs without AMX.
+// gemm_bf16() (AMX tiles, or AVX512-BF16 dot products without them) against a double-precision reference on
+// the same bf16-rounded inputs: odd sizes, both packing orientations, strides wider than the data (padding NaN,
+// so reading it fails the test), accumulate onto C, one thread, two, and calls from inside a parallel region.
+// Skipped only on CPUs without AVX512-BF16; attention's small products only on CPUs without AMX.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -12,6 +13,7 @@
 #include "core/gemm_bf16.h"
 #include "core/half.h"
 #include "core/rng.h"
+#include "heirloom/threads.h"
 
 namespace heirloom {
 namespace {
@@ -83,7 +85,7 @@ void run(const Case& p, bool inside_parallel) {
 }
 
 TEST(Bf16, GemmMatchesReferenceOnRoundedInputs) {
-  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16 (the fp32 path is used instead)";
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16 (the fp32 path is used instead)";
   const Case cases[] = {{1, 1, 1, true, false},     {5, 17, 3, true, false},     {16, 16, 32, false, false},
                         {33, 40, 300, true, true},  {64, 768, 256, true, false}, {100, 256, 512, false, true},
                         {256, 512, 256, true, false}, {7, 8, 8192, false, true}, {31, 65, 64, false, false},
@@ -91,11 +93,18 @@ TEST(Bf16, GemmMatchesReferenceOnRoundedInputs) {
                         {1, 768, 256, true, false}, {2, 8192, 256, true, true}, {3, 33, 513, false, true},
                         {4, 520, 512, false, false},
                         // ≥ 8 row blocks and a B under 1 MB: each thread converts and multiplies its own rows
-                        {290, 100, 70, false, true}, {1024, 256, 256, true, false}};
+                        {290, 100, 70, false, true}, {1024, 256, 256, true, false},
+                        // a packed B over 1 MB: taken 32 columns at a time by every row block (the head's order)
+                        {100, 2100, 256, true, true}};
   for (const Case& p : cases) {
     run(p, false);
     run(p, true);
   }
+  // ctest runs with OMP_NUM_THREADS=1: the products split across threads run once more on two.
+  const int threads = num_threads();
+  set_num_threads(2);
+  for (const Case& p : cases) run(p, false);
+  set_num_threads(threads);
 }
 
 // Weight gradients: C[M, N] (+)= Aᵀ · B with A stored [K, M], B stored [K, N], both converted per call.
@@ -137,18 +146,22 @@ void run_tn(int M, int N, int K, bool accumulate, bool inside_parallel) {
 }
 
 TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
-  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16 (the fp32 path is used instead)";
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16 (the fp32 path is used instead)";
   const int cases[][4] = {{1, 1, 1, 0}, {5, 17, 3, 1}, {33, 40, 300, 1}, {768, 256, 1024, 1}, {256, 512, 64, 0}, {70, 9, 33, 0}};
   for (const auto& c : cases) {
     run_tn(c[0], c[1], c[2], c[3], false);
     run_tn(c[0], c[1], c[2], c[3], true);
   }
+  const int threads = num_threads();  // and split across two threads (see above)
+  set_num_threads(2);
+  for (const auto& c : cases) run_tn(c[0], c[1], c[2], c[3], false);
+  set_num_threads(threads);
 }
 
 // Rows made on demand (the cross-entropy's dlogits): bit for bit what gemm_bf16 gives on the stored rows,
 // and each row asked for once.
 TEST(Bf16, ProducedRowsEqualStoredRows) {
-  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16";
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   for (int M : {5, 33, 100, 300}) {  // 300: rows split between the threads, each producing its own
     const int K = 300, N = 70;
     Rng rng(40 + M);
@@ -174,7 +187,7 @@ TEST(Bf16, ProducedRowsEqualStoredRows) {
 // A converted as rows or from its transpose, edges off the tiles, accumulate, on one thread of a parallel
 // region; and a row's result does not depend on how many rows are multiplied with it.
 TEST(Bf16, SmallProductsOnPreparedOperands) {
-  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AMX-BF16";
+  if (!bf16_amx_available()) GTEST_SKIP() << "this CPU has no AMX tiles (attention stays in fp32 without them)";
   struct Small { int M, N, K, BK, BN; bool trans_a, trans_b, accumulate; };
   const Small cases[] = {{32, 32, 32, 32, 128, false, true, false}, {17, 70, 24, 24, 96, true, false, true},
                          {100, 32, 65, 128, 32, false, false, true}, {1, 5, 3, 40, 9, true, true, false},

@@ -1,0 +1,114 @@
+// bf16 GEMM on AVX512-BF16 dot products. The packed B (core/gemm_bf16.h) holds each 16-column block as rows of
+// 16 words, word (j, c) = the k-pair (2j, 2j + 1) of column c: exactly what vdpbf16ps multiplies against one
+// broadcast k-pair of a row of A. Blocking as the fp32 kernel's (core/gemm_f32.cpp): a micro-tile is kMr rows
+// × 32 columns (two blocks) in 2·kMr zmm accumulators over all of K; a task is kTaskRows rows × 32 columns,
+// run row block by row block when B fits L2, else panel by panel.
+#include "core/gemm_bf16_dot.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "core/gemm_tile.h"
+
+namespace heirloom {
+
+namespace {
+
+constexpr int kNr = 32;             // columns per task: two 16-column blocks
+constexpr int kMr = 12;             // rows per micro-tile
+constexpr int kTaskRows = 4 * kMr;  // rows per task (a multiple of 16, as convert wants)
+constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
+constexpr int64_t kRowsFirstBytes = 1 << 20;
+
+// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16]; masks guard C's columns (B's padding is zeros).
+// With `next`, this micro-tile also fetches the next 32 columns' blocks into L2.
+template <int R>
+__attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int J, const uint32_t* b0,
+                                                         const uint32_t* b1, float* C, int64_t ldc, __mmask16 mask0,
+                                                         __mmask16 mask1, bool accumulate, const uint32_t* next) {
+  __m512 c0[R], c1[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int j = 0; j < J; ++j) {
+    if (next) {
+      _mm_prefetch((const char*)(next + (int64_t)j * kWords), _MM_HINT_T1);
+      _mm_prefetch((const char*)(next + (int64_t)(J + j) * kWords), _MM_HINT_T1);
+    }
+    const __m512bh v0 = (__m512bh)_mm512_loadu_si512(b0 + (int64_t)j * kWords);
+    const __m512bh v1 = (__m512bh)_mm512_loadu_si512(b1 + (int64_t)j * kWords);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(int64_t)r * J + j]);
+      c0[r] = _mm512_dpbf16_ps(c0[r], x, v0);
+      c1[r] = _mm512_dpbf16_ps(c1[r], x, v1);
+    }
+  }
+  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate);
+}
+
+using Micro = void (*)(const uint32_t*, int, const uint32_t*, const uint32_t*, float*, int64_t, __mmask16, __mmask16,
+                       bool, const uint32_t*);
+
+template <int... R>
+constexpr auto micro_table(std::integer_sequence<int, R...>) {
+  return std::array<Micro, sizeof...(R)>{&micro<R + 1>...};
+}
+constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
+
+}  // namespace
+
+void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const ConvertRows& convert) {
+  const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
+  const int row_tasks = (M + kTaskRows - 1) / kTaskRows, tasks = row_tasks * panels;
+  thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may multiply inside parallel regions
+  if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
+  uint16_t* a16 = abuf.data();
+  const uint32_t* a = reinterpret_cast<const uint32_t*>(a16);
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
+  // As in the fp32 kernel: a B that stays in L2 is walked row block by row block (the rows then come from L1),
+  // a larger one (the head's) panel by panel, with each panel's first micro-tile fetching the next panel.
+  const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
+  auto task = [&](int rt, int p) {
+    const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
+    const uint32_t* b0 = b + (int64_t)2 * p * J * kWords;
+    const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + (int64_t)2 * J * kWords : nullptr;
+    const __mmask16 mask0 = (__mmask16)((1u << std::min(w, 16)) - 1);
+    const __mmask16 mask1 = (__mmask16)((1u << std::max(w - 16, 0)) - 1);
+    for (int m = r0; m < r1; m += kMr)
+      kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * J, J, b0, b0 + (int64_t)J * kWords, C + (int64_t)m * ldc + col,
+                                        ldc, mask0, mask1, accumulate, m == r0 ? next : nullptr);
+  };
+  auto run = [&](int t) { rows_first ? task(t / panels, t % panels) : task(t % row_tasks, t / row_tasks); };
+  const int threads = omp_get_max_threads();
+  if (omp_in_parallel() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16)) {
+    convert(0, Mp, a16);
+    for (int t = 0; t < tasks; ++t) run(t);
+    return;
+  }
+  if (rows_first && row_tasks >= 2 * threads) {
+    // Each thread converts its own rows and multiplies them by all of B: no barrier, no rows from another core.
+#pragma omp parallel
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int rt0 = (int)((int64_t)row_tasks * t / nt), rt1 = (int)((int64_t)row_tasks * (t + 1) / nt);
+      convert(rt0 * kTaskRows, std::min(Mp, rt1 * kTaskRows), a16);
+      for (int rt = rt0; rt < rt1; ++rt)
+        for (int p = 0; p < panels; ++p) task(rt, p);
+    }
+    return;
+  }
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a16);
+#pragma omp for schedule(static)
+    for (int t = 0; t < tasks; ++t) run(t);
+  }
+}
+
+}  // namespace heirloom

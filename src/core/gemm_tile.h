@@ -1,0 +1,27 @@
+// The end of the fp32 and bf16 register-blocked micro-kernels (core/gemm_f32.cpp, core/gemm_bf16_dot.cpp): R
+// rows of 32 columns held in two zmm accumulators each, added to C or stored over it.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace heirloom {
+
+// C[r][0:16] and C[r][16:32] (+)= c0[r], c1[r] for r < R; the masks guard C's columns past its edge.
+template <int R>
+__attribute__((target("avx512f"), always_inline)) inline void store_tile(float* C, int64_t ldc, __m512 (&c0)[R],
+                                                                        __m512 (&c1)[R], __mmask16 mask0,
+                                                                        __mmask16 mask1, bool accumulate) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* c = C + r * ldc;
+    if (accumulate) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(mask0, c));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(mask1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, mask0, c0[r]);
+    _mm512_mask_storeu_ps(c + 16, mask1, c1[r]);
+  }
+}
+
+}  // namespace heirloom
