@@ -42,13 +42,14 @@ void BM_rmsnorm_fwd_bwd(benchmark::State& st) {
 BENCHMARK(BM_rmsnorm_fwd_bwd)->Unit(benchmark::kMillisecond);
 
 // range(0): forward + backward; range(1): bf16 products; range(2): layers whose buffers are taken in turn
-// (16: out of cache as in a step, 1: kept in cache).
+// (16: out of cache as in a step, 1: kept in cache); range(3): sequence length (N tokens in all: 8 x 128 as in
+// the step, 4 x 256 as in the Bet 10 protocol's sequences).
 void BM_attention(benchmark::State& st) {
-  const int QKV = 3 * H * D, L = (int)st.range(2);
-  const size_t n_qkv = (size_t)N * QKV, n_out = (size_t)N * H * D, n_stats = (size_t)B * H * T * 2;  // attention's row stats: two floats per row
+  const int QKV = 3 * H * D, L = (int)st.range(2), Ts = (int)st.range(3), Bs = N / Ts;
+  const size_t n_qkv = (size_t)N * QKV, n_out = (size_t)N * H * D, n_stats = (size_t)Bs * H * Ts * 2;  // two per row
   auto qkv = randn(n_qkv * L, 0.3f), out = randn(n_out * L), stats = randn(n_stats * L);
-  // range(1): products in bf16 on AMX tiles (the base in bf16), where the CPU has them
-  AttnShape s{B, T, H, H, D, 0, QKV, QKV, (int64_t)T * QKV, st.range(1) != 0};
+  // range(1): products in bf16 (the base in bf16), where the CPU has bf16 products and attention takes them
+  AttnShape s{Bs, Ts, H, H, D, 0, QKV, QKV, (int64_t)Ts * QKV, st.range(1) != 0};
   const bool bwd = st.range(0);
   auto dqkv = randn(n_qkv * L), dout = randn(n_out * L);
   int l = 0;
@@ -62,7 +63,7 @@ void BM_attention(benchmark::State& st) {
                          x + H * D, x + 2 * H * D, s);
   }
 }
-BENCHMARK(BM_attention)->ArgsProduct({{0, 1}, {0, 1}, {1, 16}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_attention)->ArgsProduct({{0, 1}, {0, 1}, {1, 16}, {T, 2 * T}})->Unit(benchmark::kMillisecond);
 
 void BM_xent(benchmark::State& st) {
   auto logits = randn((size_t)N * V), dl = randn((size_t)N * V);
@@ -91,7 +92,7 @@ BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
 void BM_expert_product_cache(benchmark::State& st) {
   const bool bf16 = st.range(0) != 0;
   const int cold = (int)st.range(1);
-  if (bf16 && !bf16_gemm_available()) return st.SkipWithError("this CPU has no AMX-BF16");
+  if (bf16 && !bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
   if (!bf16 && !f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512F");
   constexpr int M = 250, Nw = 512, Kw = 256, kWeights = 64, kBufs = 256;
   const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw * kBufs);

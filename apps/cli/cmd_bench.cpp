@@ -84,10 +84,14 @@ Action add_bench(CLI::App& app, Common& common) {
         nlohmann::json by_kind = nlohmann::json::array();
         for (const auto& p : x.products_by_kind)
           by_kind.push_back({{"kind", p.kind}, {"share", p.share}, {"gflops", p.gflops}});
+        nlohmann::json by_shape = nlohmann::json::array();
+        for (const auto& p : x.products_by_shape)
+          by_shape.push_back({{"kind", p.kind}, {"N", p.N}, {"K", p.K}, {"calls", p.calls}, {"rows", p.rows},
+                              {"share", p.share}, {"gflops", p.gflops}});
         a.push_back({{"name", x.name}, {"ms", x.ms}, {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop},
                      {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
-                     {"products_by_kind", by_kind}, {"precision", x.precision}});
+                     {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision}});
       }
       return a;
     };

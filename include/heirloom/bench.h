@@ -36,6 +36,10 @@ struct BenchRow {
     double share = 0, gflops = 0;
   };
   std::vector<Products> products_by_kind;  // the kernels that ran, in ProductKind order
+  struct ShapeProducts : Products {          // one kernel's products with the same N and K (--json only)
+    int64_t N = 0, K = 0, calls = 0, rows = 0;  // rows = Σ M over the calls
+  };
+  std::vector<ShapeProducts> products_by_shape;  // the kShapesReported that took the most time, most first
   std::string precision = "fp32";
 };
 

@@ -187,6 +187,14 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       part.kind = product_kind_name((ProductKind)k);
       split(t.products.by_kind[k], part.share, part.gflops);
     }
+    constexpr size_t kShapesReported = 16;
+    for (size_t i = 0; i < std::min(kShapesReported, t.products.by_shape.size()); ++i) {
+      const ProductTime::Shape& x = t.products.by_shape[i];
+      BenchRow::ShapeProducts& part = r.products_by_shape.emplace_back();
+      part.kind = product_kind_name(x.kind);
+      part.N = x.N, part.K = x.K, part.calls = x.calls, part.rows = x.rows;
+      split(x.part, part.share, part.gflops);
+    }
     r.precision = precision_name(p);
     rep.rows.push_back(r);
   };
@@ -275,9 +283,11 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "in products = the share of the machine's time (wall x threads) inside matrix products, and products at = their "
       "FLOPs (as issued, masked attention entries included) over that time against the same peak; both from one more "
       "run with a clock on every product. A product called outside a parallel region holds every thread. --json also "
-      "gives them by kernel (products_by_kind)",
+      "gives them by kernel (products_by_kind) and by kernel and shape N x K (products_by_shape, the 16 that took "
+      "the most time; rows = the sum of M over the calls)",
       "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX tiles where the CPU has them, else "
-      "AVX512-BF16 dot products; attention's own products on AMX only, else fp32); everything trained stays fp32",
+      "AVX512-BF16 dot products; attention's own products too from 256 keys on AMX, 128 on dot products); everything "
+      "trained stays fp32",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through OpenBLAS"};
   return rep;

@@ -8,7 +8,6 @@
 #include "core/gemm_bf16_dot.h"
 #include "core/gemm_f32.h"
 #include "core/product_time.h"
-#include "heirloom/error.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -464,11 +463,12 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
            [=](int r0, int r1, uint16_t* a) { convert_columns(A, lda, M, K, Kp, r0, r1, a); });
 }
 
-Bf16Tiles::Bf16Tiles() {
-  if (!bf16_amx_available()) throw Error("internal: Bf16Tiles needs AMX tiles", "report this as a bug");
-  tiles_on();
+Bf16Tiles::Bf16Tiles() {  // dot products have no tile state
+  if (bf16_amx_available()) tiles_on();
 }
-Bf16Tiles::~Bf16Tiles() { tiles_off(); }
+Bf16Tiles::~Bf16Tiles() {
+  if (bf16_amx_available()) tiles_off();
+}
 
 void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo) {
   const int rows = round_up(M, kBlock);
@@ -480,6 +480,7 @@ void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const Pack
                      bool accumulate) {
   if (M <= 0 || N <= 0) return;
   TimedProduct timed(ProductKind::bf16_small, M, N, K);
+  if (!bf16_amx_available()) return dot_gemm_small(M, N, K, a, lda, B, C, ldc, accumulate);
   const int Kq = round_up(K, 32), KT = B.Kp / 32;
   const TileIo io{C, ldc, M, N};
   for (int n0 = 0; n0 < N; n0 += kBlock) {

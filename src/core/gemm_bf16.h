@@ -41,8 +41,8 @@ void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, cons
 
 // Small products inside a caller's parallel loop (attention's per-head blocks), on the calling thread only,
 // with operands the caller prepares once and reuses: B packed (pack_b_bf16_into with a shape), A as bf16
-// rows (to_bf16_rows). Requires bf16_amx_available() and a live Bf16Tiles on the calling thread.
-class Bf16Tiles {  // this thread's AMX tiles configured for the small products, while it lives
+// rows (to_bf16_rows). Requires bf16_gemm_available() and a live Bf16Tiles on the calling thread.
+class Bf16Tiles {  // this thread's AMX tiles (where it has them) configured for the small products, while it lives
  public:
   Bf16Tiles();
   ~Bf16Tiles();

@@ -25,10 +25,10 @@ constexpr int kTaskRows = 4 * kMr;  // rows per task (a multiple of 16, as conve
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
-// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16]; masks guard C's columns (B's padding is zeros).
-// With `next`, this micro-tile also fetches the next 32 columns' blocks into L2.
+// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], row r of a at a + r·lda; masks guard C's columns
+// (B's padding is zeros). With `next`, this micro-tile also fetches the next 32 columns' blocks into L2.
 template <int R>
-__attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int J, const uint32_t* b0,
+__attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
                                                          const uint32_t* b1, float* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next) {
   __m512 c0[R], c1[R];
@@ -43,7 +43,7 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int 
     const __m512bh v1 = (__m512bh)_mm512_loadu_si512(b1 + (int64_t)j * kWords);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(int64_t)r * J + j]);
+      const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * lda + j]);
       c0[r] = _mm512_dpbf16_ps(c0[r], x, v0);
       c1[r] = _mm512_dpbf16_ps(c1[r], x, v1);
     }
@@ -51,14 +51,16 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int 
   store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate);
 }
 
-using Micro = void (*)(const uint32_t*, int, const uint32_t*, const uint32_t*, float*, int64_t, __mmask16, __mmask16,
-                       bool, const uint32_t*);
+using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, const uint32_t*, float*, int64_t, __mmask16,
+                       __mmask16, bool, const uint32_t*);
 
 template <int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
   return std::array<Micro, sizeof...(R)>{&micro<R + 1>...};
 }
 constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
+
+__mmask16 columns(int w) { return (__mmask16)((1u << std::clamp(w, 0, 16)) - 1); }  // the first w of 16
 
 }  // namespace
 
@@ -77,11 +79,9 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + (int64_t)2 * p * J * kWords;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + (int64_t)2 * J * kWords : nullptr;
-    const __mmask16 mask0 = (__mmask16)((1u << std::min(w, 16)) - 1);
-    const __mmask16 mask1 = (__mmask16)((1u << std::max(w - 16, 0)) - 1);
     for (int m = r0; m < r1; m += kMr)
-      kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * J, J, b0, b0 + (int64_t)J * kWords, C + (int64_t)m * ldc + col,
-                                        ldc, mask0, mask1, accumulate, m == r0 ? next : nullptr);
+      kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * J, J, J, b0, b0 + (int64_t)J * kWords, C + (int64_t)m * ldc + col,
+                                        ldc, columns(w), columns(w - 16), accumulate, m == r0 ? next : nullptr);
   };
   auto run = [&](int t) { rows_first ? task(t / panels, t % panels) : task(t % row_tasks, t / row_tasks); };
   const int threads = omp_get_max_threads();
@@ -108,6 +108,21 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a16);
 #pragma omp for schedule(static)
     for (int t = 0; t < tasks; ++t) run(t);
+  }
+}
+
+void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
+                    bool accumulate) {
+  // a is zero past K, so an odd K's last pair multiplies B's next row by zero.
+  const int J = (K + 1) / 2, JB = B.Kp / 2;
+  const uint32_t* a32 = reinterpret_cast<const uint32_t*>(a);
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
+  for (int col = 0; col < N; col += kNr) {
+    const uint32_t* b0 = b + (int64_t)(col / 16) * JB * kWords;
+    const int w = std::min(kNr, N - col);
+    for (int m = 0; m < M; m += kMr)
+      kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, b0 + (int64_t)JB * kWords,
+                                       C + (int64_t)m * ldc + col, ldc, columns(w), columns(w - 16), accumulate, nullptr);
   }
 }
 

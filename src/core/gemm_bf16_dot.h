@@ -16,4 +16,8 @@ using ConvertRows = std::function<void(int r0, int r1, uint16_t* out)>;
 // k-pairs in order.
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const ConvertRows& convert);
 
+// gemm_bf16_small (core/gemm_bf16.h) on dot products: the calling thread only, no tiles to configure.
+void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
+                    bool accumulate);
+
 }  // namespace heirloom

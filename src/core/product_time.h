@@ -8,6 +8,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <vector>
 
 namespace heirloom {
 
@@ -32,6 +33,13 @@ struct ProductTime {
   };
   Part total;
   std::array<Part, kProductKinds> by_kind;
+  struct Shape {  // every product of one kernel with the same N and K (M, the rows, varies: experts, blocks)
+    ProductKind kind = ProductKind::blas;
+    int64_t N = 0, K = 0;
+    int64_t calls = 0, rows = 0;  // how many products, and Σ M
+    Part part;
+  };
+  std::vector<Shape> by_shape;  // most core-seconds first
 };
 
 class ProductClock {  // counts while alive; one at a time, made outside parallel regions
@@ -54,6 +62,7 @@ class TimedProduct {  // at the top of a product's entry point: times the call i
   bool entered_ = false, counting_ = false;
   ProductKind kind_ = ProductKind::blas;
   int threads_ = 1;
+  int64_t M_ = 0, N_ = 0, K_ = 0;
   double flop_ = 0;
   std::chrono::steady_clock::time_point start_;
 };

@@ -86,12 +86,14 @@ void times_rows_f32(float* C, int ldc, const float* A, int ars, int aks, const f
 // 512 keys 2.19 / 5.14 against 2.55 / 6.84 (before the in-register transposes). A call with
 // fewer than kAmxRows query rows (a generated token) stays in fp32 too: packing would cost more than the product.
 constexpr int kAmxKeys = 256, kAmxRows = 16;
+constexpr int kDotKeys = 128;  // the same on AVX512-BF16 dot products (no AMX)
+int bf16_keys() { return bf16_amx_available() ? kAmxKeys : kDotKeys; }
 class HeadProducts {
  public:
   // `slot` picks this thread's buffers: two heads alive at once on a thread need two (the backward's).
   // The AMX tiles are configured by the slot-0 head, which must outlive any other.
   HeadProducts(const AttnShape& s, const float* x, const float* y, int slot = 0)
-      : amx_(s.bf16 && s.S() >= kAmxKeys && s.T >= kAmxRows && bf16_amx_available()),
+      : amx_(s.bf16 && bf16_gemm_available() && s.S() >= bf16_keys() && s.T >= kAmxRows),
         x_(x), y_(y), ld_(s.ldkv), S_(s.S()), D_(s.D), b_(bufs(slot)) {
     if (amx_) {
       if (slot == 0) tiles_.emplace();

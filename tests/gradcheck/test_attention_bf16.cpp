@@ -1,7 +1,7 @@
-// Attention with its products in bf16 on AMX (AttnShape::bf16, the base running in bf16) against the
+// Attention with its products in bf16 on AMX or AVX512-BF16 (AttnShape::bf16, the base in bf16) against the
 // double-precision reference: within bf16's rounding, the same causal mask and normalised rows, zero gradient
 // for cache rows past the sequence, and really another arithmetic than fp32 (else the test proves nothing).
-// Skipped on CPUs without AMX: attention keeps its products in fp32 there (the test below holds it to that).
+// Skipped only on CPUs without AVX512-BF16, where bf16 is refused before it reaches attention.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -80,20 +80,19 @@ void run_bf16_case(int B, int T, int H, int Hkv, int D, int pos0) {
 }
 
 TEST(OpAttention, Bf16ProductsAgreeWithReferenceWithinRounding) {
-  if (!bf16_amx_available()) GTEST_SKIP() << "this CPU has no AMX tiles (attention stays in fp32 without them)";
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   run_bf16_case(1, 256, 4, 4, 32, 0);  // moe-30m's head size, the Bet 10 protocol's 256 tokens
   run_bf16_case(1, 270, 4, 2, 24, 0);  // grouped heads, a head size off the tiles, a partial last block
   run_bf16_case(2, 40, 2, 1, 16, 230); // after a cache (prefill), slack cache rows
 }
 
-// Where AMX would not pay (kAmxKeys, kAmxRows in attention.cpp), bf16 attention is bit for bit the fp32 one:
-// a generated token after 300 cached ones, and 128 rows (the 8x128 training batch); on a CPU without AMX,
-// 256 rows too (the Bet 10 protocol's, which AMX would take).
-TEST(OpAttention, Bf16StaysInFp32WhereAmxWouldNotPay) {
+// Where bf16 products would not pay (kAmxKeys, kDotKeys, kAmxRows in attention.cpp), bf16 attention is bit
+// for bit the fp32 one: a generated token after 300 cached ones, and fewer keys than the threshold (AMX: 256,
+// so the 8x128 training batch stays in fp32; dot products: 128).
+TEST(OpAttention, Bf16StaysInFp32WhereItWouldNotPay) {
   const int H = 2, D = 32, ld = 2 * H * D;
-  std::vector<std::pair<int, int>> cases = {{1, 301}, {128, 128}};
-  if (!bf16_amx_available()) cases.push_back({256, 256});
-  for (const auto& [T, S] : cases) {
+  const int below = bf16_amx_available() ? 128 : 127;
+  for (const auto& [T, S] : {std::pair{1, 301}, std::pair{below, below}}) {
     Rng rng(3 + T);
     Vec q = randn((size_t)T * H * D, rng), cache = randn((size_t)S * ld, rng), out32(q.size()), out16(q.size());
     AttnShape s{1, T, H, H, D, S - T, H * D, ld, (int64_t)S * ld};

@@ -1,7 +1,7 @@
 // gemm_bf16() (AMX tiles, or AVX512-BF16 dot products without them) against a double-precision reference on
 // the same bf16-rounded inputs: odd sizes, both packing orientations, strides wider than the data (padding NaN,
 // so reading it fails the test), accumulate onto C, one thread, two, and calls from inside a parallel region.
-// Skipped only on CPUs without AVX512-BF16; attention's small products only on CPUs without AMX.
+// Skipped only on CPUs without AVX512-BF16.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -187,7 +187,7 @@ TEST(Bf16, ProducedRowsEqualStoredRows) {
 // A converted as rows or from its transpose, edges off the tiles, accumulate, on one thread of a parallel
 // region; and a row's result does not depend on how many rows are multiplied with it.
 TEST(Bf16, SmallProductsOnPreparedOperands) {
-  if (!bf16_amx_available()) GTEST_SKIP() << "this CPU has no AMX tiles (attention stays in fp32 without them)";
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   struct Small { int M, N, K, BK, BN; bool trans_a, trans_b, accumulate; };
   const Small cases[] = {{32, 32, 32, 32, 128, false, true, false}, {17, 70, 24, 24, 96, true, false, true},
                          {100, 32, 65, 128, 32, false, false, true}, {1, 5, 3, 40, 9, true, true, false},

@@ -91,5 +91,41 @@ TEST(ProductTime, InsideAParallelRegionEachThreadHoldsOnlyItself) {
   EXPECT_GT(got.total.core_seconds, 0.0);
 }
 
+// products_by_shape: products of one kernel with the same N and K add up (calls, Σ M, FLOPs) whatever M is and
+// whichever thread ran them; other shapes and kinds stay apart; most time first; and the shapes add to the total.
+TEST(ProductTime, ShapesAddUpByKindNAndK) {
+  Operands a(64, 48, 32), b(16, 48, 32), c(64, 40, 32);
+  const ProductClock clock;
+  a.multiply();
+  b.multiply();
+  c.multiply();
+#pragma omp parallel for num_threads(2)
+  for (int t = 0; t < 2; ++t) a.multiply();
+  { const TimedProduct other(ProductKind::f32_panel, 5, 48, 32); }
+  const ProductTime t = clock.read();
+  ASSERT_EQ(t.by_shape.size(), 3u);
+  double flop = 0, seconds = 0;
+  for (size_t i = 0; i < t.by_shape.size(); ++i) {
+    const ProductTime::Shape& x = t.by_shape[i];
+    flop += x.part.flop, seconds += x.part.core_seconds;
+    if (i > 0) EXPECT_GE(t.by_shape[i - 1].part.core_seconds, x.part.core_seconds);
+    if (x.kind == ProductKind::blas && x.N == 48) {
+      EXPECT_EQ(x.K, 32);
+      EXPECT_EQ(x.calls, 4);
+      EXPECT_EQ(x.rows, 64 + 16 + 2 * 64);
+      EXPECT_EQ(x.part.flop, 3 * a.flop() + b.flop());
+    } else if (x.kind == ProductKind::blas) {
+      EXPECT_EQ(x.N, 40);
+      EXPECT_EQ(x.calls, 1);
+      EXPECT_EQ(x.part.flop, c.flop());
+    } else {
+      EXPECT_EQ(x.kind, ProductKind::f32_panel);
+      EXPECT_EQ(x.rows, 5);
+    }
+  }
+  EXPECT_EQ(flop, t.total.flop);
+  EXPECT_NEAR(seconds, t.total.core_seconds, 1e-12);
+}
+
 }  // namespace
 }  // namespace heirloom
