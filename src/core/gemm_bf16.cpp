@@ -293,9 +293,9 @@ void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int 
   }
 }
 
-// Rows [r0, r1) (multiples of 16) of Aᵀ to bf16, where A is stored [K, M] with row stride lda: two rows of
-// A give 16 words (one k-pair of 16 output rows); a transpose of 16 such makes 16 k-pairs of each output
-// row, stored whole. Rows ≥ M and k ≥ K are zeros.
+// Rows [r0, r1) of Aᵀ to bf16, where A is stored [K, M] with row stride lda: two rows of A give 16 words (one
+// k-pair of 16 output rows); a transpose of 16 such makes 16 k-pairs of each output row, stored whole. Rows ≥ M
+// and k ≥ K are zeros; no row outside [r0, r1) is written.
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
   uint32_t* o = reinterpret_cast<uint32_t*>(out);
@@ -314,7 +314,7 @@ void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int 
       }
       transpose16(v);
       const __mmask16 keep = (__mmask16)((1u << jn) - 1);
-      for (int i = 0; i < 16; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * J + j0, keep, v[i]);
+      for (int i = 0; i < 16 && m0 + i < r1; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * J + j0, keep, v[i]);
     }
   }
 }

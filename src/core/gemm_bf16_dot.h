@@ -8,8 +8,8 @@
 
 namespace heirloom {
 
-// Writes rows [r0, r1) of bf16(A) at out + r·Kp (B.Kp values, zero beyond K; rows ≥ M all zeros). r0 and r1
-// are multiples of 16.
+// Writes rows [r0, r1) of bf16(A) at out + r·Kp (B.Kp values, zero beyond K; rows ≥ M all zeros), and no
+// other row: threads convert their own ranges side by side.
 using ConvertRows = std::function<void(int r0, int r1, uint16_t* out)>;
 
 // C[M, N] (+)= bf16(A) · B, A supplied by convert. Every output element is one dot-product chain over the
