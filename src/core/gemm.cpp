@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "core/gemm_thin.h"
 #include "core/product_time.h"
 
 namespace heirloom {
@@ -26,6 +27,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   }
   TimedProduct timed(ProductKind::blas, M, N, K);
   if (t_row_exact && !trans_a && trans_b) return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (gemm_thin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing
     const int incx = trans_a ? lda : 1;
     if (trans_b)  // C[1,N] = a[1,K]·B[N,K]ᵀ = B·a

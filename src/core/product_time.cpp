@@ -83,6 +83,9 @@ ProductTime ProductClock::read() const {
   return t;
 }
 
+PartOfProduct::PartOfProduct() { ++t_depth; }
+PartOfProduct::~PartOfProduct() { --t_depth; }
+
 TimedProduct::TimedProduct(ProductKind kind, int64_t M, int64_t N, int64_t K) {
   if (!g_on.load(std::memory_order_relaxed)) return;
   entered_ = true;

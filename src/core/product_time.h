@@ -51,6 +51,16 @@ class ProductClock {  // counts while alive; one at a time, made outside paralle
   ProductTime read() const;  // totals since construction (read when no product is running)
 };
 
+// On a worker thread of a parallel region that a timed product opened: the products made here while it lives
+// are parts of that one (which already counts every thread it holds), so they are not counted again.
+class PartOfProduct {
+ public:
+  PartOfProduct();
+  ~PartOfProduct();
+  PartOfProduct(const PartOfProduct&) = delete;
+  PartOfProduct& operator=(const PartOfProduct&) = delete;
+};
+
 class TimedProduct {  // at the top of a product's entry point: times the call it lives in
  public:
   TimedProduct(ProductKind kind, int64_t M, int64_t N, int64_t K);

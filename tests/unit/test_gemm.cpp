@@ -1,4 +1,4 @@
-// gemm() (OpenBLAS) against gemm_ref() (naive, double accumulation): every transpose combination, odd sizes,
+// gemm() (OpenBLAS, or the fp32 micro-tiles for thin products) against gemm_ref() (naive, double accumulation): every transpose combination, odd sizes,
 // leading dimensions wider than the data, alpha/beta ≠ 1, beta = 0 with garbage in C, and K = 0.
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 
 #include "core/gemm.h"
 #include "core/rng.h"
+#include "heirloom/threads.h"
 
 namespace heirloom {
 namespace {
@@ -91,6 +92,26 @@ TEST(GemmTest, AllTransposesOddSizesStrided) {
       run({ta, tb, 1, 17, 3, 1.f, 0.f});                  // one row
       run({ta, tb, 67, 45, 129, 0.5f, 2.f});              // beyond the BLAS micro-kernel tiles
     }
+}
+
+// Products with a side of at most 16 (core/gemm_thin.h: LoRA's rank-8 products, the router's 8 experts) run on
+// the fp32 micro-tiles where the CPU has AVX-512, split across two threads or not: every shape LoRA takes,
+// alpha ≠ 1 (folded into a copy of B), beta 0 with NaN in C, beta 1, and a transposed B too large to copy.
+TEST(GemmTest, ThinProductsAllShapes) {
+  const int threads = num_threads();
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        run({ta, tb, 300, 8, 256, 1.f, 0.f, true});    // u = x·Aᵀ
+        run({ta, tb, 300, 256, 8, 0.5f, 1.f});         // out += s·u·Bᵀ
+        run({ta, tb, 256, 8, 300, 0.5f, 1.f});         // dB += s·doutᵀ·u
+        run({ta, tb, 8, 256, 300, 1.f, 1.f});          // dA += duᵀ·x
+        run({ta, tb, 70, 16, 33, -2.f, 0.f, true});    // a thin side of 16, a partial row block
+        run({ta, tb, 9, 300, 300, 1.f, 1.f});          // op(B) of 90,000 values: copied only when not transposed
+      }
+  }
+  set_num_threads(threads);
 }
 
 TEST(GemmTest, KZeroScalesC) {
