@@ -67,11 +67,11 @@ const TileConfig& tile_config() {
   return cfg;
 }
 
-// Rows [r0, r1) of A to bf16, zero-padded to Kp columns; rows ≥ M are all zeros.
+// Rows [r0, r1) of A to bf16 at out + r·ldo, zero-padded to Kp columns; rows ≥ M are all zeros.
 __attribute__((target("avx512f,avx512bf16,avx512vl")))
-void convert_rows(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
+void convert_rows(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
   for (int r = r0; r < r1; ++r) {
-    uint16_t* o = out + (int64_t)r * Kp;
+    uint16_t* o = out + (int64_t)r * ldo;
     if (r >= M) {
       std::memset(o, 0, sizeof(uint16_t) * Kp);
       continue;
@@ -295,11 +295,11 @@ void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int 
 
 // Rows [r0, r1) of Aᵀ to bf16, where A is stored [K, M] with row stride lda: two rows of A give 16 words (one
 // k-pair of 16 output rows); a transpose of 16 such makes 16 k-pairs of each output row, stored whole. Rows ≥ M
-// and k ≥ K are zeros; no row outside [r0, r1) is written.
+// and k ≥ K are zeros; no row outside [r0, r1) is written. Row r at out + r·ldo.
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int r1, uint16_t* out) {
+void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
   uint32_t* o = reinterpret_cast<uint32_t*>(out);
-  const int J = Kp / 2;
+  const int J = Kp / 2, ldw = ldo / 2;
   for (int m0 = r0; m0 < r1; m0 += 16) {
     const int w = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
     const __mmask16 m = (__mmask16)((1u << w) - 1);
@@ -314,12 +314,12 @@ void convert_columns(const float* A, int lda, int M, int K, int Kp, int r0, int 
       }
       transpose16(v);
       const __mmask16 keep = (__mmask16)((1u << jn) - 1);
-      for (int i = 0; i < 16 && m0 + i < r1; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * J + j0, keep, v[i]);
+      for (int i = 0; i < 16 && m0 + i < r1; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * ldw + j0, keep, v[i]);
     }
   }
 }
 
-// C[M, N] (+)= bf16 A · B for packed B, A supplied by convert(r0, r1, out): rows [r0, r1) of A as bf16,
+// C[M, N] (+)= bf16 A · B for packed B, A supplied by convert(r0, r1, out, Kp): rows [r0, r1) of A as bf16,
 // zero-padded to B.Kp columns (rows ≥ M zero). Blocks of 32 × 32 split across threads.
 template <class Convert>
 void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert) {
@@ -347,7 +347,7 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
   };
   const int tasks = MB * NB, threads = omp_get_max_threads();
   if (omp_in_parallel() || tasks < 4 || threads == 1) {
-    convert(0, Mp, a);
+    convert(0, Mp, a, Kp);
     return rows(0, MB);
   }
   if ((int64_t)Kp * B.Np * 2 <= kRowSplitBytes && MB >= 4 * threads) {
@@ -357,7 +357,7 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int mb0 = (int)((int64_t)MB * t / nt), mb1 = (int)((int64_t)MB * (t + 1) / nt);
-      convert(mb0 * kBlock, mb1 * kBlock, a);
+      convert(mb0 * kBlock, mb1 * kBlock, a, Kp);
       rows(mb0, mb1);
     }
     return;
@@ -366,7 +366,7 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
-    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a);
+    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a, Kp);
     tiles_on();
 #pragma omp for schedule(static)
     for (int t = 0; t < tasks; ++t) task(t);
@@ -418,7 +418,7 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
   if (M <= kGemvRows || row_exact()) {
     thread_local std::vector<uint16_t> rows;
     if (rows.size() < (size_t)M * B.Kp) rows.resize((size_t)M * B.Kp);
-    convert_rows(A, lda, M, B.K, B.Kp, 0, M, rows.data());
+    convert_rows(A, lda, M, B.K, B.Kp, B.Kp, 0, M, rows.data());
     const uint32_t* pairs = reinterpret_cast<const uint32_t*>(rows.data());
     const int blocks = (B.N + 15) / 16;
     // Split across threads only when each gets enough weight to read (≥ 256 KB of bf16).
@@ -433,7 +433,7 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
     return;
   }
   many_rows(M, B, C, ldc, accumulate,
-           [&](int r0, int r1, uint16_t* a) { convert_rows(A, lda, M, B.K, B.Kp, r0, r1, a); });
+           [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); });
 }
 
 void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, const PackedB& B, float* C, int ldc,
@@ -441,12 +441,12 @@ void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, cons
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16_produced, M, B.N, B.K);
   const int K = B.K, Kp = B.Kp;
-  many_rows(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a) {
+  many_rows(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a, int ld) {
     thread_local std::vector<float> buf;  // one row, per executing thread
     if (buf.size() < (size_t)K) buf.resize(K);
     for (int r = r0; r < r1; ++r) {
       if (r < M) row(r, buf.data());
-      convert_rows(buf.data(), 0, M, K, Kp, r, r + 1, a);  // row stride 0: row r of "A" is buf
+      convert_rows(buf.data(), 0, M, K, Kp, ld, r, r + 1, a);  // row stride 0: row r of "A" is buf
     }
   });
 }
@@ -460,7 +460,7 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
   const int Kp = packed.Kp;
   many_rows(M, packed, C, ldc, accumulate,
-           [=](int r0, int r1, uint16_t* a) { convert_columns(A, lda, M, K, Kp, r0, r1, a); });
+           [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
 }
 
 Bf16Tiles::Bf16Tiles() {  // dot products have no tile state
@@ -472,8 +472,8 @@ Bf16Tiles::~Bf16Tiles() {
 
 void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo) {
   const int rows = round_up(M, kBlock);
-  if (trans) return convert_columns(A, lda, M, K, ldo, 0, rows, out);
-  convert_rows(A, lda, M, K, ldo, 0, rows, out);
+  if (trans) return convert_columns(A, lda, M, K, ldo, ldo, 0, rows, out);
+  convert_rows(A, lda, M, K, ldo, ldo, 0, rows, out);
 }
 
 void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,

@@ -26,19 +26,20 @@ constexpr int kTaskRows = 4 * kMr;  // rows per task
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
-// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], row r of a at a + r·lda; masks guard C's columns
-// (B's padding is zeros). With `next`, this micro-tile also fetches the next 32 columns' blocks into L2.
+// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], row r of a at a + r·lda, b1 = b0 + bstride; masks
+// guard C's columns (B's padding is zeros). With `next`, this micro-tile also fetches the next 32 columns into L2.
 template <int R>
 __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
-                                                         const uint32_t* b1, float* C, int64_t ldc, __mmask16 mask0,
+                                                         int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next) {
   __m512 c0[R], c1[R];
+  const uint32_t* b1 = b0 + bstride;
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
   for (int j = 0; j < J; ++j) {
     if (next) {
       _mm_prefetch((const char*)(next + (int64_t)j * kWords), _MM_HINT_T1);
-      _mm_prefetch((const char*)(next + (int64_t)(J + j) * kWords), _MM_HINT_T1);
+      _mm_prefetch((const char*)(next + bstride + (int64_t)j * kWords), _MM_HINT_T1);
     }
     const __m512bh v0 = (__m512bh)_mm512_loadu_si512(b0 + (int64_t)j * kWords);
     const __m512bh v1 = (__m512bh)_mm512_loadu_si512(b1 + (int64_t)j * kWords);
@@ -51,8 +52,8 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
   store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate);
 }
 
-using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, const uint32_t*, float*, int64_t, __mmask16,
-                       __mmask16, bool, const uint32_t*);
+using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float*, int64_t, __mmask16, __mmask16,
+                       bool, const uint32_t*);
 
 template <int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
@@ -67,8 +68,11 @@ __mmask16 columns(int w) { return (__mmask16)((1u << std::clamp(w, 0, 16)) - 1);
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const ConvertRows& convert) {
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, tasks = row_tasks * panels;
+  // A's rows one cache line further apart than their length: rows of 512 or 1024 values (a power of two bytes
+  // apart) would all fall in the same few L1 sets, and a micro-tile reads 15 of them at once.
+  const int lda = Kp + 32, ja = lda / 2;
   thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may multiply inside parallel regions
-  if (abuf.size() < (size_t)Mp * Kp) abuf.resize((size_t)Mp * Kp);
+  if (abuf.size() < (size_t)Mp * lda) abuf.resize((size_t)Mp * lda);
   uint16_t* a16 = abuf.data();
   const uint32_t* a = reinterpret_cast<const uint32_t*>(a16);
   const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
@@ -80,13 +84,13 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     const uint32_t* b0 = b + (int64_t)2 * p * J * kWords;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + (int64_t)2 * J * kWords : nullptr;
     for (int m = r0; m < r1; m += kMr)
-      kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * J, J, J, b0, b0 + (int64_t)J * kWords, C + (int64_t)m * ldc + col,
+      kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * ja, ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
                                         ldc, columns(w), columns(w - 16), accumulate, m == r0 ? next : nullptr);
   };
   auto run = [&](int t) { rows_first ? task(t / panels, t % panels) : task(t % row_tasks, t / row_tasks); };
   const int threads = omp_get_max_threads();
   if (omp_in_parallel() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16)) {
-    convert(0, Mp, a16);
+    convert(0, Mp, a16, lda);
     for (int t = 0; t < tasks; ++t) run(t);
     return;
   }
@@ -96,7 +100,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int rt0 = (int)((int64_t)row_tasks * t / nt), rt1 = (int)((int64_t)row_tasks * (t + 1) / nt);
-      convert(rt0 * kTaskRows, std::min(Mp, rt1 * kTaskRows), a16);
+      convert(rt0 * kTaskRows, std::min(Mp, rt1 * kTaskRows), a16, lda);
       for (int rt = rt0; rt < rt1; ++rt)
         for (int p = 0; p < panels; ++p) task(rt, p);
     }
@@ -105,7 +109,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
-    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a16);
+    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a16, lda);
 #pragma omp for schedule(static)
     for (int t = 0; t < tasks; ++t) run(t);
   }
@@ -121,7 +125,7 @@ void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const Packe
     const uint32_t* b0 = b + (int64_t)(col / 16) * JB * kWords;
     const int w = std::min(kNr, N - col);
     for (int m = 0; m < M; m += kMr)
-      kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, b0 + (int64_t)JB * kWords,
+      kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
                                        C + (int64_t)m * ldc + col, ldc, columns(w), columns(w - 16), accumulate, nullptr);
   }
 }

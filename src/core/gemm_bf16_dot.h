@@ -8,9 +8,9 @@
 
 namespace heirloom {
 
-// Writes rows [r0, r1) of bf16(A) at out + r·Kp (B.Kp values, zero beyond K; rows ≥ M all zeros), and no
+// Writes rows [r0, r1) of bf16(A) at out + r·ld (B.Kp values, zero beyond K; rows ≥ M all zeros), and no
 // other row: threads convert their own ranges side by side.
-using ConvertRows = std::function<void(int r0, int r1, uint16_t* out)>;
+using ConvertRows = std::function<void(int r0, int r1, uint16_t* out, int ld)>;
 
 // C[M, N] (+)= bf16(A) · B, A supplied by convert. Every output element is one dot-product chain over the
 // k-pairs in order.
