@@ -167,6 +167,7 @@ for k in ("heirloom", "pytorch"):
 if not p["blas"].startswith("OpenBLAS"):
     print(f"- warning: PyTorch's BLAS is {p['blas']}, not OpenBLAS (libblas.so.3 may be the reference BLAS)")
 if bf16:
-    print("- heirloom bf16: the base's matrix products on AMX in bf16 with fp32 accumulation; what is trained keeps "
-          "fp32 master values and AdamW (full: mixed precision, the weights repacked every step, inside the time)")
+    kernel = h.get("bf16_kernel") or "AMX"
+    print(f"- heirloom bf16: the base's matrix products in bf16 with fp32 accumulation ({kernel}); what is trained "
+          "keeps fp32 master values and AdamW (full: mixed precision, the weights repacked every step, inside the time)")
 EOF
