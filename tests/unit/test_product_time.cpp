@@ -108,7 +108,9 @@ TEST(ProductTime, ShapesAddUpByKindNAndK) {
   for (size_t i = 0; i < t.by_shape.size(); ++i) {
     const ProductTime::Shape& x = t.by_shape[i];
     flop += x.part.flop, seconds += x.part.core_seconds;
-    if (i > 0) EXPECT_GE(t.by_shape[i - 1].part.core_seconds, x.part.core_seconds);
+    if (i > 0) {
+      EXPECT_GE(t.by_shape[i - 1].part.core_seconds, x.part.core_seconds);
+    }
     if (x.kind == ProductKind::blas && x.N == 48) {
       EXPECT_EQ(x.K, 32);
       EXPECT_EQ(x.calls, 4);
