@@ -87,7 +87,7 @@ void BM_swiglu(benchmark::State& st) {
 BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
 
 // An expert's product (250 x 512 x 256), one per thread at once as the experts run in a step, with its
-// operands in cache or not: range(0) 0 fp32 panels, 1 bf16 AMX; range(1) 0 all in cache, 1 the weights cycled
+// operands in cache or not: range(0) 0 fp32 panels, 1 bf16 (AMX or dot products); range(1) 0 all in cache, 1 the weights cycled
 // through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled.
 void BM_expert_product_cache(benchmark::State& st) {
   const bool bf16 = st.range(0) != 0;

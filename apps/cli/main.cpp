@@ -19,8 +19,8 @@ void add_common_flags(CLI::App& sub, Common& common) {
 
 void add_precision_option(CLI::App& sub, std::string& precision) {
   sub.add_option("--precision", precision,
-                 "arithmetic of the frozen base's matrix products: bf16 (fp32 accumulation; AMX tiles or AVX512-BF16), fp32, "
-                 "or auto (bf16 where the CPU has AVX512-BF16, else fp32)")
+                 "arithmetic of the frozen base's matrix products: bf16 (fp32 accumulation; AMX tiles or "
+                 "AVX512-BF16), fp32, or auto (bf16 where the CPU has AVX512-BF16, else fp32)")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
       ->capture_default_str();
 }

@@ -1,6 +1,6 @@
 // bf16 GEMM: packing, conversion and the few-row path on AVX512-BF16; the many-row products on AMX tiles here,
-// or on dot products (core/gemm_bf16_dot.cpp) where the CPU has no AMX. AMX blocking: each task computes a 32 × 32 block of C in four 16 × 16 fp32 tiles
-// (tmm0–3) from two A tiles (tmm4–5, 16 rows × 32 k) and two B tiles (tmm6–7, 32 k × 16 columns),
+// or on dot products (core/gemm_bf16_dot.cpp) where the CPU has no AMX. AMX blocking: each task computes a
+// 32 × 32 block of C in four 16 × 16 fp32 tiles (tmm0–3) from two A tiles (tmm4–5, 16 rows × 32 k) and two B tiles (tmm6–7, 32 k × 16 columns),
 // the whole K in one pass. A is rounded to bf16 once per call into a zero-padded buffer; B was packed once.
 // Functions carry their own target attributes so the binary still runs on CPUs without AMX.
 #include "core/gemm_bf16.h"

@@ -1,9 +1,9 @@
 // bf16 GEMM on AVX512-BF16 dot products. The packed B (core/gemm_bf16.h) holds each 16-column block as rows of
 // 16 words, word (j, c) = the k-pair (2j, 2j + 1) of column c: exactly what vdpbf16ps multiplies against one
 // broadcast k-pair of a row of A. Blocking as the fp32 kernel's (core/gemm_f32.cpp): a micro-tile is kMr rows
-// × 32 columns (two blocks) in 2·kMr zmm accumulators over all of K (two panel vectors and the broadcast take
-// the last two registers); a task is kTaskRows rows × 32 columns,
-// run row block by row block when B fits L2, else panel by panel.
+// × 32 columns (two blocks) in 2·kMr zmm accumulators over all of K (the two panel vectors take the last two
+// registers; the broadcast is read inside the instruction); a task is kTaskRows rows × 32 columns, run row
+// block by row block when B fits L2, else panel by panel.
 #include "core/gemm_bf16_dot.h"
 
 #include <immintrin.h>
@@ -21,7 +21,7 @@ namespace heirloom {
 namespace {
 
 constexpr int kNr = 32;             // columns per task: two 16-column blocks
-constexpr int kMr = 15;             // rows per micro-tile (30 accumulators; 12 and 14 measured 5-10 % slower)
+constexpr int kMr = 15;             // rows per micro-tile (30 accumulators; 12, 13 and 14 measured slower)
 constexpr int kTaskRows = 4 * kMr;  // rows per task
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
@@ -61,8 +61,6 @@ constexpr auto micro_table(std::integer_sequence<int, R...>) {
 }
 constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
 
-__mmask16 columns(int w) { return (__mmask16)((1u << std::clamp(w, 0, 16)) - 1); }  // the first w of 16
-
 }  // namespace
 
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const ConvertRows& convert) {
@@ -85,7 +83,8 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + (int64_t)2 * J * kWords : nullptr;
     for (int m = r0; m < r1; m += kMr)
       kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * ja, ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
-                                        ldc, columns(w), columns(w - 16), accumulate, m == r0 ? next : nullptr);
+                                        ldc, first_columns(w), first_columns(w - 16), accumulate,
+                                        m == r0 ? next : nullptr);
   };
   auto run = [&](int t) { rows_first ? task(t / panels, t % panels) : task(t % row_tasks, t / row_tasks); };
   const int threads = omp_get_max_threads();
@@ -126,7 +125,8 @@ void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const Packe
     const int w = std::min(kNr, N - col);
     for (int m = 0; m < M; m += kMr)
       kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
-                                       C + (int64_t)m * ldc + col, ldc, columns(w), columns(w - 16), accumulate, nullptr);
+                                       C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16), accumulate,
+                                       nullptr);
   }
 }
 

@@ -82,8 +82,7 @@ constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
 // cached when the step comes back to them.
 void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w, float* C,
                 int64_t ldc, bool accumulate, const float* next = nullptr) {
-  const __mmask16 mask0 = (__mmask16)((1u << std::min(w, 16)) - 1);
-  const __mmask16 mask1 = (__mmask16)((1u << std::max(w - 16, 0)) - 1);
+  const __mmask16 mask0 = first_columns(w), mask1 = first_columns(w - 16);
   for (int m = 0; m < M; m += kMr)
     kMicro[std::min(kMr, M - m) - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate,
                                      m == 0 ? next : nullptr);

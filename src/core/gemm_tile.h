@@ -7,6 +7,9 @@
 
 namespace heirloom {
 
+// The mask of the first w of 16 columns (none for w ≤ 0, all for w ≥ 16).
+inline __mmask16 first_columns(int w) { return (__mmask16)((1u << (w <= 0 ? 0 : w >= 16 ? 16 : w)) - 1); }
+
 // C[r][0:16] and C[r][16:32] (+)= c0[r], c1[r] for r < R; the masks guard C's columns past its edge.
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void store_tile(float* C, int64_t ldc, __m512 (&c0)[R],

@@ -20,7 +20,7 @@ enum class ProductKind {
   bf16,              // gemm_bf16: AMX or AVX512-BF16 on packed weights
   bf16_produced,     // gemm_bf16_produced: with the rows it makes (the cross-entropy's)
   bf16_weight_grad,  // gemm_bf16_tn: weight gradients, both operands converted per call
-  bf16_small,        // gemm_bf16_small: attention's small AMX products
+  bf16_small,        // gemm_bf16_small: attention's small bf16 products (AMX or dot products)
   count
 };
 constexpr int kProductKinds = (int)ProductKind::count;
