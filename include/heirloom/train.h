@@ -28,16 +28,29 @@ class BaseTrainer {
   BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfig cfg, Precision precision = Precision::fp32);
   Precision precision() const { return packs_ ? Precision::bf16 : Precision::fp32; }
   struct StepStats { double loss, aux, grad_norm; float lr; };
-  // One optimisation step on `batch` (targets required) at learning rate lr.
+  // One optimisation step on `batch` (targets required) at learning rate lr. The update clears the gradients
+  // it reads (grads holds zeros between steps) and, in bf16, repacks each block of weights as it updates it.
   StepStats step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef);
+  // Call after changing m's weights other than through step(): the next step packs them again.
+  void weights_changed() { packs_current_ = false; }
   const std::vector<bool>& trainable() const { return trainable_; }
+  const FrozenWeights* packs() const { return packs_.get(); }  // bf16: the packs the next step will use
   int steps_done = 0;
   std::vector<float> grads, m1, m2;
 
  private:
+  // A piece of the update: n values of tensor `tensor` from `offset`; for a block of a packed matrix's rows,
+  // that matrix (an index into packed_matrices()) and its rows [r0, r1), repacked right after the update.
+  struct Piece {
+    int64_t offset, n;
+    int tensor, matrix, r0, r1;
+  };
   std::vector<bool> trainable_;
   AdamwConfig cfg_;
-  std::shared_ptr<FrozenWeights> packs_;  // bf16 only: refilled in place every step
+  std::shared_ptr<FrozenWeights> packs_;  // bf16 only: kept in step with the weights
+  std::vector<Piece> pieces_;             // every trainable value, once
+  bool packs_current_ = false;            // the packs hold m's weights (false: repack at the next step)
+  bool grads_clear_ = true;               // grads of trainable tensors are zero
 };
 
 struct PretrainOptions {

@@ -8,6 +8,7 @@
 #include "core/gemm_bf16_dot.h"
 #include "core/gemm_f32.h"
 #include "core/product_time.h"
+#include "heirloom/error.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -222,17 +223,27 @@ __m512i pair_words(__m512 lo, __m512 hi) {
 // Every 32-bit word of the packed buffer is written (padding as zeros), so packing in place over an
 // earlier pack of the same shape leaves exactly what a fresh pack would. Seen as 32-bit words, column
 // block n16 holds Kp/2 rows of 16 (k-pair, column) words: word (j, c) = bf16(B[2j][n]) | bf16(B[2j+1][n]) << 16.
+// One line of packed words: Stream = a non-temporal store (a weight repacked every step is read next by the
+// next step's forward, long after it has left the cache: no point fetching the line first, or keeping it).
+template <bool Stream>
+__attribute__((target("avx512f"))) void store_words(uint32_t* dst, __m512i v) {
+  if constexpr (Stream) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), v);
+  else _mm512_storeu_si512(dst, v);
+}
+
+template <bool Stream = false>
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void pack_rows_of_k(uint32_t* dst, const float* src, int ld, int K, int N, int Kp, int Np, int j0, int j1) {
   // B[k][n] = src[k·ld + n]: two rows of src make one row of words.
+  // Column block by column block: each writes j1 - j0 consecutive rows of words (whole lines, in order).
   const int J = Kp / 2;
-  for (int j = j0; j < j1; ++j)
-    for (int n0 = 0; n0 < Np; n0 += 16) {
+  for (int n0 = 0; n0 < Np; n0 += 16)
+    for (int j = j0; j < j1; ++j) {
       const int w = N - n0 < 16 ? (N - n0 > 0 ? N - n0 : 0) : 16;
       const __mmask16 m = (__mmask16)((1u << w) - 1);
       const __m512 lo = 2 * j < K ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j) * ld + n0) : _mm512_setzero_ps();
       const __m512 hi = 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j + 1) * ld + n0) : _mm512_setzero_ps();
-      _mm512_storeu_si512(dst + ((int64_t)(n0 / 16) * J + j) * 16, pair_words(lo, hi));
+      store_words<Stream>(dst + ((int64_t)(n0 / 16) * J + j) * 16, pair_words(lo, hi));
     }
 }
 
@@ -269,6 +280,7 @@ void transpose16(__m512i w[16]) {
   }
 }
 
+template <bool Stream = false>
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int n_from, int N) {
   // B[k][n] = src[n·ld + k], for a column block [n_from, n_from + 16): row n of src gives 16 k-pairs of
@@ -289,7 +301,7 @@ void pack_rows_of_n(uint32_t* dst, const float* src, int ld, int K, int Kp, int 
       }
     }
     transpose16(w);
-    for (int i = 0; i < 16; ++i) _mm512_storeu_si512(block + (int64_t)(k / 2 + i) * 16, w[i]);
+    for (int i = 0; i < 16; ++i) store_words<Stream>(block + (int64_t)(k / 2 + i) * 16, w[i]);
   }
 }
 
@@ -395,6 +407,22 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
 #pragma omp parallel for schedule(static) if (parallel)
     for (int j16 = 0; j16 < Kp / 32; ++j16) pack_rows_of_k(dst, src, ld, K, N, Kp, Np, j16 * 16, j16 * 16 + 16);
   }
+}
+
+void pack_b_bf16_rows(PackedB& p, const float* src, int ld, bool trans, int s0, int s1) {
+  uint32_t* dst = reinterpret_cast<uint32_t*>(p.data.data());
+  const int rows = trans ? p.N : p.K;  // src's rows: B's columns when transposed, else B's rows
+  const int step = trans ? 16 : 32;    // src rows per packed block
+  if (s0 % step != 0 || (s1 % step != 0 && s1 != rows) || s0 < 0 || s1 > rows)
+    throw Error("internal: packing rows [" + std::to_string(s0) + ", " + std::to_string(s1) + ") of " +
+                std::to_string(rows) + " off the pack's " + std::to_string(step) + "-row blocks");
+  const int end = s1 == rows ? (trans ? p.Np : p.Kp) : s1;  // the last rows also write the padding blocks
+  if (trans) {
+    for (int n = s0; n < end; n += 16) pack_rows_of_n<true>(dst, src, ld, p.K, p.Kp, n, p.N);
+  } else {
+    for (int k = s0; k < end; k += 32) pack_rows_of_k<true>(dst, src, ld, p.K, p.N, p.Kp, p.Np, k / 2, k / 2 + 16);
+  }
+  _mm_sfence();  // the streamed lines are visible before anything after this
 }
 
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N) {

@@ -2,8 +2,11 @@
 // rounded to bf16 per call, and products accumulate in fp32. On Intel AMX tiles where the CPU has them (and the
 // kernel grants them), else on AVX512-BF16 dot products (AMD Zen 4, core/gemm_bf16_dot.h).
 // Chosen at run time: bf16_gemm_available() is false on CPUs without AVX512-BF16, and callers then keep the
-// fp32 products. Used only where the weights do not change (adapter training, never the base's).
+// fp32 products. Used for frozen weights, and for trained ones repacked as the optimizer updates them
+// (BaseTrainer's mixed precision: its master weights stay fp32).
 #pragma once
+#include "core/cache_line.h"
+
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -13,13 +16,17 @@ namespace heirloom {
 // B[K, N] in bf16, as AMX tiles of 32 (K) × 16 (N), zero-padded to Kp = ⌈K/32⌉·32 and Np = ⌈N/32⌉·32.
 struct PackedB {
   int K = 0, N = 0, Kp = 0, Np = 0;
-  std::vector<uint16_t> data;  // tile (n16, k32) at ((n16 · Kp/32) + k32) · 512; pairs of k interleaved
+  std::vector<uint16_t, CacheLineAllocator<uint16_t>> data;  // tile (n16, k32) at ((n16 · Kp/32) + k32) · 512; pairs of k interleaved
 };
 
 // B[k][n] = trans ? src[n·ld + k] : src[k·ld + n], for k < K, n < N.
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N);
 // The same, in place over p (already sized for this K, N): for weights that change every step.
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans);
+// Only what rows [s0, s1) of src make (src's rows are B's columns when trans, else B's rows), on the calling
+// thread: for a weight packed piece by piece right after each piece changes. s0 is a multiple of 16 (trans)
+// or 32; so is s1, or it is the last row, and then the pack's padding is written too.
+void pack_b_bf16_rows(PackedB& p, const float* src, int ld, bool trans, int s0, int s1);
 // The same for B[K, N] of any shape, reusing p's buffer (grown, never shrunk): for operands packed per call.
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N);
 

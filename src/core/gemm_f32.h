@@ -6,24 +6,13 @@
 // Chosen at run time: f32_packed_available() is false on CPUs without AVX-512F (or with HEIRLOOM_NO_AVX512=1
 // set, to run the paths those CPUs take), and callers keep gemm().
 #pragma once
+#include "core/cache_line.h"
+
 #include <cstddef>
 #include <cstdint>
-#include <new>
 #include <vector>
 
 namespace heirloom {
-
-// A std::vector allocator whose blocks start on a cache line (panel loads then never split a line).
-template <class T>
-struct CacheLineAllocator {
-  using value_type = T;
-  CacheLineAllocator() = default;
-  template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
-  bool operator==(const CacheLineAllocator&) const { return true; }
-};
 
 // B[K, N] in fp32 as panels of 32 columns, zero-padded to Np = ⌈N/32⌉·32: B[k][n] at
 // data[((n / 32) · K + k) · 32 + n % 32].

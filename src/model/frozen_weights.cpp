@@ -78,6 +78,15 @@ void repack_frozen(FrozenWeights& p, const Model& m) {
   for_each_matrix(p, m, [](PackedWeight& w, const float* src, int O, int I) { repack_weight(w, src, O, I); });
 }
 
+std::vector<PackedMatrix> packed_matrices(FrozenWeights& p, const Model& m) {
+  if (p.source != m.data.data()) throw Error("internal: listing packed weights against another model", "report this as a bug");
+  std::vector<PackedMatrix> out;
+  for_each_matrix(p, m, [&](PackedWeight& w, const float* src, int O, int I) {
+    out.push_back({&w, src - m.data.data(), O, I});
+  });
+  return out;
+}
+
 MoeWeights moe_weights(const LayerWeights& w, const FrozenLayer* packs) {
   MoeWeights mw{w.router, w.ffn_gate, w.ffn_up, w.ffn_down};
   if (packs) {

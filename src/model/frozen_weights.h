@@ -28,6 +28,15 @@ struct FrozenWeights {
 // Packs m's current values into p in place (p was packed from m): for weights that change every step.
 void repack_frozen(FrozenWeights& p, const Model& m);
 
+// Every matrix the packs cover: its pack, where its weight starts in m.data, its shape [O, I]; in a fixed
+// order (the packs' own), so an index into the list names the same matrix on every call.
+struct PackedMatrix {
+  PackedWeight* pack;
+  int64_t offset;
+  int O, I;
+};
+std::vector<PackedMatrix> packed_matrices(FrozenWeights& p, const Model& m);
+
 struct Workspace;
 // The workspace's packs if it has any (null otherwise); throws if they were packed from another model.
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m);

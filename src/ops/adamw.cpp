@@ -6,17 +6,39 @@
 
 namespace heirloom {
 
-void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
-                  float lr) {
-  const float c1 = 1.0f / (1.0f - std::pow(h.beta1, (float)step));
-  const float c2 = 1.0f / (1.0f - std::pow(h.beta2, (float)step));
-#pragma omp parallel for simd schedule(static)
+AdamwStep::AdamwStep(const AdamwHparams& h, int step, float lr)
+    : h(h), c1(1.0f / (1.0f - std::pow(h.beta1, (float)step))), c2(1.0f / (1.0f - std::pow(h.beta2, (float)step))),
+      lr(lr) {}
+
+namespace {
+
+// adamw_update's arithmetic on n values; Clear: the gradients read are set to zero (G = float).
+template <bool Clear, class G>
+void adamw_values(const AdamwStep& s, float* param, G* grad, float* m, float* v, int64_t n) {
+  const AdamwHparams& h = s.h;
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float g = h.grad_scale * grad[i];
     m[i] = h.beta1 * m[i] + (1.0f - h.beta1) * g;
     v[i] = h.beta2 * v[i] + (1.0f - h.beta2) * g * g;
-    param[i] -= lr * (m[i] * c1 / (std::sqrt(v[i] * c2) + h.eps) + h.weight_decay * param[i]);
+    param[i] -= s.lr * (m[i] * s.c1 / (std::sqrt(v[i] * s.c2) + h.eps) + h.weight_decay * param[i]);
+    if constexpr (Clear) grad[i] = 0.f;
   }
+}
+
+}  // namespace
+
+void AdamwStep::apply_and_clear(float* param, float* grad, float* m, float* v, int64_t n) const {
+  adamw_values<true>(*this, param, grad, m, v, n);
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
+                  float lr) {
+  const AdamwStep s(h, step, lr);
+  constexpr int64_t kChunk = 4096;  // whole cache lines per thread
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += kChunk)
+    adamw_values<false>(s, param + i, grad + i, m + i, v + i, std::min(kChunk, n - i));
 }
 
 void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
@@ -35,6 +57,13 @@ void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64
 double sum_squares(const float* x, int64_t n) {
   double s = 0;
 #pragma omp parallel for simd reduction(+ : s) schedule(static)
+  for (int64_t i = 0; i < n; ++i) s += (double)x[i] * x[i];
+  return s;
+}
+
+double sum_squares_serial(const float* x, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += (double)x[i] * x[i];
   return s;
 }

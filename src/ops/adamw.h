@@ -13,11 +13,21 @@ struct AdamwHparams {
 // step counts from 1. param -= lr·(m̂/(sqrt(v̂)+eps) + wd·param)
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
                   float lr);
+// One step's constants, for callers that update their parameters in pieces (fused with other work):
+// apply_and_clear is adamw_update's arithmetic on n values, on the calling thread, and sets each gradient it
+// read to zero (ready for the next step's accumulation, without a pass of its own).
+struct AdamwStep {
+  AdamwStep(const AdamwHparams& h, int step, float lr);
+  void apply_and_clear(float* param, float* grad, float* m, float* v, int64_t n) const;
+  AdamwHparams h;
+  float c1, c2, lr;  // bias corrections 1/(1 - beta^step)
+};
 void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
                       float lr);
 
 // Sum of squares of n values, accumulated in double (deterministic per thread count).
 double sum_squares(const float* x, int64_t n);
+double sum_squares_serial(const float* x, int64_t n);  // the same on the calling thread
 void scale_inplace(float* x, int64_t n, float s);
 
 // Linear warm-up over `warmup` steps to lr_max, then cosine decay to lr_min at `total` steps.

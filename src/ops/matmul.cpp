@@ -30,6 +30,12 @@ void repack_weight(PackedWeight& p, const float* weight, int O, int I) {
   }
 }
 
+void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int r0, int r1) {
+  if (!p.bf16() || p.fwd.K != I || p.fwd.N != O) throw Error("internal: repacking rows of a weight with no bf16 pack of its shape");
+  pack_b_bf16_rows(p.fwd, weight, I, true, r0, r1);
+  if (p.has_backward()) pack_b_bf16_rows(p.bwd, weight, I, false, r0, r1);
+}
+
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                     bool accumulate, const PackedWeight* packed) {
   if (packed && packed->bf16()) return gemm_bf16(N, inp, ldi, packed->fwd, out, ldo, accumulate);

@@ -21,6 +21,10 @@ struct PackedWeight {
 // backward = false: fwd only (inference); backward() refuses such packs.
 PackedWeight pack_weight(const float* weight, int O, int I, bool bf16, bool backward = true);
 void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in place, same shape and arithmetic
+// Only rows [r0, r1) of the weight, on the calling thread (bf16 packs): r0 and r1 multiples of kRepackRows,
+// or r1 = O. For an optimizer that repacks each block of rows right after updating it, while it is in cache.
+constexpr int kRepackRows = 32;
+void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int r0, int r1);
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
 // With `packed` (the same W, packed), the product runs on the pack: in bf16 with fp32 accumulation, or fp32.

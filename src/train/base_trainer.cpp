@@ -1,6 +1,7 @@
 // BaseTrainer: AdamW on the base model's own trainable tensors (pretraining, full fine-tuning,
 // norm-only fine-tuning). Gradients are zeroed and clipped only over trainable tensors, so a norm-only
 // step touches a few thousand values, not the whole model. See include/heirloom/train.h.
+#include <algorithm>
 #include <cmath>
 
 #include "core/rng.h"
@@ -27,35 +28,94 @@ BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfi
     : grads(m.data.size(), 0.f), m1(m.data.size(), 0.f), m2(m.data.size(), 0.f), trainable_(std::move(trainable)),
       cfg_(cfg) {
   if (resolve_precision(precision) == Precision::bf16) packs_ = pack_frozen(m, Precision::bf16);
+  // Pieces: blocks of kRepackRows rows of each packed matrix (one matrix may hold several tensors: q|k|v),
+  // and chunks of whatever else is trainable.
+  std::vector<PackedMatrix> mats;
+  if (packs_) mats = packed_matrices(*packs_, m);
+  std::vector<int> by_offset(mats.size());
+  for (size_t j = 0; j < mats.size(); ++j) by_offset[j] = (int)j;
+  std::sort(by_offset.begin(), by_offset.end(), [&](int a, int b) { return mats[a].offset < mats[b].offset; });
+  std::vector<int64_t> starts;  // tensors' offsets, ascending
+  for (const TensorSpec& t : m.tensors) starts.push_back(t.offset);
+  if (!std::is_sorted(starts.begin(), starts.end())) throw Error("internal: the model's tensors are out of order", "report this as a bug");
+  auto tensor_at = [&](int64_t o) { return (int)(std::upper_bound(starts.begin(), starts.end(), o) - starts.begin()) - 1; };
+  for (int j : by_offset) {
+    const PackedMatrix& x = mats[j];
+    for (int r0 = 0; r0 < x.O; r0 += kRepackRows) {
+      const int r1 = std::min(r0 + kRepackRows, x.O);
+      const Piece piece{x.offset + (int64_t)r0 * x.I, (int64_t)(r1 - r0) * x.I, tensor_at(x.offset + (int64_t)r0 * x.I), j, r0, r1};
+      for (int i = piece.tensor; i <= tensor_at(piece.offset + piece.n - 1); ++i)
+        if (trainable_[i] != trainable_[piece.tensor] || m.tensors[i].is_norm() != m.tensors[piece.tensor].is_norm())
+          throw Error("internal: rows " + std::to_string(r0) + "-" + std::to_string(r1) + " of a packed matrix span tensors trained differently (" +
+                          m.tensors[i].name + ")", "report this as a bug");
+      if (trainable_[piece.tensor]) pieces_.push_back(piece);
+    }
+  }
+  constexpr int64_t kChunk = 16384;
+  size_t next = 0;  // the first matrix (in offset order) that ends after `at`
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const int64_t end = m.tensors[i].offset + m.tensors[i].numel;
+    for (int64_t at = m.tensors[i].offset; at < end;) {
+      while (next < by_offset.size() && mats[by_offset[next]].offset + (int64_t)mats[by_offset[next]].O * mats[by_offset[next]].I <= at) ++next;
+      const PackedMatrix* x = next < by_offset.size() ? &mats[by_offset[next]] : nullptr;
+      if (x && x->offset <= at) {  // inside a matrix: its pieces cover this
+        at = x->offset + (int64_t)x->O * x->I;
+        continue;
+      }
+      const int64_t to = x ? std::min(end, x->offset) : end;
+      for (int64_t o = at; trainable_[i] && o < to; o += kChunk) pieces_.push_back({o, std::min(kChunk, to - o), (int)i, -1, 0, 0});
+      at = to;
+    }
+  }
+  int64_t placed = 0, want = 0;
+  for (const Piece& p : pieces_) placed += p.n;
+  for (size_t i = 0; i < m.tensors.size(); ++i) want += trainable_[i] ? m.tensors[i].numel : 0;
+  if (placed != want) throw Error("internal: the update covers " + std::to_string(placed) + " of " + std::to_string(want) + " trainable values", "report this as a bug");
 }
 
 BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef) {
-  for (size_t i = 0; i < m.tensors.size(); ++i)
-    if (trainable_[i]) std::fill_n(grads.data() + m.tensors[i].offset, m.tensors[i].numel, 0.f);
+  if (!grads_clear_)  // an earlier step stopped before its update
+    for (size_t i = 0; i < m.tensors.size(); ++i)
+      if (trainable_[i]) std::fill_n(grads.data() + m.tensors[i].offset, m.tensors[i].numel, 0.f);
+  if (packs_ && !packs_current_) repack_frozen(*packs_, m);
+  grads_clear_ = packs_current_ = false;
   ForwardOptions fo;
   fo.for_backward = true;
   fo.aux_coef = aux_coef;
-  if (packs_) repack_frozen(*packs_, m);  // the weights changed in the last step
   const ForwardResult r = [&] {
     const ScopedPacks packs(ws, packs_);
     const ForwardResult f = forward(m, ws, batch, {}, fo);
     backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef);
     return f;
   }();
+  // The gradient norm from per-piece sums added in piece order: the same for any thread count.
+  const int P = (int)pieces_.size();
+  std::vector<double> part(P);
+#pragma omp parallel for schedule(dynamic, 8)
+  for (int p = 0; p < P; ++p) part[p] = sum_squares_serial(grads.data() + pieces_[p].offset, pieces_[p].n);
   double ss = 0;
-  for (size_t i = 0; i < m.tensors.size(); ++i)
-    if (trainable_[i]) ss += sum_squares(grads.data() + m.tensors[i].offset, m.tensors[i].numel);
+  for (double x : part) ss += x;
   const double norm = std::sqrt(ss);
   const float scale = cfg_.clip > 0 && norm > cfg_.clip ? (float)(cfg_.clip / norm) : 1.f;
   ++steps_done;
-  for (size_t i = 0; i < m.tensors.size(); ++i) {
-    if (!trainable_[i]) continue;
-    const TensorSpec& s = m.tensors[i];
-    // No weight decay on gains: decaying them pulls the norms towards zero, not towards "simpler".
-    AdamwHparams h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, s.is_norm() ? 0.f : cfg_.weight_decay, scale};
-    adamw_update(m.data.data() + s.offset, grads.data() + s.offset, m1.data() + s.offset, m2.data() + s.offset,
-                 s.numel, h, steps_done, lr);
+  // No weight decay on gains: decaying them pulls the norms towards zero, not towards "simpler".
+  const AdamwStep decayed({lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, scale}, steps_done, lr);
+  const AdamwStep gains({lr, cfg_.beta1, cfg_.beta2, cfg_.eps, 0.f, scale}, steps_done, lr);
+  std::vector<PackedMatrix> mats;
+  if (packs_) mats = packed_matrices(*packs_, m);
+  float* w = m.data.data();
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int p = 0; p < P; ++p) {
+    const Piece& x = pieces_[p];
+    (m.tensors[x.tensor].is_norm() ? gains : decayed)
+        .apply_and_clear(w + x.offset, grads.data() + x.offset, m1.data() + x.offset, m2.data() + x.offset, x.n);
+    if (x.matrix >= 0) {  // the rows just written are still in this core's cache
+      const PackedMatrix& mat = mats[x.matrix];
+      repack_weight_rows(*mat.pack, w + mat.offset, mat.O, mat.I, x.r0, x.r1);
+    }
   }
+  grads_clear_ = true;
+  packs_current_ = packs_ != nullptr;
   return {r.mean_loss(), r.aux, norm, lr};
 }
 
