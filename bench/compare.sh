@@ -170,4 +170,16 @@ if bf16:
     kernel = h.get("bf16_kernel") or "AMX"
     print(f"- heirloom bf16: the base's matrix products in bf16 with fp32 accumulation ({kernel}); what is trained "
           "keeps fp32 master values and AdamW (full: mixed precision, the weights repacked every step, inside the time)")
+
+# Target 3: each step's FLOP rate against the GEMM peak on the model's shapes and the instruction ceiling.
+print("\n| heirloom task | precision | GFLOP/s | of the GEMM peak | of the instruction ceiling |\n|---|---|---:|---:|---:|")
+for name, prefix, _ in tasks[:4]:
+    for prec in (("fp32", "bf16") if bf16 else ("fp32",)):
+        r = hrow(prefix, prec)
+        ceiling = f"{100 * r['ceiling_fraction']:.0f} %" if r.get("ceiling_fraction") else "not measured"
+        print(f"| {name} | {prec} | {r['gflops']:.1f} | {100 * r['peak_fraction']:.0f} % | {ceiling} |")
+print(f"\n- GEMM peak on the model's shapes: fp32 {h['sgemm_peak_gflops']:.1f} GFLOP/s"
+      + (f", bf16 {h['bf16_peak_gflops']:.1f}" if bf16 else "")
+      + f"; instruction ceiling (registers only): fp32 FMA {h.get('fp32_ceiling_gflops', 0):.1f}"
+      + (f", bf16 dot products {h.get('bf16_ceiling_gflops', 0):.1f}" if bf16 else "") + " GFLOP/s")
 EOF

@@ -90,6 +90,7 @@ Action add_bench(CLI::App& app, Common& common) {
                               {"share", p.share}, {"gflops", p.gflops}});
         a.push_back({{"name", x.name}, {"ms", x.ms}, {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop},
                      {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
+                     {"ceiling_fraction", x.ceiling_fraction},
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
                      {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision}});
       }
@@ -98,6 +99,7 @@ Action add_bench(CLI::App& app, Common& common) {
     if (common.json) {
       print_json({{"preset", r.preset}, {"cpu", r.cpu}, {"threads", r.threads}, {"sgemm_peak_gflops", r.sgemm_peak_gflops},
                   {"bf16_peak_gflops", r.bf16_peak_gflops}, {"bf16_kernel", r.bf16_kernel},
+                  {"fp32_ceiling_gflops", r.fp32_ceiling_gflops}, {"bf16_ceiling_gflops", r.bf16_ceiling_gflops},
                   {"sgemm", rows(r.gemm_rows)}, {"results", rows(r.rows)}, {"notes", r.notes}});
       return 0;
     }
@@ -106,11 +108,19 @@ Action add_bench(CLI::App& app, Common& common) {
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
     std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel, split or one per thread)", r.sgemm_peak_gflops);
     if (r.bf16_peak_gflops > 0) std::printf(", bf16 %s %.1f GFLOP/s", r.bf16_kernel.c_str(), r.bf16_peak_gflops);
-    std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of its GEMM peak | in products | products at |\n"
-                "|---|---:|---:|---:|---:|---:|---:|\n");
+    if (r.fp32_ceiling_gflops > 0) {
+      std::printf(".\nInstruction ceiling (operands in registers, all threads): fp32 FMA %.1f GFLOP/s (the GEMM peak is %.0f%% of it)",
+                  r.fp32_ceiling_gflops, 100 * r.sgemm_peak_gflops / r.fp32_ceiling_gflops);
+      if (r.bf16_ceiling_gflops > 0)
+        std::printf(", bf16 dot products %.1f GFLOP/s (%.0f%%)", r.bf16_ceiling_gflops, 100 * r.bf16_peak_gflops / r.bf16_ceiling_gflops);
+    }
+    std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of the ceiling | of its GEMM peak | in products | products at |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& x : r.rows) {
       const double peak = x.precision == "bf16" ? r.bf16_peak_gflops : r.sgemm_peak_gflops;
       std::printf("| %s | %.1f | %.0f | %.1f | ", x.name.c_str(), x.ms, x.tokens_per_s, x.gflops);
+      if (x.ceiling_fraction > 0) std::printf("%.0f%% | ", 100 * x.ceiling_fraction);
+      else std::printf("— | ");
       if (peak > 0)
         std::printf("%.0f%% | %.0f%% | %.1f GFLOP/s (%.0f%%) |\n", 100 * x.peak_fraction, 100 * x.product_share,
                     x.product_gflops, 100 * x.product_gflops / peak);

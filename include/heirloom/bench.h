@@ -26,7 +26,8 @@ struct BenchRow {
   double tokens_per_s = 0;
   double gflop = 0;      // work per call (formula in the report)
   double gflops = 0;     // achieved GFLOP/s
-  double peak_fraction = 0;  // of the measured GEMM peak in the row's own precision
+  double peak_fraction = 0;     // of the measured GEMM peak in the row's own precision
+  double ceiling_fraction = 0;  // of the instruction ceiling in that precision (0: not measured)
   // From one more run with the product clock on (core/product_time.h): the share of the machine's time
   // (wall × threads) spent inside matrix products, and the products' own rate over that time.
   double product_share = 0;
@@ -49,6 +50,8 @@ struct BenchReport {
   double sgemm_peak_gflops = 0;  // best measured fp32 GEMM GFLOP/s over the model's shapes (OpenBLAS or packed)
   double bf16_peak_gflops = 0;   // the same for the bf16 GEMM (0 without AVX512-BF16)
   std::string bf16_kernel;       // what bf16 runs on here: "AMX" or "AVX512-BF16" (empty without either)
+  // The instruction ceiling (bench/ceiling.h): register-only FMA and bf16 dot-product loops on all threads.
+  double fp32_ceiling_gflops = 0, bf16_ceiling_gflops = 0;
   std::vector<BenchRow> gemm_rows, rows;
   std::vector<std::string> notes;  // FLOP formulas
 };

@@ -12,6 +12,7 @@
 #include <map>
 #include <vector>
 
+#include "bench/ceiling.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
@@ -148,7 +149,11 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       if (threads > 1) time_row(kernel + ", one per thread,", rep.bf16_peak_gflops, [&] { per_thread(product); }, threads);
     }
   }
-  if (want("sgemm")) bar.update(++done);
+  if (want("sgemm")) {
+    rep.fp32_ceiling_gflops = fma_ceiling_gflops(rep.threads, 3);
+    if (!bf16_amx_available()) rep.bf16_ceiling_gflops = bf16_dot_ceiling_gflops(rep.threads, 3);  // AMX: no tile ceiling yet
+    bar.update(++done);
+  }
 
   Model m = init_model(c, bench_vocab(c.n_vocab), 1);
   auto ws = make_workspace();
@@ -175,6 +180,8 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     r.gflops = r.gflop / (ms / 1e3);
     const double peak = p == Precision::bf16 ? rep.bf16_peak_gflops : rep.sgemm_peak_gflops;
     r.peak_fraction = peak > 0 ? r.gflops / peak : 0;
+    const double ceiling = p == Precision::bf16 ? rep.bf16_ceiling_gflops : rep.fp32_ceiling_gflops;
+    r.ceiling_fraction = ceiling > 0 ? r.gflops / ceiling : 0;
     const double machine_s = t.clocked_ms / 1e3 * rep.threads;
     auto split = [&](const ProductTime::Part& part, double& share, double& gflops) {
       if (machine_s > 0) share = part.core_seconds / machine_s;
@@ -287,7 +294,10 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "the most time; rows = the sum of M over the calls)",
       "bf16 = the frozen base's matrix products in bf16 with fp32 accumulation (AMX tiles where the CPU has them, else "
       "AVX512-BF16 dot products; attention's own products too from 256 keys on AMX, 128 on dot products); everything "
-      "trained stays fp32",
+      "trained stays fp32 (the full step keeps fp32 master weights and repacks each block in bf16 as AdamW updates it)",
+      "instruction ceiling = multiply-adds issued with every operand in a register (12 independent chains of 512-bit "
+      "FMA, 32 FLOPs each, or of vdpbf16ps, 64 FLOPs each) on all threads at once, the best of 3 runs: no GEMM can "
+      "exceed it (not measured for AMX tiles)",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through OpenBLAS"};
   return rep;
