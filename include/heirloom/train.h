@@ -45,6 +45,7 @@ class BaseTrainer {
     int64_t offset, n;
     int tensor, matrix, r0, r1;
   };
+  void plan_update(const Model& m);  // fills pieces_
   std::vector<bool> trainable_;
   AdamwConfig cfg_;
   std::shared_ptr<FrozenWeights> packs_;  // bf16 only: kept in step with the weights

@@ -28,27 +28,37 @@ BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfi
     : grads(m.data.size(), 0.f), m1(m.data.size(), 0.f), m2(m.data.size(), 0.f), trainable_(std::move(trainable)),
       cfg_(cfg) {
   if (resolve_precision(precision) == Precision::bf16) packs_ = pack_frozen(m, Precision::bf16);
-  // Pieces: blocks of kRepackRows rows of each packed matrix (one matrix may hold several tensors: q|k|v),
-  // and chunks of whatever else is trainable.
+  plan_update(m);
+}
+
+// Pieces: blocks of kRepackRows rows of each packed matrix (one matrix may hold several tensors: q|k|v), and
+// chunks of whatever else is trainable; every trainable value in exactly one piece.
+void BaseTrainer::plan_update(const Model& m) {
   std::vector<PackedMatrix> mats;
   if (packs_) mats = packed_matrices(*packs_, m);
   std::vector<int> by_offset(mats.size());
   for (size_t j = 0; j < mats.size(); ++j) by_offset[j] = (int)j;
   std::sort(by_offset.begin(), by_offset.end(), [&](int a, int b) { return mats[a].offset < mats[b].offset; });
+  auto end_of = [&](const PackedMatrix& x) { return x.offset + (int64_t)x.O * x.I; };
   std::vector<int64_t> starts;  // tensors' offsets, ascending
   for (const TensorSpec& t : m.tensors) starts.push_back(t.offset);
-  if (!std::is_sorted(starts.begin(), starts.end())) throw Error("internal: the model's tensors are out of order", "report this as a bug");
-  auto tensor_at = [&](int64_t o) { return (int)(std::upper_bound(starts.begin(), starts.end(), o) - starts.begin()) - 1; };
+  if (!std::is_sorted(starts.begin(), starts.end()))
+    throw Error("internal: the model's tensors are out of order", "report this as a bug");
+  auto tensor_at = [&](int64_t o) {
+    return (int)(std::upper_bound(starts.begin(), starts.end(), o) - starts.begin()) - 1;
+  };
   for (int j : by_offset) {
     const PackedMatrix& x = mats[j];
     for (int r0 = 0; r0 < x.O; r0 += kRepackRows) {
       const int r1 = std::min(r0 + kRepackRows, x.O);
-      const Piece piece{x.offset + (int64_t)r0 * x.I, (int64_t)(r1 - r0) * x.I, tensor_at(x.offset + (int64_t)r0 * x.I), j, r0, r1};
-      for (int i = piece.tensor; i <= tensor_at(piece.offset + piece.n - 1); ++i)
-        if (trainable_[i] != trainable_[piece.tensor] || m.tensors[i].is_norm() != m.tensors[piece.tensor].is_norm())
-          throw Error("internal: rows " + std::to_string(r0) + "-" + std::to_string(r1) + " of a packed matrix span tensors trained differently (" +
-                          m.tensors[i].name + ")", "report this as a bug");
-      if (trainable_[piece.tensor]) pieces_.push_back(piece);
+      const int64_t offset = x.offset + (int64_t)r0 * x.I, n = (int64_t)(r1 - r0) * x.I;
+      const int first = tensor_at(offset);
+      for (int i = first; i <= tensor_at(offset + n - 1); ++i)
+        if (trainable_[i] != trainable_[first] || m.tensors[i].is_norm() != m.tensors[first].is_norm())
+          throw Error("internal: rows " + std::to_string(r0) + "-" + std::to_string(r1) +
+                          " of a packed matrix span tensors trained differently (" + m.tensors[i].name + ")",
+                      "report this as a bug");
+      if (trainable_[first]) pieces_.push_back({offset, n, first, j, r0, r1});
     }
   }
   constexpr int64_t kChunk = 16384;
@@ -56,21 +66,24 @@ BaseTrainer::BaseTrainer(const Model& m, std::vector<bool> trainable, AdamwConfi
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const int64_t end = m.tensors[i].offset + m.tensors[i].numel;
     for (int64_t at = m.tensors[i].offset; at < end;) {
-      while (next < by_offset.size() && mats[by_offset[next]].offset + (int64_t)mats[by_offset[next]].O * mats[by_offset[next]].I <= at) ++next;
+      while (next < by_offset.size() && end_of(mats[by_offset[next]]) <= at) ++next;
       const PackedMatrix* x = next < by_offset.size() ? &mats[by_offset[next]] : nullptr;
       if (x && x->offset <= at) {  // inside a matrix: its pieces cover this
-        at = x->offset + (int64_t)x->O * x->I;
+        at = end_of(*x);
         continue;
       }
       const int64_t to = x ? std::min(end, x->offset) : end;
-      for (int64_t o = at; trainable_[i] && o < to; o += kChunk) pieces_.push_back({o, std::min(kChunk, to - o), (int)i, -1, 0, 0});
+      for (int64_t o = at; trainable_[i] && o < to; o += kChunk)
+        pieces_.push_back({o, std::min(kChunk, to - o), (int)i, -1, 0, 0});
       at = to;
     }
   }
   int64_t placed = 0, want = 0;
   for (const Piece& p : pieces_) placed += p.n;
   for (size_t i = 0; i < m.tensors.size(); ++i) want += trainable_[i] ? m.tensors[i].numel : 0;
-  if (placed != want) throw Error("internal: the update covers " + std::to_string(placed) + " of " + std::to_string(want) + " trainable values", "report this as a bug");
+  if (placed != want)
+    throw Error("internal: the update covers " + std::to_string(placed) + " of " + std::to_string(want) +
+                    " trainable values", "report this as a bug");
 }
 
 BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef) {
