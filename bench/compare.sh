@@ -108,8 +108,31 @@ run_timed() {  # $1 = part name, rest = command. Re-measures (up to ATTEMPTS) wh
   echo "$best" > "$OUT/$name.attempts"
 }
 
-run_timed heirloom "$HEIRLOOM" bench --json --threads "$THREADS" --repeats "$REPEATS"
-run_timed pytorch env OMP_WAIT_POLICY=PASSIVE "$PY" bench/pytorch/moe30m.py --threads "$THREADS" --repeats "$REPEATS"
+# --- OpenBLAS's kernel ------------------------------------------------------------------------------------
+# Some machines here set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) for older OpenBLAS builds that misdetect the
+# CPU; on an AVX-512 CPU the forced kernel may be an AVX2 one (Haswell: PyTorch's products at a third of their
+# speed). Both programs run with OpenBLAS's own choice when a product under it agrees with float64 (each at its
+# best, on the same library); otherwise as the environment sets it. The table names the kernel.
+BLAS_ENV=()
+if [ -n "${OPENBLAS_CORETYPE:-}${OPENBLAS_L2_SIZE:-}" ]; then
+  if env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" - <<'PYEOF'
+import sys, torch
+torch.manual_seed(0)
+a, b = torch.randn(300, 257), torch.randn(257, 1000)
+err = ((a @ b).double() - a.double() @ b.double()).abs().max() / (a.double() @ b.double()).abs().max()
+sys.exit(0 if err < 1e-5 else 1)
+PYEOF
+  then
+    BLAS_ENV=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+    log "OpenBLAS chooses its own kernel (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} unset for both programs)"
+  else
+    log "OpenBLAS's own kernel choice failed a product check; keeping OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-}"
+  fi
+fi
+
+run_timed heirloom env "${BLAS_ENV[@]}" "$HEIRLOOM" bench --json --threads "$THREADS" --repeats "$REPEATS"
+run_timed pytorch env "${BLAS_ENV[@]}" OMP_WAIT_POLICY=PASSIVE "$PY" bench/pytorch/moe30m.py --threads "$THREADS" \
+  --repeats "$REPEATS"
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$OUT"/* "$KEEP"/; fi
 
 # --- the table ------------------------------------------------------------------------------------------

@@ -365,7 +365,9 @@ def blas_info():
         try:
             lib = ctypes.CDLL(name)
             lib.openblas_get_config.restype = ctypes.c_char_p
-            return lib.openblas_get_config().decode(), int(lib.openblas_get_num_threads())
+            lib.openblas_get_corename.restype = ctypes.c_char_p  # the kernel in use (OPENBLAS_CORETYPE or chosen)
+            config = f"{lib.openblas_get_config().decode()}, kernel {lib.openblas_get_corename().decode()}"
+            return config, int(lib.openblas_get_num_threads())
         except (OSError, AttributeError):
             continue
     return "unknown", 0
