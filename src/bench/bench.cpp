@@ -105,6 +105,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   const Shape shapes[] = {{"qkv", N, QKV, C}, {"attn_out", N, C, c.n_head * D}, {"ffn_up", expert_rows, F, C},
                           {"ffn_down", expert_rows, C, F}, {"head", N, c.n_vocab, C}};
   if (bf16_gemm_available()) rep.bf16_kernel = bf16_gemm_kind();
+  rep.blas_kernel = blas_kernel();
   Rng rng(7);
   for (const Shape& s : shapes) {
     if (!want("sgemm")) break;

@@ -63,4 +63,9 @@ void set_num_threads(int n) {
 
 int num_threads() { return omp_get_max_threads(); }
 
+std::string blas_kernel() {
+  const char* name = openblas_get_corename();
+  return name ? name : "unknown";
+}
+
 }  // namespace heirloom

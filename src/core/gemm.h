@@ -3,7 +3,9 @@
 // op(X) is X or X^T per the trans flag; lda/ldb/ldc are row strides in elements.
 // Everything in the engine that is a GEMM goes through here, so a faster kernel lands in one place.
 #pragma once
+
 #include <cstdint>
+#include <string>
 
 #include "heirloom/threads.h"
 
@@ -29,6 +31,9 @@ class RowExact {
 };
 
 bool row_exact();  // is a RowExact alive on this thread?
+
+// The kernel OpenBLAS runs on this CPU ("Cooperlake", "Haswell", ...): its own choice, or OPENBLAS_CORETYPE's.
+std::string blas_kernel();
 
 // C[M,N] = alpha·A[M,K]·B[N,K]ᵀ + beta·C, row by row as above (what gemm() runs under RowExact).
 void gemm_rows_nt(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,

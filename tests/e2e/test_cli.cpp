@@ -37,6 +37,9 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["results"].size(), 2u) << r.out;
+  // The sgemm rows and the fp32 full step run on OpenBLAS: the report names its kernel.
+  EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
+  EXPECT_NE(j["blas_kernel"].get<std::string>(), "unknown") << r.out;
   for (const auto& row : j["results"]) {
     const double share = row["product_share"], rate = row["product_gflops"];
     EXPECT_GT(share, 0.0) << row.dump();
