@@ -1,15 +1,21 @@
 // See gemm_thin.h. C is cut into tasks of kTaskRows rows × one 32-column panel (gemm_f32_panel), split across
 // the threads when called outside a parallel region; op(B)'s rows must be contiguous, so a transposed or
 // scaled B is first copied (it is small here: one of its sides is thin, or the copy is refused).
+// Sums over a long K of a transposed A (weight gradients: LoRA's dA and dB, the router's) stream their wide
+// operand row by row instead (outer_sum below).
 #include "core/gemm_thin.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/gemm_f32.h"
+#include "core/gemm_tile.h"
 #include "core/product_time.h"
 
 namespace heirloom {
@@ -17,11 +23,95 @@ namespace heirloom {
 namespace {
 constexpr int kPanel = 32, kTaskRows = 48;
 constexpr int64_t kMaxCopy = 1 << 16;  // floats of op(B) worth copying
+constexpr int kOuterMinK = 64;         // from this K on, a transposed A's thin products take outer_sum
+constexpr int kKBlock = 16;            // rows of X per pass over a thread's columns
+
+// acc[r][j] (+)= Σ_k U[k·ldu + r] · X[k·ldx + j] for r < R, j < W, k < K: X's rows are read whole (a thread's
+// columns of them), kKBlock at a time, and the accumulators wait in acc (R rows of ldacc, in L1) between
+// blocks. Every element is still one FMA chain over k in order, the same bits as gemm_f32_panel's.
+template <int R>
+__attribute__((target("avx512f"))) void outer_cols(int K, const float* U, int64_t ldu, const float* X, int64_t ldx,
+                                                   int W, float* acc, int ldacc) {
+  constexpr int V = R <= 8 ? 4 : 2;  // vectors of 16 columns per pass: R·V ≤ 32 accumulators
+  for (int k0 = 0; k0 < K; k0 += kKBlock) {
+    const int k1 = std::min(K, k0 + kKBlock);
+    // The next block's rows on their way while this one is summed: X is an activation saved long before.
+    for (int k = k1; k < std::min(K, k1 + kKBlock); ++k)
+      for (int j = 0; j < W; j += 16) _mm_prefetch((const char*)(X + (int64_t)k * ldx + j), _MM_HINT_T0);
+    for (int j = 0; j < W; j += 16 * V) {
+      __mmask16 mask[V];
+      __m512 a[R][V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) mask[v] = first_columns(W - j - 16 * v);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) a[r][v] = _mm512_loadu_ps(acc + (int64_t)r * ldacc + j + 16 * v);
+      for (int k = k0; k < k1; ++k) {
+        __m512 x[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) x[v] = _mm512_maskz_loadu_ps(mask[v], X + (int64_t)k * ldx + j + 16 * v);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          const __m512 u = _mm512_set1_ps(U[(int64_t)k * ldu + r]);
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) a[r][v] = _mm512_fmadd_ps(u, x[v], a[r][v]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) _mm512_storeu_ps(acc + (int64_t)r * ldacc + j + 16 * v, a[r][v]);
+    }
+  }
+}
+
+using OuterCols = void (*)(int, const float*, int64_t, const float*, int64_t, int, float*, int);
+template <int... R>
+constexpr auto outer_table(std::integer_sequence<int, R...>) {
+  return std::array<OuterCols, sizeof...(R)>{&outer_cols<R + 1>...};
+}
+constexpr auto kOuterCols = outer_table(std::make_integer_sequence<int, kThinSide>{});
+
+// C (+)= Uᵀ·X for U [K, R ≤ kThinSide], X [K, W]: element (r, j) of the product goes to C[r·crs + j·cjs]
+// (C = op(A)·op(B) when A is Uᵀ; Cᵀ when B is U). Threads take equal shares of X's columns.
+void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X, int64_t ldx, float* C, int64_t crs,
+               int64_t cjs, bool accumulate) {
+  const int shares = !omp_in_parallel() && (int64_t)R * W * K >= (1 << 16) ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(shares) if (shares > 1)
+  {
+    const PartOfProduct part;  // of gemm()'s product, which holds every thread
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads(), blocks = (W + 15) / 16;
+    const int j0 = blocks * t / nt * 16, j1 = std::min(W, blocks * (t + 1) / nt * 16), w = j1 - j0;
+    if (w > 0) {
+      const int ldacc = (w + 63) / 64 * 64;
+      thread_local std::vector<float> acc;
+      acc.assign((size_t)R * ldacc, 0.f);
+      kOuterCols[R - 1](K, U, ldu, X + j0, ldx, w, acc.data(), ldacc);
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < w; ++j) {
+          float& c = C[r * crs + (int64_t)(j0 + j) * cjs];
+          c = accumulate ? acc[(size_t)r * ldacc + j] + c : acc[(size_t)r * ldacc + j];
+        }
+    }
+  }
+}
 }  // namespace
 
 bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                int ldb, float beta, float* C, int ldc) {
   if (std::min({M, N, K}) > kThinSide || (beta != 0.f && beta != 1.f) || !f32_packed_available()) return false;
+  if (trans_a && !trans_b && K >= kOuterMinK) {
+    if (M <= kThinSide && alpha == 1.f)  // C[M, N] = Aᵀ·B: A's rows are U's
+      return outer_sum(M, N, K, A, lda, B, ldb, C, ldc, 1, beta == 1.f), true;
+    if (N <= kThinSide && (int64_t)K * N <= kMaxCopy) {  // Cᵀ[N, M] = (alpha·B)ᵀ·A, alpha folded as the panels do
+      thread_local std::vector<float> u;
+      u.resize((size_t)K * N);
+      for (int k = 0; k < K; ++k)
+        for (int n = 0; n < N; ++n) u[(size_t)k * N + n] = alpha * B[(int64_t)k * ldb + n];
+      return outer_sum(N, M, K, u.data(), N, A, lda, C, 1, ldc, beta == 1.f), true;
+    }
+  }
   const bool copy = trans_b || alpha != 1.f;
   if (copy && (int64_t)K * N > kMaxCopy) return false;
   const float* b = B;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/gemm.h"
+#include "core/gemm_f32.h"
 #include "core/rng.h"
 #include "heirloom/threads.h"
 
@@ -110,6 +111,39 @@ TEST(GemmTest, ThinProductsAllShapes) {
         run({ta, tb, 70, 16, 33, -2.f, 0.f, true});    // a thin side of 16, a partial row block
         run({ta, tb, 9, 300, 300, 1.f, 1.f});          // op(B) of 90,000 values: copied only when not transposed
       }
+  }
+  set_num_threads(threads);
+}
+
+// Thin products of a transposed A over a long K (LoRA's dA += duᵀ·x and dB += s·doutᵀ·u, the router's weight
+// gradient) stream the wide operand row by row; each element must still be one FMA chain over k in order, as
+// on the panels: bit for bit, on one thread or two, with beta 0 or 1.
+TEST(GemmTest, ThinTransposedSumsAreOneFmaChainPerElement) {
+  if (!f32_packed_available()) GTEST_SKIP() << "no AVX-512F: these products run on the BLAS";
+  const int threads = num_threads();
+  struct Case { int M, N, K; float alpha, beta; };
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    for (const Case& c : {Case{8, 256, 300, 1.f, 1.f}, Case{256, 8, 1024, 0.5f, 1.f}, Case{1, 70, 64, 1.f, 0.f},
+                          Case{16, 33, 129, 1.f, 0.f}, Case{13, 200, 100, 1.f, 1.f}, Case{300, 3, 65, -2.f, 0.f},
+                          Case{9, 12, 80, 0.25f, 1.f}}) {
+      Rng rng(5 + c.M + c.N + c.K);
+      std::vector<float> A((size_t)c.K * c.M), B((size_t)c.K * c.N), C((size_t)c.M * c.N);
+      for (auto& x : A) x = rng.normal();
+      for (auto& x : B) x = rng.normal();
+      for (auto& x : C) x = rng.normal();
+      std::vector<float> want = C;
+      for (int m = 0; m < c.M; ++m)
+        for (int n = 0; n < c.N; ++n) {
+          float acc = 0.f;  // alpha goes with B, as gemm_thin folds it into B's copy
+          for (int k = 0; k < c.K; ++k) acc = std::fmaf(A[(size_t)k * c.M + m], c.alpha * B[(size_t)k * c.N + n], acc);
+          float& w = want[(size_t)m * c.N + n];
+          w = c.beta == 1.f ? acc + w : acc;
+        }
+      gemm(true, false, c.M, c.N, c.K, c.alpha, A.data(), c.M, B.data(), c.N, c.beta, C.data(), c.N);
+      for (size_t i = 0; i < C.size(); ++i)
+        ASSERT_EQ(C[i], want[i]) << "M=" << c.M << " N=" << c.N << " K=" << c.K << " threads=" << t << " at " << i;
+    }
   }
   set_num_threads(threads);
 }
