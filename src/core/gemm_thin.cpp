@@ -101,17 +101,9 @@ void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X,
 bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                int ldb, float beta, float* C, int ldc) {
   if (std::min({M, N, K}) > kThinSide || (beta != 0.f && beta != 1.f) || !f32_packed_available()) return false;
-  if (trans_a && !trans_b && K >= kOuterMinK) {
-    if (M <= kThinSide && alpha == 1.f)  // C[M, N] = Aᵀ·B: A's rows are U's
-      return outer_sum(M, N, K, A, lda, B, ldb, C, ldc, 1, beta == 1.f), true;
-    if (N <= kThinSide && (int64_t)K * N <= kMaxCopy) {  // Cᵀ[N, M] = (alpha·B)ᵀ·A, alpha folded as the panels do
-      thread_local std::vector<float> u;
-      u.resize((size_t)K * N);
-      for (int k = 0; k < K; ++k)
-        for (int n = 0; n < N; ++n) u[(size_t)k * N + n] = alpha * B[(int64_t)k * ldb + n];
-      return outer_sum(N, M, K, u.data(), N, A, lda, C, 1, ldc, beta == 1.f), true;
-    }
-  }
+  const bool outer = trans_a && !trans_b && K >= kOuterMinK;
+  if (outer && M <= kThinSide && alpha == 1.f)  // C[M, N] = Aᵀ·B: A's rows are U's
+    return outer_sum(M, N, K, A, lda, B, ldb, C, ldc, 1, beta == 1.f), true;
   const bool copy = trans_b || alpha != 1.f;
   if (copy && (int64_t)K * N > kMaxCopy) return false;
   const float* b = B;
@@ -124,6 +116,8 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
         buf[(size_t)k * N + n] = alpha * (trans_b ? B[(int64_t)n * ldb + k] : B[(int64_t)k * ldb + n]);
     b = buf.data(), ldb_rows = N;
   }
+  if (outer && N <= kThinSide)  // Cᵀ[N, M] = op(B)ᵀ·A, alpha folded into B as for the panels
+    return outer_sum(N, M, K, b, ldb_rows, A, lda, C, 1, ldc, beta == 1.f), true;
   const int64_t ars = trans_a ? 1 : lda, aks = trans_a ? lda : 1;
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, panels = (N + kPanel - 1) / kPanel, tasks = row_tasks * panels;
   auto task = [&](int t) {
