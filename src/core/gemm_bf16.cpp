@@ -7,6 +7,7 @@
 #include "core/gemm.h"
 #include "core/gemm_bf16_dot.h"
 #include "core/gemm_f32.h"
+#include "core/parallel.h"
 #include "core/product_time.h"
 #include "heirloom/error.h"
 
@@ -399,14 +400,13 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {
   uint32_t* dst = reinterpret_cast<uint32_t*>(p.data.data());
   const int K = p.K, N = p.N, Kp = p.Kp, Np = p.Np;
   const int64_t work = (int64_t)Kp * Np;
-  const bool parallel = work >= (1 << 16) && !omp_in_parallel();
-  if (trans) {
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int n16 = 0; n16 < Np / 16; ++n16) pack_rows_of_n(dst, src, ld, K, Kp, n16 * 16, N);
-  } else {
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int j16 = 0; j16 < Kp / 32; ++j16) pack_rows_of_k(dst, src, ld, K, N, Kp, Np, j16 * 16, j16 * 16 + 16);
-  }
+  const bool worth = work >= (1 << 16);
+  if (trans)
+    parallel_for(Np / 16, worth, [&](int64_t n16) { pack_rows_of_n(dst, src, ld, K, Kp, (int)n16 * 16, N); });
+  else
+    parallel_for(Kp / 32, worth, [&](int64_t j16) {
+      pack_rows_of_k(dst, src, ld, K, N, Kp, Np, (int)j16 * 16, (int)j16 * 16 + 16);
+    });
 }
 
 void pack_b_bf16_rows(PackedB& p, const float* src, int ld, bool trans, int s0, int s1) {

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/gemm_tile.h"
+#include "core/parallel.h"
 #include "core/product_time.h"
 #include "heirloom/error.h"
 
@@ -108,9 +109,7 @@ bool f32_packed_available() {
 
 void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans) {
   const int K = p.K, N = p.N, panels = p.Np / kNr;
-  const bool parallel = (int64_t)K * p.Np >= (1 << 16) && !omp_in_parallel();
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int q = 0; q < panels; ++q) {
+  parallel_for(panels, (int64_t)K * p.Np >= (1 << 16), [&](int64_t q) {
     float* dst = p.data.data() + (int64_t)q * K * kNr;
     for (int j = 0; j < kNr; ++j) {
       const int n = q * kNr + j;
@@ -123,7 +122,7 @@ void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans) {
         for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = src[(int64_t)k * ld + n];
       }
     }
-  }
+  });
 }
 
 PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N) {
@@ -154,10 +153,7 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
     const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
     rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, lda, B, C, ldc, accumulate);
   };
-  const bool parallel = !omp_in_parallel() && omp_get_max_threads() > 1 && tasks > 1 &&
-                        (int64_t)M * B.Np * B.K >= (1 << 16);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int t = 0; t < tasks; ++t) task(t);
+  parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });
 }
 
 void gemm_f32_panel(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w,

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/gemm.h"
+#include "core/parallel.h"
 
 namespace heirloom {
 
@@ -63,8 +64,8 @@ void column_block(int M, int j0, int K, float alpha, const float* A, int lda, co
 void gemm_rows_nt(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
                   float* C, int ldc) {
   const int n_blocks = N / 4;
-#pragma omp parallel for schedule(static) if ((int64_t)M * N * K > 32768)
-  for (int jb = 0; jb < n_blocks; ++jb) column_block<4>(M, jb * 4, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  parallel_for(n_blocks, (int64_t)M * N * K > 32768,
+               [&](int64_t jb) { column_block<4>(M, (int)jb * 4, K, alpha, A, lda, B, ldb, beta, C, ldc); });
   for (int j = n_blocks * 4; j < N; ++j) column_block<1>(M, j, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

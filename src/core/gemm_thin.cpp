@@ -78,10 +78,8 @@ constexpr auto kOuterCols = outer_table(std::make_integer_sequence<int, kThinSid
 void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X, int64_t ldx, float* C, int64_t crs,
                int64_t cjs, bool accumulate) {
   const int shares = !omp_in_parallel() && (int64_t)R * W * K >= (1 << 16) ? omp_get_max_threads() : 1;
-#pragma omp parallel num_threads(shares) if (shares > 1)
-  {
-    const PartOfProduct part;  // of gemm()'s product, which holds every thread
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads(), blocks = (W + 15) / 16;
+  auto share = [&](int t, int nt) {
+    const int blocks = (W + 15) / 16;
     const int j0 = blocks * t / nt * 16, j1 = std::min(W, blocks * (t + 1) / nt * 16), w = j1 - j0;
     if (w > 0) {
       const int ldacc = (w + 63) / 64 * 64;
@@ -94,6 +92,12 @@ void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X,
           c = accumulate ? acc[(size_t)r * ldacc + j] + c : acc[(size_t)r * ldacc + j];
         }
     }
+  };
+  if (shares == 1) return share(0, 1);  // no OpenMP call: a one-thread team costs a GOMP_parallel too
+#pragma omp parallel num_threads(shares)
+  {
+    const PartOfProduct part;  // of gemm()'s product, which holds every thread
+    share(omp_get_thread_num(), omp_get_num_threads());
   }
 }
 }  // namespace
@@ -126,7 +130,11 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
                    C + (int64_t)r0 * ldc + col, ldc, beta == 1.f);
   };
   const bool parallel = !omp_in_parallel() && tasks > 1 && (int64_t)M * N * K >= (1 << 16);
-#pragma omp parallel if (parallel)
+  if (!parallel) {
+    for (int t = 0; t < tasks; ++t) task(t);
+    return true;
+  }
+#pragma omp parallel
   {
     const PartOfProduct part;  // of gemm()'s product, which holds every thread
 #pragma omp for schedule(static)

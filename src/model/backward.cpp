@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/gemm.h"
+#include "core/parallel.h"
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
 #include "model/workspace.h"
@@ -27,8 +28,8 @@ namespace {
 template <class T>
 void zero(std::vector<T>& v) {
   const int64_t n = (int64_t)v.size(), chunk = 16384;
-#pragma omp parallel for schedule(static) if (n > 4 * chunk)
-  for (int64_t i = 0; i < n; i += chunk) std::fill(v.data() + i, v.data() + std::min(n, i + chunk), T{});
+  parallel_for((n + chunk - 1) / chunk, n > 4 * chunk,
+               [&](int64_t c) { std::fill(v.data() + c * chunk, v.data() + std::min(n, (c + 1) * chunk), T{}); });
 }
 
 // Gradient pointers for the base, null where frozen (or everywhere when dbase is null).
