@@ -161,7 +161,7 @@ tasks = [("train step full 8x128 (fwd, xent, bwd, AdamW)", "train step full", p[
 bf16 = any(r.get("precision") == "bf16" for r in h["results"])
 
 print(f"## heirloom vs PyTorch {p['torch']} — moe-30m, {datetime.date.today()}\n")
-print(f"CPU: {h['cpu']}; heirloom {h['threads']} threads (OpenBLAS kernel {h.get('blas_kernel', 'unknown')}); PyTorch {p['threads']} threads "
+print(f"CPU: {h['cpu']}; heirloom {h['threads']} threads (OpenBLAS kernel {h.get('blas_kernel', 'unknown')}, gemm() on {h.get('gemm_fp32', 'OpenBLAS')}); PyTorch {p['threads']} threads "
       f"(OMP_WAIT_POLICY={p['omp_wait_policy'] or 'unset'}, BLAS: {p['blas']}, {p['blas_threads']} BLAS threads, "
       f"attention: {p['attention']}, fp32). Median of {p['repeats']} after a warm-up.\n")
 if bf16:

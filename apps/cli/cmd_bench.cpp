@@ -99,12 +99,13 @@ Action add_bench(CLI::App& app, Common& common) {
     if (common.json) {
       print_json({{"preset", r.preset}, {"cpu", r.cpu}, {"threads", r.threads}, {"sgemm_peak_gflops", r.sgemm_peak_gflops},
                   {"bf16_peak_gflops", r.bf16_peak_gflops}, {"bf16_kernel", r.bf16_kernel}, {"blas_kernel", r.blas_kernel},
+                  {"gemm_fp32", r.gemm_fp32},
                   {"fp32_ceiling_gflops", r.fp32_ceiling_gflops}, {"bf16_ceiling_gflops", r.bf16_ceiling_gflops},
                   {"sgemm", rows(r.gemm_rows)}, {"results", rows(r.rows)}, {"notes", r.notes}});
       return 0;
     }
-    std::printf("heirloom bench — %s on %s, %d threads, OpenBLAS kernel %s\n\n", r.preset.c_str(), r.cpu.c_str(), r.threads,
-                r.blas_kernel.c_str());
+    std::printf("heirloom bench — %s on %s, %d threads, OpenBLAS kernel %s, gemm() on %s\n\n", r.preset.c_str(),
+                r.cpu.c_str(), r.threads, r.blas_kernel.c_str(), r.gemm_fp32.c_str());
     std::printf("| sgemm shape (M x N x K) | ms | GFLOP/s |\n|---|---:|---:|\n");
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
     std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel, split or one per thread)", r.sgemm_peak_gflops);

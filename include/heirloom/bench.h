@@ -50,7 +50,8 @@ struct BenchReport {
   double sgemm_peak_gflops = 0;  // best measured fp32 GEMM GFLOP/s over the model's shapes (OpenBLAS or packed)
   double bf16_peak_gflops = 0;   // the same for the bf16 GEMM (0 without AVX512-BF16)
   std::string bf16_kernel;       // what bf16 runs on here: "AMX" or "AVX512-BF16" (empty without either)
-  std::string blas_kernel;       // OpenBLAS's kernel (the sgemm rows and the fp32 full step's products)
+  std::string blas_kernel;       // OpenBLAS's kernel (the sgemm rows)
+  std::string gemm_fp32;         // what gemm() (the fp32 full step's products) runs on: "OpenBLAS" or "heirloom panels"
   // The instruction ceiling (bench/ceiling.h): register-only FMA and bf16 dot-product loops on all threads.
   double fp32_ceiling_gflops = 0, bf16_ceiling_gflops = 0;
   std::vector<BenchRow> gemm_rows, rows;

@@ -106,6 +106,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
                           {"ffn_down", expert_rows, C, F}, {"head", N, c.n_vocab, C}};
   if (bf16_gemm_available()) rep.bf16_kernel = bf16_gemm_kind();
   rep.blas_kernel = blas_kernel();
+  rep.gemm_fp32 = own_fp32_products() ? "heirloom panels" : "OpenBLAS";
   Rng rng(7);
   for (const Shape& s : shapes) {
     if (!want("sgemm")) break;
@@ -300,7 +301,9 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "FMA, 32 FLOPs each, or of vdpbf16ps, 64 FLOPs each) on all threads at once, the best of 3 runs: no GEMM can "
       "exceed it (not measured for AMX tiles)",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
-      "forward and generate; the full step's products (weights change every step) through OpenBLAS"};
+      "forward and generate; the full step's products (weights change every step) through gemm(): OpenBLAS, or "
+      "heirloom's panels with the weight packed per call where OpenBLAS runs a pre-AVX-512 kernel on an AVX-512 CPU "
+      "(gemm_fp32 in --json)"};
   return rep;
 }
 

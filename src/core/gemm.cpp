@@ -1,9 +1,13 @@
-// gemm() on OpenBLAS's sgemm; set_num_threads() keeps OpenMP and the BLAS in step.
+// gemm(): OpenBLAS's sgemm, or heirloom's fp32 panels (core/gemm_f32.h) where OpenBLAS runs a pre-AVX-512
+// kernel on an AVX-512 CPU; set_num_threads() keeps OpenMP and the BLAS in step.
 #include "core/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>
 
+#include <cctype>
+
+#include "core/gemm_f32.h"
 #include "core/gemm_thin.h"
 #include "core/product_time.h"
 
@@ -11,7 +15,24 @@ namespace heirloom {
 
 namespace {
 thread_local bool t_row_exact = false;
+// Fewer rows than this go to the BLAS: packing B costs K·N against the product's M·K·N multiply-adds.
+constexpr int kOwnMinRows = 64;
 }  // namespace
+
+// OpenBLAS runs an AVX2 (or older) kernel on this AVX-512 CPU: OPENBLAS_CORETYPE=Haswell, as this project's
+// machine sets it, or a library too old for the CPU. heirloom's panels then beat it by far on the fp32 full
+// step; OpenBLAS's own AVX-512 kernels beat them by a little, so those keep the products (bench/RESULTS.md).
+bool own_fp32_products() {
+  static const bool own = [] {
+    if (!f32_packed_available()) return false;
+    std::string k = blas_kernel();
+    for (char& ch : k) ch = (char)std::tolower((unsigned char)ch);
+    for (const char* avx512 : {"skylakex", "cooperlake", "sapphirerapids"})
+      if (k == avx512) return false;
+    return true;
+  }();
+  return own;
+}
 
 RowExact::RowExact(bool on) : prev_(t_row_exact) { t_row_exact = on; }
 bool row_exact() { return t_row_exact; }
@@ -36,6 +57,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
       cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, incx, beta, C, 1);
     return;
   }
+  if (M >= kOwnMinRows && (beta == 0.f || beta == 1.f) && own_fp32_products())
+    return gemm_f32_general(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta == 1.f, C, ldc);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -89,14 +89,14 @@ void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const fl
                                      m == 0 ? next : nullptr);
 }
 
-// Rows [r0, r1) of C against panel p.
-void rows_by_panel(int r0, int r1, int p, const float* A, int lda, const PackedF32& B, float* C, int ldc,
-                   bool accumulate) {
+// Rows [r0, r1) of C against panel p; A(r, k) at A[r·ars + k·aks].
+void rows_by_panel(int r0, int r1, int p, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C,
+                   int ldc, bool accumulate) {
   const int col = p * kNr;
   const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
   // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
   const float* next = r0 == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
-  panel_rows(r1 - r0, B.K, A + (int64_t)r0 * lda, lda, 1, panel, kNr, std::min(kNr, B.N - col),
+  panel_rows(r1 - r0, B.K, A + (int64_t)r0 * ars, ars, aks, panel, kNr, std::min(kNr, B.N - col),
              C + (int64_t)r0 * ldc + col, ldc, accumulate, next);
 }
 
@@ -107,37 +107,61 @@ bool f32_packed_available() {
   return ok;
 }
 
-void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans) {
+namespace {
+void pack_panels(PackedF32& p, const float* src, int ld, bool trans, float scale) {
   const int K = p.K, N = p.N, panels = p.Np / kNr;
   parallel_for(panels, (int64_t)K * p.Np >= (1 << 16), [&](int64_t q) {
     float* dst = p.data.data() + (int64_t)q * K * kNr;
-    for (int j = 0; j < kNr; ++j) {
-      const int n = q * kNr + j;
-      if (n >= N) {
-        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = 0.f;
-      } else if (trans) {
-        const float* row = src + (int64_t)n * ld;
-        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = row[k];
-      } else {
-        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = src[(int64_t)k * ld + n];
+    const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
+    if (trans) {  // B's columns are src's rows: read each row once
+      for (int j = 0; j < kNr; ++j) {
+        const float* row = j < w ? src + (int64_t)(n0 + j) * ld : nullptr;
+        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = row ? scale * row[k] : 0.f;
+      }
+    } else {  // B's rows are src's rows: 32 adjacent values at a time
+      for (int k = 0; k < K; ++k) {
+        const float* row = src + (int64_t)k * ld + n0;
+        float* d = dst + (int64_t)k * kNr;
+        for (int j = 0; j < w; ++j) d[j] = scale * row[j];
+        for (int j = w; j < kNr; ++j) d[j] = 0.f;
       }
     }
   });
 }
+}  // namespace
 
-PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N) {
-  PackedF32 p;
+void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans) { pack_panels(p, src, ld, trans, 1.f); }
+
+void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans, int K, int N, float scale) {
   p.K = K;
   p.N = N;
   p.Np = round_up(N, kNr);
-  p.data.resize((size_t)p.Np * K);
-  pack_b_f32_into(p, src, ld, trans);
+  if (p.data.size() < (size_t)p.Np * K) p.data.resize((size_t)p.Np * K);
+  pack_panels(p, src, ld, trans, scale);
+}
+
+PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N) {
+  PackedF32 p;
+  pack_b_f32_into(p, src, ld, trans, K, N, 1.f);
   return p;
 }
 
 void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* C, int ldc, bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::f32_packed, M, B.N, B.K);
+  gemm_f32_strided(M, A, lda, 1, B, C, ldc, accumulate);
+}
+
+void gemm_f32_general(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                      const float* B, int ldb, bool accumulate, float* C, int ldc) {
+  thread_local PackedF32 packed;  // per calling thread: experts multiply inside parallel regions
+  pack_b_f32_into(packed, B, ldb, trans_b, K, N, alpha);
+  gemm_f32_strided(M, A, trans_a ? 1 : lda, trans_a ? lda : 1, packed, C, ldc, accumulate);
+}
+
+void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C, int ldc,
+                      bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
   if (!f32_packed_available()) throw Error("internal: packed fp32 products need AVX-512F", "report this as a bug");
   if (B.K == 0) {
     for (int i = 0; i < M; ++i)
@@ -151,7 +175,7 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
   const bool rows_first = (int64_t)B.K * B.Np * (int64_t)sizeof(float) <= kRowsFirstBytes;
   auto task = [&](int t) {
     const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
-    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, lda, B, C, ldc, accumulate);
+    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, ars, aks, B, C, ldc, accumulate);
   };
   parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });
 }

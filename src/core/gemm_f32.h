@@ -25,10 +25,21 @@ struct PackedF32 {
 PackedF32 pack_b_f32(const float* src, int ld, bool trans, int K, int N);
 // The same, in place over p (already shaped for this K, N): for weights that change every step.
 void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans);
+// scale · B for B[K, N] of any shape, reusing p's buffer (grown, never shrunk): for operands packed per call.
+void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans, int K, int N, float scale);
 
 // C[M, N] (row stride ldc) = (accumulate ? C : 0) + A[M, K] · B, A with row stride lda.
 // Requires f32_packed_available().
 void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* C, int ldc, bool accumulate);
+
+// The same for a strided A: A(r, k) at A[r·ars + k·aks] (a transposed A is ars = 1, aks = its row stride).
+// Not timed itself: for callers that time the product they are part of (gemm()).
+void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C, int ldc,
+                      bool accumulate);
+// gemm()'s product on these panels: C[M, N] (+)= alpha·op(A)·op(B) (BLAS flags and strides), op(B)·alpha
+// packed per call into a buffer per thread, A read in place. Not timed itself, as gemm_f32_strided.
+void gemm_f32_general(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                      const float* B, int ldb, bool accumulate, float* C, int ldc);
 
 bool f32_packed_available();  // this CPU has AVX-512F
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_helpers.h"
+#include "core/gemm.h"
 #include "heirloom/model.h"
 #include "heirloom/vocab.h"
 
@@ -40,6 +41,7 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
   // The sgemm rows and the fp32 full step run on OpenBLAS: the report names its kernel.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
   EXPECT_NE(j["blas_kernel"].get<std::string>(), "unknown") << r.out;
+  EXPECT_EQ(j["gemm_fp32"].get<std::string>(), own_fp32_products() ? "heirloom panels" : "OpenBLAS") << r.out;
   for (const auto& row : j["results"]) {
     const double share = row["product_share"], rate = row["product_gflops"];
     EXPECT_GT(share, 0.0) << row.dump();

@@ -1,4 +1,4 @@
-// gemm() (OpenBLAS, or the fp32 micro-tiles for thin products) against gemm_ref() (naive, double accumulation): every transpose combination, odd sizes,
+// gemm() (OpenBLAS, or heirloom's fp32 panels: thin products, and from 64 rows on AVX-512) against gemm_ref() (naive, double accumulation): every transpose combination, odd sizes,
 // leading dimensions wider than the data, alpha/beta ≠ 1, beta = 0 with garbage in C, and K = 0.
 #include <gtest/gtest.h>
 
@@ -31,8 +31,10 @@ std::string describe(const Problem& p) {
          " alpha=" + std::to_string(p.alpha) + " beta=" + std::to_string(p.beta);
 }
 
-void run(const Problem& p) {
-  SCOPED_TRACE(describe(p));
+// panels: heirloom's fp32 panels with B packed per call (gemm_f32_general, what gemm() runs where
+// own_fp32_products()), beta 0 or 1; else gemm() itself.
+void run(const Problem& p, bool panels = false) {
+  SCOPED_TRACE(describe(p) + (panels ? " on the panels" : ""));
   Rng rng(1000 + p.M * 31 + p.N * 7 + p.K + (p.ta ? 1 : 0) + (p.tb ? 2 : 0));
   // Stored shapes: A is [M, K] or (trans) [K, M]; B is [K, N] or (trans) [N, K]; C is [M, N].
   const int a_rows = p.ta ? p.K : p.M, a_cols = p.ta ? p.M : p.K;
@@ -49,7 +51,10 @@ void run(const Problem& p) {
     for (int j = 0; j < p.N; ++j) C0[(size_t)i * ldc + j] = p.c_garbage ? kNaN : rng.normal();
 
   std::vector<float> C = C0, Cref = C0;
-  gemm(p.ta, p.tb, p.M, p.N, p.K, p.alpha, A.data(), lda, B.data(), ldb, p.beta, C.data(), ldc);
+  if (panels)
+    gemm_f32_general(p.ta, p.tb, p.M, p.N, p.K, p.alpha, A.data(), lda, B.data(), ldb, p.beta == 1.f, C.data(), ldc);
+  else
+    gemm(p.ta, p.tb, p.M, p.N, p.K, p.alpha, A.data(), lda, B.data(), ldb, p.beta, C.data(), ldc);
   gemm_ref(p.ta, p.tb, p.M, p.N, p.K, p.alpha, A.data(), lda, B.data(), ldb, p.beta, Cref.data(), ldc);
 
   int bad = 0;
@@ -92,6 +97,20 @@ TEST(GemmTest, AllTransposesOddSizesStrided) {
       run({ta, tb, 1, 1, 1, 2.f, 0.25f});                 // scalar
       run({ta, tb, 1, 17, 3, 1.f, 0.f});                  // one row
       run({ta, tb, 67, 45, 129, 0.5f, 2.f});              // beyond the BLAS micro-kernel tiles
+      run({ta, tb, 130, 77, 93, 0.5f, 1.f});              // heirloom's panels where own_fp32_products()
+      run({ta, tb, 64, 33, 300, -1.5f, 0.f, true});       // the fewest rows they take; a partial panel
+    }
+}
+
+// gemm_f32_general directly, whichever kernel gemm() chooses on this machine.
+TEST(GemmTest, PanelsWithBPackedPerCallAllTransposes) {
+  if (!f32_packed_available()) GTEST_SKIP() << "no AVX-512F: gemm() runs every product on the BLAS";
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      run({ta, tb, 130, 77, 93, 0.5f, 1.f}, true);
+      run({ta, tb, 64, 33, 300, -1.5f, 0.f, true}, true);
+      run({ta, tb, 7, 40, 13, 1.f, 1.f}, true);  // fewer rows than a micro-tile
+      run({ta, tb, 100, 1, 70, 2.f, 0.f, true}, true);
     }
 }
 
