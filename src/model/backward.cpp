@@ -186,8 +186,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     float* dq = ws.dqkv.data();
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape);
-    rope_backward(dq, QKV, ws.rope, B, T, H, D, 0);
-    rope_backward(dq + HD, QKV, ws.rope, B, T, Hkv, D, 0);
+    rope_backward(dq, QKV, ws.rope, B, T, H + Hkv, D, 0);  // dq's heads then dk's, adjacent in a row
     matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
                     P ? &P->wq : nullptr, true);
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};

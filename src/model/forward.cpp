@@ -78,8 +78,7 @@ void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, cons
 void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope, int B, int T, int H, int Hkv, int D,
                      int pos0, bool keep_att, bool bf16) {
   const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
-  rope_forward(A.qkv.data(), QKV, rope, B, T, H, D, pos0);
-  rope_forward(A.qkv.data() + HD, QKV, rope, B, T, Hkv, D, pos0);
+  rope_forward(A.qkv.data(), QKV, rope, B, T, H + Hkv, D, pos0);  // q's heads then k's, adjacent in a row
   AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV, bf16};
   const float *k = A.qkv.data() + HD, *v = A.qkv.data() + HD + KD;
   if (cache) {
@@ -107,8 +106,7 @@ void ragged_attention(LayerActs& A, std::span<KvCache* const> caches, int l, con
   for (size_t b = 0; b < caches.size(); ++b) {
     KvCache& kv = *caches[b];
     float* q = A.qkv.data() + (int64_t)b * T * QKV;
-    rope_forward(q, QKV, rope, 1, T, H, D, kv.n_pos);
-    rope_forward(q + HD, QKV, rope, 1, T, Hkv, D, kv.n_pos);
+    rope_forward(q, QKV, rope, 1, T, H + Hkv, D, kv.n_pos);  // q's heads then k's
     for (int t = 0; t < T; ++t) {
       const int64_t dst = (int64_t)(kv.n_pos + t) * KD;
       std::memcpy(kv.k[l].data() + dst, q + (int64_t)t * QKV + HD, sizeof(float) * KD);

@@ -26,25 +26,27 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
 
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int N, int C) {
-  if (dinp) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; ++n) {
-      const float* x = inp + (int64_t)n * C;
-      const float* dy = dout + (int64_t)n * C;
-      float* dx = dinp + (int64_t)n * C;
-      const float r = rstd[n];
-      float dot = 0.f;
+  constexpr int kBlock = 64;
+  const int n_blocks = dweight ? (C + kBlock - 1) / kBlock : 0;
+  // One parallel region for both loops: they write different outputs, so no barrier between them.
+#pragma omp parallel
+  {
+    if (dinp) {
+#pragma omp for schedule(static) nowait
+      for (int n = 0; n < N; ++n) {
+        const float* x = inp + (int64_t)n * C;
+        const float* dy = dout + (int64_t)n * C;
+        float* dx = dinp + (int64_t)n * C;
+        const float r = rstd[n];
+        float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-      for (int c = 0; c < C; ++c) dot += dy[c] * weight[c] * x[c];
-      const float k = r * r * r * dot / C;
+        for (int c = 0; c < C; ++c) dot += dy[c] * weight[c] * x[c];
+        const float k = r * r * r * dot / C;
 #pragma omp simd
-      for (int c = 0; c < C; ++c) dx[c] += r * weight[c] * dy[c] - k * x[c];
+        for (int c = 0; c < C; ++c) dx[c] += r * weight[c] * dy[c] - k * x[c];
+      }
     }
-  }
-  if (dweight) {
-    constexpr int kBlock = 64;
-    const int n_blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static)
     for (int b = 0; b < n_blocks; ++b) {
       const int c0 = b * kBlock, c1 = std::min(C, c0 + kBlock);
       float acc[kBlock] = {};
