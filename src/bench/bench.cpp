@@ -81,6 +81,41 @@ Vocab bench_vocab(int n) {  // a vocabulary of the preset's size: bytes, then fi
   return v;
 }
 
+// The experts' products as a step meets them: every expert of every layer has its own weights (gate, up and
+// down: n_layer·n_expert·3 matrices, here all of the ffn_up shape, more than the caches hold), taken in turn,
+// one product per thread at once. Reported beside the peak, not in it: what the weights' trip from memory
+// costs the expert products.
+void streamed_expert_rows(BenchReport& rep, const ModelConfig& c, int M, int repeats, Rng& rng) {
+  const int C = c.n_embd, F = c.n_ff, W = c.n_layer * c.n_expert * 3, threads = rep.threads;
+  std::vector<float> A((size_t)M * C), B((size_t)F * C);
+  for (auto& x : A) x = rng.normal();
+  for (auto& x : B) x = rng.normal();
+  std::vector<std::vector<float>> out(threads, std::vector<float>((size_t)M * F));
+  const std::string shape = "ffn_up " + std::to_string(M) + "x" + std::to_string(F) + "x" + std::to_string(C) +
+                            ", " + std::to_string(W) + " weights in turn, one per thread";
+  auto row = [&](const std::string& kernel, auto&& product) {  // product(i, out): with weight i
+    BenchRow r;
+    r.name = kernel + " " + shape;
+    r.ms = median_ms(repeats, [&] {
+#pragma omp parallel num_threads(threads)
+      for (int i = omp_get_thread_num(); i < W; i += omp_get_num_threads()) product(i, out[omp_get_thread_num()].data());
+    });
+    r.gflop = 2.0 * M * F * C * W / 1e9;
+    r.gflops = r.gflop / (r.ms / 1e3);
+    rep.gemm_rows.push_back(r);
+  };
+  if (f32_packed_available()) {
+    std::vector<PackedF32> w;
+    for (int i = 0; i < W; ++i) w.push_back(pack_b_f32(B.data(), C, true, C, F));
+    row("fp32 packed", [&](int i, float* y) { gemm_f32_packed(M, A.data(), C, w[i], y, F, false); });
+  }
+  if (bf16_gemm_available()) {
+    std::vector<PackedB> w;
+    for (int i = 0; i < W; ++i) w.push_back(pack_b_bf16(B.data(), C, true, C, F));
+    row("bf16 " + rep.bf16_kernel, [&](int i, float* y) { gemm_bf16(M, A.data(), C, w[i], y, F, false); });
+  }
+}
+
 }  // namespace
 
 BenchReport run_bench(const BenchOptions& o, bool progress) {
@@ -151,6 +186,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       if (threads > 1) time_row(kernel + ", one per thread,", rep.bf16_peak_gflops, [&] { per_thread(product); }, threads);
     }
   }
+  if (want("sgemm") && c.is_moe()) streamed_expert_rows(rep, c, expert_rows, o.repeats, rng);
   if (want("sgemm")) {
     rep.fp32_ceiling_gflops = fma_ceiling_gflops(rep.threads, 3);
     if (!bf16_amx_available()) rep.bf16_ceiling_gflops = bf16_dot_ceiling_gflops(rep.threads, 3);  // AMX: no tile ceiling yet
@@ -300,6 +336,9 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "instruction ceiling = multiply-adds issued with every operand in a register (12 independent chains of 512-bit "
       "FMA, 32 FLOPs each, or of vdpbf16ps, 64 FLOPs each) on all threads at once, the best of 3 runs: no GEMM can "
       "exceed it (not measured for AMX tiles)",
+      "'weights in turn' rows = the ffn_up product with a different weight each time, as many as the model's "
+      "experts have (gate, up and down of every layer), one product per thread at once: the expert products as "
+      "a step meets them, their weights coming from memory; shown beside the GEMM peak, not part of it",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through gemm(): OpenBLAS, or "
       "heirloom's panels with the weight packed per call where OpenBLAS runs a pre-AVX-512 kernel on an AVX-512 CPU "
