@@ -38,7 +38,7 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["results"].size(), 2u) << r.out;
-  // The sgemm rows and the fp32 full step run on OpenBLAS: the report names its kernel.
+  // The sgemm rows run on OpenBLAS, the fp32 full step's products on gemm()'s choice: the report names both.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
   EXPECT_NE(j["blas_kernel"].get<std::string>(), "unknown") << r.out;
   EXPECT_EQ(j["gemm_fp32"].get<std::string>(), own_fp32_products() ? "heirloom panels" : "OpenBLAS") << r.out;
