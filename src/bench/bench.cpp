@@ -14,6 +14,7 @@
 
 #include "bench/ceiling.h"
 #include "core/gemm.h"
+#include "core/fetch_ahead.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/product_time.h"
@@ -104,15 +105,24 @@ void streamed_expert_rows(BenchReport& rep, const ModelConfig& c, int M, int rep
     r.gflops = r.gflop / (r.ms / 1e3);
     rep.gemm_rows.push_back(r);
   };
+  // Each kernel twice: its products as they come, and each also fetching the thread's next weight into L2.
+  auto rows = [&](const std::string& kernel, const auto& w, auto&& product) {  // product(weight, out)
+    row(kernel, [&](int i, float* y) { product(w[i], y); });
+    row(kernel + " fetching ahead", [&](int i, float* y) {
+      const int nx = i + omp_get_num_threads();
+      if (nx < W) fetch_ahead(w[nx].data.data(), (int64_t)(w[nx].data.size() * sizeof(w[nx].data[0])));
+      product(w[i], y);
+    });
+  };
   if (f32_packed_available()) {
     std::vector<PackedF32> w;
     for (int i = 0; i < W; ++i) w.push_back(pack_b_f32(B.data(), C, true, C, F));
-    row("fp32 packed", [&](int i, float* y) { gemm_f32_packed(M, A.data(), C, w[i], y, F, false); });
+    rows("fp32 packed", w, [&](const PackedF32& b, float* y) { gemm_f32_packed(M, A.data(), C, b, y, F, false); });
   }
   if (bf16_gemm_available()) {
     std::vector<PackedB> w;
     for (int i = 0; i < W; ++i) w.push_back(pack_b_bf16(B.data(), C, true, C, F));
-    row("bf16 " + rep.bf16_kernel, [&](int i, float* y) { gemm_bf16(M, A.data(), C, w[i], y, F, false); });
+    rows("bf16 " + rep.bf16_kernel, w, [&](const PackedB& b, float* y) { gemm_bf16(M, A.data(), C, b, y, F, false); });
   }
 }
 
@@ -338,7 +348,9 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "exceed it (not measured for AMX tiles)",
       "'weights in turn' rows = the ffn_up product with a different weight each time, as many as the model's "
       "experts have (gate, up and down of every layer), one product per thread at once: the expert products as "
-      "a step meets them, their weights coming from memory; shown beside the GEMM peak, not part of it",
+      "a step meets them, their weights coming from memory; shown beside the GEMM peak, not part of it. 'fetching "
+      "ahead': each product also fetches the thread's next weight into L2 while it multiplies, as a step's expert "
+      "products do (core/fetch_ahead.h)",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
       "forward and generate; the full step's products (weights change every step) through gemm(): OpenBLAS, or "
       "heirloom's panels with the weight packed per call where OpenBLAS runs a pre-AVX-512 kernel on an AVX-512 CPU "

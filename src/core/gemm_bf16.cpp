@@ -5,6 +5,7 @@
 // Functions carry their own target attributes so the binary still runs on CPUs without AMX.
 #include "core/gemm_bf16.h"
 #include "core/gemm.h"
+#include "core/fetch_ahead.h"
 #include "core/gemm_bf16_dot.h"
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
@@ -390,7 +391,10 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
 // The products of many rows: on AMX tiles where the CPU has them, else on AVX512-BF16 dot products.
 template <class Convert>
 void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert) {
-  if (bf16_amx_available()) return amx_gemm(M, B, C, ldc, accumulate, convert);
+  if (bf16_amx_available()) {
+    take_fetch_ahead();  // AMX blocks fetch their own next column block; a hint is not used there
+    return amx_gemm(M, B, C, ldc, accumulate, convert);
+  }
   dot_gemm(M, B, C, ldc, accumulate, convert);
 }
 

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/fetch_ahead.h"
 #include "core/gemm_tile.h"
 
 namespace heirloom {
@@ -77,10 +78,16 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   // As in the fp32 kernel: a B that stays in L2 is walked row block by row block (the rows then come from L1),
   // a larger one (the head's) panel by panel, with each panel's first micro-tile fetching the next panel.
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
+  // A B that fits L2 is walked row block by row block: the first row block's tasks (one per panel) fetch the
+  // next product's weight (core/fetch_ahead.h), a panel's bytes each.
+  const FetchAhead ahead = take_fetch_ahead();
+  const int64_t panel_words = (int64_t)2 * J * kWords;
   auto task = [&](int rt, int p) {
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + (int64_t)2 * p * J * kWords;
-    const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + (int64_t)2 * J * kWords : nullptr;
+    const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;
+    if (rows_first && r0 == 0 && (int64_t)p * panel_words * 4 < ahead.bytes)
+      next = reinterpret_cast<const uint32_t*>(ahead.p) + p * panel_words;
     for (int m = r0; m < r1; m += kMr)
       kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * ja, ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
                                         ldc, first_columns(w), first_columns(w - 16), accumulate,

@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "core/fetch_ahead.h"
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
 #include "core/product_time.h"
@@ -89,13 +90,12 @@ void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const fl
                                      m == 0 ? next : nullptr);
 }
 
-// Rows [r0, r1) of C against panel p; A(r, k) at A[r·ars + k·aks].
+// Rows [r0, r1) of C against panel p; A(r, k) at A[r·ars + k·aks]. `next` (a panel's bytes) is fetched into
+// L2 by the first micro-tile.
 void rows_by_panel(int r0, int r1, int p, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C,
-                   int ldc, bool accumulate) {
+                   int ldc, bool accumulate, const float* next) {
   const int col = p * kNr;
   const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
-  // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
-  const float* next = r0 == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
   panel_rows(r1 - r0, B.K, A + (int64_t)r0 * ars, ars, aks, panel, kNr, std::min(kNr, B.N - col),
              C + (int64_t)r0 * ldc + col, ldc, accumulate, next);
 }
@@ -173,9 +173,17 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
   // outputs written whole lines at a time. A larger B (the head's 8 MB) would be fetched again for every row
   // block, so there consecutive tasks share a panel instead.
   const bool rows_first = (int64_t)B.K * B.Np * (int64_t)sizeof(float) <= kRowsFirstBytes;
+  // A panel's first rows fetch the next panel, which this thread most likely takes after this one; with B in
+  // L2, the first row block's tasks fetch the next product's weight instead (core/fetch_ahead.h).
+  const FetchAhead ahead = take_fetch_ahead();
+  const int64_t panel_floats = (int64_t)B.K * kNr;
   auto task = [&](int t) {
     const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
-    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, ars, aks, B, C, ldc, accumulate);
+    const float* next = nullptr;
+    if (!rows_first && r0 == 0 && p + 1 < panels) next = B.data.data() + (p + 1) * panel_floats;
+    if (rows_first && r0 == 0 && p * panel_floats * 4 < ahead.bytes)
+      next = reinterpret_cast<const float*>(ahead.p) + p * panel_floats;
+    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, ars, aks, B, C, ldc, accumulate, next);
   };
   parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });
 }

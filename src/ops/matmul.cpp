@@ -1,6 +1,7 @@
 // Linear layer forward/backward on gemm(). See matmul.h.
 #include "ops/matmul.h"
 
+#include "core/fetch_ahead.h"
 #include "core/gemm.h"
 #include "heirloom/error.h"
 
@@ -34,6 +35,16 @@ void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int 
   if (!p.bf16() || p.fwd.K != I || p.fwd.N != O) throw Error("internal: repacking rows of a weight with no bf16 pack of its shape");
   pack_b_bf16_rows(p.fwd, weight, I, true, r0, r1);
   if (p.has_backward()) pack_b_bf16_rows(p.bwd, weight, I, false, r0, r1);
+}
+
+void fetch_pack_ahead(const PackedWeight* p, bool backward) {
+  if (!p) return fetch_ahead(nullptr, 0);
+  if (p->bf16()) {
+    const PackedB& b = backward ? p->bwd : p->fwd;
+    return fetch_ahead(b.data.data(), (int64_t)b.data.size() * sizeof(uint16_t));
+  }
+  const PackedF32& b = backward ? p->bwd32 : p->fwd32;
+  fetch_ahead(b.data.data(), (int64_t)b.data.size() * sizeof(float));
 }
 
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,

@@ -26,6 +26,10 @@ void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in p
 constexpr int kRepackRows = 32;
 void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int r0, int r1);
 
+// The next packed product on this thread multiplies by p's forward (backward) pack: it is fetched into L2
+// while the product that comes first runs (core/fetch_ahead.h). Nothing for a null p.
+void fetch_pack_ahead(const PackedWeight* p, bool backward);
+
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
 // With `packed` (the same W, packed), the product runs on the pack: in bf16 with fp32 accumulation, or fp32.
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,

@@ -4,9 +4,12 @@
 #include "ops/moe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
+
+#include <omp.h>
 
 #include "core/gemm.h"
 #include "ops/matmul.h"
@@ -118,13 +121,33 @@ void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* i
   else gemm(true, false, M, N, K, 1.f, dout, ldd, inp, ldi, 1.f, dw, N);
 }
 
-// Experts in decreasing load: taken dynamically by the threads, the largest first leave the shortest tail.
-std::vector<int> largest_first(const int32_t* offsets, int E) {
-  std::vector<int> order(E);
-  for (int e = 0; e < E; ++e) order[e] = e;
+// body(e, claim_next) for every expert with rows, experts in parallel, each on one thread, taken from a queue
+// in decreasing load (the largest first leave the shortest tail). The body calls claim_next() once, before its
+// last product: it takes the thread's next expert from the queue then (−1 when none is left), so the body can
+// fetch that expert's weights while it multiplies by the current one's (core/fetch_ahead.h).
+template <class Body>
+void for_each_expert(const int32_t* offsets, int E, Body&& body) {
+  std::vector<int> order;
+  for (int e = 0; e < E; ++e)
+    if (offsets[e + 1] > offsets[e]) order.push_back(e);
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]; });
-  return order;
+  const int n = (int)order.size();
+  std::atomic<int> queue{0};
+  auto take = [&] {
+    const int i = queue.fetch_add(1, std::memory_order_relaxed);
+    return i < n ? order[i] : -1;
+  };
+#pragma omp parallel if (n > 1)
+  for (int e = take(); e >= 0;) {
+    int next = -1;
+    bool claimed = false;
+    body(e, [&] {
+      if (!claimed) next = take(), claimed = true;
+      return next;
+    });
+    e = claimed ? next : take();
+  }
 }
 
 }  // namespace
@@ -139,25 +162,27 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
-  const std::vector<int> order = largest_first(s.offsets, E);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int i = 0; i < E; ++i) {
-    const int e = order[i];
+  auto pack = [](const PackedWeight* p, int e) { return p ? p + e : nullptr; };
+  for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
-    if (n_e == 0) continue;
     RowExact mode(exact);
     const int64_t fc = (int64_t)F * C;
+    fetch_pack_ahead(pack(w.packed_up, e), false);
     matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
-                   w.packed_gate ? w.packed_gate + e : nullptr);
+                   pack(w.packed_gate, e));
+    fetch_pack_ahead(pack(w.packed_down, e), false);
     matmul_forward(s.hu + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.up + e * fc, n_e, C, F, false,
-                   w.packed_up ? w.packed_up + e : nullptr);
+                   pack(w.packed_up, e));
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     swiglu_forward(s.h + (int64_t)o * F, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
+    const int next = claim_next();
+    fetch_pack_ahead(next >= 0 ? pack(w.packed_gate, next) : nullptr, false);
     matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
-                   w.packed_down ? w.packed_down + e : nullptr);
+                   pack(w.packed_down, e));
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
-  }
+    fetch_pack_ahead(nullptr, false);  // a hint no product took is not left for the next caller's
+  });
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     float* o = out + (int64_t)n * C;
@@ -190,13 +215,10 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       }
       sc.dw[n * K + k] = d;
     }
-  const std::vector<int> order = largest_first(s.offsets, E);
   const bool bf16 = w.packed_down && w.packed_down->bf16();
-#pragma omp parallel for schedule(dynamic, 1)  // as in forward: experts in parallel, disjoint outputs
-  for (int i = 0; i < E; ++i) {
-    const int e = order[i];
+  auto pack = [](const PackedWeight* p, int e) { return p ? p + e : nullptr; };
+  for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {  // as in forward: experts in parallel, disjoint outputs
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
-    if (n_e == 0) continue;
     const float* dy = sc.dy + (int64_t)o * C;
     float* dh = sc.dh + (int64_t)o * F;
     float* dhg = sc.dhg + (int64_t)o * F;
@@ -204,18 +226,23 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     const float* xg = s.xg + (int64_t)o * C;
     // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
-    matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, w.packed_down ? w.packed_down + e : nullptr, true);
+    fetch_pack_ahead(pack(w.packed_gate, e), true);
+    matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
     if (g.down) weight_grad(C, F, n_e, dy, C, s.h + (int64_t)o * F, F, g.down + e * fc, bf16);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
-    matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, w.packed_gate ? w.packed_gate + e : nullptr, true);
-    matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, w.packed_up ? w.packed_up + e : nullptr);
+    fetch_pack_ahead(pack(w.packed_up, e), true);
+    matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
+    const int next = claim_next();
+    fetch_pack_ahead(next >= 0 ? pack(w.packed_down, next) : nullptr, true);
+    matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16);
     if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16);
-  }
+    fetch_pack_ahead(nullptr, true);
+  });
   // Load-balancing gradient per expert, then the router logits' gradient.
   float* gaux = sc.gaux;
   for (int e = 0; e < E; ++e) gaux[e] = 0.f;

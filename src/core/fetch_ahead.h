@@ -1,0 +1,22 @@
+// The next product's weights, fetched into L2 while this one multiplies. An expert's weights (256 KB in bf16)
+// are rarely still cached when a step reaches them: 192 of them, more than the L3 holds. A product that waits
+// for its weight at its start runs at the memory's pace; one that fetched it during the product before
+// finds it in L2.
+#pragma once
+#include <cstdint>
+
+namespace heirloom {
+
+// The bytes [p, p + bytes) are fetched into L2 by the next packed product this thread runs (gemm_bf16,
+// gemm_f32_packed and the products on their kernels), spread over its first row block when its own weight fits
+// L2; that product clears the hint, used or not (AMX tiles, larger weights). Results never depend on it.
+void fetch_ahead(const void* p, int64_t bytes);
+
+// The pending hint (null when none), cleared as it is taken.
+struct FetchAhead {
+  const char* p = nullptr;
+  int64_t bytes = 0;
+};
+FetchAhead take_fetch_ahead();
+
+}  // namespace heirloom
