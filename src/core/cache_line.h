@@ -1,5 +1,7 @@
 // A std::vector allocator whose blocks start on a cache line: packed panels then never split a line on a
-// load, and whole-line (streaming) stores can write them.
+// load, and whole-line (streaming) stores can write them. Growing such a vector leaves its new elements
+// uninitialised (the packs write every element they hold): zero-filling 116 MB of packs first, then packing
+// over them, took half of packing the base.
 #pragma once
 #include <cstddef>
 #include <new>
@@ -14,6 +16,14 @@ struct CacheLineAllocator {
   CacheLineAllocator(const CacheLineAllocator<U>&) {}
   T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
   void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  void construct(U* p) noexcept {  // default-initialised, not value-initialised: no zero fill
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(static_cast<Args&&>(args)...);
+  }
   bool operator==(const CacheLineAllocator&) const { return true; }
 };
 

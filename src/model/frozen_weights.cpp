@@ -1,6 +1,9 @@
 // pack_frozen(). See frozen_weights.h.
 #include "model/frozen_weights.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "heirloom/error.h"
 #include "model/workspace.h"
 
@@ -67,9 +70,15 @@ std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision, 
   auto packs = std::make_shared<FrozenWeights>();
   packs->source = m.data.data();
   const bool bf16 = p == Precision::bf16;
-  for_each_matrix(*packs, m, [&](PackedWeight& w, const float* src, int O, int I) {
-    w = pack_weight(src, O, I, bf16, for_backward);
-  });
+  // The matrices side by side, each packed whole on one thread: a pack's allocation (its page faults) is as
+  // long as its packing, and one thread allocating while the other waits left half the machine idle.
+  struct Job { PackedWeight* w; const float* src; int O, I; };
+  std::vector<Job> jobs;
+  for_each_matrix(*packs, m, [&](PackedWeight& w, const float* src, int O, int I) { jobs.push_back({&w, src, O, I}); });
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return (int64_t)a.O * a.I > (int64_t)b.O * b.I; });
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t j = 0; j < jobs.size(); ++j)
+    *jobs[j].w = pack_weight(jobs[j].src, jobs[j].O, jobs[j].I, bf16, for_backward);
   return packs;
 }
 
