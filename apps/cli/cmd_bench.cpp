@@ -92,7 +92,8 @@ Action add_bench(CLI::App& app, Common& common) {
                      {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
                      {"ceiling_fraction", x.ceiling_fraction},
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
-                     {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision}});
+                     {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision},
+                     {"setup_ms", x.setup_ms}});
       }
       return a;
     };

@@ -42,6 +42,7 @@ struct BenchRow {
   };
   std::vector<ShapeProducts> products_by_shape;  // the kShapesReported that took the most time, most first
   std::string precision = "fp32";
+  double setup_ms = 0;  // whole-run rows: of ms, the median time before the first step (packing the base, making the adapter)
 };
 
 struct BenchReport {

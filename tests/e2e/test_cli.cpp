@@ -32,12 +32,20 @@ TEST(Cli, EveryCommandHasHelp) {
   EXPECT_NE(run("").code, 0);  // a subcommand is required
 }
 
-// Every bench row splits its time into matrix products and the rest, from a clocked run of its own.
+// Every bench row splits its time into matrix products and the rest, from a clocked run of its own; the
+// protocol's whole run also says how much of it came before the first step.
 TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
-  const CliResult r = run("bench --preset tiny --only sgemm,norm,forward --precision fp32 --repeats 1 --json");
+  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize,forward --precision fp32 --repeats 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
-  ASSERT_EQ(j["results"].size(), 2u) << r.out;
+  ASSERT_EQ(j["results"].size(), 3u) << r.out;
+  for (const auto& row : j["results"]) {
+    const bool whole_run = row["name"].get<std::string>().find("whole run") != std::string::npos;
+    const double setup = row["setup_ms"], ms = row["ms"];
+    if (whole_run) EXPECT_GT(setup, 0.0) << row.dump();
+    else EXPECT_EQ(setup, 0.0) << row.dump();
+    EXPECT_LT(setup, ms) << row.dump();
+  }
   // The sgemm rows run on OpenBLAS, the fp32 full step's products on gemm()'s choice: the report names both.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
   EXPECT_NE(j["blas_kernel"].get<std::string>(), "unknown") << r.out;
