@@ -392,7 +392,7 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
 template <class Convert>
 void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert) {
   if (bf16_amx_available()) {
-    take_fetch_ahead();  // AMX blocks fetch their own next column block; a hint is not used there
+    take_fetch_ahead(0);  // AMX blocks fetch their own next column block; a hint is not used there
     return amx_gemm(M, B, C, ldc, accumulate, convert);
   }
   dot_gemm(M, B, C, ldc, accumulate, convert);
@@ -448,6 +448,7 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16, M, B.N, B.K);
   if (M <= kGemvRows || row_exact()) {
+    take_fetch_ahead(0);  // rows read the weight at the memory's pace (core/fetch_ahead.h)
     thread_local std::vector<uint16_t> rows;
     if (rows.size() < (size_t)M * B.Kp) rows.resize((size_t)M * B.Kp);
     convert_rows(A, lda, M, B.K, B.Kp, B.Kp, 0, M, rows.data());

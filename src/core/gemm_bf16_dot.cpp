@@ -80,7 +80,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
   // A B that fits L2 is walked row block by row block: the first row block's tasks (one per panel) fetch the
   // next product's weight (core/fetch_ahead.h), a panel's bytes each.
-  const FetchAhead ahead = take_fetch_ahead();
+  const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_words = (int64_t)2 * J * kWords;
   auto task = [&](int rt, int p) {
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);

@@ -79,25 +79,27 @@ constexpr auto micro_table(std::integer_sequence<int, R...>) {
 }
 constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
 
-// Rows [0, M) of a ≤ 32-column product in micro-tiles (see gemm_f32_panel). With `next` (a packed panel of the
-// same K), the first micro-tile also fetches it into L2: the weights of a layer's products are often no longer
-// cached when the step comes back to them.
+// Rows [0, M) of a ≤ 32-column product in micro-tiles (see gemm_f32_panel). With `next` (a panel's bytes: the
+// next panel of the same K), the first micro-tile also fetches it into L2: the weights of a layer's products
+// are often no longer cached when the step comes back to them. `later` is fetched by the second micro-tile.
 void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w, float* C,
-                int64_t ldc, bool accumulate, const float* next = nullptr) {
+                int64_t ldc, bool accumulate, const float* next = nullptr, const float* later = nullptr) {
   const __mmask16 mask0 = first_columns(w), mask1 = first_columns(w - 16);
   for (int m = 0; m < M; m += kMr)
     kMicro[std::min(kMr, M - m) - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate,
-                                     m == 0 ? next : nullptr);
+                                     m == 0 ? next : m == kMr ? later : nullptr);
 }
 
-// Rows [r0, r1) of C against panel p; A(r, k) at A[r·ars + k·aks]. `next` (a panel's bytes) is fetched into
-// L2 by the first micro-tile.
+// Rows [r0, r1) of C against panel p; A(r, k) at A[r·ars + k·aks]. When r0 = 0, the next panel and `later` (a
+// panel's bytes of another weight, or null) are fetched into L2 as these rows are multiplied.
 void rows_by_panel(int r0, int r1, int p, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C,
-                   int ldc, bool accumulate, const float* next) {
+                   int ldc, bool accumulate, const float* later) {
   const int col = p * kNr;
   const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
+  // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
+  const float* next = r0 == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
   panel_rows(r1 - r0, B.K, A + (int64_t)r0 * ars, ars, aks, panel, kNr, std::min(kNr, B.N - col),
-             C + (int64_t)r0 * ldc + col, ldc, accumulate, next);
+             C + (int64_t)r0 * ldc + col, ldc, accumulate, next, r0 == 0 ? later : nullptr);
 }
 
 }  // namespace
@@ -173,17 +175,15 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
   // outputs written whole lines at a time. A larger B (the head's 8 MB) would be fetched again for every row
   // block, so there consecutive tasks share a panel instead.
   const bool rows_first = (int64_t)B.K * B.Np * (int64_t)sizeof(float) <= kRowsFirstBytes;
-  // A panel's first rows fetch the next panel, which this thread most likely takes after this one; with B in
-  // L2, the first row block's tasks fetch the next product's weight instead (core/fetch_ahead.h).
-  const FetchAhead ahead = take_fetch_ahead();
+  // With B in L2, the first row block's tasks also fetch the next product's weight (core/fetch_ahead.h), a
+  // panel's bytes each.
+  const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_floats = (int64_t)B.K * kNr;
   auto task = [&](int t) {
     const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
-    const float* next = nullptr;
-    if (!rows_first && r0 == 0 && p + 1 < panels) next = B.data.data() + (p + 1) * panel_floats;
-    if (rows_first && r0 == 0 && p * panel_floats * 4 < ahead.bytes)
-      next = reinterpret_cast<const float*>(ahead.p) + p * panel_floats;
-    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, ars, aks, B, C, ldc, accumulate, next);
+    const float* later = rows_first && p * panel_floats * 4 < ahead.bytes
+                             ? reinterpret_cast<const float*>(ahead.p) + p * panel_floats : nullptr;
+    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, ars, aks, B, C, ldc, accumulate, later);
   };
   parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });
 }

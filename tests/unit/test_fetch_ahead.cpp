@@ -22,14 +22,23 @@ std::vector<float> normals(size_t n, uint64_t seed) {
 TEST(FetchAhead, TakingTheHintClearsIt) {
   std::vector<char> bytes(4096);
   fetch_ahead(bytes.data(), 4096);
-  const FetchAhead a = take_fetch_ahead();
+  const FetchAhead a = take_fetch_ahead(64);
   EXPECT_EQ(a.p, bytes.data());
   EXPECT_EQ(a.bytes, 4096);
-  const FetchAhead b = take_fetch_ahead();
+  const FetchAhead b = take_fetch_ahead(64);
   EXPECT_EQ(b.p, nullptr);
   EXPECT_EQ(b.bytes, 0);
   fetch_ahead(nullptr, 4096);  // no address, no bytes
-  EXPECT_EQ(take_fetch_ahead().bytes, 0);
+  EXPECT_EQ(take_fetch_ahead(64).bytes, 0);
+}
+
+TEST(FetchAhead, AProductOfFewRowsClearsTheHintWithoutUsingIt) {
+  std::vector<char> bytes(4096);
+  fetch_ahead(bytes.data(), 4096);
+  EXPECT_EQ(take_fetch_ahead(kFetchAheadRows - 1).p, nullptr);
+  EXPECT_EQ(take_fetch_ahead(kFetchAheadRows).p, nullptr) << "taking the hint clears it, used or not";
+  fetch_ahead(bytes.data(), 4096);
+  EXPECT_EQ(take_fetch_ahead(kFetchAheadRows).p, bytes.data());
 }
 
 // An expert's shapes (64 rows, K = 256, N = 512, B in L2): the first row block fetches the next weight.
@@ -43,7 +52,7 @@ TEST(FetchAhead, Fp32ProductTakesTheHintAndGivesTheSameResults) {
   gemm_f32_packed(M, A.data(), K, p, plain.data(), N, false);
   fetch_ahead(next.data.data(), (int64_t)next.data.size() * sizeof(float));
   gemm_f32_packed(M, A.data(), K, p, hinted.data(), N, false);
-  EXPECT_EQ(take_fetch_ahead().p, nullptr) << "the product left the hint for the next one";
+  EXPECT_EQ(take_fetch_ahead(64).p, nullptr) << "the product left the hint for the next one";
   EXPECT_EQ(plain, hinted);
 }
 
@@ -55,7 +64,7 @@ TEST(FetchAhead, Bf16ProductTakesTheHintAndGivesTheSameResults) {
   gemm_bf16(M, A.data(), K, p, plain.data(), N, false);
   fetch_ahead(next.data.data(), (int64_t)next.data.size() * sizeof(uint16_t));
   gemm_bf16(M, A.data(), K, p, hinted.data(), N, false);
-  EXPECT_EQ(take_fetch_ahead().p, nullptr) << "the product left the hint for the next one";
+  EXPECT_EQ(take_fetch_ahead(64).p, nullptr) << "the product left the hint for the next one";
   EXPECT_EQ(plain, hinted);
 }
 
