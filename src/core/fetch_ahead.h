@@ -13,8 +13,8 @@ namespace heirloom {
 void fetch_ahead(const void* p, int64_t bytes);
 
 // The pending hint, cleared as it is taken; empty when there is none or when the product taking it has fewer
-// than kFetchAheadRows rows. Such a product reads its own weight at the memory's pace, with too little
-// arithmetic to hide a second one behind: generation (one row) ran 1.4 times slower in fp32 with the hint.
+// than kFetchAheadRows rows. Such a product (generation's one row) reads its own weight at the memory's pace,
+// with too little arithmetic to hide a second one behind.
 constexpr int kFetchAheadRows = 16;
 struct FetchAhead {
   const char* p = nullptr;

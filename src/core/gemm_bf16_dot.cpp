@@ -75,16 +75,15 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   uint16_t* a16 = abuf.data();
   const uint32_t* a = reinterpret_cast<const uint32_t*>(a16);
   const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
-  // As in the fp32 kernel: a B that stays in L2 is walked row block by row block (the rows then come from L1),
-  // a larger one (the head's) panel by panel, with each panel's first micro-tile fetching the next panel.
+  // A B that stays in L2 is walked row block by row block (the rows then come from L1), and the first row
+  // block's tasks (one per panel) fetch the next product's weight (core/fetch_ahead.h), a panel's bytes each.
+  // A larger B (the head's) is walked panel by panel, each panel's first micro-tile fetching the next panel.
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
-  // A B that fits L2 is walked row block by row block: the first row block's tasks (one per panel) fetch the
-  // next product's weight (core/fetch_ahead.h), a panel's bytes each.
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_words = (int64_t)2 * J * kWords;
   auto task = [&](int rt, int p) {
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
-    const uint32_t* b0 = b + (int64_t)2 * p * J * kWords;
+    const uint32_t* b0 = b + p * panel_words;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;
     if (rows_first && r0 == 0 && (int64_t)p * panel_words * 4 < ahead.bytes)
       next = reinterpret_cast<const uint32_t*>(ahead.p) + p * panel_words;

@@ -44,28 +44,37 @@ TEST(FetchAhead, AProductOfFewRowsClearsTheHintWithoutUsingIt) {
 // An expert's shapes (64 rows, K = 256, N = 512, B in L2): the first row block fetches the next weight.
 constexpr int M = 64, K = 256, N = 512;
 
-TEST(FetchAhead, Fp32ProductTakesTheHintAndGivesTheSameResults) {
-  if (!f32_packed_available()) GTEST_SKIP() << "no AVX-512F";
-  const std::vector<float> A = normals((size_t)M * K, 3), W = normals((size_t)N * K, 4), W2 = normals((size_t)N * K, 5);
-  const PackedF32 p = pack_b_f32(W.data(), K, true, K, N), next = pack_b_f32(W2.data(), K, true, K, N);
+// pack(W) packs a weight; product(pack, A, C) multiplies by it. The product with the next weight as its hint
+// must take the hint and give the same numbers as without.
+template <class Pack, class Product>
+void expect_hint_taken_without_effect(uint64_t seed, Pack pack, Product product) {
+  const std::vector<float> A = normals((size_t)M * K, seed), W = normals((size_t)N * K, seed + 1),
+                           W2 = normals((size_t)N * K, seed + 2);
+  const auto p = pack(W), next = pack(W2);
   std::vector<float> plain((size_t)M * N), hinted((size_t)M * N);
-  gemm_f32_packed(M, A.data(), K, p, plain.data(), N, false);
-  fetch_ahead(next.data.data(), (int64_t)next.data.size() * sizeof(float));
-  gemm_f32_packed(M, A.data(), K, p, hinted.data(), N, false);
+  product(p, A, plain);
+  fetch_ahead(next.data.data(), (int64_t)(next.data.size() * sizeof(next.data[0])));
+  product(p, A, hinted);
   EXPECT_EQ(take_fetch_ahead(64).p, nullptr) << "the product left the hint for the next one";
   EXPECT_EQ(plain, hinted);
 }
 
+TEST(FetchAhead, Fp32ProductTakesTheHintAndGivesTheSameResults) {
+  if (!f32_packed_available()) GTEST_SKIP() << "no AVX-512F";
+  expect_hint_taken_without_effect(
+      3, [](const std::vector<float>& W) { return pack_b_f32(W.data(), K, true, K, N); },
+      [](const PackedF32& p, const std::vector<float>& A, std::vector<float>& C) {
+        gemm_f32_packed(M, A.data(), K, p, C.data(), N, false);
+      });
+}
+
 TEST(FetchAhead, Bf16ProductTakesTheHintAndGivesTheSameResults) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "no AVX512-BF16";
-  const std::vector<float> A = normals((size_t)M * K, 6), W = normals((size_t)N * K, 7), W2 = normals((size_t)N * K, 8);
-  const PackedB p = pack_b_bf16(W.data(), K, true, K, N), next = pack_b_bf16(W2.data(), K, true, K, N);
-  std::vector<float> plain((size_t)M * N), hinted((size_t)M * N);
-  gemm_bf16(M, A.data(), K, p, plain.data(), N, false);
-  fetch_ahead(next.data.data(), (int64_t)next.data.size() * sizeof(uint16_t));
-  gemm_bf16(M, A.data(), K, p, hinted.data(), N, false);
-  EXPECT_EQ(take_fetch_ahead(64).p, nullptr) << "the product left the hint for the next one";
-  EXPECT_EQ(plain, hinted);
+  expect_hint_taken_without_effect(
+      6, [](const std::vector<float>& W) { return pack_b_bf16(W.data(), K, true, K, N); },
+      [](const PackedB& p, const std::vector<float>& A, std::vector<float>& C) {
+        gemm_bf16(M, A.data(), K, p, C.data(), N, false);
+      });
 }
 
 }  // namespace
