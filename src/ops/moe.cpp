@@ -157,8 +157,6 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   if (!logits_ready) gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
   const float aux = route(s, s.logits, sh, fixed_routing);
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < N * K; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
@@ -166,6 +164,8 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     RowExact mode(exact);
+    // The expert's thread gathers its own rows: they are then in its core's cache for the products.
+    for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
     const int64_t fc = (int64_t)F * C;
     fetch_pack_ahead(pack(w.packed_up, e), false);
     matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
@@ -200,25 +200,26 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
                   const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh, const MoeLora* lora) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n)
-    for (int k = 0; k < K; ++k) {
-      const int slot = s.slot_of[n * K + k];
-      const float wk = s.weights[n * K + k];
-      const float* go = dout + (int64_t)n * C;
-      const float* y = s.y + (int64_t)slot * C;
-      float* dy = sc.dy + (int64_t)slot * C;
-      float d = 0.f;
-      for (int c = 0; c < C; ++c) {
-        dy[c] = wk * go[c];
-        d += go[c] * y[c];
-      }
-      sc.dw[n * K + k] = d;
-    }
   const bool bf16 = w.packed_down && w.packed_down->bf16();
   auto pack = [](const PackedWeight* p, int e) { return p ? p + e : nullptr; };
   for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {  // as in forward: experts in parallel, disjoint outputs
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
+    // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
+    for (int i = o; i < o + n_e; ++i) {
+      const int n = s.slot_row[i];
+      int nk = n * K;
+      while (s.slot_of[nk] != i) ++nk;
+      const float wk = s.weights[nk];
+      const float* go = dout + (int64_t)n * C;
+      const float* y = s.y + (int64_t)i * C;
+      float* dyi = sc.dy + (int64_t)i * C;
+      float d = 0.f;
+      for (int c = 0; c < C; ++c) {
+        dyi[c] = wk * go[c];
+        d += go[c] * y[c];
+      }
+      sc.dw[nk] = d;
+    }
     const float* dy = sc.dy + (int64_t)o * C;
     float* dh = sc.dh + (int64_t)o * F;
     float* dhg = sc.dhg + (int64_t)o * F;
