@@ -106,7 +106,8 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
 inline std::span<const AdapterView* const> one_adapter(const AdapterView* const& a) {
   return a ? std::span<const AdapterView* const>(&a, 1) : std::span<const AdapterView* const>();
 }
-// Logits of the last forward: [B·T, V], or [B, V] with last_logits_only.
+// Logits of the last forward: [B·T, V], or [B, V] with last_logits_only; a forward with targets and without
+// for_backward keeps only the rows that have a target, in order, when some have none.
 const float* logits(const Workspace& ws);
 // Per-row cross-entropy of the last forward: [B·T] nats, 0 where the target was ignored.
 const float* token_losses(const Workspace& ws);

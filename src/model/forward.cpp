@@ -36,6 +36,34 @@ const float* logits(const Workspace& ws) { return ws.logits.data(); }
 const float* token_losses(const Workspace& ws) { return ws.losses.data(); }
 
 namespace {
+// The head and the cross-entropy on the rows that have a target only, when some have none and no backward
+// follows: a sliding window scores only its second half, and the head is a fifth of the forward's work.
+// Each row's logits and loss are the same numbers as with every row (a product's element does not depend on
+// the other rows). Returns false, having done nothing, when every row is scored.
+bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int N, const FrozenWeights* fz,
+                      ForwardResult& res) {
+  const int C = m.config.n_embd, V = m.config.n_vocab;
+  std::vector<int32_t> rows, tgt;
+  for (int r = 0; r < N; ++r)
+    if (targets[r] >= 0) rows.push_back(r), tgt.push_back(targets[r]);
+  const int n = (int)rows.size();
+  if (n == N) return false;
+  std::copy(targets, targets + N, ws.targets.begin());
+  std::fill(ws.losses.begin(), ws.losses.begin() + N, 0.f);
+  if (n == 0) return true;
+  ws.last_rows.resize((size_t)n * C);
+  for (int i = 0; i < n; ++i)
+    std::memcpy(ws.last_rows.data() + (size_t)i * C, ws.lnf.data() + (int64_t)rows[i] * C, sizeof(float) * C);
+  ws.logits.resize((size_t)n * V);
+  matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, n, C, V, false, fz ? &fz->output : nullptr);
+  std::vector<float> loss(n);
+  res.loss_sum = xent_forward(loss.data(), ws.logits.data(), tgt.data(), n, V, &res.n_scored);
+  for (int i = 0; i < n; ++i) ws.losses[rows[i]] = loss[i];
+  return true;
+}
+}  // namespace
+
+namespace {
 
 void build_segments(Workspace& ws, const Model& m, std::span<const AdapterView* const> adapters, int B) {
   if (!adapters.empty() && adapters.size() != 1 && (int)adapters.size() != B)
@@ -171,12 +199,12 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   const FrozenWeights* fz = frozen_for(ws, m);
   const bool bf16 = fz && fz->output.bf16();  // attention's products follow the base's arithmetic
 
-  embed_forward(ws.layers[0].x.data(), batch.tokens, m.w.token_embd, (int)N, C);
+  embed_forward(ws.acts(0).x.data(), batch.tokens, m.w.token_embd, (int)N, C);
   double aux_total = 0;
   for (int l = 0; l < L; ++l) {
-    LayerActs& A = ws.layers[l];
+    LayerActs& A = ws.acts(l);
     const LayerWeights& W = m.w.layers[l];
-    float* xout = l + 1 < L ? ws.layers[l + 1].x.data() : ws.xf.data();
+    float* xout = l + 1 < L ? ws.acts(l + 1).x.data() : ws.xf.data();
     // --- attention block
     for (size_t s = 0; s < ws.segments.size(); ++s) {
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
@@ -268,6 +296,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, B, C, V, false, fz ? &fz->output : nullptr);
     return res;
   }
+  if (batch.targets && !opt.for_backward && head_scored_rows(ws, m, batch.targets, (int)N, fz, res)) return res;
   ws.logits.resize((size_t)N * V);
   matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V, false, fz ? &fz->output : nullptr);
   if (batch.targets) {

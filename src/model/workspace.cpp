@@ -40,7 +40,8 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   ws.S = S;
   ws.lora_rmax = lora_rank;
   ws.layers.resize(c.n_layer);
-  for (auto& a : ws.layers) {
+  for (int l = 0; l < (for_backward ? c.n_layer : std::min(c.n_layer, 2)); ++l) {
+    LayerActs& a = ws.layers[l];
     fit(a.x, N * C); fit(a.ln1, N * C); fit(a.rstd1, N); fit(a.qkv, N * QKV);
     if (for_backward) fit(a.att_stats, B * H * T * 2);  // backward makes the probabilities from these (attention.h)
     fit(a.atty, N * H * D); fit(a.mid, N * C); fit(a.ln2, N * C); fit(a.rstd2, N);
@@ -86,7 +87,7 @@ std::vector<MoeLoraPart> moe_lora_parts(const Workspace& ws, int l, const Adapte
 }
 
 MoeLora moe_lora(Workspace& ws, int l, const std::vector<MoeLoraPart>& parts) {
-  LayerActs& A = ws.layers[l];
+  LayerActs& A = ws.acts(l);
   return MoeLora{parts.data(), (int)parts.size(), ws.lora_rmax,
                  {A.lora_u[kLoraGate].data(), A.lora_u[kLoraUp].data(), A.lora_u[kLoraDown].data()}, ws.du.data()};
 }

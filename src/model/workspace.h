@@ -40,7 +40,10 @@ struct Workspace {
   std::shared_ptr<const FrozenWeights> frozen;
   int lora_rmax = 0;  // the largest LoRA rank in the batch: a segment's u rows start at r0 · lora_rmax
   bool has_backward_state = false, last_only = false;
+  // Every layer's activations when backward follows; otherwise two, taken in turn (layer l reads its input
+  // from one and writes its output to the other): an evaluation then touches an eighth of the memory.
   std::vector<LayerActs> layers;
+  LayerActs& acts(int l) { return layers[has_backward_state ? l : l % 2]; }
   std::vector<float> xf, lnf, rstdf, last_rows, logits, losses, row_lse;  // final residual, norm, head
   std::vector<int32_t> targets, tokens;
   std::vector<Segment> segments;

@@ -20,7 +20,9 @@
 #include "heirloom/threads.h"
 #include "heirloom/train.h"
 #include "heirloom/vocab.h"
+#include "model/frozen_weights.h"
 #include "model/workspace.h"
+#include "ops/xent.h"
 
 namespace heirloom {
 namespace {
@@ -346,6 +348,50 @@ TEST(Model, InferencePacksForwardTheSameAndRefuseBackward) {
     forward(m, *ws_infer, Batch{tok.data(), tgt.data(), 2, T}, {}, fo);
     EXPECT_THROW(backward(m, *ws_infer, {}, std::vector<bool>(m.tensors.size(), false), nullptr, nullptr, nullptr, 0.f),
                  Error);
+  }
+}
+
+// A forward that no backward follows keeps two layers' activations in turn, and runs the head on the rows that
+// have a target only: every row's loss and logits are the numbers of a training forward, on any workspace
+// history (training, evaluation, evaluation with ignored targets, training again).
+TEST(Model, AForwardWithoutBackwardScoresEachRowAsTrainingDoes) {
+  ModelConfig c = preset_config("tiny");
+  c.n_layer = 5;  // odd, more than two: the last layer's output goes to the head from either buffer
+  Model m = init_model(c, byte_vocab(), 31);
+  const int B = 2, T = 24, V = 259, N = B * T;
+  const std::vector<int32_t> tok = some_tokens(N, V, 32), tgt = some_tokens(N, V, 33);
+  std::vector<int32_t> half = tgt;
+  for (int r = 0; r < N; ++r)
+    if (r % T < T / 2) half[r] = kIgnoreIndex;  // a sliding window's first half
+  for (Precision p : {Precision::fp32, Precision::bf16}) {
+    if (p == Precision::bf16 && !bf16_available()) continue;
+    SCOPED_TRACE(precision_name(p));
+    auto ws = make_workspace();
+    ws->frozen = pack_frozen(m, p);  // null for fp32 without AVX-512: the BLAS
+    ForwardOptions train;
+    train.for_backward = true;
+    const ForwardResult rt = forward(m, *ws, Batch{tok.data(), tgt.data(), B, T}, {}, train);
+    const std::vector<float> loss_t(token_losses(*ws), token_losses(*ws) + N), logit_t(logits(*ws), logits(*ws) + (size_t)N * V);
+    const ForwardResult re = forward(m, *ws, Batch{tok.data(), tgt.data(), B, T}, {}, ForwardOptions{});
+    EXPECT_EQ(re.n_scored, N);
+    EXPECT_EQ(max_abs_diff(token_losses(*ws), loss_t.data(), N), 0.f);
+    EXPECT_EQ(max_abs_diff(logits(*ws), logit_t.data(), (size_t)N * V), 0.f);
+    const ForwardResult rh = forward(m, *ws, Batch{tok.data(), half.data(), B, T}, {}, ForwardOptions{});
+    EXPECT_EQ(rh.n_scored, N / 2);
+    double sum = 0;
+    for (int r = 0, i = 0; r < N; ++r) {
+      if (half[r] == kIgnoreIndex) {
+        EXPECT_EQ(token_losses(*ws)[r], 0.f) << r;
+        continue;
+      }
+      EXPECT_EQ(token_losses(*ws)[r], loss_t[r]) << r;
+      EXPECT_EQ(max_abs_diff(logits(*ws) + (size_t)i * V, logit_t.data() + (size_t)r * V, V), 0.f) << r;
+      sum += loss_t[r], ++i;
+    }
+    EXPECT_NEAR(rh.loss_sum, sum, 1e-9 * sum);
+    const ForwardResult rt2 = forward(m, *ws, Batch{tok.data(), tgt.data(), B, T}, {}, train);
+    EXPECT_EQ(rt2.loss_sum, rt.loss_sum);
+    EXPECT_EQ(max_abs_diff(token_losses(*ws), loss_t.data(), N), 0.f);
   }
 }
 
