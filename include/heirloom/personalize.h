@@ -39,7 +39,7 @@ struct PersonalizeReport {
   AdapterKind kind = AdapterKind::norm;
   float lr = 0;
   int steps = 0, batch = 0, seq = 0;  // steps actually run
-  int64_t train_tokens = 0, heldout_tokens = 0, general_tokens = 0;  // available
+  int64_t train_tokens = 0, heldout_tokens = 0, general_tokens = 0;  // available (general: up to eval_tokens)
   int64_t personal_scored = 0, general_scored = 0;                   // scored per measurement
   int64_t invalid_utf8 = 0;
   double personal_before = 0, personal_after = 0, general_before = 0, general_after = 0;  // perplexities

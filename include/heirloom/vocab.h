@@ -92,6 +92,13 @@ Vocab byte_vocab();
 // BOS is prepended when add_bos is true AND the vocabulary's add_bos is set (llama.cpp's rule for
 // add_special). An empty text gives no other tokens. Texts of 2 GiB or more are an Error.
 std::vector<int32_t> encode(const Vocab& vocab, std::string_view text, bool add_bos);
+// The first max_tokens ids of encode(vocab, text, add_bos) (all of them when there are fewer). A SentencePiece
+// vocabulary without user-defined tokens tokenises only a prefix of the text that ends where no token can
+// span (before a space, as encode cuts it): the ids are the same, and a long text costs no more than the prefix.
+std::vector<int32_t> encode_first(const Vocab& vocab, std::string_view text, bool add_bos, size_t max_tokens);
+// Where encode_first cuts a SentencePiece text: the first byte at or after `from` (a space) that no token can
+// span, or npos. encode of the text before it gives the whole text's first ids.
+size_t spm_cut(const Vocab& vocab, std::string_view text, size_t from);
 
 // Normal tokens with U+2581 -> space, byte tokens -> their byte (a run of byte tokens spelling U+2581
 // also becomes a space, so vocabularies without a "▁" token round-trip), user-defined tokens verbatim,

@@ -86,7 +86,8 @@ PersonTokens person_tokens(const Model& base, const PersonalizeOptions& o) {
   }
   t.train = encode(base.vocab, text, true);
   t.heldout = encode(base.vocab, held_text, true);
-  t.general = encode(base.vocab, read_text_file(o.general), true);
+  // Only the general text's first eval_tokens are scored: the rest of a long corpus is not tokenised.
+  t.general = encode_first(base.vocab, read_text_file(o.general), true, (size_t)std::max(o.eval_tokens, 16));
   return t;
 }
 

@@ -284,6 +284,38 @@ std::vector<int32_t> encode(const Vocab& vocab, std::string_view text, bool add_
   return out;
 }
 
+size_t spm_cut(const Vocab& vocab, std::string_view text, size_t from) {
+  const std::shared_ptr<const TokenIndex> idx = vocab.index();
+  // Before a space whose pair with the character before it (as encode_spm escapes them) is in no token:
+  // encode_spm cuts there too. The four bytes before the space are ASCII, so however encode_spm splits damaged
+  // UTF-8 earlier on, its characters end at both sides.
+  for (size_t i = text.find(' ', std::max<size_t>(from, 4)); i != std::string_view::npos; i = text.find(' ', i + 1)) {
+    bool ascii = true;
+    for (size_t b = i - 4; b < i; ++b) ascii &= static_cast<unsigned char>(text[b]) < 0x80;
+    const std::string pair = (text[i - 1] == ' ' ? std::string(kSpaceMark) : std::string(1, text[i - 1])) + std::string(kSpaceMark);
+    if (ascii && !idx->pairs.contains(pair)) return i;
+  }
+  return std::string_view::npos;
+}
+
+std::vector<int32_t> encode_first(const Vocab& vocab, std::string_view text, bool add_bos, size_t max_tokens) {
+  if (vocab.model != "gpt2" && vocab.index()->user_defined.empty() && max_tokens < text.size()) {
+    // Tokens average a few bytes; 8 per id is ample for the first try, and each retry doubles it.
+    for (size_t want = std::max<size_t>(4096, 8 * max_tokens); want < text.size(); want *= 2) {
+      const size_t cut = spm_cut(vocab, text, want);
+      if (cut == std::string_view::npos) break;
+      std::vector<int32_t> ids = encode(vocab, text.substr(0, cut), add_bos);
+      if (ids.size() >= max_tokens) {
+        ids.resize(max_tokens);
+        return ids;
+      }
+    }
+  }
+  std::vector<int32_t> ids = encode(vocab, text, add_bos);
+  if (ids.size() > max_tokens) ids.resize(max_tokens);
+  return ids;
+}
+
 std::string decode(const Vocab& vocab, std::span<const int32_t> ids) {
   check_consistent(vocab);
   std::string out;

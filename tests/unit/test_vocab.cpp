@@ -223,6 +223,47 @@ TEST(Vocab, MatchesNaiveReferenceOnRandomInput) {
   }
 }
 
+// encode_first tokenises a prefix of a long text cut where no token can span (spm_cut): the ids before every
+// such cut are the whole text's first ones, with tokens that hold "▁" inside and around them and damaged
+// UTF-8 before a space; and encode_first's ids are the whole text's first ones.
+TEST(Vocab, EncodeFirstIsTheStartOfEncode) {
+  const std::vector<std::string> alphabet = {"a", "b", "c", kSp, "\xC3\xA9", "\n"};
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 8; ++trial) {
+    std::vector<std::pair<std::string, float>> pieces;
+    std::map<std::string, bool> seen;
+    for (const std::string& a : alphabet) pieces.push_back({a, -10}), seen[a] = true;
+    for (int k = 0; k < 60; ++k) {
+      std::string p;
+      for (size_t len = 2 + rng() % 4; len > 0; --len) p += alphabet[rng() % alphabet.size()];
+      if (!seen[p]) seen[p] = true, pieces.push_back({p, static_cast<float>(rng() % 4)});
+    }
+    const Vocab v = make_vocab(pieces, true);
+    std::string text;
+    while (text.size() < 12000) {
+      const uint32_t r = rng() % 10;
+      text += r < 3 ? "a" : r == 3 ? "b" : r == 4 ? "c" : r < 7 ? " " : r == 7 ? "\xC3\xA9" : r == 8 ? "\n" : "\xE2a";
+    }
+    const std::vector<int32_t> all = encode(v, text, true);
+    int cuts = 0;
+    for (size_t from = 0; from < text.size(); from += 1 + rng() % 200) {
+      const size_t cut = spm_cut(v, text, from);
+      if (cut == std::string_view::npos) break;
+      ASSERT_GE(cut, from);
+      ASSERT_EQ(text[cut], ' ');
+      const std::vector<int32_t> before = encode(v, text.substr(0, cut), true);
+      ASSERT_TRUE(std::equal(before.begin(), before.end(), all.begin())) << "trial " << trial << " cut " << cut;
+      ++cuts;
+    }
+    EXPECT_GT(cuts, 20) << "trial " << trial;
+    for (size_t n : {size_t{1}, size_t{37}, size_t{600}, all.size() - 1, all.size(), all.size() + 5}) {
+      const std::vector<int32_t> first = encode_first(v, text, true, n);
+      ASSERT_EQ(first.size(), std::min(n, all.size())) << "trial " << trial << " n " << n;
+      ASSERT_TRUE(std::equal(first.begin(), first.end(), all.begin())) << "trial " << trial << " n " << n;
+    }
+  }
+}
+
 TEST(Vocab, LongTextRoundTrips) {
   const Vocab v = make_vocab({{kSp, -3}, {"t", -3}, {"h", -3}, {"e", -3}, {"th", -1}, {"the", 0}, {kSp + "the", 1}},
                              true);
