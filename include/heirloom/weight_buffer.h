@@ -40,11 +40,7 @@ class WeightBuffer {
     return b;
   }
 
-  void assign(size_t n, float v) {
-    keeper_.reset();
-    owned_.assign(n, v);
-    point_at_owned();
-  }
+  void assign(size_t n, float v);  // on huge pages when large (core/huge_pages.h)
   template <class It>
   void assign(It first, It last) {
     std::vector<float> copy(first, last);  // first..last may point into this buffer

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <new>
 
+#include "core/huge_pages.h"
+
 namespace heirloom {
 
 template <class T>
@@ -14,7 +16,11 @@ struct CacheLineAllocator {
   CacheLineAllocator() = default;
   template <class U>
   CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  T* allocate(std::size_t n) {
+    T* p = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+    advise_huge_pages(p, n * sizeof(T));  // a base's packs: before the packing touches them
+    return p;
+  }
   void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
   template <class U>
   void construct(U* p) noexcept {  // default-initialised, not value-initialised: no zero fill

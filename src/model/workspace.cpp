@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "core/huge_pages.h"
+
 namespace heirloom {
 
 void WorkspaceDeleter::operator()(Workspace* w) const { delete w; }
@@ -23,9 +25,15 @@ const float* Workspace::gain(const Model& m, int seg, int j) const {
 
 namespace {
 // resize, not assign: a shorter batch (the last evaluation window) keeps the allocation, so alternating
-// shapes cost no reallocation or zero-filling of the whole buffer. Nothing relies on buffers being zero.
+// shapes cost no reallocation or zero-filling of the whole buffer. Nothing relies on buffers being zero, or
+// keeping their values when they grow: new memory is asked for on huge pages before it is touched.
 template <class T>
 void fit(std::vector<T>& v, size_t n) {
+  if (v.capacity() < n) {
+    std::vector<T>().swap(v);
+    v.reserve(n);
+    advise_huge_pages(v.data(), n * sizeof(T));
+  }
   if (v.size() != n) v.resize(n);
 }
 }  // namespace
