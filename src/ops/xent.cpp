@@ -44,9 +44,9 @@ namespace {
 template <bool kWrite>
 inline void grad_row(float* d, const float* x, int32_t target, float scale, int V, float off) {
   int i = 0;
-  for (; i + 8 <= V; i += 8) {
-    const f32x8 g = exp_fast(load8(x + i) - off) * scale;
-    store8(d + i, kWrite ? g : load8(d + i) + g);
+  for (; i + 16 <= V; i += 16) {
+    const f32x16 g = exp_fast(load16(x + i) - off) * scale;
+    store16(d + i, kWrite ? g : load16(d + i) + g);
   }
   for (; i < V; ++i) d[i] = (kWrite ? 0.f : d[i]) + exp_fast(x[i] - off) * scale;
   d[target] -= scale;
