@@ -50,11 +50,11 @@ bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int
   if (n == N) return false;
   std::copy(targets, targets + N, ws.targets.begin());
   std::fill(ws.losses.begin(), ws.losses.begin() + N, 0.f);
+  ws.logits.resize((size_t)n * V);  // none at all when no row is scored
   if (n == 0) return true;
   ws.last_rows.resize((size_t)n * C);
   for (int i = 0; i < n; ++i)
     std::memcpy(ws.last_rows.data() + (size_t)i * C, ws.lnf.data() + (int64_t)rows[i] * C, sizeof(float) * C);
-  ws.logits.resize((size_t)n * V);
   matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, n, C, V, false, fz ? &fz->output : nullptr);
   std::vector<float> loss(n);
   res.loss_sum = xent_forward(loss.data(), ws.logits.data(), tgt.data(), n, V, &res.n_scored);
