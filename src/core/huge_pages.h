@@ -12,4 +12,14 @@ constexpr size_t kHugePageBytes = size_t{2} << 20;
 // Does nothing for buffers under two huge pages, or where the system says no.
 void advise_huge_pages(const void* p, size_t bytes);
 
+// v with room for n elements: when it has less, its old values are dropped and fresh memory is reserved and
+// advised before anything touches it (the caller then fills it).
+template <class Vec>
+void reserve_on_huge_pages(Vec& v, size_t n) {
+  if (v.capacity() >= n) return;
+  Vec().swap(v);
+  v.reserve(n);
+  advise_huge_pages(v.data(), n * sizeof(*v.data()));
+}
+
 }  // namespace heirloom

@@ -61,9 +61,7 @@ bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int
   for (int i = 0; i < n; ++i) ws.losses[rows[i]] = loss[i];
   return true;
 }
-}  // namespace
 
-namespace {
 
 void build_segments(Workspace& ws, const Model& m, std::span<const AdapterView* const> adapters, int B) {
   if (!adapters.empty() && adapters.size() != 1 && (int)adapters.size() != B)

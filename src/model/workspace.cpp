@@ -29,11 +29,7 @@ namespace {
 // keeping their values when they grow: new memory is asked for on huge pages before it is touched.
 template <class T>
 void fit(std::vector<T>& v, size_t n) {
-  if (v.capacity() < n) {
-    std::vector<T>().swap(v);
-    v.reserve(n);
-    advise_huge_pages(v.data(), n * sizeof(T));
-  }
+  reserve_on_huge_pages(v, n);
   if (v.size() != n) v.resize(n);
 }
 }  // namespace

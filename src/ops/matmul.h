@@ -27,7 +27,7 @@ constexpr int kRepackRows = 32;
 void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int r0, int r1);
 
 // The next packed product on this thread multiplies by p's forward (backward) pack: it is fetched into L2
-// while the product that comes first runs (core/fetch_ahead.h). Nothing for a null p.
+// while the product that comes first runs (core/fetch_ahead.h). A null p clears a pending hint.
 void fetch_pack_ahead(const PackedWeight* p, bool backward);
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ

@@ -121,6 +121,9 @@ void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* i
   else gemm(true, false, M, N, K, 1.f, dout, ldd, inp, ldi, 1.f, dw, N);
 }
 
+// Expert e's pack among an array of E, or null when the experts are not packed.
+const PackedWeight* pack(const PackedWeight* p, int e) { return p ? p + e : nullptr; }
+
 // body(e, claim_next) for every expert with rows, experts in parallel, each on one thread, taken from a queue
 // in decreasing load (the largest first leave the shortest tail). The body calls claim_next() once, before its
 // last product: it takes the thread's next expert from the queue then (−1 when none is left), so the body can
@@ -160,7 +163,6 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
-  auto pack = [](const PackedWeight* p, int e) { return p ? p + e : nullptr; };
   for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     RowExact mode(exact);
@@ -201,7 +203,6 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
   const bool bf16 = w.packed_down && w.packed_down->bf16();
-  auto pack = [](const PackedWeight* p, int e) { return p ? p + e : nullptr; };
   for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {  // as in forward: experts in parallel, disjoint outputs
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
