@@ -16,6 +16,7 @@
 
 #include "core/fetch_ahead.h"
 #include "core/gemm_tile.h"
+#include "core/parallel.h"
 
 namespace heirloom {
 
@@ -100,24 +101,18 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     return;
   }
   if (rows_first && row_tasks >= 2 * threads) {
-    // Each thread converts its own rows and multiplies them by all of B: no barrier, no rows from another core.
-#pragma omp parallel
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    // Each thread converts its own rows and multiplies them by all of B: no barrier, no rows from another core
+    // but what a thread that finished first takes from the other's last row tasks.
+    parallel_shares(row_tasks, panels, false, [&](int t, int nt) {
       const int rt0 = (int)((int64_t)row_tasks * t / nt), rt1 = (int)((int64_t)row_tasks * (t + 1) / nt);
       convert(rt0 * kTaskRows, std::min(Mp, rt1 * kTaskRows), a16, lda);
-      for (int rt = rt0; rt < rt1; ++rt)
-        for (int p = 0; p < panels; ++p) task(rt, p);
-    }
+    }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels)); });
     return;
   }
-#pragma omp parallel
-  {
-#pragma omp for schedule(static)
-    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a16, lda);
-#pragma omp for schedule(static)
-    for (int t = 0; t < tasks; ++t) run(t);
-  }
+  // Every task reads rows from every thread's conversion (which may be costly: the head's backward makes each
+  // row of its A as it converts it): all rows first, then the tasks.
+  parallel_for(Mp / 16, true, [&](int64_t r) { convert((int)r * 16, (int)r * 16 + 16, a16, lda); });
+  parallel_for(tasks, true, [&](int64_t t) { run((int)t); });
 }
 
 void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,

@@ -4,17 +4,78 @@
 #pragma once
 #include <omp.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 namespace heirloom {
 
-// body(i) for i in [0, n): across the threads (static schedule) when `worth` holds, there is more than one
-// thread and the caller is not already inside a parallel region; else in order on the calling thread.
+// One share of a parallel_shares loop: its units not yet taken, [front, back), in one word so that its owner
+// (from the front) and another thread (from the back) never take the same one.
+struct alignas(64) UnitShare {
+  std::atomic<uint64_t> front_back{0};
+  std::atomic<bool> prepared{false};
+  void set(int64_t front, int64_t back) { front_back.store((uint64_t)back << 32 | (uint64_t)front); }
+  int64_t take(bool from_back) {
+    uint64_t v = front_back.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+      if (f >= b) return -1;
+      if (front_back.compare_exchange_weak(v, from_back ? v - (uint64_t{1} << 32) : v + 1, std::memory_order_relaxed))
+        return from_back ? b - 1 : f;
+    }
+  }
+};
+
+// Units [0, n_groups · per_group) on all threads, from inside no parallel region. Thread t owns the groups
+// [n_groups·t/nt, n_groups·(t+1)/nt) (nt = omp_get_max_threads()): it calls prepare(t, nt) (say, to convert the
+// rows its units read), then runs its own units in order from the front. Having finished, it takes what is
+// left of the other shares from their backs, once their owners have prepared them, or, with
+// `prepare_all_first`, once every thread has. Fixed shares keep each thread on the same rows from one call to
+// the next (threads handing out every unit from one counter lost that and were slower); taking the rest
+// evens out cores that do not run at one speed (this machine's two vCPUs differ by up to a quarter, and
+// which is the slower changes from second to second).
+template <class Prepare, class Unit>
+void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first, Prepare&& prepare, Unit&& unit) {
+  const int nt = omp_get_max_threads();
+  std::unique_ptr<UnitShare[]> shares(new UnitShare[nt]);
+  for (int t = 0; t < nt; ++t) shares[t].set(n_groups * t / nt * per_group, n_groups * (t + 1) / nt * per_group);
+#pragma omp parallel num_threads(nt)
+  {
+    if (omp_get_num_threads() != nt) {  // a smaller team than asked for (a thread limit): one thread does it all
+#pragma omp single
+      for (int t = 0; t < nt; ++t) {
+        prepare(t, nt);
+        for (int64_t u; (u = shares[t].take(false)) >= 0;) unit(u);
+      }
+    } else {
+      const int t = omp_get_thread_num();
+      prepare(t, nt);
+      shares[t].prepared.store(true, std::memory_order_release);
+      if (prepare_all_first) {
+#pragma omp barrier
+      }
+      for (int64_t u; (u = shares[t].take(false)) >= 0;) unit(u);
+      for (int k = 1; k < nt; ++k) {
+        UnitShare& other = shares[(t + k) % nt];
+        while (!other.prepared.load(std::memory_order_acquire)) {
+#if defined(__x86_64__)
+          __builtin_ia32_pause();
+#endif
+        }
+        for (int64_t u; (u = other.take(true)) >= 0;) unit(u);
+      }
+    }
+  }
+}
+
+// body(i) for i in [0, n): across the threads (in parallel_shares: a share each, the rest taken by whichever
+// finishes first) when `worth` holds, there is more than one thread and the caller is not already inside a
+// parallel region; else in order on the calling thread.
 template <class Body>
 void parallel_for(int64_t n, bool worth, Body&& body) {
   if (worth && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
+    parallel_shares(n, 1, false, [](int, int) {}, body);
     return;
   }
   for (int64_t i = 0; i < n; ++i) body(i);
