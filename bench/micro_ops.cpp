@@ -86,15 +86,17 @@ void BM_swiglu(benchmark::State& st) {
 }
 BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
 
-// An expert's product (250 x 512 x 256), one per thread at once as the experts run in a step, with its
+// An expert's product (M x 512 x 256), one per thread at once as the experts run in a step, with its
 // operands in cache or not: range(0) 0 fp32 panels, 1 bf16 (AMX or dot products); range(1) 0 all in cache, 1 the weights cycled
-// through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled.
+// through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled;
+// range(2) M, the expert's rows: 250 (8x128 steps), 64 (the personalize protocol's 1x256 windows).
 void BM_expert_product_cache(benchmark::State& st) {
   const bool bf16 = st.range(0) != 0;
   const int cold = (int)st.range(1);
   if (bf16 && !bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
   if (!bf16 && !f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512F");
-  constexpr int M = 250, Nw = 512, Kw = 256, kWeights = 64, kBufs = 256;
+  const int M = (int)st.range(2);
+  constexpr int Nw = 512, Kw = 256, kWeights = 64, kBufs = 256;
   const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw * kBufs);
   std::vector<float> c((size_t)M * Nw * kBufs);
   std::vector<PackedF32> w32;
@@ -114,7 +116,7 @@ void BM_expert_product_cache(benchmark::State& st) {
   }
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw * kBufs, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Whole model: forward only, and forward + backward for the norm-only regime.
 struct ModelFixture {
