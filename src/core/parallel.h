@@ -8,7 +8,11 @@
 #include <cstdint>
 #include <memory>
 
+#include "heirloom/error.h"
+
 namespace heirloom {
+
+constexpr int64_t kMaxShareUnits = int64_t{1} << 31;  // a share's ends are 32-bit
 
 // One share of a parallel_shares loop: its units not yet taken, [front, back), in one word so that its owner
 // (from the front) and another thread (from the back) never take the same one.
@@ -37,6 +41,9 @@ struct alignas(64) UnitShare {
 // which is the slower changes from second to second).
 template <class Prepare, class Unit>
 void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first, Prepare&& prepare, Unit&& unit) {
+  if (n_groups * per_group >= kMaxShareUnits)
+    throw Error("internal: parallel_shares takes fewer than 2^31 units, not " + std::to_string(n_groups * per_group),
+                "report this as a bug");
   const int nt = omp_get_max_threads();
   std::unique_ptr<UnitShare[]> shares(new UnitShare[nt]);
   for (int t = 0; t < nt; ++t) shares[t].set(n_groups * t / nt * per_group, n_groups * (t + 1) / nt * per_group);
@@ -75,7 +82,9 @@ void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first
 template <class Body>
 void parallel_for(int64_t n, bool worth, Body&& body) {
   if (worth && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    parallel_shares(n, 1, false, [](int, int) {}, body);
+    if (n < kMaxShareUnits) return parallel_shares(n, 1, false, [](int, int) {}, body);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) body(i);
     return;
   }
   for (int64_t i = 0; i < n; ++i) body(i);

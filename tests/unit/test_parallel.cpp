@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "heirloom/error.h"
 
 namespace heirloom {
 namespace {
@@ -100,6 +101,22 @@ TEST(ParallelShares, UnitsRunOnlyAfterTheirSharesPreparation) {
       for (int t = 0; t < nt; ++t) EXPECT_EQ(calls[t], 1) << t;
       for (int u = 0; u < n; ++u) EXPECT_EQ(hits[u], 1) << groups << " " << u;
     }
+}
+
+// A share's ends are 32-bit: parallel_shares refuses 2^31 units or more, and parallel_for then splits such a
+// loop in fixed shares (every index once, the last ones included).
+TEST(ParallelShares, LoopsBeyondThirtyTwoBitsAreRefusedOrSplitInFixedShares) {
+  bool ran = false;
+  EXPECT_THROW(parallel_shares(kMaxShareUnits / 4, 4, false, [&](int, int) { ran = true; }, [&](int64_t) { ran = true; }),
+               Error);
+  EXPECT_FALSE(ran);
+  if (omp_get_max_threads() < 2) GTEST_SKIP() << "needs 2 threads";
+  const int64_t n = kMaxShareUnits + 10;
+  std::atomic<int64_t> marks{0};
+  parallel_for(n, true, [&](int64_t i) {
+    if (i == 0 || i == kMaxShareUnits - 1 || i >= n - 3) marks += i == n - 1 ? 100 : 1;
+  });
+  EXPECT_EQ(marks.load(), 1 + 1 + 2 + 100);  // 0, 2^31 − 1, n − 3, n − 2, and n − 1
 }
 
 }  // namespace
