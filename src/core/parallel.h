@@ -37,8 +37,9 @@ struct alignas(64) UnitShare {
 // left of the other shares from their backs, once their owners have prepared them, or, with
 // `prepare_all_first`, once every thread has. Fixed shares keep each thread on the same rows from one call to
 // the next (threads handing out every unit from one counter lost that and were slower); taking the rest
-// evens out cores that do not run at one speed (this machine's two vCPUs differ by up to a quarter, and
-// which is the slower changes from second to second).
+// evens out cores that do not run at one speed (on this machine's two vCPUs, with equal shares, one thread
+// waited in up to a quarter of its samples while the other hardly did, and which one changes from run to
+// run: bench/omp-waits.sh).
 template <class Prepare, class Unit>
 void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first, Prepare&& prepare, Unit&& unit) {
   if (n_groups * per_group >= kMaxShareUnits)
