@@ -59,11 +59,13 @@ void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first
     } else {
       const int t = omp_get_thread_num();
       prepare(t, nt);
+      // The owner claims its first unit before others may take from its share: it always starts at its front.
+      const int64_t first = shares[t].take(false);
       shares[t].prepared.store(true, std::memory_order_release);
       if (prepare_all_first) {
 #pragma omp barrier
       }
-      for (int64_t u; (u = shares[t].take(false)) >= 0;) unit(u);
+      for (int64_t u = first; u >= 0; u = shares[t].take(false)) unit(u);
       for (int k = 1; k < nt; ++k) {
         UnitShare& other = shares[(t + k) % nt];
         while (!other.prepared.load(std::memory_order_acquire)) {

@@ -62,7 +62,6 @@ bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int
   return true;
 }
 
-
 void build_segments(Workspace& ws, const Model& m, std::span<const AdapterView* const> adapters, int B) {
   if (!adapters.empty() && adapters.size() != 1 && (int)adapters.size() != B)
     throw Error("forward: expected 0, 1 or " + std::to_string(B) + " adapters, found " + std::to_string(adapters.size()));
