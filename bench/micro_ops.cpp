@@ -118,6 +118,28 @@ void BM_expert_product_cache(benchmark::State& st) {
 }
 BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Packing an expert's fp32 weight [512, 256] per call, as the full fp32 step does (its weights change every
+// step), one weight per thread at once: range(0) 1 = transposed (the forward's B = Wᵀ), 0 = as stored (the
+// backward's B = W); range(1) 1 = each pack reads another of 64 weights (from memory, as in a step), 0 = one.
+void BM_pack_f32(benchmark::State& st) {
+  if (!f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512F");
+  const bool trans = st.range(0) != 0, cold = st.range(1) != 0;
+  constexpr int O = 512, I = 256, kWeights = 64, kPacks = 256;
+  const auto w = randn((size_t)O * I * kWeights);
+  std::vector<PackedF32> packs(omp_get_max_threads());
+  for (auto _ : st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < kPacks; ++i) {
+      const float* src = w.data() + (size_t)(cold ? i % kWeights : omp_get_thread_num()) * O * I;
+      PackedF32& p = packs[omp_get_thread_num()];
+      if (trans) pack_b_f32_into(p, src, I, true, I, O, 1.f);  // B = Wᵀ [I, O]
+      else pack_b_f32_into(p, src, I, false, O, I, 1.f);       // B = W [O, I]
+    }
+  }
+  st.counters["GB/s"] = benchmark::Counter(4.0 * O * I * kPacks, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_pack_f32)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Whole model: forward only, and forward + backward for the norm-only regime.
 struct ModelFixture {
   Model m = init_model(preset_config("moe-30m", 8192), [] {

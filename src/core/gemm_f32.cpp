@@ -19,6 +19,7 @@
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
 #include "core/product_time.h"
+#include "core/transpose16.h"
 #include "heirloom/error.h"
 
 namespace heirloom {
@@ -110,25 +111,47 @@ bool f32_packed_available() {
 }
 
 namespace {
+// Panel rows [0, K) of 16 of B's columns, src's rows [n0, n0 + w) (w ≤ 16; the rest zeros): 16 × 16 blocks
+// read as 16 rows of src, transposed in registers, stored as 16 panel rows (dst's row stride kNr).
+__attribute__((target("avx512f"))) void pack_transposed16(float* dst, const float* src, int ld, int K, int n0, int w,
+                                                          float scale) {
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    const int kn = std::min(16, K - k0);
+    const __mmask16 mask = first_columns(kn);
+    __m512i v[16];
+    for (int i = 0; i < w; ++i)  // 16 short streams defeat the hardware's prefetcher: fetch 4 lines ahead
+      _mm_prefetch((const char*)(src + (int64_t)(n0 + i) * ld + k0 + 64), _MM_HINT_T0);
+    for (int i = 0; i < 16; ++i)
+      v[i] = i < w ? _mm512_castps_si512(_mm512_mul_ps(s, _mm512_maskz_loadu_ps(mask, src + (int64_t)(n0 + i) * ld + k0)))
+                   : _mm512_setzero_si512();
+    transpose16(v);
+    for (int i = 0; i < kn; ++i) _mm512_storeu_si512(dst + (int64_t)(k0 + i) * kNr, v[i]);
+  }
+}
+
 void pack_panels(PackedF32& p, const float* src, int ld, bool trans, float scale) {
   const int K = p.K, N = p.N, panels = p.Np / kNr;
-  parallel_for(panels, (int64_t)K * p.Np >= (1 << 16), [&](int64_t q) {
-    float* dst = p.data.data() + (int64_t)q * K * kNr;
-    const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
-    if (trans) {  // B's columns are src's rows: read each row once
-      for (int j = 0; j < kNr; ++j) {
-        const float* row = j < w ? src + (int64_t)(n0 + j) * ld : nullptr;
-        for (int k = 0; k < K; ++k) dst[(int64_t)k * kNr + j] = row ? scale * row[k] : 0.f;
-      }
-    } else {  // B's rows are src's rows: 32 adjacent values at a time
+  const bool worth = (int64_t)K * p.Np >= (1 << 16);
+  if (trans) {  // B's columns are src's rows: 16 rows at a time, transposed in registers
+    parallel_for(panels, worth, [&](int64_t q) {
+      float* dst = p.data.data() + (int64_t)q * K * kNr;
+      const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
+      pack_transposed16(dst, src, ld, K, n0, std::min(16, w), scale);
+      pack_transposed16(dst + 16, src, ld, K, n0 + 16, w - 16, scale);
+    });
+  } else {  // B's rows are src's rows: 32 adjacent values at a time
+    parallel_for(panels, worth, [&](int64_t q) {
+      float* dst = p.data.data() + (int64_t)q * K * kNr;
+      const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
       for (int k = 0; k < K; ++k) {
         const float* row = src + (int64_t)k * ld + n0;
         float* d = dst + (int64_t)k * kNr;
         for (int j = 0; j < w; ++j) d[j] = scale * row[j];
         for (int j = w; j < kNr; ++j) d[j] = 0.f;
       }
-    }
-  });
+    });
+  }
 }
 }  // namespace
 

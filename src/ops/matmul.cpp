@@ -37,8 +37,8 @@ void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int 
   if (p.has_backward()) pack_b_bf16_rows(p.bwd, weight, I, false, r0, r1);
 }
 
-void fetch_pack_ahead(const PackedWeight* p, bool backward) {
-  if (!p) return fetch_ahead(nullptr, 0);
+void fetch_weight_ahead(const PackedWeight* p, const float* weight, int64_t floats, bool backward) {
+  if (!p) return fetch_ahead(weight, weight ? floats * (int64_t)sizeof(float) : 0);
   if (p->bf16()) {
     const PackedB& b = backward ? p->bwd : p->fwd;
     return fetch_ahead(b.data.data(), (int64_t)b.data.size() * sizeof(uint16_t));

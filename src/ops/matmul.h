@@ -26,9 +26,10 @@ void repack_weight(PackedWeight& p, const float* weight, int O, int I);  // in p
 constexpr int kRepackRows = 32;
 void repack_weight_rows(PackedWeight& p, const float* weight, int O, int I, int r0, int r1);
 
-// The next packed product on this thread multiplies by p's forward (backward) pack: it is fetched into L2
-// while the product that comes first runs (core/fetch_ahead.h). A null p clears a pending hint.
-void fetch_pack_ahead(const PackedWeight* p, bool backward);
+// The next product on this thread multiplies by p's forward (backward) pack: it is fetched into L2 while the
+// product that comes first runs (core/fetch_ahead.h). With no pack, the product packs `weight` (`floats` of
+// them) per call, and that is fetched instead. Both null clears a pending hint.
+void fetch_weight_ahead(const PackedWeight* p, const float* weight, int64_t floats, bool backward);
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
 // With `packed` (the same W, packed), the product runs on the pack: in bf16 with fp32 accumulation, or fp32.
