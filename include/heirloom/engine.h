@@ -114,8 +114,10 @@ const float* token_losses(const Workspace& ws);
 
 // Gradient of ForwardResult::objective(aux_coef) for the last forward (run with for_backward).
 // dbase: laid out like Model::data (may be null when nothing in the base is trainable); accumulates (+=).
+// dbase_zero: the caller promises dbase is all zeros on entry, so the weight matrices' gradients (each made by
+// one product) are written instead of added to, without reading dbase's memory first; the same values.
 void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const> adapters,
               const std::vector<bool>& base_trainable, float* dbase, const AdapterView* trained,
-              const AdapterGrads* dadapter, float aux_coef);
+              const AdapterGrads* dadapter, float aux_coef, bool dbase_zero = false);
 
 }  // namespace heirloom

@@ -111,7 +111,7 @@ void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const flo
 
 void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const> adapters,
               const std::vector<bool>& base_trainable, float* dbase, const AdapterView* trained,
-              const AdapterGrads* dadapter, float aux_coef) {
+              const AdapterGrads* dadapter, float aux_coef, bool dbase_zero) {
   if (!ws.has_backward_state) throw Error("backward: the last forward did not keep activations (for_backward)");
   const ModelConfig& c = m.config;
   const int B = ws.B, T = ws.T, C = c.n_embd, L = c.n_layer, V = c.n_vocab, D = c.head_dim();
@@ -136,8 +136,9 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   } else {
     if (n_scored > 0) xent_backward_write(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V, ws.row_lse.data());
     else zero(ws.dlogits);
+    // (written when dbase is zero: a tied embedding's gradient is added after it, at the end)
     matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
-                    fz ? &fz->output : nullptr, true);
+                    fz ? &fz->output : nullptr, true, dbase_zero);
   }
   zero(ws.dres);
   norm_backward(x, 2 * L, ws.dres.data(), ws.dlnf.data(), ws.xf.data(), ws.rstdf.data(), g.output_norm);
@@ -159,7 +160,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);
-      MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down};
+      MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down, dbase_zero};
       MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(), ws.ddw.data(), ws.dgaux.data()};
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
       const MoeLora ml = moe_lora(ws, l, parts);
@@ -169,17 +170,17 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     } else {
       const int F = c.n_ff;
       matmul_backward(ws.dh.data(), F, G.ffn_down, ws.dres.data(), C, A.h.data(), F, W.ffn_down, (int)N, F, C,
-                      P ? &P->ffn_down : nullptr, true);
+                      P ? &P->ffn_down : nullptr, true, dbase_zero);
       swiglu_backward(ws.dhg.data(), ws.dhu.data(), ws.dh.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F,
-                      P ? &P->ffn_gate : nullptr);
+                      P ? &P->ffn_gate : nullptr, false, dbase_zero);
       matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F,
-                      P ? &P->ffn_up : nullptr);
+                      P ? &P->ffn_up : nullptr, false, dbase_zero);
     }
     norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
     // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
     matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C,
-                    P ? &P->wo : nullptr, true);
+                    P ? &P->wo : nullptr, true, dbase_zero);
     lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
     zero(ws.dqkv);
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
@@ -188,7 +189,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape);
     rope_backward(dq, QKV, ws.rope, B, T, H + Hkv, D, 0);  // dq's heads then dk's, adjacent in a row
     matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
-                    P ? &P->wq : nullptr, true);
+                    P ? &P->wq : nullptr, true, dbase_zero);
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
     for (int t = kLoraQ; t <= kLoraV; ++t)
       lora_backward(x, l, t, ws.dln.data(), C, ws.dqkv.data() + off[t], QKV, A.ln1.data(), C, C, width[t]);

@@ -55,13 +55,14 @@ void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float*
 }
 
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
-                     const float* weight, int N, int I, int O, const PackedWeight* packed, bool write_dinp) {
+                     const float* weight, int N, int I, int O, const PackedWeight* packed, bool write_dinp,
+                     bool write_dweight) {
   const bool bf16 = packed && packed->bf16();
   if (dinp && bf16) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, !write_dinp);
   else if (dinp && packed) gemm_f32_packed(N, dout, ldo, packed->bwd32, dinp, ldi_d, !write_dinp);
   else if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, write_dinp ? 0.f : 1.f, dinp, ldi_d);
-  if (dweight && bf16) gemm_bf16_tn(O, I, N, dout, ldo, inp, ldi, dweight, I, true);
-  else if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, 1.f, dweight, I);
+  if (dweight && bf16) gemm_bf16_tn(O, I, N, dout, ldo, inp, ldi, dweight, I, !write_dweight);
+  else if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, write_dweight ? 0.f : 1.f, dweight, I);
 }
 
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,

@@ -38,9 +38,10 @@ void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float*
 // dinp[N, I] += dout · W ; dweight[O, I] += doutᵀ · inp.  Either output may be null (skipped).
 // A bf16 `packed` computes both in bf16 with fp32 accumulation: dinp on the packed W, dweight with dout and
 // inp converted per call; an fp32 one computes dinp on the packed W. write_dinp: dinp = dout · W instead (saves clearing it first).
+// write_dweight: dweight = doutᵀ · inp instead (its memory is not read: a weight gradient known to be zero).
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr,
-                     bool write_dinp = false);
+                     bool write_dinp = false, bool write_dweight = false);
 
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                         bool accumulate = false);

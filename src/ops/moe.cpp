@@ -115,10 +115,11 @@ void expert_lora_backward(const MoeLora* lora, int j, const MoeSaved& s, int e, 
   }
 }
 
-// dW[M, N] += doutᵀ · inp for dout [K, M], inp [K, N]: in bf16 (fp32 accumulation) or fp32.
-void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* inp, int ldi, float* dw, bool bf16) {
-  if (bf16) gemm_bf16_tn(M, N, K, dout, ldd, inp, ldi, dw, N, true);
-  else gemm(true, false, M, N, K, 1.f, dout, ldd, inp, ldi, 1.f, dw, N);
+// dW[M, N] += doutᵀ · inp (write: dW = …) for dout [K, M], inp [K, N]: in bf16 (fp32 accumulation) or fp32.
+void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* inp, int ldi, float* dw, bool bf16,
+                 bool write) {
+  if (bf16) gemm_bf16_tn(M, N, K, dout, ldd, inp, ldi, dw, N, !write);
+  else gemm(true, false, M, N, K, 1.f, dout, ldd, inp, ldi, write ? 0.f : 1.f, dw, N);
 }
 
 // Expert e's pack among an array of E, or null when the experts are not packed or e < 0 (no expert).
@@ -230,7 +231,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
     fetch_weight_ahead(pack(w.packed_gate, e), w.gate + e * fc, fc, true);
     matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
-    if (g.down) weight_grad(C, F, n_e, dy, C, s.h + (int64_t)o * F, F, g.down + e * fc, bf16);
+    if (g.down) weight_grad(C, F, n_e, dy, C, s.h + (int64_t)o * F, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
@@ -241,8 +242,8 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
-    if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16);
-    if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16);
+    if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);
+    if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16, g.write);
     fetch_weight_ahead(nullptr, nullptr, 0, true);
   });
   // Load-balancing gradient per expert, then the router logits' gradient.

@@ -98,7 +98,7 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   const ForwardResult r = [&] {
     const ScopedPacks packs(ws, packs_);
     const ForwardResult f = forward(m, ws, batch, {}, fo);
-    backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef);
+    backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef, true);  // zero: cleared above or by the last update
     return f;
   }();
   // The gradient norm from per-piece sums added in piece order: the same for any thread count.

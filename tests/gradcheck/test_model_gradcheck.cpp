@@ -105,6 +105,29 @@ TEST(ModelGradcheck, MoeUntied) { check_base(true, false); }
 TEST(ModelGradcheck, DenseUntied) { check_base(false, false); }
 TEST(ModelGradcheck, MoeTied) { check_base(true, true); }
 
+// backward(…, dbase_zero = true) writes the weight matrices' gradients instead of adding them to dbase: on a
+// zero dbase, the same values bit for bit (a tied head's gradient too, which the embedding's is added to);
+// without the promise, backward adds (a second call doubles every gradient).
+TEST(ModelGradcheck, GradientsWrittenOverZerosEqualGradientsAddedToZeros) {
+  for (bool moe : {true, false})
+    for (bool tied : {false, true}) {
+      SCOPED_TRACE(std::string(moe ? "moe" : "dense") + (tied ? " tied" : " untied"));
+      Fixture f(moe, tied);
+      auto ws = make_workspace();
+      objective(f, *ws, {}, false);
+      const std::vector<bool> all(f.m.tensors.size(), true);
+      std::vector<float> added(f.m.data.size(), 0.f), written(f.m.data.size(), 0.f), twice(f.m.data.size(), 0.f);
+      backward(f.m, *ws, {}, all, added.data(), nullptr, nullptr, f.aux);
+      backward(f.m, *ws, {}, all, written.data(), nullptr, nullptr, f.aux, true);
+      for (int k = 0; k < 2; ++k) backward(f.m, *ws, {}, all, twice.data(), nullptr, nullptr, f.aux);
+      for (const auto& s : f.m.tensors)
+        for (int64_t i = s.offset; i < s.offset + s.numel; ++i) {
+          ASSERT_EQ(written[i], added[i]) << s.name << " [" << i - s.offset << "]";
+          ASSERT_NEAR(twice[i], 2 * added[i], 1e-5 * std::fabs(added[i]) + 1e-30) << s.name << " [" << i - s.offset << "]";
+        }
+    }
+}
+
 TEST(ModelGradcheck, FrozenTensorsGetNoGradientAndTrainableOnesMatch) {
   Fixture f(true, false);
   auto ws = make_workspace();
