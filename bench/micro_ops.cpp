@@ -140,6 +140,29 @@ void BM_pack_f32(benchmark::State& st) {
 }
 BENCHMARK(BM_pack_f32)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// An expert's weight gradient in the bf16 full step, dW[512, 256] = dhᵀ · x for dh [250, 512] and x [250, 256]
+// (both converted per call, core/gemm_bf16.h), one per thread at once; range(1) 1 = added to dW, 0 = written
+// over it (as the full step does). range(0) says what comes from memory, as in a step (cycled through 64
+// copies), a sum of: 1 dh, 2 x, 4 dW; 0 = one set per thread, all in cache.
+void BM_weight_grad_bf16(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  const int cold = (int)st.range(0);
+  const bool add = st.range(1) != 0;
+  constexpr int M = 512, Nw = 256, Kr = 250, kCopies = 64, kProducts = 256;
+  const auto dh = randn((size_t)Kr * M * kCopies), x = randn((size_t)Kr * Nw * kCopies);
+  std::vector<float> dw((size_t)M * Nw * kCopies);
+  for (auto _ : st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < kProducts; ++i) {
+      auto copy = [&](int bit) { return (size_t)(cold & bit ? i % kCopies : omp_get_thread_num()); };
+      gemm_bf16_tn(M, Nw, Kr, dh.data() + copy(1) * Kr * M, M, x.data() + copy(2) * Kr * Nw, Nw,
+                   dw.data() + copy(4) * M * Nw, Nw, add);
+    }
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kr * kProducts, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_weight_grad_bf16)->ArgsProduct({{0, 1, 2, 4, 7}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Whole model: forward only, and forward + backward for the norm-only regime.
 struct ModelFixture {
   Model m = init_model(preset_config("moe-30m", 8192), [] {

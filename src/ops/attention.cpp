@@ -12,6 +12,7 @@
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/parallel.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -170,77 +171,75 @@ void finish_probabilities(float* p, int n_keys, int nk, float inv) {
 void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v, const AttnShape& s) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < s.B; ++b)
-    for (int h = 0; h < s.H; ++h) {
-      const int g = h / group;
-      const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
-      float* ob = out + (int64_t)b * s.T * HD + h * D;
-      float* pb = block_scratch(0, S);
-      HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
-      for (int t0 = 0; t0 < s.T; t0 += kRows) {
-        const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
-        head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
-        for (int t = t0; t < t1; ++t) {
-          float* p = pb + (int64_t)(t - t0) * S;
-          const int n_keys = s.pos0 + t + 1;
-          const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
-          const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
-          finish_probabilities(p, n_keys, nk, inv);
-          if (row_stats) {
-            float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t);
-            st[0] = mx, st[1] = inv;
-          }
+  // (b, h) units in shares that a thread done first takes from: the two cores do not run at one speed
+  parallel_for((int64_t)s.B * s.H, true, [&](int64_t unit) {
+    const int b = (int)(unit / s.H), h = (int)(unit % s.H), g = h / group;
+    const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
+    float* ob = out + (int64_t)b * s.T * HD + h * D;
+    float* pb = block_scratch(0, S);
+    HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
+    for (int t0 = 0; t0 < s.T; t0 += kRows) {
+      const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
+      head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
+      for (int t = t0; t < t1; ++t) {
+        float* p = pb + (int64_t)(t - t0) * S;
+        const int n_keys = s.pos0 + t + 1;
+        const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
+        const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
+        finish_probabilities(p, n_keys, nk, inv);
+        if (row_stats) {
+          float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t);
+          st[0] = mx, st[1] = inv;
         }
-        head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
       }
+      head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
     }
+  });
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
                         const float* k, const float* v, const AttnShape& s) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < s.B; ++b)
-    for (int g = 0; g < s.Hkv; ++g) {
-      const float* kb = k + b * s.kv_bstride + g * D;
-      const float* vb = v + b * s.kv_bstride + g * D;
-      float* dkb = dk + b * s.kv_bstride + g * D;
-      float* dvb = dv + b * s.kv_bstride + g * D;
-      HeadProducts scores(s, kb, vb, 0);  // p again: q·kᵀ
-      HeadProducts grads(s, vb, kb, 1);   // dp is a product against v (its "keys"), dq one over k (its "values")
-      float* pb = block_scratch(0, S);
-      float* ds = block_scratch(1, S);
-      for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
-        for (int t0 = 0; t0 < s.T; t0 += kRows) {
-          const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
-          const float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t0);
-          const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
-          const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-          float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-          scores.times_keys(pb, S, qb, s.ldq, R, nk);
-          for (int t = 0; t < R; ++t) {
-            float* p = pb + (int64_t)t * S;
-            const int n_keys = s.pos0 + t0 + t + 1;
-            row_exp(p, p, n_keys, st[2 * t], scale);
-            finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
-          }
-          grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
-          grads.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ
-          for (int t = 0; t < R; ++t) {
-            const float* p = pb + (int64_t)t * S;
-            float* d = ds + (int64_t)t * S;
-            const int n_keys = s.pos0 + t0 + t + 1;
-            const float pdp = dot(p, d, n_keys);
-            for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
-            std::fill(d + n_keys, d + nk, 0.f);
-          }
-          grads.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
-          grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
+  parallel_for((int64_t)s.B * s.Hkv, true, [&](int64_t unit) {  // (b, g) units, as the forward's
+    const int b = (int)(unit / s.Hkv), g = (int)(unit % s.Hkv);
+    const float* kb = k + b * s.kv_bstride + g * D;
+    const float* vb = v + b * s.kv_bstride + g * D;
+    float* dkb = dk + b * s.kv_bstride + g * D;
+    float* dvb = dv + b * s.kv_bstride + g * D;
+    HeadProducts scores(s, kb, vb, 0);  // p again: q·kᵀ
+    HeadProducts grads(s, vb, kb, 1);   // dp is a product against v (its "keys"), dq one over k (its "values")
+    float* pb = block_scratch(0, S);
+    float* ds = block_scratch(1, S);
+    for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
+      for (int t0 = 0; t0 < s.T; t0 += kRows) {
+        const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
+        const float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t0);
+        const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
+        const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
+        float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
+        scores.times_keys(pb, S, qb, s.ldq, R, nk);
+        for (int t = 0; t < R; ++t) {
+          float* p = pb + (int64_t)t * S;
+          const int n_keys = s.pos0 + t0 + t + 1;
+          row_exp(p, p, n_keys, st[2 * t], scale);
+          finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
         }
+        grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
+        grads.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ
+        for (int t = 0; t < R; ++t) {
+          const float* p = pb + (int64_t)t * S;
+          float* d = ds + (int64_t)t * S;
+          const int n_keys = s.pos0 + t0 + t + 1;
+          const float pdp = dot(p, d, n_keys);
+          for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
+          std::fill(d + n_keys, d + nk, 0.f);
+        }
+        grads.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
+        grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
       }
     }
+  });
 }
 
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,
