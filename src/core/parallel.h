@@ -14,6 +14,11 @@ namespace heirloom {
 
 constexpr int64_t kMaxShareUnits = int64_t{1} << 31;  // a share's ends are 32-bit
 
+// Element-wise loops over fewer values than this run on the calling thread (`#pragma omp parallel for if
+// (n >= kSplitValues)`): waking the other thread costs more than it saves, and generation at batch 1 runs
+// such loops on one row, dozens of times a token.
+constexpr int64_t kSplitValues = int64_t{1} << 14;
+
 // One share of a parallel_shares loop: its units not yet taken, [front, back), in one word so that its owner
 // (from the front) and another thread (from the back) never take the same one.
 struct alignas(64) UnitShare {

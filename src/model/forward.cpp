@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/gemm.h"
+#include "core/parallel.h"
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
 #include "model/workspace.h"
@@ -230,7 +231,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * ws.lora_rmax, A.atty.data() + r0 * HD, HD,
                    a->lora_a[l][kLoraO], a->lora_b[l][kLoraO], (int)n, HD, C, a->lora_rank, a->lora_scale);
     }
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (N * C >= kSplitValues)
     for (int64_t i = 0; i < N * C; ++i) A.mid[i] += A.x[i];
     // --- feed-forward block
     for (size_t s = 0; s < ws.segments.size(); ++s) {
@@ -266,7 +267,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       swiglu_forward(A.h.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_forward(xout, C, A.h.data(), F, W.ffn_down, (int)N, F, C, false, P ? &P->ffn_down : nullptr);
     }
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (N * C >= kSplitValues)
     for (int64_t i = 0; i < N * C; ++i) xout[i] += A.mid[i];
     for (const Segment& sg : ws.segments) {
       if (!sg.adapter || !sg.adapter->steer) continue;

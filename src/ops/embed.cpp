@@ -3,10 +3,12 @@
 
 #include <cstring>
 
+#include "core/parallel.h"
+
 namespace heirloom {
 
 void embed_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kSplitValues)
   for (int n = 0; n < N; ++n) std::memcpy(out + (int64_t)n * C, wte + (int64_t)tokens[n] * C, sizeof(float) * C);
 }
 

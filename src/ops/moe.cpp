@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include "core/gemm.h"
+#include "core/parallel.h"
 #include "ops/matmul.h"
 #include "ops/swiglu.h"
 
@@ -42,7 +43,7 @@ void top_k(int32_t* idx, const float* p, int E, int K) {
 // Route every row: probabilities, kept experts, renormalised weights; returns the aux loss.
 float route(const MoeSaved& s, const float* logits, const MoeShape& sh, bool fixed_routing) {
   const int N = sh.N, E = sh.E, K = sh.K;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * E * 8 >= kSplitValues)  // (a softmax and top-k per row)
   for (int n = 0; n < N; ++n) {
     float* p = s.probs + (int64_t)n * E;
     softmax_row(p, logits + (int64_t)n * E, E);
@@ -186,7 +187,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
     fetch_weight_ahead(nullptr, nullptr, 0, false);  // a hint no product took is not left for the next caller's
   });
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C * K >= kSplitValues)
   for (int n = 0; n < N; ++n) {
     float* o = out + (int64_t)n * C;
     std::fill(o, o + C, 0.f);

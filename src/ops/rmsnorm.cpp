@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/parallel.h"
+
 namespace heirloom {
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kSplitValues)
   for (int n = 0; n < N; ++n) {
     const float* x = inp + (int64_t)n * C;
     float* y = out + (int64_t)n * C;

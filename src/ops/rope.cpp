@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/parallel.h"
+
 namespace heirloom {
 
 RopeTable make_rope_table(int n_ctx, int D, float base, const std::vector<float>& freqs) {
@@ -27,7 +29,7 @@ namespace {
 // sign = +1 rotates forward, -1 applies the transpose (inverse) rotation.
 void rotate(float* x, int ld, const RopeTable& tab, int B, int T, int H, int D, int pos0, float sign) {
   const int half = D / 2;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * T * H * D >= kSplitValues)
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t) {
       float* row = x + ((int64_t)b * T + t) * ld;
