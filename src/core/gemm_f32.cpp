@@ -30,6 +30,7 @@ constexpr int kNr = 32;             // columns per panel: two zmm
 constexpr int kMr = 12;             // rows per micro-tile
 constexpr int kTaskRows = 4 * kMr;  // rows per task
 constexpr int64_t kRowsFirstBytes = 1 << 20;  // a packed B up to this size is walked row block by row block
+constexpr int kKSlice = 1024;  // a task's micro-tiles run over K in slices of this many (128 KB of a panel)
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -99,8 +100,12 @@ void rows_by_panel(int r0, int r1, int p, const float* A, int64_t ars, int64_t a
   const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
   // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
   const float* next = r0 == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
-  panel_rows(r1 - r0, B.K, A + (int64_t)r0 * ars, ars, aks, panel, kNr, std::min(kNr, B.N - col),
-             C + (int64_t)r0 * ldc + col, ldc, accumulate, next, r0 == 0 ? later : nullptr);
+  // A long K (the head's input gradient: 8192) runs in slices: a whole panel (1 MB there) and the rows' A no
+  // longer fit L2 together, and each micro-tile fetched the panel again from L3.
+  for (int k0 = 0; k0 < B.K; k0 += kKSlice)
+    panel_rows(r1 - r0, std::min(kKSlice, B.K - k0), A + (int64_t)r0 * ars + (int64_t)k0 * aks, ars, aks,
+               panel + (int64_t)k0 * kNr, kNr, std::min(kNr, B.N - col), C + (int64_t)r0 * ldc + col, ldc,
+               accumulate || k0 > 0, k0 == 0 ? next : nullptr, r0 == 0 && k0 == 0 ? later : nullptr);
 }
 
 }  // namespace
