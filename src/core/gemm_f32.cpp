@@ -137,26 +137,21 @@ __attribute__((target("avx512f"))) void pack_transposed16(float* dst, const floa
 
 void pack_panels(PackedF32& p, const float* src, int ld, bool trans, float scale) {
   const int K = p.K, N = p.N, panels = p.Np / kNr;
-  const bool worth = (int64_t)K * p.Np >= (1 << 16);
-  if (trans) {  // B's columns are src's rows: 16 rows at a time, transposed in registers
-    parallel_for(panels, worth, [&](int64_t q) {
-      float* dst = p.data.data() + (int64_t)q * K * kNr;
-      const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
+  parallel_for(panels, (int64_t)K * p.Np >= (1 << 16), [&](int64_t q) {
+    float* dst = p.data.data() + (int64_t)q * K * kNr;
+    const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
+    if (trans) {  // B's columns are src's rows: 16 rows at a time, transposed in registers
       pack_transposed16(dst, src, ld, K, n0, std::min(16, w), scale);
       pack_transposed16(dst + 16, src, ld, K, n0 + 16, w - 16, scale);
-    });
-  } else {  // B's rows are src's rows: 32 adjacent values at a time
-    parallel_for(panels, worth, [&](int64_t q) {
-      float* dst = p.data.data() + (int64_t)q * K * kNr;
-      const int n0 = (int)q * kNr, w = std::min(kNr, N - n0);
+    } else {  // B's rows are src's rows: 32 adjacent values at a time
       for (int k = 0; k < K; ++k) {
         const float* row = src + (int64_t)k * ld + n0;
         float* d = dst + (int64_t)k * kNr;
         for (int j = 0; j < w; ++j) d[j] = scale * row[j];
         for (int j = w; j < kNr; ++j) d[j] = 0.f;
       }
-    });
-  }
+    }
+  });
 }
 }  // namespace
 

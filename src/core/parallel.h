@@ -16,7 +16,8 @@ constexpr int64_t kMaxShareUnits = int64_t{1} << 31;  // a share's ends are 32-b
 
 // Element-wise loops over fewer values than this run on the calling thread (`#pragma omp parallel for if
 // (n >= kSplitValues)`): waking the other thread costs more than it saves, and generation at batch 1 runs
-// such loops on one row, dozens of times a token.
+// such loops on one row, dozens of times a token. (The `if` still makes a one-thread team, a cheap call that
+// wakes no thread; parallel_for, below, suits loops of few large units, not these simd loops over values.)
 constexpr int64_t kSplitValues = int64_t{1} << 14;
 
 // One share of a parallel_shares loop: its units not yet taken, [front, back), in one word so that its owner

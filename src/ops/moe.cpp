@@ -123,8 +123,15 @@ void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* i
   else gemm(true, false, M, N, K, 1.f, dout, ldd, inp, ldi, write ? 0.f : 1.f, dw, N);
 }
 
-// Expert e's pack among an array of E, or null when the experts are not packed or e < 0 (no expert).
-const PackedWeight* pack(const PackedWeight* p, int e) { return p && e >= 0 ? p + e : nullptr; }
+// Expert e's pack among an array of E, or null when the experts are not packed.
+const PackedWeight* pack(const PackedWeight* p, int e) { return p ? p + e : nullptr; }
+
+// The next product on this thread multiplies by expert e's weight (one of gate, up, down: fc values each, raw or
+// packed): fetched into L2 meanwhile (ops/matmul.h). e < 0 (no expert) clears the hint.
+void fetch_expert_ahead(const PackedWeight* packs, const float* raw, int e, int64_t fc, bool backward) {
+  if (e < 0) return fetch_weight_ahead(nullptr, nullptr, 0, backward);
+  fetch_weight_ahead(pack(packs, e), raw + e * fc, fc, backward);
+}
 
 // body(e, claim_next) for every expert with rows, experts in parallel, each on one thread, taken from a queue
 // in decreasing load (the largest first leave the shortest tail). The body calls claim_next() once, before its
@@ -171,21 +178,21 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     // The expert's thread gathers its own rows: they are then in its core's cache for the products.
     for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
     const int64_t fc = (int64_t)F * C;
-    fetch_weight_ahead(pack(w.packed_up, e), w.up + e * fc, fc, false);
+    fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
     matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
                    pack(w.packed_gate, e));
-    fetch_weight_ahead(pack(w.packed_down, e), w.down + e * fc, fc, false);
+    fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
     matmul_forward(s.hu + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.up + e * fc, n_e, C, F, false,
                    pack(w.packed_up, e));
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     swiglu_forward(s.h + (int64_t)o * F, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     const int next = claim_next();
-    fetch_weight_ahead(pack(w.packed_gate, next), next >= 0 ? w.gate + next * fc : nullptr, fc, false);
+    fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
     matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
                    pack(w.packed_down, e));
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
-    fetch_weight_ahead(nullptr, nullptr, 0, false);  // a hint no product took is not left for the next caller's
+    fetch_expert_ahead(nullptr, nullptr, -1, 0, false);  // a hint no product took is not left for the next caller's
   });
 #pragma omp parallel for schedule(static) if ((int64_t)N * C * K >= kSplitValues)
   for (int n = 0; n < N; ++n) {
@@ -230,22 +237,22 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     const float* xg = s.xg + (int64_t)o * C;
     // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
-    fetch_weight_ahead(pack(w.packed_gate, e), w.gate + e * fc, fc, true);
+    fetch_expert_ahead(w.packed_gate, w.gate, e, fc, true);
     matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
     if (g.down) weight_grad(C, F, n_e, dy, C, s.h + (int64_t)o * F, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
-    fetch_weight_ahead(pack(w.packed_up, e), w.up + e * fc, fc, true);
+    fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
     matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
     const int next = claim_next();
-    fetch_weight_ahead(pack(w.packed_down, next), next >= 0 ? w.down + next * fc : nullptr, fc, true);
+    fetch_expert_ahead(w.packed_down, w.down, next, fc, true);
     matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);
     if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16, g.write);
-    fetch_weight_ahead(nullptr, nullptr, 0, true);
+    fetch_expert_ahead(nullptr, nullptr, -1, 0, true);
   });
   // Load-balancing gradient per expert, then the router logits' gradient.
   float* gaux = sc.gaux;
