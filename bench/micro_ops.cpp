@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/rng.h"
@@ -162,6 +163,30 @@ void BM_weight_grad_bf16(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kr * kProducts, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_weight_grad_bf16)->ArgsProduct({{0, 1, 2, 4, 7}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// LoRA's rank-8 products on one projection at the step's 1024 rows (the forward's u = x·Aᵀ and out += s·u·Bᵀ,
+// the backward's du = s·dout·B, dB += s·doutᵀ·u, dA += duᵀ·x and dx += du·A), through gemm() as the adapter
+// calls them: range(0) picks the product, in that order.
+void BM_lora_thin(benchmark::State& st) {
+  constexpr int R = 8;
+  const int which = (int)st.range(0);
+  const auto x = randn((size_t)N * C), dout = randn((size_t)N * C), a = randn((size_t)R * C, 0.1f),
+             b = randn((size_t)C * R, 0.1f), u = randn((size_t)N * R);
+  std::vector<float> out((size_t)N * C), du((size_t)N * R), da((size_t)R * C), db((size_t)C * R);
+  for (auto _ : st) {
+    switch (which) {
+      case 0: gemm(false, true, N, R, C, 1.f, x.data(), C, a.data(), C, 0.f, du.data(), R); break;
+      case 1: gemm(false, true, N, C, R, 0.5f, u.data(), R, b.data(), R, 1.f, out.data(), C); break;
+      case 2: gemm(false, false, N, R, C, 0.5f, dout.data(), C, b.data(), R, 0.f, du.data(), R); break;
+      case 3: gemm(true, false, C, R, N, 0.5f, dout.data(), C, u.data(), R, 1.f, db.data(), R); break;
+      case 4: gemm(true, false, R, C, N, 1.f, u.data(), R, x.data(), C, 1.f, da.data(), C); break;
+      default: gemm(false, false, N, C, R, 1.f, u.data(), R, a.data(), C, 1.f, out.data(), C); break;
+    }
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * R, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_lora_thin)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // Whole model: forward only, and forward + backward for the norm-only regime.
 struct ModelFixture {

@@ -2,7 +2,9 @@
 // the threads when called outside a parallel region; op(B)'s rows must be contiguous, so a transposed or
 // scaled B is first copied (it is small here: one of its sides is thin, or the copy is refused).
 // Sums over a long K of a transposed A (weight gradients: LoRA's dA and dB, the router's) stream their wide
-// operand row by row instead (outer_sum below).
+// operand row by row instead (outer_sum below), and products to at most 16 columns over a K of 64 or more
+// (LoRA's u = x·Aᵀ and du = s·dout·B, the router's logits) run as dot products of A's rows (dot_rows below):
+// on 32-column panels they used 8 of every 32 lanes.
 #include "core/gemm_thin.h"
 
 #include <immintrin.h>
@@ -25,6 +27,7 @@ constexpr int kPanel = 32, kTaskRows = 48;
 constexpr int64_t kMaxCopy = 1 << 16;  // floats of op(B) worth copying
 constexpr int kOuterMinK = 64;         // from this K on, a transposed A's thin products take outer_sum
 constexpr int kKBlock = 16;            // rows of X per pass over a thread's columns
+constexpr int kDotMinK = 64;           // from this K on, products to at most kThinSide columns take dot_rows
 
 // acc[r][j] (+)= Σ_k U[k·ldu + r] · X[k·ldx + j] for r < R, j < W, k < K: X's rows are read whole (a thread's
 // columns of them), kKBlock at a time, and the accumulators wait in acc (R rows of ldacc, in L1) between
@@ -100,6 +103,94 @@ void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X,
     share(omp_get_thread_num(), omp_get_num_threads());
   }
 }
+
+// The sums of 16 vectors, in one: lane i = Σ lanes of v[i]. Four rounds of adding halves, each round pairing
+// vectors so that the halves it adds come from the same one (30 shuffles, 15 adds).
+__attribute__((target("avx512f"), always_inline)) inline __m512 sum_lanes16(const __m512 (&v)[16]) {
+  __m512 in[16], w[8], x[4], y[2];
+  // After the four rounds, lane 4q + j holds the sum of in[4j + q]: feed in[4j + q] = v[4q + j].
+#pragma GCC unroll 16
+  for (int m = 0; m < 16; ++m) in[m] = v[4 * (m % 4) + m / 4];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)  // 256-bit halves: quarters 0, 1 from in[2i], 2, 3 from in[2i + 1]
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(in[2 * i], in[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(in[2 * i], in[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)  // 128-bit quarters: quarter j from in[4i + j]
+    x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i)  // pairs of lanes within each quarter
+    y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xDD));
+}
+
+// C[r0:r1, 0:N] (+)= A[r0:r1, 0:K] · Btᵀ for N ≤ kThinSide, Bt [⌈N/8⌉·8, Kp] (column n of op(B) as row n, zeros
+// past K and past N). Two rows of A at a time, 16 k per vector against 8 of Bt's rows: 16 accumulators,
+// summed across their lanes into one vector (8 columns of each row). Each row's sums depend on it alone.
+__attribute__((target("avx512f,avx512dq,avx512vl"))) void dot_rows(int r0, int r1, int K, const float* A, int64_t lda,
+                                                                  const float* Bt, int Kp, int N, float* C, int64_t ldc,
+                                                                  bool accumulate) {
+  for (int r = r0; r < r1; r += 2) {
+    const bool two = r + 1 < r1;
+    const float* a0 = A + (int64_t)r * lda;
+    const float* a1 = two ? a0 + lda : a0;
+    for (int c0 = 0; c0 < N; c0 += 8) {
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
+      const float* b = Bt + (int64_t)c0 * Kp;
+      for (int k = 0; k < K; k += 16) {
+        const __mmask16 m = first_columns(K - k);
+        const __m512 x0 = _mm512_maskz_loadu_ps(m, a0 + k), x1 = _mm512_maskz_loadu_ps(m, a1 + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) {
+          const __m512 bj = _mm512_loadu_ps(b + (int64_t)j * Kp + k);
+          acc[j] = _mm512_fmadd_ps(x0, bj, acc[j]);
+          acc[8 + j] = _mm512_fmadd_ps(x1, bj, acc[8 + j]);
+        }
+      }
+      const __m512 sums = sum_lanes16(acc);
+      const __mmask8 cols = (__mmask8)((1u << std::min(8, N - c0)) - 1);
+      __m256 s0 = _mm512_castps512_ps256(sums), s1 = _mm512_extractf32x8_ps(sums, 1);
+      float* c = C + (int64_t)r * ldc + c0;
+      if (accumulate) s0 = _mm256_add_ps(s0, _mm256_maskz_loadu_ps(cols, c));
+      _mm256_mask_storeu_ps(c, cols, s0);
+      if (two) {
+        if (accumulate) s1 = _mm256_add_ps(s1, _mm256_maskz_loadu_ps(cols, c + ldc));
+        _mm256_mask_storeu_ps(c + ldc, cols, s1);
+      }
+    }
+  }
+}
+
+bool dot_rows_available() {
+  static const bool ok = f32_packed_available() && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+// C[M, N] (+)= alpha·A·op(B) for A's rows contiguous, N ≤ kThinSide: op(B)·alpha copied as Bt, rows split
+// across the threads in pairs.
+void dot_product_rows(bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                      bool accumulate, float* C, int ldc) {
+  const int Kp = (K + 15) / 16 * 16, Np = (N + 7) / 8 * 8;
+  thread_local std::vector<float> buf;  // per calling thread: callers may multiply inside parallel regions
+  buf.assign((size_t)Np * Kp, 0.f);
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) buf[(size_t)n * Kp + k] = alpha * (trans_b ? B[(int64_t)n * ldb + k] : B[(int64_t)k * ldb + n]);
+  const float* bt = buf.data();
+  const int pairs = (M + 1) / 2;
+  if (omp_in_parallel() || pairs < 2 || (int64_t)M * N * K < (1 << 16))
+    return dot_rows(0, M, K, A, lda, bt, Kp, N, C, ldc, accumulate);
+#pragma omp parallel
+  {
+    const PartOfProduct part;  // of gemm()'s product, which holds every thread
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int r0 = 2 * (int)((int64_t)pairs * t / nt), r1 = std::min(M, 2 * (int)((int64_t)pairs * (t + 1) / nt));
+    dot_rows(r0, r1, K, A, lda, bt, Kp, N, C, ldc, accumulate);
+  }
+}
 }  // namespace
 
 bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
@@ -108,6 +199,8 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   const bool outer = trans_a && !trans_b && K >= kOuterMinK;
   if (outer && M <= kThinSide && alpha == 1.f)  // C[M, N] = Aᵀ·B: A's rows are U's
     return outer_sum(M, N, K, A, lda, B, ldb, C, ldc, 1, beta == 1.f), true;
+  if (!trans_a && N <= kThinSide && K >= kDotMinK && (int64_t)(K + 15) * 16 <= kMaxCopy && dot_rows_available())
+    return dot_product_rows(trans_b, M, N, K, alpha, A, lda, B, ldb, beta == 1.f, C, ldc), true;
   const bool copy = trans_b || alpha != 1.f;
   if (copy && (int64_t)K * N > kMaxCopy) return false;
   const float* b = B;

@@ -129,6 +129,8 @@ TEST(GemmTest, ThinProductsAllShapes) {
         run({ta, tb, 8, 256, 300, 1.f, 1.f});          // dA += duᵀ·x
         run({ta, tb, 70, 16, 33, -2.f, 0.f, true});    // a thin side of 16, a partial row block
         run({ta, tb, 9, 300, 300, 1.f, 1.f});          // op(B) of 90,000 values: copied only when not transposed
+        run({ta, tb, 71, 13, 100, -2.f, 1.f});         // A's rows as dot products: 8 + 5 columns, a K tail, a last row alone
+        run({ta, tb, 1, 8, 256, 0.5f, 0.f, true});     // one row, as generation's
       }
   }
   set_num_threads(threads);
@@ -163,6 +165,25 @@ TEST(GemmTest, ThinTransposedSumsAreOneFmaChainPerElement) {
       for (size_t i = 0; i < C.size(); ++i)
         ASSERT_EQ(C[i], want[i]) << "M=" << c.M << " N=" << c.N << " K=" << c.K << " threads=" << t << " at " << i;
     }
+  }
+  set_num_threads(threads);
+}
+
+// Thin products over A's rows (u = x·Aᵀ, the router's logits) sum each row's dot products on their own: a row's
+// result does not depend on the rows beside it, nor on the threads (the row-exact promise of core/gemm.h).
+TEST(GemmTest, ThinRowProductsDependOnTheRowAlone) {
+  const int threads = num_threads();
+  constexpr int M = 37, N = 11, K = 200;
+  Rng rng(77);
+  std::vector<float> A((size_t)M * K), B((size_t)N * K), all((size_t)M * N), alone((size_t)M * N);
+  for (auto& x : A) x = rng.normal();
+  for (auto& x : B) x = rng.normal();
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    gemm(false, true, M, N, K, 0.5f, A.data(), K, B.data(), K, 0.f, all.data(), N);
+    for (int m = 0; m < M; ++m)
+      gemm(false, true, 1, N, K, 0.5f, A.data() + (size_t)m * K, K, B.data(), K, 0.f, alone.data() + (size_t)m * N, N);
+    for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], alone[i]) << "threads=" << t << " at " << i;
   }
   set_num_threads(threads);
 }
