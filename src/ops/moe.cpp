@@ -126,6 +126,20 @@ void weight_grad(int M, int N, int K, const float* dout, int ldd, const float* i
 // Expert e's pack among an array of E, or null when the experts are not packed.
 const PackedWeight* pack(const PackedWeight* p, int e) { return p ? p + e : nullptr; }
 
+// Whether any LoRA part adapts projection j (0 gate, 1 up, 2 down) of the experts.
+bool adapts(const MoeLora* lora, int j) {
+  for (int p = 0; lora && p < lora->n_parts; ++p)
+    if (lora->parts[p].a[j]) return true;
+  return false;
+}
+
+// On bf16 packs, the products after SwiGLU make their input rows as they convert them (gemm_bf16_produced):
+// the down projection's h = silu(hg) ⊙ hu, and in the backward the gate's and up's input gradients. Those
+// rows then never go to memory and back. The values are the same bits as through swiglu_forward/backward.
+// The forward keeps h only for a LoRA on the down projection (its input); a backward that needs h for the
+// down weight's gradient makes it again from hg and hu.
+bool makes_h(const PackedWeight* down, const MoeLora* lora) { return down && down->bf16() && !adapts(lora, 2); }
+
 // The next product on this thread multiplies by expert e's weight (one of gate, up, down: fc values each, raw or
 // packed): fetched into L2 meanwhile (ops/matmul.h). e < 0 (no expert) clears the hint.
 void fetch_expert_ahead(const PackedWeight* packs, const float* raw, int e, int64_t fc, bool backward) {
@@ -186,11 +200,17 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
                    pack(w.packed_up, e));
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
-    swiglu_forward(s.h + (int64_t)o * F, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
+    const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
+    const bool make_h = makes_h(pack(w.packed_down, e), lora);
+    if (!make_h) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
-    matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
-                   pack(w.packed_down, e));
+    if (make_h)
+      gemm_bf16_produced(n_e, [&](int r, float* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
+                         w.packed_down[e].fwd, s.y + (int64_t)o * C, C, false);
+    else
+      matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
+                     pack(w.packed_down, e));
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
     fetch_expert_ahead(nullptr, nullptr, -1, 0, false);  // a hint no product took is not left for the next caller's
   });
@@ -235,19 +255,33 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     float* dhg = sc.dhg + (int64_t)o * F;
     float* dhu = sc.dhu + (int64_t)o * F;
     const float* xg = s.xg + (int64_t)o * C;
+    const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
+    float* h = s.h + (int64_t)o * F;
     // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
     fetch_expert_ahead(w.packed_gate, w.gate, e, fc, true);
     matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
-    if (g.down) weight_grad(C, F, n_e, dy, C, s.h + (int64_t)o * F, F, g.down + e * fc, bf16, g.write);
+    if (g.down && makes_h(pack(w.packed_down, e), lora)) swiglu_forward(h, hg, hu, n_e, F);  // not kept by the forward
+    if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
-    swiglu_backward(dhg, dhu, dh, s.hg + (int64_t)o * F, s.hu + (int64_t)o * F, n_e, F);
     float* dxg = sc.dxg + (int64_t)o * C;
+    // dhg and dhu are needed whole only for the gate's and up's weight gradients or LoRA; else, on bf16
+    // packs, the two input-gradient products make their rows of them as they go (makes_h above).
+    const bool make_dh = bf16 && w.packed_gate && w.packed_up && !g.gate && !g.up && !adapts(lora, 0) && !adapts(lora, 1);
+    if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
+    auto dgate_row = [&](int r, float* row) {
+      swiglu_backward_row(row, nullptr, dh + (int64_t)r * F, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
+    };
+    auto dup_row = [&](int r, float* row) {
+      swiglu_backward_row(nullptr, row, dh + (int64_t)r * F, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
+    };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
-    matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
+    if (make_dh) gemm_bf16_produced(n_e, dgate_row, w.packed_gate[e].bwd, dxg, C, false);
+    else matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_down, w.down, next, fc, true);
-    matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
+    if (make_dh) gemm_bf16_produced(n_e, dup_row, w.packed_up[e].bwd, dxg, C, true);
+    else matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);

@@ -9,30 +9,42 @@
 
 namespace heirloom {
 
-void swiglu_forward(float* out, const float* gate, const float* up, int N, int F) {
-  const int64_t n = (int64_t)N * F, n16 = n / 16 * 16;
-  parallel_for(n16 / 16, true, [&](int64_t b) {  // also called per expert inside the experts' parallel loop
-    const int64_t i = b * 16;
+void swiglu_forward_row(float* out, const float* gate, const float* up, int F) {
+  int i = 0;
+  for (; i + 16 <= F; i += 16) {
     const f32x16 g = load16(gate + i);
     store16(out + i, g / (1.0f + exp_fast(-g)) * load16(up + i));
+  }
+  for (; i < F; ++i) out[i] = gate[i] / (1.0f + exp_fast(-gate[i])) * up[i];
+}
+
+void swiglu_backward_row(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int F) {
+  int i = 0;
+  for (; i + 16 <= F; i += 16) {
+    const f32x16 g = load16(gate + i), d = load16(dout + i);
+    const f32x16 sg = 1.0f / (1.0f + exp_fast(-g));
+    if (dgate) store16(dgate + i, d * load16(up + i) * sg * (1.0f + g * (1.0f - sg)));
+    if (dup) store16(dup + i, d * g * sg);
+  }
+  for (; i < F; ++i) {
+    const float g = gate[i], sg = 1.0f / (1.0f + exp_fast(-g));
+    if (dgate) dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    if (dup) dup[i] = dout[i] * g * sg;
+  }
+}
+
+// Row by row, so that a row's values are those of the _row functions whatever F is (they differ from the
+// scalar tail's in the last bits). Also called per expert inside the experts' parallel loop.
+void swiglu_forward(float* out, const float* gate, const float* up, int N, int F) {
+  parallel_for(N, (int64_t)N * F >= kSplitValues, [&](int64_t r) {
+    swiglu_forward_row(out + r * F, gate + r * F, up + r * F, F);
   });
-  for (int64_t i = n16; i < n; ++i) out[i] = gate[i] / (1.0f + exp_fast(-gate[i])) * up[i];
 }
 
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N, int F) {
-  const int64_t n = (int64_t)N * F, n16 = n / 16 * 16;
-  parallel_for(n16 / 16, true, [&](int64_t b) {
-    const int64_t i = b * 16;
-    const f32x16 g = load16(gate + i), u = load16(up + i), d = load16(dout + i);
-    const f32x16 sg = 1.0f / (1.0f + exp_fast(-g));
-    store16(dgate + i, d * u * sg * (1.0f + g * (1.0f - sg)));
-    store16(dup + i, d * g * sg);
+  parallel_for(N, (int64_t)N * F >= kSplitValues, [&](int64_t r) {
+    swiglu_backward_row(dgate + r * F, dup + r * F, dout + r * F, gate + r * F, up + r * F, F);
   });
-  for (int64_t i = n16; i < n; ++i) {
-    const float g = gate[i], sg = 1.0f / (1.0f + exp_fast(-g));
-    dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-    dup[i] = dout[i] * g * sg;
-  }
 }
 
 void swiglu_forward_ref(float* out, const float* gate, const float* up, int N, int F) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/gemm_bf16.h"
 #include "core/rng.h"
 #include "gradcheck.h"
 #include "ops/adamw.h"
@@ -643,6 +644,46 @@ TEST(OpMoe, GradCheckWithAuxLoss) { run_moe_case(0.1f, {}); }
 // Fixed routing given up front with one expert never used (an empty expert group) and a skewed load.
 TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
   run_moe_case(0.1f, {0, 1, 1, 0, 2, 0, 0, 2, 1, 2, 0, 1, 2, 0});
+}
+
+// On bf16 packs the down projection makes its input rows h = silu(hg) ⊙ hu as it converts them, and the gate's
+// and up's input-gradient products make theirs from dh, hg and hu: no h, dhg or dhu in memory. The results must
+// be the same bits as with those rows stored: stored here by a LoRA on the down projection whose B is zero
+// (it adds nothing), and by asking for the gate's and up's weight gradients. F = 40 has a tail past 16 · 2.
+TEST(OpMoe, Bf16PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "no AVX512-BF16 or AMX";
+  const MoeShape sh{40, 32, 40, 4, 2};
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, R = 2;
+  Rng rng(62);
+  Vec x = randn((size_t)N * C, rng), router = randn((size_t)E * C, rng, 0.5f), dout = randn((size_t)N * C, rng);
+  Vec gate = randn((size_t)E * F * C, rng, 0.2f), up = randn(gate.size(), rng, 0.2f), down = randn(gate.size(), rng, 0.2f);
+  std::vector<PackedWeight> pg, pu, pd;
+  for (int e = 0; e < E; ++e) {
+    pg.push_back(pack_weight(gate.data() + (size_t)e * F * C, F, C, true));
+    pu.push_back(pack_weight(up.data() + (size_t)e * F * C, F, C, true));
+    pd.push_back(pack_weight(down.data() + (size_t)e * C * F, C, F, true));
+  }
+  const MoeWeights w{router.data(), gate.data(), up.data(), down.data(), pg.data(), pu.data(), pd.data()};
+  Vec a_down = randn((size_t)E * R * F, rng), b_down((size_t)E * C * R, 0.f), u((size_t)N * sh.K * R), du(u.size());
+  const MoeLoraPart part{0, N, R, 1.f, {nullptr, nullptr, a_down.data()}, {nullptr, nullptr, b_down.data()}, {}, {}};
+  MoeLora lora;
+  lora.parts = &part, lora.n_parts = 1, lora.rmax = R, lora.u[2] = u.data(), lora.du = du.data();
+
+  MoeBuffers made(sh), stored(sh);
+  Vec out_made((size_t)N * C), out_stored((size_t)N * C);
+  moe_forward(out_made.data(), made.saved(), x.data(), w, sh, false);
+  moe_forward(out_stored.data(), stored.saved(), x.data(), w, sh, false, &lora);
+  for (size_t i = 0; i < out_made.size(); ++i) ASSERT_EQ(out_made[i], out_stored[i]) << "forward at " << i;
+  for (float v : made.h) ASSERT_TRUE(std::isnan(v)) << "the forward on bf16 packs stored h";
+
+  MoeGradBufs g_made(sh), g_stored(sh);
+  MoeGrads only_down{nullptr, nullptr, nullptr, g_made.down.data()};
+  MoeGrads all_three{nullptr, g_stored.gate.data(), g_stored.up.data(), g_stored.down.data()};
+  moe_backward(g_made.dx.data(), only_down, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
+  moe_backward(g_stored.dx.data(), all_three, stored.scratch(), dout.data(), 0.f, stored.saved(), x.data(), w, sh, &lora);
+  for (size_t i = 0; i < g_made.dx.size(); ++i) ASSERT_EQ(g_made.dx[i], g_stored.dx[i]) << "dx at " << i;
+  for (size_t i = 0; i < g_made.down.size(); ++i) ASSERT_EQ(g_made.down[i], g_stored.down[i]) << "d down at " << i;
+  for (float v : made.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward without gate or up gradients stored dhg";
 }
 
 // ---------------------------------------------------------------------------------------------
