@@ -265,23 +265,21 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     float* dxg = sc.dxg + (int64_t)o * C;
-    // dhg and dhu are needed whole only for the gate's and up's weight gradients or LoRA; else, on bf16
-    // packs, the two input-gradient products make their rows of them as they go (makes_h above).
-    const bool make_dh = bf16 && w.packed_gate && w.packed_up && !g.gate && !g.up && !adapts(lora, 0) && !adapts(lora, 1);
+    // dhg is needed whole only for the gate's weight gradient or LoRA; else, on bf16 packs, the gate's
+    // input-gradient product makes its rows as it goes (makes_h above), writing dhu's beside them for the
+    // up product (one sigmoid for both).
+    const bool make_dh = bf16 && w.packed_gate && !g.gate && !adapts(lora, 0);
     if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
     auto dgate_row = [&](int r, float* row) {
-      swiglu_backward_row(row, nullptr, dh + (int64_t)r * F, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
-    };
-    auto dup_row = [&](int r, float* row) {
-      swiglu_backward_row(nullptr, row, dh + (int64_t)r * F, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
+      const int64_t i = (int64_t)r * F;
+      swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
     };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
     if (make_dh) gemm_bf16_produced(n_e, dgate_row, w.packed_gate[e].bwd, dxg, C, false);
     else matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_down, w.down, next, fc, true);
-    if (make_dh) gemm_bf16_produced(n_e, dup_row, w.packed_up[e].bwd, dxg, C, true);
-    else matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
+    matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);
