@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -92,20 +93,21 @@ void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const fl
                                      m == 0 ? next : m == kMr ? later : nullptr);
 }
 
-// Rows [r0, r1) of C against panel p; A(r, k) at A[r·ars + k·aks]. When r0 = 0, the next panel and `later` (a
-// panel's bytes of another weight, or null) are fetched into L2 as these rows are multiplied.
-void rows_by_panel(int r0, int r1, int p, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C,
+// `rows` rows of C against panel p, A(r, k) at A[r·ars + k·aks] and row r of C at C + r·ldc, for the rows
+// from `first` on; for the first rows of all (first = 0), the next panel and `later` (a panel's bytes of
+// another weight, or null) are fetched into L2 as these rows are multiplied.
+void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C,
                    int ldc, bool accumulate, const float* later) {
   const int col = p * kNr;
   const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
   // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
-  const float* next = r0 == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
+  const float* next = first == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
   // A long K (the head's input gradient: 8192) runs in slices: a whole panel (1 MB there) and the rows' A no
   // longer fit L2 together, and each micro-tile fetched the panel again from L3.
   for (int k0 = 0; k0 < B.K; k0 += kKSlice)
-    panel_rows(r1 - r0, std::min(kKSlice, B.K - k0), A + (int64_t)r0 * ars + (int64_t)k0 * aks, ars, aks,
-               panel + (int64_t)k0 * kNr, kNr, std::min(kNr, B.N - col), C + (int64_t)r0 * ldc + col, ldc,
-               accumulate || k0 > 0, k0 == 0 ? next : nullptr, r0 == 0 && k0 == 0 ? later : nullptr);
+    panel_rows(rows, std::min(kKSlice, B.K - k0), A + (int64_t)k0 * aks, ars, aks, panel + (int64_t)k0 * kNr, kNr,
+               std::min(kNr, B.N - col), C + col, ldc, accumulate || k0 > 0, k0 == 0 ? next : nullptr,
+               first == 0 && k0 == 0 ? later : nullptr);
 }
 
 }  // namespace
@@ -177,6 +179,29 @@ void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* 
   gemm_f32_strided(M, A, lda, 1, B, C, ldc, accumulate);
 }
 
+void gemm_f32_produced(int M, const std::function<void(int, float*)>& row, const PackedF32& B, float* C, int ldc,
+                       bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
+  TimedProduct timed(ProductKind::f32_produced, M, B.N, B.K);
+  if (!f32_packed_available()) throw Error("internal: packed fp32 products need AVX-512F", "report this as a bug");
+  // Rows a cache line further apart than their length: a power of two bytes apart, the micro-tile's rows
+  // would share the same few L1 sets.
+  const int K = B.K, lda = round_up(K, 16) + 16, panels = B.Np / kNr;
+  const FetchAhead ahead = take_fetch_ahead(M);
+  const int64_t panel_floats = (int64_t)K * kNr;
+  thread_local std::vector<float> buf;  // per calling thread: experts multiply inside parallel regions
+  if (buf.size() < (size_t)kTaskRows * lda) buf.resize((size_t)kTaskRows * lda);
+  for (int r0 = 0; r0 < M; r0 += kTaskRows) {  // a row block made, then multiplied by every panel
+    const int rows = std::min(kTaskRows, M - r0);
+    for (int r = 0; r < rows; ++r) row(r0 + r, buf.data() + (int64_t)r * lda);
+    for (int p = 0; p < panels; ++p) {
+      const float* later = r0 == 0 && p * panel_floats * 4 < ahead.bytes
+                               ? reinterpret_cast<const float*>(ahead.p) + p * panel_floats : nullptr;
+      rows_by_panel(r0, rows, p, buf.data(), lda, 1, B, C + (int64_t)r0 * ldc, ldc, accumulate, later);
+    }
+  }
+}
+
 void gemm_f32_general(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                       const float* B, int ldb, bool accumulate, float* C, int ldc) {
   thread_local PackedF32 packed;  // per calling thread: experts multiply inside parallel regions
@@ -206,7 +231,8 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
     const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
     const float* later = rows_first && p * panel_floats * 4 < ahead.bytes
                              ? reinterpret_cast<const float*>(ahead.p) + p * panel_floats : nullptr;
-    rows_by_panel(r0, std::min(M, r0 + kTaskRows), p, A, ars, aks, B, C, ldc, accumulate, later);
+    rows_by_panel(r0, std::min(M - r0, kTaskRows), p, A + (int64_t)r0 * ars, ars, aks, B, C + (int64_t)r0 * ldc, ldc,
+                  accumulate, later);
   };
   parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });
 }

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace heirloom {
@@ -31,6 +32,12 @@ void pack_b_f32_into(PackedF32& p, const float* src, int ld, bool trans, int K, 
 // C[M, N] (row stride ldc) = (accumulate ? C : 0) + A[M, K] · B, A with row stride lda.
 // Requires f32_packed_available().
 void gemm_f32_packed(int M, const float* A, int lda, const PackedF32& B, float* C, int ldc, bool accumulate);
+
+// The same with A made a row at a time by row(r, out) (K values), a block of rows at a time, on the calling
+// thread: for rows computed from others just before the product (ops/moe.cpp's SwiGLU rows), which then never
+// go to memory. Every element is the same FMA chain as gemm_f32_packed's over the same values.
+void gemm_f32_produced(int M, const std::function<void(int, float*)>& row, const PackedF32& B, float* C, int ldc,
+                       bool accumulate);
 
 // The same for a strided A: A(r, k) at A[r·ars + k·aks] (a transposed A is ars = 1, aks = its row stride).
 // Not timed itself: for callers that time the product they are part of (gemm()).

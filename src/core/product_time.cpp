@@ -41,8 +41,8 @@ void add(std::atomic<double>& a, double v) { a.store(a.load(std::memory_order_re
 }  // namespace
 
 const char* product_kind_name(ProductKind k) {
-  static const char* const names[kProductKinds] = {"blas",       "f32_packed",       "f32_panel", "bf16",
-                                                   "bf16_produced", "bf16_weight_grad", "bf16_small"};
+  static const char* const names[kProductKinds] = {"blas",          "f32_packed",       "f32_produced", "f32_panel",
+                                                   "bf16",          "bf16_produced",    "bf16_weight_grad", "bf16_small"};
   return names[(int)k];
 }
 

@@ -16,6 +16,7 @@ namespace heirloom {
 enum class ProductKind {
   blas,              // gemm(): OpenBLAS, or the row-exact dot products
   f32_packed,        // gemm_f32_packed: fp32 on weights packed into panels
+  f32_produced,      // gemm_f32_produced: the same with the rows it makes (the experts' SwiGLU rows)
   f32_panel,         // gemm_f32_panel: attention's small fp32 products
   bf16,              // gemm_bf16: AMX or AVX512-BF16 on packed weights
   bf16_produced,     // gemm_bf16_produced: with the rows it makes (the cross-entropy's)

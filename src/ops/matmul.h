@@ -5,6 +5,8 @@
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 
+#include <functional>
+
 namespace heirloom {
 
 // A frozen W [O, I] packed once for both products it takes part in: as bf16 k-pairs
@@ -42,6 +44,12 @@ void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float*
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr,
                      bool write_dinp = false, bool write_dweight = false);
+
+// The product on p's forward pack (inp · Wᵀ) or, with backward, its backward pack (dout · W), with the left
+// operand made a row at a time by row(r, values) (I or O values): those rows never go to memory
+// (gemm_bf16_produced, gemm_f32_produced). The same values as the product of the rows stored.
+void packed_product_of_rows(const PackedWeight& p, bool backward, int N, const std::function<void(int, float*)>& row,
+                            float* out, int ldo, bool accumulate);
 
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                         bool accumulate = false);

@@ -15,6 +15,7 @@
 #include "core/parallel.h"
 #include "ops/matmul.h"
 #include "ops/swiglu.h"
+#include "ops/vec_math.h"
 
 namespace heirloom {
 
@@ -133,12 +134,12 @@ bool adapts(const MoeLora* lora, int j) {
   return false;
 }
 
-// On bf16 packs, the products after SwiGLU make their input rows as they convert them (gemm_bf16_produced):
+// On packs, the products after SwiGLU make their input rows as they go (packed_product_of_rows, ops/matmul.h):
 // the down projection's h = silu(hg) ⊙ hu, and in the backward the gate's and up's input gradients. Those
 // rows then never go to memory and back. The values are the same bits as through swiglu_forward/backward.
 // The forward keeps h only for a LoRA on the down projection (its input); a backward that needs h for the
 // down weight's gradient makes it again from hg and hu.
-bool makes_h(const PackedWeight* down, const MoeLora* lora) { return down && down->bf16() && !adapts(lora, 2); }
+bool makes_h(const PackedWeight* down, const MoeLora* lora) { return down && !adapts(lora, 2); }
 
 // The next product on this thread multiplies by expert e's weight (one of gate, up, down: fc values each, raw or
 // packed): fetched into L2 meanwhile (ops/matmul.h). e < 0 (no expert) clears the hint.
@@ -206,8 +207,9 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     const int next = claim_next();
     fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
     if (make_h)
-      gemm_bf16_produced(n_e, [&](int r, float* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
-                         w.packed_down[e].fwd, s.y + (int64_t)o * C, C, false);
+      packed_product_of_rows(w.packed_down[e], false, n_e,
+                             [&](int r, float* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
+                             s.y + (int64_t)o * C, C, false);
     else
       matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
                      pack(w.packed_down, e));
@@ -235,20 +237,21 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {  // as in forward: experts in parallel, disjoint outputs
     const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
+    // Where dy feeds only the down projection's input gradient (no down gradient, no LoRA on it), that product
+    // makes its rows wk · dout as it goes (packed_product_of_rows) and dy stays unwritten.
+    const bool make_dy = w.packed_down && !g.down && !adapts(lora, 2);
+    thread_local std::vector<float> slot_weights;  // per expert's thread: read below by whichever makes the rows
+    slot_weights.resize(n_e);
+    float* slot_weight = slot_weights.data();
     for (int i = o; i < o + n_e; ++i) {
       const int n = s.slot_row[i];
       int nk = n * K;
       while (s.slot_of[nk] != i) ++nk;
-      const float wk = s.weights[nk];
+      const float wk = slot_weight[i - o] = s.weights[nk];
       const float* go = dout + (int64_t)n * C;
-      const float* y = s.y + (int64_t)i * C;
-      float* dyi = sc.dy + (int64_t)i * C;
-      float d = 0.f;
-      for (int c = 0; c < C; ++c) {
-        dyi[c] = wk * go[c];
-        d += go[c] * y[c];
-      }
-      sc.dw[nk] = d;
+      if (!make_dy)
+        for (int c = 0; c < C; ++c) sc.dy[(int64_t)i * C + c] = wk * go[c];
+      sc.dw[nk] = row_dot(go, s.y + (int64_t)i * C, C);
     }
     const float* dy = sc.dy + (int64_t)o * C;
     float* dh = sc.dh + (int64_t)o * F;
@@ -260,22 +263,28 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
     fetch_expert_ahead(w.packed_gate, w.gate, e, fc, true);
-    matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
+    if (make_dy)
+      packed_product_of_rows(w.packed_down[e], true, n_e, [&](int r, float* row) {
+        const float wk = slot_weight[r], *go = dout + (int64_t)s.slot_row[o + r] * C;
+        for (int c = 0; c < C; ++c) row[c] = wk * go[c];
+      }, dh, F, false);
+    else
+      matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
     if (g.down && makes_h(pack(w.packed_down, e), lora)) swiglu_forward(h, hg, hu, n_e, F);  // not kept by the forward
     if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     float* dxg = sc.dxg + (int64_t)o * C;
-    // dhg is needed whole only for the gate's weight gradient or LoRA; else, on bf16 packs, the gate's
+    // dhg is needed whole only for the gate's weight gradient or LoRA; else, on packs, the gate's
     // input-gradient product makes its rows as it goes (makes_h above), writing dhu's beside them for the
     // up product (one sigmoid for both).
-    const bool make_dh = bf16 && w.packed_gate && !g.gate && !adapts(lora, 0);
+    const bool make_dh = w.packed_gate && !g.gate && !adapts(lora, 0);
     if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
     auto dgate_row = [&](int r, float* row) {
       const int64_t i = (int64_t)r * F;
       swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
     };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
-    if (make_dh) gemm_bf16_produced(n_e, dgate_row, w.packed_gate[e].bwd, dxg, C, false);
+    if (make_dh) packed_product_of_rows(w.packed_gate[e], true, n_e, dgate_row, dxg, C, false);
     else matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_down, w.down, next, fc, true);

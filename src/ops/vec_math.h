@@ -54,6 +54,16 @@ inline float hsum(f32x16 v) {  // a fixed tree: the same sum on every CPU
   return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
 }
 
+// Σ x[i]·y[i], 16 lanes then the fixed tree (a serial sum waited on each add)
+inline float row_dot(const float* x, const float* y, int n) {
+  f32x16 s{};
+  int i = 0;
+  for (; i + 16 <= n; i += 16) s += load16(x + i) * load16(y + i);
+  float r = hsum(s);
+  for (; i < n; ++i) r += x[i] * y[i];
+  return r;
+}
+
 // max of x[0..n)
 inline float row_max(const float* x, int n) {
   f32x16 m = f32x16{} - 3.0e38f;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 #include "core/rng.h"
 #include "gradcheck.h"
 #include "ops/adamw.h"
@@ -646,12 +647,14 @@ TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
   run_moe_case(0.1f, {0, 1, 1, 0, 2, 0, 0, 2, 1, 2, 0, 1, 2, 0});
 }
 
-// On bf16 packs the down projection makes its input rows h = silu(hg) ⊙ hu as it converts them, and the gate's
-// and up's input-gradient products make theirs from dh, hg and hu: no h, dhg or dhu in memory. The results must
-// be the same bits as with those rows stored: stored here by a LoRA on the down projection whose B is zero
-// (it adds nothing), and by asking for the gate's and up's weight gradients. F = 40 has a tail past 16 · 2.
-TEST(OpMoe, Bf16PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {
-  if (!bf16_gemm_available()) GTEST_SKIP() << "no AVX512-BF16 or AMX";
+// On packs (bf16 or fp32) the down projection makes its input rows h = silu(hg) ⊙ hu as it goes; in the
+// backward, the gate's input-gradient product makes its rows from dh, hg and hu, and the down's from the
+// routing weights and dout: no h, dhg or dy in memory. The results must be the same bits as with those rows
+// stored: stored here by a LoRA on the down projection whose B is zero (it adds nothing), and by asking for
+// the experts' weight gradients. F = 40 has a tail past 16 · 2; 40 rows are more than one block of the fp32
+// product's rows.
+void run_moe_made_rows_case(bool bf16) {
+  SCOPED_TRACE(bf16 ? "bf16 packs" : "fp32 packs");
   const MoeShape sh{40, 32, 40, 4, 2};
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, R = 2;
   Rng rng(62);
@@ -659,9 +662,9 @@ TEST(OpMoe, Bf16PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {
   Vec gate = randn((size_t)E * F * C, rng, 0.2f), up = randn(gate.size(), rng, 0.2f), down = randn(gate.size(), rng, 0.2f);
   std::vector<PackedWeight> pg, pu, pd;
   for (int e = 0; e < E; ++e) {
-    pg.push_back(pack_weight(gate.data() + (size_t)e * F * C, F, C, true));
-    pu.push_back(pack_weight(up.data() + (size_t)e * F * C, F, C, true));
-    pd.push_back(pack_weight(down.data() + (size_t)e * C * F, C, F, true));
+    pg.push_back(pack_weight(gate.data() + (size_t)e * F * C, F, C, bf16));
+    pu.push_back(pack_weight(up.data() + (size_t)e * F * C, F, C, bf16));
+    pd.push_back(pack_weight(down.data() + (size_t)e * C * F, C, F, bf16));
   }
   const MoeWeights w{router.data(), gate.data(), up.data(), down.data(), pg.data(), pu.data(), pd.data()};
   Vec a_down = randn((size_t)E * R * F, rng), b_down((size_t)E * C * R, 0.f), u((size_t)N * sh.K * R), du(u.size());
@@ -674,16 +677,30 @@ TEST(OpMoe, Bf16PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {
   moe_forward(out_made.data(), made.saved(), x.data(), w, sh, false);
   moe_forward(out_stored.data(), stored.saved(), x.data(), w, sh, false, &lora);
   for (size_t i = 0; i < out_made.size(); ++i) ASSERT_EQ(out_made[i], out_stored[i]) << "forward at " << i;
-  for (float v : made.h) ASSERT_TRUE(std::isnan(v)) << "the forward on bf16 packs stored h";
+  for (float v : made.h) ASSERT_TRUE(std::isnan(v)) << "the forward on packs stored h";
 
-  MoeGradBufs g_made(sh), g_stored(sh);
-  MoeGrads only_down{nullptr, nullptr, nullptr, g_made.down.data()};
-  MoeGrads all_three{nullptr, g_stored.gate.data(), g_stored.up.data(), g_stored.down.data()};
-  moe_backward(g_made.dx.data(), only_down, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
-  moe_backward(g_stored.dx.data(), all_three, stored.scratch(), dout.data(), 0.f, stored.saved(), x.data(), w, sh, &lora);
-  for (size_t i = 0; i < g_made.dx.size(); ++i) ASSERT_EQ(g_made.dx[i], g_stored.dx[i]) << "dx at " << i;
-  for (size_t i = 0; i < g_made.down.size(); ++i) ASSERT_EQ(g_made.down[i], g_stored.down[i]) << "d down at " << i;
+  // Three backwards: none of the experts' weight gradients (dy, dhg made in the products), the down
+  // projection's (h made again, dy stored), and with everything stored.
+  MoeGradBufs g_none(sh), g_down(sh), g_stored(sh);
+  const MoeGrads none{nullptr, nullptr, nullptr, nullptr};
+  const MoeGrads only_down{nullptr, nullptr, nullptr, g_down.down.data()};
+  const MoeGrads all_three{nullptr, g_stored.gate.data(), g_stored.up.data(), g_stored.down.data()};
+  moe_backward(g_none.dx.data(), none, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
+  for (float v : made.dy) ASSERT_TRUE(std::isnan(v)) << "the backward without the down gradient stored dy";
   for (float v : made.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward without gate or up gradients stored dhg";
+  moe_backward(g_down.dx.data(), only_down, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
+  moe_backward(g_stored.dx.data(), all_three, stored.scratch(), dout.data(), 0.f, stored.saved(), x.data(), w, sh, &lora);
+  for (size_t i = 0; i < g_none.dx.size(); ++i) {
+    ASSERT_EQ(g_none.dx[i], g_stored.dx[i]) << "dx at " << i;
+    ASSERT_EQ(g_down.dx[i], g_stored.dx[i]) << "dx (with the down gradient) at " << i;
+  }
+  for (size_t i = 0; i < g_down.down.size(); ++i) ASSERT_EQ(g_down.down[i], g_stored.down[i]) << "d down at " << i;
+}
+
+TEST(OpMoe, PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {
+  if (bf16_gemm_available()) run_moe_made_rows_case(true);
+  if (f32_packed_available()) run_moe_made_rows_case(false);
+  if (!bf16_gemm_available() && !f32_packed_available()) GTEST_SKIP() << "no AVX-512: no packs on this CPU";
 }
 
 // ---------------------------------------------------------------------------------------------
