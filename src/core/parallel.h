@@ -4,6 +4,7 @@
 #pragma once
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -14,10 +15,9 @@ namespace heirloom {
 
 constexpr int64_t kMaxShareUnits = int64_t{1} << 31;  // a share's ends are 32-bit
 
-// Element-wise loops over fewer values than this run on the calling thread (`#pragma omp parallel for if
-// (n >= kSplitValues)`): waking the other thread costs more than it saves, and generation at batch 1 runs
-// such loops on one row, dozens of times a token. (The `if` still makes a one-thread team, a cheap call that
-// wakes no thread; parallel_for, below, suits loops of few large units, not these simd loops over values.)
+// Element-wise loops over fewer values than this run on the calling thread (parallel_blocks' `worth`, or
+// `#pragma omp parallel for if (n >= kSplitValues)`): waking the other thread costs more than it saves, and
+// generation at batch 1 runs such loops on one row, dozens of times a token.
 constexpr int64_t kSplitValues = int64_t{1} << 14;
 
 // One share of a parallel_shares loop: its units not yet taken, [front, back), in one word so that its owner
@@ -97,6 +97,17 @@ void parallel_for(int64_t n, bool worth, Body&& body) {
     return;
   }
   for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+// body(i0, i1) for consecutive blocks [i0, i1) of [0, n), `block` indices each, through parallel_for: a share
+// of blocks per thread, the rest taken by whichever finishes first. For element-wise loops over rows or
+// values: as static OpenMP halves they left this machine's faster vCPU waiting at their end (bench/omp-waits.sh:
+// a third of one thread's waiting in a norm step). Each index is still computed alone, so results do not
+// depend on which thread ran it.
+template <class Body>
+void parallel_blocks(int64_t n, int64_t block, bool worth, Body&& body) {
+  if (n <= 0) return;
+  parallel_for((n + block - 1) / block, worth, [&](int64_t b) { body(b * block, std::min(n, (b + 1) * block)); });
 }
 
 }  // namespace heirloom

@@ -93,6 +93,14 @@ int max_lora_rank(std::span<const AdapterView* const> adapters) {
   return r;
 }
 
+// y[0, n) += x[0, n) (the residual adds), in blocks shared between the threads.
+void add_into(float* y, const float* x, int64_t n) {
+  parallel_blocks(n, 4096, n >= kSplitValues, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
+  });
+}
+
 // out[n, O] (stride ldo) += scale · (inp · Aᵀ) · Bᵀ for the segment's rows; u[n, R] keeps inp · Aᵀ.
 void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, const float* A, const float* Bm, int n,
                   int I, int O, int R, float scale) {
@@ -231,8 +239,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * ws.lora_rmax, A.atty.data() + r0 * HD, HD,
                    a->lora_a[l][kLoraO], a->lora_b[l][kLoraO], (int)n, HD, C, a->lora_rank, a->lora_scale);
     }
-#pragma omp parallel for simd schedule(static) if (N * C >= kSplitValues)
-    for (int64_t i = 0; i < N * C; ++i) A.mid[i] += A.x[i];
+    add_into(A.mid.data(), A.x.data(), N * C);
     // --- feed-forward block
     for (size_t s = 0; s < ws.segments.size(); ++s) {
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
@@ -267,8 +274,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       swiglu_forward(A.h.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_forward(xout, C, A.h.data(), F, W.ffn_down, (int)N, F, C, false, P ? &P->ffn_down : nullptr);
     }
-#pragma omp parallel for simd schedule(static) if (N * C >= kSplitValues)
-    for (int64_t i = 0; i < N * C; ++i) xout[i] += A.mid[i];
+    add_into(xout, A.mid.data(), N * C);
     for (const Segment& sg : ws.segments) {
       if (!sg.adapter || !sg.adapter->steer) continue;
       const float* dir = sg.adapter->steer + (int64_t)l * C;

@@ -8,8 +8,9 @@
 namespace heirloom {
 
 void embed_forward(float* out, const int32_t* tokens, const float* wte, int N, int C) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kSplitValues)
-  for (int n = 0; n < N; ++n) std::memcpy(out + (int64_t)n * C, wte + (int64_t)tokens[n] * C, sizeof(float) * C);
+  parallel_blocks(N, 16, (int64_t)N * C >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) std::memcpy(out + n * C, wte + (int64_t)tokens[n] * C, sizeof(float) * C);
+  });
 }
 
 void embed_backward(float* dwte, const float* dout, const int32_t* tokens, int N, int C) {

@@ -44,16 +44,17 @@ void top_k(int32_t* idx, const float* p, int E, int K) {
 // Route every row: probabilities, kept experts, renormalised weights; returns the aux loss.
 float route(const MoeSaved& s, const float* logits, const MoeShape& sh, bool fixed_routing) {
   const int N = sh.N, E = sh.E, K = sh.K;
-#pragma omp parallel for schedule(static) if ((int64_t)N * E * 8 >= kSplitValues)  // (a softmax and top-k per row)
-  for (int n = 0; n < N; ++n) {
-    float* p = s.probs + (int64_t)n * E;
-    softmax_row(p, logits + (int64_t)n * E, E);
-    int32_t* idx = s.topk + (int64_t)n * K;
-    if (!fixed_routing) top_k(idx, p, E, K);
-    float sum = 0.f;
-    for (int k = 0; k < K; ++k) sum += p[idx[k]];
-    for (int k = 0; k < K; ++k) s.weights[(int64_t)n * K + k] = p[idx[k]] / sum;
-  }
+  parallel_blocks(N, 16, (int64_t)N * E * 8 >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int n = (int)r0; n < (int)r1; ++n) {
+      float* p = s.probs + (int64_t)n * E;
+      softmax_row(p, logits + (int64_t)n * E, E);
+      int32_t* idx = s.topk + (int64_t)n * K;
+      if (!fixed_routing) top_k(idx, p, E, K);
+      float sum = 0.f;
+      for (int k = 0; k < K; ++k) sum += p[idx[k]];
+      for (int k = 0; k < K; ++k) s.weights[(int64_t)n * K + k] = p[idx[k]] / sum;
+    }
+  });
   // Group the slots by expert (counting sort, rows ascending within an expert: deterministic).
   std::fill(s.offsets, s.offsets + E + 1, 0);
   for (int i = 0; i < N * K; ++i) s.offsets[s.topk[i] + 1]++;
@@ -216,16 +217,17 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
     fetch_expert_ahead(nullptr, nullptr, -1, 0, false);  // a hint no product took is not left for the next caller's
   });
-#pragma omp parallel for schedule(static) if ((int64_t)N * C * K >= kSplitValues)
-  for (int n = 0; n < N; ++n) {
-    float* o = out + (int64_t)n * C;
-    std::fill(o, o + C, 0.f);
-    for (int k = 0; k < K; ++k) {
-      const float wk = s.weights[n * K + k];
-      const float* y = s.y + (int64_t)s.slot_of[n * K + k] * C;
-      for (int c = 0; c < C; ++c) o[c] += wk * y[c];
+  parallel_blocks(N, 16, (int64_t)N * C * K >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int n = (int)r0; n < (int)r1; ++n) {
+      float* o = out + (int64_t)n * C;
+      std::fill(o, o + C, 0.f);
+      for (int k = 0; k < K; ++k) {
+        const float wk = s.weights[n * K + k];
+        const float* y = s.y + (int64_t)s.slot_of[n * K + k] * C;
+        for (int c = 0; c < C; ++c) o[c] += wk * y[c];
+      }
     }
-  }
+  });
   return aux;
 }
 
@@ -300,25 +302,26 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   for (int e = 0; e < E; ++e) gaux[e] = 0.f;
   if (aux_coef != 0.f)
     for (int e = 0; e < E; ++e) gaux[e] = aux_coef * E * (float)(s.offsets[e + 1] - s.offsets[e]) / (N * K) / N;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    const float* src = sc.dxg;
-    float* d = dx + (int64_t)n * C;
-    for (int k = 0; k < K; ++k) {
-      const float* r = src + (int64_t)s.slot_of[n * K + k] * C;
-      for (int c = 0; c < C; ++c) d[c] += r[c];
+  parallel_blocks(N, 16, (int64_t)N * C * K >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int n = (int)r0; n < (int)r1; ++n) {
+      const float* src = sc.dxg;
+      float* d = dx + (int64_t)n * C;
+      for (int k = 0; k < K; ++k) {
+        const float* r = src + (int64_t)s.slot_of[n * K + k] * C;
+        for (int c = 0; c < C; ++c) d[c] += r[c];
+      }
+      float* dl = sc.dlogits + (int64_t)n * E;
+      const float* wn = s.weights + (int64_t)n * K;
+      const float* dwn = sc.dw + (int64_t)n * K;
+      float wdw = 0.f;
+      for (int k = 0; k < K; ++k) wdw += wn[k] * dwn[k];
+      const float* p = s.probs + (int64_t)n * E;
+      float pg = 0.f;
+      for (int e = 0; e < E; ++e) pg += p[e] * gaux[e];
+      for (int e = 0; e < E; ++e) dl[e] = p[e] * (gaux[e] - pg);
+      for (int k = 0; k < K; ++k) dl[s.topk[n * K + k]] += wn[k] * (dwn[k] - wdw);
     }
-    float* dl = sc.dlogits + (int64_t)n * E;
-    const float* wn = s.weights + (int64_t)n * K;
-    const float* dwn = sc.dw + (int64_t)n * K;
-    float wdw = 0.f;
-    for (int k = 0; k < K; ++k) wdw += wn[k] * dwn[k];
-    const float* p = s.probs + (int64_t)n * E;
-    float pg = 0.f;
-    for (int e = 0; e < E; ++e) pg += p[e] * gaux[e];
-    for (int e = 0; e < E; ++e) dl[e] = p[e] * (gaux[e] - pg);
-    for (int k = 0; k < K; ++k) dl[s.topk[n * K + k]] += wn[k] * (dwn[k] - wdw);
-  }
+  });
   gemm(false, false, N, C, E, 1.f, sc.dlogits, E, w.router, C, 1.f, dx, C);
   if (g.router) gemm(true, false, E, C, N, 1.f, sc.dlogits, E, x, C, 1.f, g.router, C);
 }

@@ -12,33 +12,30 @@
 namespace heirloom {
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C >= kSplitValues)
-  for (int n = 0; n < N; ++n) {
-    const float* x = inp + (int64_t)n * C;
-    float* y = out + (int64_t)n * C;
-    float ss = 0.f;
+  parallel_blocks(N, 16, (int64_t)N * C >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) {
+      const float* x = inp + n * C;
+      float* y = out + n * C;
+      float ss = 0.f;
 #pragma omp simd reduction(+ : ss)
-    for (int c = 0; c < C; ++c) ss += x[c] * x[c];
-    const float r = 1.0f / std::sqrt(ss / C + eps);
-    rstd[n] = r;
+      for (int c = 0; c < C; ++c) ss += x[c] * x[c];
+      const float r = 1.0f / std::sqrt(ss / C + eps);
+      rstd[n] = r;
 #pragma omp simd
-    for (int c = 0; c < C; ++c) y[c] = x[c] * r * weight[c];
-  }
+      for (int c = 0; c < C; ++c) y[c] = x[c] * r * weight[c];
+    }
+  });
 }
 
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int N, int C) {
-  constexpr int kBlock = 64;
-  const int n_blocks = dweight ? (C + kBlock - 1) / kBlock : 0;
-  // One parallel region for both loops: they write different outputs, so no barrier between them.
-#pragma omp parallel
-  {
-    if (dinp) {
-#pragma omp for schedule(static) nowait
-      for (int n = 0; n < N; ++n) {
-        const float* x = inp + (int64_t)n * C;
-        const float* dy = dout + (int64_t)n * C;
-        float* dx = dinp + (int64_t)n * C;
+  const bool worth = (int64_t)N * C >= kSplitValues;
+  if (dinp)
+    parallel_blocks(N, 16, worth, [&](int64_t r0, int64_t r1) {
+      for (int64_t n = r0; n < r1; ++n) {
+        const float* x = inp + n * C;
+        const float* dy = dout + n * C;
+        float* dx = dinp + n * C;
         const float r = rstd[n];
         float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
@@ -47,21 +44,22 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 #pragma omp simd
         for (int c = 0; c < C; ++c) dx[c] += r * weight[c] * dy[c] - k * x[c];
       }
+    });
+  if (!dweight) return;
+  // The gain gradient by blocks of columns, each summed over all rows by one thread: no output shared.
+  constexpr int kBlock = 64;
+  parallel_blocks(C, kBlock, worth, [&](int64_t c0, int64_t c1) {
+    float acc[kBlock] = {};
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + (int64_t)n * C;
+      const float* dy = dout + (int64_t)n * C;
+      const float r = rstd[n];
+      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += dy[c] * x[c] * r;
     }
-#pragma omp for schedule(static)
-    for (int b = 0; b < n_blocks; ++b) {
-      const int c0 = b * kBlock, c1 = std::min(C, c0 + kBlock);
-      float acc[kBlock] = {};
-      for (int n = 0; n < N; ++n) {
-        const float* x = inp + (int64_t)n * C;
-        const float* dy = dout + (int64_t)n * C;
-        const float r = rstd[n];
-        for (int c = c0; c < c1; ++c) acc[c - c0] += dy[c] * x[c] * r;
-      }
-      for (int c = c0; c < c1; ++c) dweight[c] += acc[c - c0];
-    }
-  }
+    for (int64_t c = c0; c < c1; ++c) dweight[c] += acc[c - c0];
+  });
 }
+
 
 void rmsnorm_forward_ref(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps) {
   for (int n = 0; n < N; ++n) {

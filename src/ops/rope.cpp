@@ -29,10 +29,10 @@ namespace {
 // sign = +1 rotates forward, -1 applies the transpose (inverse) rotation.
 void rotate(float* x, int ld, const RopeTable& tab, int B, int T, int H, int D, int pos0, float sign) {
   const int half = D / 2;
-#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * T * H * D >= kSplitValues)
-  for (int b = 0; b < B; ++b)
-    for (int t = 0; t < T; ++t) {
-      float* row = x + ((int64_t)b * T + t) * ld;
+  parallel_blocks((int64_t)B * T, 16, (int64_t)B * T * H * D >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int t = (int)(r % T);
+      float* row = x + r * ld;
       const float* c = tab.cos.data() + (int64_t)(pos0 + t) * half;
       const float* s = tab.sin.data() + (int64_t)(pos0 + t) * half;
       for (int h = 0; h < H; ++h) {
@@ -44,6 +44,7 @@ void rotate(float* x, int ld, const RopeTable& tab, int B, int T, int H, int D, 
         }
       }
     }
+  });
 }
 
 void rotate_ref(float* x, int ld, float base, int B, int T, int H, int D, int pos0, double sign) {

@@ -1,6 +1,7 @@
 // Cross-entropy forward/backward. See xent.h.
 #include "ops/xent.h"
 
+#include "core/parallel.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -19,22 +20,23 @@ inline void row_lse_of(const float* x, int V, float* mx, float* lse) {
 
 double xent_forward(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored,
                     float* row_lse) {
-  double total = 0;
-  int scored = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total, scored)
-  for (int n = 0; n < N; ++n) {
-    if (targets[n] < 0) {
-      losses[n] = 0.f;
-      continue;
+  parallel_blocks(N, 16, (int64_t)N * V >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) {
+      if (targets[n] < 0) {
+        losses[n] = 0.f;
+        continue;
+      }
+      const float* x = logits + n * V;
+      float mx, lse;
+      row_lse_of(x, V, &mx, &lse);
+      losses[n] = lse + mx - x[targets[n]];
+      if (row_lse) row_lse[n] = lse + mx;
     }
-    const float* x = logits + (int64_t)n * V;
-    float mx, lse;
-    row_lse_of(x, V, &mx, &lse);
-    losses[n] = lse + mx - x[targets[n]];
-    if (row_lse) row_lse[n] = lse + mx;
-    total += losses[n];
-    ++scored;
-  }
+  });
+  double total = 0;  // in row order: the same sum on any number of threads
+  int scored = 0;
+  for (int n = 0; n < N; ++n)
+    if (targets[n] >= 0) total += losses[n], ++scored;
   if (n_scored) *n_scored = scored;
   return total;
 }
@@ -55,24 +57,25 @@ inline void grad_row(float* d, const float* x, int32_t target, float scale, int 
 template <bool kWrite>
 void xent_grad(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,
                const float* row_lse) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    float* d = dlogits + (int64_t)n * V;
-    if (targets[n] < 0) {
-      if (kWrite) std::fill(d, d + V, 0.f);
-      continue;
+  parallel_blocks(N, 16, (int64_t)N * V >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) {
+      float* d = dlogits + n * V;
+      if (targets[n] < 0) {
+        if (kWrite) std::fill(d, d + V, 0.f);
+        continue;
+      }
+      const float* x = logits + (int64_t)n * V;
+      float off;
+      if (row_lse) {
+        off = row_lse[n];
+      } else {
+        float mx, lse;
+        row_lse_of(x, V, &mx, &lse);
+        off = mx + lse;
+      }
+      grad_row<kWrite>(d, x, targets[n], scale, V, off);
     }
-    const float* x = logits + (int64_t)n * V;
-    float off;
-    if (row_lse) {
-      off = row_lse[n];
-    } else {
-      float mx, lse;
-      row_lse_of(x, V, &mx, &lse);
-      off = mx + lse;
-    }
-    grad_row<kWrite>(d, x, targets[n], scale, V, off);
-  }
+  });
 }
 }  // namespace
 
