@@ -149,32 +149,51 @@ void fetch_expert_ahead(const PackedWeight* packs, const float* raw, int e, int6
   fetch_weight_ahead(pack(packs, e), raw + e * fc, fc, backward);
 }
 
-// body(e, claim_next) for every expert with rows, experts in parallel, each on one thread, taken from a queue
-// in decreasing load (the largest first leave the shortest tail). The body calls claim_next() once, before its
-// last product: it takes the thread's next expert from the queue then (−1 when none is left), so the body can
-// fetch that expert's weights while it multiplies by the current one's (core/fetch_ahead.h).
+// body(e, i0, i1, claim_next) for slots [i0, i1) of every expert with rows, experts in parallel, each on one
+// thread, taken from a queue in decreasing load (the largest first leave the shortest tail). The body calls
+// claim_next() once, before its last product: it takes the thread's next unit from the queue then and returns
+// its expert (−1 when none is left), so the body can fetch that expert's weights while it multiplies by the
+// current one's (core/fetch_ahead.h). With split_tail, the last experts in the queue, one per thread, go as
+// two halves of their slots that either thread may take: the loop then ends within about half an expert's
+// time of both threads (the faster vCPU waited up to a whole expert). Only for bodies whose outputs are the
+// slots' own (no weight gradients, which both halves would write).
 template <class Body>
-void for_each_expert(const int32_t* offsets, int E, Body&& body) {
+void for_each_expert(const int32_t* offsets, int E, bool split_tail, Body&& body) {
   std::vector<int> order;
   for (int e = 0; e < E; ++e)
     if (offsets[e + 1] > offsets[e]) order.push_back(e);
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b]; });
-  const int n = (int)order.size();
-  std::atomic<int> queue{0};
-  auto take = [&] {
-    const int i = queue.fetch_add(1, std::memory_order_relaxed);
-    return i < n ? order[i] : -1;
+  struct Unit {
+    int e, i0, i1;
   };
+  // A half is a whole number of both kernels' row tasks (60 rows bf16, 48 fp32: multiples of 60 and 48 would
+  // not both hold; 60 leaves the fp32 kernel one short block).
+  constexpr int kHalfRows = 60;
+  const int halved = split_tail ? std::min((int)order.size(), omp_get_max_threads()) : 0;
+  std::vector<Unit> units;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int e = order[k], i0 = offsets[e], i1 = offsets[e + 1];
+    const int h = (i1 - i0 + kHalfRows) / (2 * kHalfRows) * kHalfRows;  // half the slots, in whole tasks
+    if ((int)k >= (int)order.size() - halved && h > 0 && i0 + h < i1) {
+      units.push_back({e, i0, i0 + h});
+      units.push_back({e, i0 + h, i1});
+    } else {
+      units.push_back({e, i0, i1});
+    }
+  }
+  const int n = (int)units.size();
+  std::atomic<int> queue{0};
+  auto take = [&] { return queue.fetch_add(1, std::memory_order_relaxed); };
 #pragma omp parallel if (n > 1)
-  for (int e = take(); e >= 0;) {
-    int next = -1;
+  for (int u = take(); u < n;) {
+    int next = n;
     bool claimed = false;
-    body(e, [&] {
+    body(units[u].e, units[u].i0, units[u].i1, [&] {
       if (!claimed) next = take(), claimed = true;
-      return next;
+      return next < n ? units[next].e : -1;
     });
-    e = claimed ? next : take();
+    u = claimed ? next : take();
   }
 }
 
@@ -188,8 +207,8 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
-  for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {
-    const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
+  for_each_expert(s.offsets, E, true, [&](int e, int o, int o_end, auto&& claim_next) {
+    const int n_e = o_end - o;
     RowExact mode(exact);
     // The expert's thread gathers its own rows: they are then in its core's cache for the products.
     for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
@@ -236,8 +255,11 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
   const bool bf16 = w.packed_down && w.packed_down->bf16();
-  for_each_expert(s.offsets, E, [&](int e, auto&& claim_next) {  // as in forward: experts in parallel, disjoint outputs
-    const int o = s.offsets[e], n_e = s.offsets[e + 1] - o;
+  // As in forward: experts in parallel, disjoint outputs; halves of experts only with no expert's weight or
+  // LoRA gradient to write.
+  const bool split = !g.gate && !g.up && !g.down && !adapts(lora, 0) && !adapts(lora, 1) && !adapts(lora, 2);
+  for_each_expert(s.offsets, E, split, [&](int e, int o, int o_end, auto&& claim_next) {
+    const int n_e = o_end - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
     // Where dy feeds only the down projection's input gradient (no down gradient, no LoRA on it), that product
     // makes its rows wk · dout as it goes (packed_product_of_rows) and dy stays unwritten.

@@ -13,6 +13,7 @@
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/rng.h"
+#include "heirloom/threads.h"
 #include "gradcheck.h"
 #include "ops/adamw.h"
 #include "ops/attention.h"
@@ -651,11 +652,11 @@ TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
 // backward, the gate's input-gradient product makes its rows from dh, hg and hu, and the down's from the
 // routing weights and dout: no h, dhg or dy in memory. The results must be the same bits as with those rows
 // stored: stored here by a LoRA on the down projection whose B is zero (it adds nothing), and by asking for
-// the experts' weight gradients. F = 40 has a tail past 16 · 2; 40 rows are more than one block of the fp32
-// product's rows.
+// the experts' weight gradients (the backward then takes experts whole, not in halves). F = 40 has a tail past
+// 16 · 2.
 void run_moe_made_rows_case(bool bf16) {
   SCOPED_TRACE(bf16 ? "bf16 packs" : "fp32 packs");
-  const MoeShape sh{40, 32, 40, 4, 2};
+  const MoeShape sh{160, 32, 40, 4, 2};  // about 80 slots an expert: the last experts go as two halves
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, R = 2;
   Rng rng(62);
   Vec x = randn((size_t)N * C, rng), router = randn((size_t)E * C, rng, 0.5f), dout = randn((size_t)N * C, rng);
@@ -677,6 +678,15 @@ void run_moe_made_rows_case(bool bf16) {
   moe_forward(out_made.data(), made.saved(), x.data(), w, sh, false);
   moe_forward(out_stored.data(), stored.saved(), x.data(), w, sh, false, &lora);
   for (size_t i = 0; i < out_made.size(); ++i) ASSERT_EQ(out_made[i], out_stored[i]) << "forward at " << i;
+  {  // one thread halves one expert, two threads two: the same bits
+    const int threads = num_threads();
+    set_num_threads(1);
+    MoeBuffers one(sh);
+    Vec out_one((size_t)N * C);
+    moe_forward(out_one.data(), one.saved(), x.data(), w, sh, false);
+    set_num_threads(threads);
+    for (size_t i = 0; i < out_made.size(); ++i) ASSERT_EQ(out_made[i], out_one[i]) << "forward on one thread at " << i;
+  }
   for (float v : made.h) ASSERT_TRUE(std::isnan(v)) << "the forward on packs stored h";
 
   // Three backwards: none of the experts' weight gradients (dy, dhg made in the products), the down
