@@ -165,7 +165,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
       const MoeLora ml = moe_lora(ws, l, parts);
       moe_backward(ws.dln.data(), mg, sc, ws.dres.data(), aux_coef / L, A.moe_saved(), A.ln2.data(), mw, ms,
-                   parts.empty() ? nullptr : &ml);
+                   parts.empty() ? nullptr : &ml, ws.moe_h_kept);
       lora_backward(x, l, kLoraRouter, ws.dln.data(), C, ws.ddlogits.data(), c.n_expert, A.ln2.data(), C, C, c.n_expert);
     } else {
       const int F = c.n_ff;

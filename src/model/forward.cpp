@@ -198,6 +198,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   ensure_shape(ws, m, B, T, S, R, opt.for_backward);
   ws.pos0 = pos0;
   ws.has_backward_state = opt.for_backward;
+  ws.moe_h_kept = opt.for_backward && opt.base_grads;
   ws.last_only = opt.last_logits_only;
   if (!ws.rope.matches(c.n_ctx, D, c.rope_base, c.rope_freqs)) ws.rope = make_rope_table(c.n_ctx, D, c.rope_base, c.rope_freqs);
   build_segments(ws, m, adapters, B);
@@ -266,7 +267,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, nullptr, nullptr);
       const MoeLora ml = moe_lora(ws, l, parts);
       aux_total += moe_forward(xout, A.moe_saved(), A.ln2.data(), mw, ms, opt.fixed_routing, parts.empty() ? nullptr : &ml,
-                               router_lora);
+                               router_lora, ws.moe_h_kept);
     } else {
       const int F = c.n_ff;
       matmul_forward(A.hg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F, false, P ? &P->ffn_gate : nullptr);

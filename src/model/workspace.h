@@ -40,6 +40,7 @@ struct Workspace {
   std::shared_ptr<const FrozenWeights> frozen;
   int lora_rmax = 0;  // the largest LoRA rank in the batch: a segment's u rows start at r0 · lora_rmax
   bool has_backward_state = false, last_only = false;
+  bool moe_h_kept = false;  // the last forward kept the experts' h for the base's weight gradients
   // Every layer's activations when backward follows; otherwise two, taken in turn (layer l reads its input
   // from one and writes its output to the other): an evaluation then touches an eighth of the memory.
   std::vector<LayerActs> layers;

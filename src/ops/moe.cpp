@@ -136,10 +136,11 @@ bool adapts(const MoeLora* lora, int j) {
 }
 
 // On packs, the products after SwiGLU make their input rows as they go (packed_product_of_rows, ops/matmul.h):
-// the down projection's h = silu(hg) ⊙ hu, and in the backward the gate's and up's input gradients. Those
-// rows then never go to memory and back. The values are the same bits as through swiglu_forward/backward.
-// The forward keeps h only for a LoRA on the down projection (its input); a backward that needs h for the
-// down weight's gradient makes it again from hg and hu.
+// the down projection's h = silu(hg) ⊙ hu, and in the backward the gate's dhg and the down's wk · dout (below).
+// Those rows then never go to memory and back; the values are the same bits as stored ones. The forward keeps
+// h for a LoRA on the down projection (its input) and when asked to (keep_h: a trainer of the base's weights,
+// whose backward reads h for the down weight's gradient); a backward that needs h when it was not kept makes
+// it again from hg and hu.
 bool makes_h(const PackedWeight* down, const MoeLora* lora) { return down && !adapts(lora, 2); }
 
 // The next product on this thread multiplies by expert e's weight (one of gate, up, down: fc values each, raw or
@@ -200,7 +201,7 @@ void for_each_expert(const int32_t* offsets, int E, bool split_tail, Body&& body
 }  // namespace
 
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  bool fixed_routing, const MoeLora* lora, bool logits_ready) {
+                  bool fixed_routing, const MoeLora* lora, bool logits_ready, bool keep_h) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   if (!logits_ready) gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
   const float aux = route(s, s.logits, sh, fixed_routing);
@@ -222,7 +223,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
-    const bool make_h = makes_h(pack(w.packed_down, e), lora);
+    const bool make_h = !keep_h && makes_h(pack(w.packed_down, e), lora);
     if (!make_h) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
@@ -251,7 +252,8 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
 }
 
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const float* dout, float aux_coef,
-                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh, const MoeLora* lora) {
+                  const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh, const MoeLora* lora,
+                  bool h_kept) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
   const bool bf16 = w.packed_down && w.packed_down->bf16();
@@ -294,7 +296,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       }, dh, F, false);
     else
       matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
-    if (g.down && makes_h(pack(w.packed_down, e), lora)) swiglu_forward(h, hg, hu, n_e, F);  // not kept by the forward
+    if (g.down && !h_kept && makes_h(pack(w.packed_down, e), lora)) swiglu_forward(h, hg, hu, n_e, F);  // not kept
     if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     float* dxg = sc.dxg + (int64_t)o * C;

@@ -86,13 +86,16 @@ struct MoeLora {
 // left them (to add a router LoRA); otherwise they are computed here. lora may be null. With fixed_routing the experts in s.topk are kept (the weights are still
 // recomputed from the current logits) — used to hold routing fixed across finite-difference probes.
 // Returns the load-balancing loss value.
+// keep_h: store h = silu(hg) ⊙ hu in s.h for the down weight's gradient (else, on packs, the down product
+// makes h's rows as it goes and h is not stored; ops/moe.cpp).
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  bool fixed_routing, const MoeLora* lora = nullptr, bool logits_ready = false);
+                  bool fixed_routing, const MoeLora* lora = nullptr, bool logits_ready = false, bool keep_h = false);
 // dx[N, C] += ...; weight gradients += ... ; dout[N, C]. aux_coef scales the load-balancing loss.
 // The router logits' gradient is left in scratch.dlogits (for a router LoRA).
+// h_kept: the forward ran with keep_h (else a down weight's gradient makes h again from hg and hu).
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& scratch, const float* dout, float aux_coef,
                   const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  const MoeLora* lora = nullptr);
+                  const MoeLora* lora = nullptr, bool h_kept = false);
 
 // Naive twins: per token, per chosen expert, in double. The backward uses s.topk from the forward.
 float moe_forward_ref(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,

@@ -94,6 +94,7 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   grads_clear_ = packs_current_ = false;
   ForwardOptions fo;
   fo.for_backward = true;
+  fo.base_grads = true;
   fo.aux_coef = aux_coef;
   const ForwardResult r = [&] {
     const ScopedPacks packs(ws, packs_);

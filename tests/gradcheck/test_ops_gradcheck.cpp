@@ -705,6 +705,16 @@ void run_moe_made_rows_case(bool bf16) {
     ASSERT_EQ(g_down.dx[i], g_stored.dx[i]) << "dx (with the down gradient) at " << i;
   }
   for (size_t i = 0; i < g_down.down.size(); ++i) ASSERT_EQ(g_down.down[i], g_stored.down[i]) << "d down at " << i;
+
+  // A forward asked to keep h (a trainer of the base's weights) stores it, and its backward reads it.
+  MoeBuffers kept(sh);
+  Vec out_kept((size_t)N * C);
+  MoeGradBufs g_kept(sh);
+  moe_forward(out_kept.data(), kept.saved(), x.data(), w, sh, false, nullptr, false, true);
+  for (size_t i = 0; i < made.h.size(); ++i) ASSERT_EQ(kept.h[i], made.h[i]) << "kept h at " << i;  // made again above
+  const MoeGrads kept_down{nullptr, nullptr, nullptr, g_kept.down.data()};
+  moe_backward(g_kept.dx.data(), kept_down, kept.scratch(), dout.data(), 0.f, kept.saved(), x.data(), w, sh, nullptr, true);
+  for (size_t i = 0; i < g_kept.down.size(); ++i) ASSERT_EQ(g_kept.down[i], g_stored.down[i]) << "d down (h kept) at " << i;
 }
 
 TEST(OpMoe, PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {
