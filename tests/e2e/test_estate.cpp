@@ -287,6 +287,16 @@ TEST(Estate, KilledCreatorsLeaveNoHalfMadeRegistry) {
         _exit(3);
       }
     }
+    // The kill comes at a random point after the first registry exists (waiting for it, rather than a fixed
+    // time from the fork: a loaded machine may take longer than that to make one).
+    const auto has_registry = [&] {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.path().extension() == ".db") return true;
+      return false;
+    };
+    for (int waited = 0; !has_registry() && waited < 20000; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(20000, 80000)(rng)));
     kill(pid, SIGKILL);
     int status = 0;
