@@ -110,6 +110,11 @@ void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int6
                first == 0 && k0 == 0 ? later : nullptr);
 }
 
+// Panel p's bytes of the weight the next product will read (core/fetch_ahead.h), or null past its end.
+const float* later_panel(const FetchAhead& ahead, int p, int64_t panel_floats) {
+  return p * panel_floats * 4 < ahead.bytes ? reinterpret_cast<const float*>(ahead.p) + p * panel_floats : nullptr;
+}
+
 }  // namespace
 
 bool f32_packed_available() {
@@ -195,8 +200,7 @@ void gemm_f32_produced(int M, const std::function<void(int, float*)>& row, const
     const int rows = std::min(kTaskRows, M - r0);
     for (int r = 0; r < rows; ++r) row(r0 + r, buf.data() + (int64_t)r * lda);
     for (int p = 0; p < panels; ++p) {
-      const float* later = r0 == 0 && p * panel_floats * 4 < ahead.bytes
-                               ? reinterpret_cast<const float*>(ahead.p) + p * panel_floats : nullptr;
+      const float* later = r0 == 0 ? later_panel(ahead, p, panel_floats) : nullptr;
       rows_by_panel(r0, rows, p, buf.data(), lda, 1, B, C + (int64_t)r0 * ldc, ldc, accumulate, later);
     }
   }
@@ -229,8 +233,7 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
   const int64_t panel_floats = (int64_t)B.K * kNr;
   auto task = [&](int t) {
     const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
-    const float* later = rows_first && p * panel_floats * 4 < ahead.bytes
-                             ? reinterpret_cast<const float*>(ahead.p) + p * panel_floats : nullptr;
+    const float* later = rows_first ? later_panel(ahead, p, panel_floats) : nullptr;
     rows_by_panel(r0, std::min(M - r0, kTaskRows), p, A + (int64_t)r0 * ars, ars, aks, B, C + (int64_t)r0 * ldc, ldc,
                   accumulate, later);
   };

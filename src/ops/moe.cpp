@@ -168,8 +168,8 @@ void for_each_expert(const int32_t* offsets, int E, bool split_tail, Body&& body
   struct Unit {
     int e, i0, i1;
   };
-  // A half is a whole number of both kernels' row tasks (60 rows bf16, 48 fp32: multiples of 60 and 48 would
-  // not both hold; 60 leaves the fp32 kernel one short block).
+  // Halves are whole bf16 row tasks (60 rows); the fp32 kernel's tasks are 48 rows, so there a half ends in
+  // one short block.
   constexpr int kHalfRows = 60;
   const int halved = split_tail ? std::min((int)order.size(), omp_get_max_threads()) : 0;
   std::vector<Unit> units;
@@ -208,6 +208,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
+  const bool make_h = !keep_h && makes_h(w.packed_down, lora);
   for_each_expert(s.offsets, E, true, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     RowExact mode(exact);
@@ -223,7 +224,6 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
-    const bool make_h = !keep_h && makes_h(pack(w.packed_down, e), lora);
     if (!make_h) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
@@ -260,12 +260,15 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   // As in forward: experts in parallel, disjoint outputs; halves of experts only with no expert's weight or
   // LoRA gradient to write.
   const bool split = !g.gate && !g.up && !g.down && !adapts(lora, 0) && !adapts(lora, 1) && !adapts(lora, 2);
+  // Where dy feeds only the down projection's input gradient (no down gradient, no LoRA on it), that product
+  // makes its rows wk · dout as it goes (packed_product_of_rows) and dy stays unwritten; dhg likewise for the
+  // gate's (below); h is made again only for a down gradient the forward did not keep it for.
+  const bool make_dy = w.packed_down && !g.down && !adapts(lora, 2);
+  const bool make_dh = w.packed_gate && !g.gate && !adapts(lora, 0);
+  const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora);
   for_each_expert(s.offsets, E, split, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
-    // Where dy feeds only the down projection's input gradient (no down gradient, no LoRA on it), that product
-    // makes its rows wk · dout as it goes (packed_product_of_rows) and dy stays unwritten.
-    const bool make_dy = w.packed_down && !g.down && !adapts(lora, 2);
     thread_local std::vector<float> slot_weights;  // per expert's thread: read below by whichever makes the rows
     slot_weights.resize(n_e);
     float* slot_weight = slot_weights.data();
@@ -296,14 +299,13 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       }, dh, F, false);
     else
       matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
-    if (g.down && !h_kept && makes_h(pack(w.packed_down, e), lora)) swiglu_forward(h, hg, hu, n_e, F);  // not kept
+    if (remake_h) swiglu_forward(h, hg, hu, n_e, F);
     if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     float* dxg = sc.dxg + (int64_t)o * C;
     // dhg is needed whole only for the gate's weight gradient or LoRA; else, on packs, the gate's
-    // input-gradient product makes its rows as it goes (makes_h above), writing dhu's beside them for the
-    // up product (one sigmoid for both).
-    const bool make_dh = w.packed_gate && !g.gate && !adapts(lora, 0);
+    // input-gradient product makes its rows as it goes, writing dhu's beside them for the up product (one
+    // sigmoid for both).
     if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
     auto dgate_row = [&](int r, float* row) {
       const int64_t i = (int64_t)r * F;

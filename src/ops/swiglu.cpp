@@ -23,13 +23,13 @@ void swiglu_backward_row(float* dgate, float* dup, const float* dout, const floa
   for (; i + 16 <= F; i += 16) {
     const f32x16 g = load16(gate + i), d = load16(dout + i);
     const f32x16 sg = 1.0f / (1.0f + exp_fast(-g));
-    if (dgate) store16(dgate + i, d * load16(up + i) * sg * (1.0f + g * (1.0f - sg)));
-    if (dup) store16(dup + i, d * g * sg);
+    store16(dgate + i, d * load16(up + i) * sg * (1.0f + g * (1.0f - sg)));
+    store16(dup + i, d * g * sg);
   }
   for (; i < F; ++i) {
     const float g = gate[i], sg = 1.0f / (1.0f + exp_fast(-g));
-    if (dgate) dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-    if (dup) dup[i] = dout[i] * g * sg;
+    dgate[i] = dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    dup[i] = dout[i] * g * sg;
   }
 }
 

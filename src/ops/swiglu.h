@@ -8,7 +8,7 @@ void swiglu_forward(float* out, const float* gate, const float* up, int N, int F
 // dgate, dup = ... (written, not accumulated: callers need not clear them)
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int N, int F);
 // One row of each (F values) on the calling thread, with the same values as the row's in the two above: for
-// products that make their input rows as they go (ops/moe.cpp). dgate or dup may be null (not computed).
+// products that make their input rows as they go (ops/moe.cpp).
 void swiglu_forward_row(float* out, const float* gate, const float* up, int F);
 void swiglu_backward_row(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int F);
 
