@@ -90,7 +90,8 @@ BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
 // An expert's product (M x 512 x 256), one per thread at once as the experts run in a step, with its
 // operands in cache or not: range(0) 0 fp32 panels, 1 bf16 (AMX or dot products); range(1) 0 all in cache, 1 the weights cycled
 // through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled;
-// range(2) M, the expert's rows: 250 (8x128 steps), 64 (the personalize protocol's 1x256 windows).
+// range(2) M, the expert's rows: 250 (8x128 steps), 64 (the personalize protocol's 1x256 windows), 60 (whole
+// micro-tiles in both kernels: beside 64, the cost of the rows past them).
 void BM_expert_product_cache(benchmark::State& st) {
   const bool bf16 = st.range(0) != 0;
   const int cold = (int)st.range(1);
@@ -117,7 +118,27 @@ void BM_expert_product_cache(benchmark::State& st) {
   }
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw * kBufs, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64, 60}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The head's input gradient in fp32, dX[M, 256] = dlogits[M, 8192] · W[8192, 256] on panels packed once, both
+// threads on one product, with dlogits and W (8 MB each) cycled through 4 copies so that neither is cached:
+// range(0) M, the step's rows (256 for the personalize protocol's 1x256 windows, 1024 for 8x128).
+void BM_head_input_grad(benchmark::State& st) {
+  if (!f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512F");
+  const int M = (int)st.range(0);
+  constexpr int V = 8192, C = 256, kCopies = 4;
+  const auto w = randn((size_t)V * C), d = randn((size_t)M * V * kCopies, 0.01f);
+  std::vector<PackedF32> packs;
+  for (int i = 0; i < kCopies; ++i) packs.push_back(pack_b_f32(w.data(), C, false, V, C));
+  std::vector<float> dx((size_t)M * C);
+  int i = 0;
+  for (auto _ : st) {
+    gemm_f32_packed(M, d.data() + (size_t)(i % kCopies) * M * V, V, packs[i % kCopies], dx.data(), C, false);
+    ++i;
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * V * C, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_head_input_grad)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Packing an expert's fp32 weight [512, 256] per call, as the full fp32 step does (its weights change every
 // step), one weight per thread at once: range(0) 1 = transposed (the forward's B = Wᵀ), 0 = as stored (the

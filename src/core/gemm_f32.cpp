@@ -1,6 +1,6 @@
 // fp32 GEMM on packed panels. Blocking: a micro-tile is kMr rows × one 32-column panel, held in 2·kMr zmm
 // accumulators over the whole K (24 accumulators, two panel vectors and a broadcast fit the 32 registers).
-// A task is kTaskRows rows × one panel. Tasks run by row block (B in L2, the block's rows in L1) when all of B
+// A task is kTaskTiles micro-tiles (core/gemm_tile.h: RowTiles) × one panel. Tasks run by row block (B in L2, the block's rows in L1) when all of B
 // fits L2, else by panel (the panel in L1, A streaming from L2). Functions carry their own target attributes
 // so the binary still runs elsewhere.
 #include "core/gemm_f32.h"
@@ -29,7 +29,7 @@ namespace {
 
 constexpr int kNr = 32;             // columns per panel: two zmm
 constexpr int kMr = 12;             // rows per micro-tile
-constexpr int kTaskRows = 4 * kMr;  // rows per task
+constexpr int kTaskTiles = 4;       // micro-tiles per task (RowTiles: 4 · kMr rows at most)
 constexpr int64_t kRowsFirstBytes = 1 << 20;  // a packed B up to this size is walked row block by row block
 constexpr int kKSlice = 1024;  // a task's micro-tiles run over K in slices of this many (128 KB of a panel)
 
@@ -88,9 +88,12 @@ constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
 void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w, float* C,
                 int64_t ldc, bool accumulate, const float* next = nullptr, const float* later = nullptr) {
   const __mmask16 mask0 = first_columns(w), mask1 = first_columns(w - 16);
-  for (int m = 0; m < M; m += kMr)
-    kMicro[std::min(kMr, M - m) - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate,
-                                     m == 0 ? next : m == kMr ? later : nullptr);
+  const RowTiles tiles(M, kMr);
+  for (int i = 0; i < tiles.n; ++i) {
+    const int m = tiles.start(i);
+    kMicro[tiles.start(i + 1) - m - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate,
+                                       i == 0 ? next : i == 1 ? later : nullptr);
+  }
 }
 
 // `rows` rows of C against panel p, A(r, k) at A[r·ars + k·aks] and row r of C at C + r·ldc, for the rows
@@ -108,6 +111,36 @@ void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int6
     panel_rows(rows, std::min(kKSlice, B.K - k0), A + (int64_t)k0 * aks, ars, aks, panel + (int64_t)k0 * kNr, kNr,
                std::min(kNr, B.N - col), C + col, ldc, accumulate || k0 > 0, k0 == 0 ? next : nullptr,
                first == 0 && k0 == 0 ? later : nullptr);
+}
+
+// A long K with a B too large for L2 (the head's input gradient: K = 8192, 8 MB): row groups of kGroupTiles
+// micro-tiles, each walking K in slices of kGroupSliceK with all of B's panels per slice, so that a group's
+// rows and a slice of B (and the next slice, fetched as this one is multiplied) fit L2 together. A and B are
+// each read from memory once per group; task by task (a panel against a row block), A was read once per panel
+// and each panel once per row block. Each row's sums run in the same order whatever M is.
+constexpr int kGroupTiles = 8, kGroupSliceK = 256;
+
+void slices_by_row_group(const RowTiles& tiles, const float* A, int64_t ars, int64_t aks, const PackedF32& B,
+                         float* C, int ldc, bool accumulate) {
+  // As many groups for every thread (of at most kGroupTiles tiles): 22 tiles as groups of 8, 8 and 6 left one
+  // of two threads with 14.
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads(), panels = B.Np / kNr;
+  const int groups = nt * ((tiles.n + nt * kGroupTiles - 1) / (nt * kGroupTiles));
+  parallel_for(groups, true, [&](int64_t g) {
+    const int r0 = tiles.start((int)(tiles.n * g / groups)), r1 = tiles.start((int)(tiles.n * (g + 1) / groups));
+    for (int k0 = 0; k0 < B.K; k0 += kGroupSliceK)
+      for (int p = 0; p < panels; ++p) {
+        const int col = p * kNr, k1 = k0 + kGroupSliceK;
+        const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
+        const float* next = k1 < B.K ? panel + (int64_t)k1 * kNr : nullptr;
+        if (next && aks == 1)  // a share of the group's rows of the next slice too, a row's slice a page apart
+          for (int r = r0 + (r1 - r0) * p / panels; r < r0 + (r1 - r0) * (p + 1) / panels; ++r)
+            for (int k = k1; k < std::min(B.K, k1 + kGroupSliceK); k += 16) _mm_prefetch((const char*)(A + r * ars + k), _MM_HINT_T1);
+        panel_rows(r1 - r0, std::min(kGroupSliceK, B.K - k0), A + r0 * ars + k0 * aks, ars, aks,
+                   panel + (int64_t)k0 * kNr, kNr, std::min(kNr, B.N - col), C + (int64_t)r0 * ldc + col, ldc,
+                   accumulate || k0 > 0, next);
+      }
+  });
 }
 
 // Panel p's bytes of the weight the next product will read (core/fetch_ahead.h), or null past its end.
@@ -195,9 +228,10 @@ void gemm_f32_produced(int M, const std::function<void(int, float*)>& row, const
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_floats = (int64_t)K * kNr;
   thread_local std::vector<float> buf;  // per calling thread: experts multiply inside parallel regions
-  if (buf.size() < (size_t)kTaskRows * lda) buf.resize((size_t)kTaskRows * lda);
-  for (int r0 = 0; r0 < M; r0 += kTaskRows) {  // a row block made, then multiplied by every panel
-    const int rows = std::min(kTaskRows, M - r0);
+  if (buf.size() < (size_t)kTaskTiles * kMr * lda) buf.resize((size_t)kTaskTiles * kMr * lda);
+  const RowTiles tiles(M, kMr);
+  for (int t0 = 0; t0 < tiles.n; t0 += kTaskTiles) {  // a row block made, then multiplied by every panel
+    const int r0 = tiles.start(t0), rows = tiles.start(std::min(tiles.n, t0 + kTaskTiles)) - r0;
     for (int r = 0; r < rows; ++r) row(r0 + r, buf.data() + (int64_t)r * lda);
     for (int p = 0; p < panels; ++p) {
       const float* later = r0 == 0 ? later_panel(ahead, p, panel_floats) : nullptr;
@@ -222,19 +256,22 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
       if (!accumulate) std::fill_n(C + (int64_t)i * ldc, B.N, 0.f);
     return;
   }
-  const int row_tasks = (M + kTaskRows - 1) / kTaskRows, panels = B.Np / kNr, tasks = row_tasks * panels;
+  const RowTiles tiles(M, kMr);
+  const int row_tasks = (tiles.n + kTaskTiles - 1) / kTaskTiles, panels = B.Np / kNr, tasks = row_tasks * panels;
   // Consecutive tasks share a row block when all of B stays in L2: its rows are then read from L1 and its
   // outputs written whole lines at a time. A larger B (the head's 8 MB) would be fetched again for every row
   // block, so there consecutive tasks share a panel instead.
   const bool rows_first = (int64_t)B.K * B.Np * (int64_t)sizeof(float) <= kRowsFirstBytes;
+  if (!rows_first && B.K > kKSlice) return slices_by_row_group(tiles, A, ars, aks, B, C, ldc, accumulate);
   // With B in L2, the first row block's tasks also fetch the next product's weight (core/fetch_ahead.h), a
   // panel's bytes each.
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_floats = (int64_t)B.K * kNr;
   auto task = [&](int t) {
-    const int p = rows_first ? t % panels : t / row_tasks, r0 = (rows_first ? t / panels : t % row_tasks) * kTaskRows;
+    const int p = rows_first ? t % panels : t / row_tasks, t0 = (rows_first ? t / panels : t % row_tasks) * kTaskTiles;
+    const int r0 = tiles.start(t0), r1 = tiles.start(std::min(tiles.n, t0 + kTaskTiles));
     const float* later = rows_first ? later_panel(ahead, p, panel_floats) : nullptr;
-    rows_by_panel(r0, std::min(M - r0, kTaskRows), p, A + (int64_t)r0 * ars, ars, aks, B, C + (int64_t)r0 * ldc, ldc,
+    rows_by_panel(r0, r1 - r0, p, A + (int64_t)r0 * ars, ars, aks, B, C + (int64_t)r0 * ldc, ldc,
                   accumulate, later);
   };
   parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });

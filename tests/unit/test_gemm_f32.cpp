@@ -3,6 +3,7 @@
 // result does not depend on the other rows; packing in place equals a fresh pack.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -62,22 +63,25 @@ TEST(GemmF32, MatchesReferenceAcrossTileAndPanelEdges) {
       check(13, 33, 64, trans, accumulate);   // a micro-tile and one row; a panel and one column
       check(50, 70, 129, trans, accumulate);  // more than a task of rows; three panels, the last partial
       check(97, 256, 256, trans, accumulate); // the model's K, several tasks in parallel
-      check(100, 70, 4000, trans, accumulate);  // a packed B over 1 MB: tasks run panel by panel
+      check(100, 70, 4000, trans, accumulate);  // a packed B over 1 MB, K over 1024: row groups over slices of K
+      check(40, 1100, 300, trans, accumulate);   // a packed B over 1 MB, K under 1024: tasks run panel by panel
     }
 }
 
 TEST(GemmF32, EachRowIsTheSameWhateverTheOtherRows) {
   if (!f32_packed_available()) GTEST_SKIP() << "this CPU has no AVX-512F";
-  const int M = 61, N = 75, K = 83;
-  Rng rng(5);
-  const std::vector<float> A = normals((size_t)M * K, rng), B = normals((size_t)N * K, rng);
-  const PackedF32 p = pack_b_f32(B.data(), K, true, K, N);
-  std::vector<float> all((size_t)M * N);
-  gemm_f32_packed(M, A.data(), K, p, all.data(), N, false);
-  for (int i = 0; i < M; ++i) {
-    std::vector<float> one(N);
-    gemm_f32_packed(1, A.data() + (size_t)i * K, K, p, one.data(), N, false);
-    for (int j = 0; j < N; ++j) ASSERT_EQ(one[j], all[(size_t)i * N + j]) << "row " << i << " col " << j;
+  // The second shape's B (2.3 MB) runs in row groups over slices of K; its 40 rows make 4 micro-tiles.
+  for (auto [M, N, K] : {std::array{61, 75, 83}, std::array{40, 40, 9000}}) {
+    Rng rng(5);
+    const std::vector<float> A = normals((size_t)M * K, rng), B = normals((size_t)N * K, rng);
+    const PackedF32 p = pack_b_f32(B.data(), K, true, K, N);
+    std::vector<float> all((size_t)M * N);
+    gemm_f32_packed(M, A.data(), K, p, all.data(), N, false);
+    for (int i = 0; i < M; ++i) {
+      std::vector<float> one(N);
+      gemm_f32_packed(1, A.data() + (size_t)i * K, K, p, one.data(), N, false);
+      for (int j = 0; j < N; ++j) ASSERT_EQ(one[j], all[(size_t)i * N + j]) << "K " << K << " row " << i << " col " << j;
+    }
   }
 }
 
