@@ -2,6 +2,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "core/rng.h"
 #include "heirloom/model.h"
@@ -77,15 +78,51 @@ const TensorSpec* Model::find(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+constexpr uint64_t kFnvOffset = 1469598103934665603ull, kFnvPrime = 1099511628211ull;
+
+uint64_t fnv1a(uint64_t h, const void* p, size_t bytes) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ b[i]) * kFnvPrime;
+  return h;
+}
+
+// Eight lanes, each h = (h ^ word) · prime over every eighth 8-byte word: a changed word changes its lane's
+// value (the step is a bijection of h for any word, and of the word for any h) and every step after it.
+uint64_t quick_hash(uint64_t seed, const void* p, size_t bytes) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  uint64_t lane[8];
+  for (int i = 0; i < 8; ++i) lane[i] = seed + (uint64_t)i * 0x9e3779b97f4a7c15ull;
+  size_t i = 0;
+  for (; i + 64 <= bytes; i += 64)
+    for (int l = 0; l < 8; ++l) {
+      uint64_t w;
+      std::memcpy(&w, b + i + 8 * l, 8);
+      lane[l] = (lane[l] ^ w) * kFnvPrime;
+    }
+  uint64_t h = fnv1a(kFnvOffset ^ bytes, b + i, bytes - i);
+  for (int l = 0; l < 8; ++l) h = (h ^ lane[l]) * kFnvPrime;
+  return h;
+}
+}  // namespace
+
 std::string Model::fingerprint() const {
-  uint64_t h = 1469598103934665603ull;
-  const auto* b = reinterpret_cast<const unsigned char*>(data.data());
-  for (size_t i = 0, n = data.size() * sizeof(float); i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
   // RoPE frequency factors change what the weights mean; hashed only when present, so other models keep theirs.
-  const auto* f = reinterpret_cast<const unsigned char*>(config.rope_freqs.data());
-  for (size_t i = 0, n = config.rope_freqs.size() * sizeof(float); i < n; ++i) h = (h ^ f[i]) * 1099511628211ull;
+  const size_t weight_bytes = data.size() * sizeof(float), rope_bytes = config.rope_freqs.size() * sizeof(float);
+  const uint64_t quick = quick_hash(quick_hash(0, data.data(), weight_bytes), config.rope_freqs.data(), rope_bytes);
+  std::unique_lock<std::mutex> lock;
+  if (fingerprint_memo_) {
+    lock = std::unique_lock<std::mutex>(fingerprint_memo_->mu);
+    if (fingerprint_memo_->set && fingerprint_memo_->quick == quick) return fingerprint_memo_->value;
+  }
+  const uint64_t h = fnv1a(fnv1a(kFnvOffset, data.data(), weight_bytes), config.rope_freqs.data(), rope_bytes);
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+  if (fingerprint_memo_) {
+    fingerprint_memo_->set = true;
+    fingerprint_memo_->quick = quick;
+    fingerprint_memo_->value = buf;
+  }
   return buf;
 }
 

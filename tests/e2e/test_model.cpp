@@ -459,6 +459,33 @@ TEST(Model, SaveLoadRoundTripsBitExactly) {
   }
 }
 
+// The fingerprint is FNV-1a over the weights' bytes (adapters in the world carry it), remembered between calls
+// only while every byte is the same: a change anywhere, or a change undone, gives the value of the bytes now.
+TEST(Model, FingerprintIsFnv1aOfTheBytesNowHoweverOftenAsked) {
+  Model m = init_model(preset_config("tiny"), Vocab{}, 3);
+  auto fnv = [&] {
+    uint64_t h = 1469598103934665603ull;
+    const auto* b = reinterpret_cast<const unsigned char*>(m.data.data());
+    for (size_t i = 0; i < m.data.size() * sizeof(float); ++i) h = (h ^ b[i]) * 1099511628211ull;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+    return std::string(buf);
+  };
+  const std::string first = m.fingerprint();
+  EXPECT_EQ(first, fnv());
+  EXPECT_EQ(m.fingerprint(), first);
+  for (size_t i : {size_t{0}, m.data.size() / 2 + 3, m.data.size() - 1}) {  // a word's first, middle, last
+    const float was = m.data[i];
+    m.data[i] = std::nextafter(was, 2.f);  // the smallest change a weight can make
+    EXPECT_NE(m.fingerprint(), first) << "weight " << i;
+    EXPECT_EQ(m.fingerprint(), fnv()) << "weight " << i;
+    m.data[i] = was;
+    EXPECT_EQ(m.fingerprint(), first) << "weight " << i;
+  }
+  Model moved = std::move(m);
+  EXPECT_EQ(moved.fingerprint(), first);
+}
+
 TEST(Model, BadFilesAreClearErrors) {
   Model m = init_model(preset_config("tiny"), byte_vocab(), 17);
   const std::string p = tmp_path("bad.gguf");
