@@ -111,6 +111,7 @@ TEST(GemmTest, PanelsWithBPackedPerCallAllTransposes) {
       run({ta, tb, 64, 33, 300, -1.5f, 0.f, true}, true);
       run({ta, tb, 7, 40, 13, 1.f, 1.f}, true);  // fewer rows than a micro-tile
       run({ta, tb, 100, 1, 70, 2.f, 0.f, true}, true);
+      run({ta, tb, 30, 160, 2100, 1.f, 1.f}, true);  // a B over 1 MB, K over 1024: row groups over slices of K
     }
 }
 
