@@ -70,7 +70,7 @@ class Model {
 
  private:
   // FNV-1a takes one multiply per byte, one after another: 150 ms for moe-30m's 120 MB, and a personalize
-  // run asked for it three times. The fast hash runs eight independent lanes of 8-byte words.
+  // run asked for it twice. The fast hash runs eight independent lanes of 8-byte words.
   struct FingerprintMemo {
     std::mutex mu;
     bool set = false;
