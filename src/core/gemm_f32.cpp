@@ -1,8 +1,9 @@
 // fp32 GEMM on packed panels. Blocking: a micro-tile is kMr rows × one 32-column panel, held in 2·kMr zmm
 // accumulators over the whole K (24 accumulators, two panel vectors and a broadcast fit the 32 registers).
-// A task is kTaskTiles micro-tiles (core/gemm_tile.h: RowTiles) × one panel. Tasks run by row block (B in L2, the block's rows in L1) when all of B
-// fits L2, else by panel (the panel in L1, A streaming from L2). Functions carry their own target attributes
-// so the binary still runs elsewhere.
+// A task is kTaskTiles micro-tiles (core/gemm_tile.h: RowTiles) × one panel. Tasks run by row block (B in L2,
+// the block's rows in L1) when all of B fits L2, else by panel (the panel in L1, A streaming from L2); a long K
+// with a large B runs in row groups over slices of K instead (slices_by_row_group). Functions carry their own
+// target attributes so the binary still runs elsewhere.
 #include "core/gemm_f32.h"
 
 #include <cpuid.h>
@@ -135,7 +136,8 @@ void slices_by_row_group(const RowTiles& tiles, const float* A, int64_t ars, int
         const float* next = k1 < B.K ? panel + (int64_t)k1 * kNr : nullptr;
         if (next && aks == 1)  // a share of the group's rows of the next slice too, a row's slice a page apart
           for (int r = r0 + (r1 - r0) * p / panels; r < r0 + (r1 - r0) * (p + 1) / panels; ++r)
-            for (int k = k1; k < std::min(B.K, k1 + kGroupSliceK); k += 16) _mm_prefetch((const char*)(A + r * ars + k), _MM_HINT_T1);
+            for (int k = k1; k < std::min(B.K, k1 + kGroupSliceK); k += 16)
+              _mm_prefetch((const char*)(A + r * ars + k), _MM_HINT_T1);
         panel_rows(r1 - r0, std::min(kGroupSliceK, B.K - k0), A + r0 * ars + k0 * aks, ars, aks,
                    panel + (int64_t)k0 * kNr, kNr, std::min(kNr, B.N - col), C + (int64_t)r0 * ldc + col, ldc,
                    accumulate || k0 > 0, next);
