@@ -1,7 +1,7 @@
 // A std::vector allocator whose blocks start on a cache line: packed panels then never split a line on a
 // load, and whole-line (streaming) stores can write them. Growing such a vector leaves its new elements
 // uninitialised (the packs write every element they hold): zero-filling 116 MB of packs first, then packing
-// over them, took half of packing the base.
+// over them, took half of packing the base. A workspace's buffers (model/workspace.h) use it for the same reason.
 #pragma once
 #include <cstddef>
 #include <new>

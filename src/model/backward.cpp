@@ -25,11 +25,11 @@ namespace heirloom {
 namespace {
 
 // In parallel: a serial clear of these megabytes once cost more than a small GEMM.
-template <class T>
-void zero(std::vector<T>& v) {
+template <class Vec>
+void zero(Vec& v) {
   const int64_t n = (int64_t)v.size(), chunk = 16384;
   parallel_for((n + chunk - 1) / chunk, n > 4 * chunk,
-               [&](int64_t c) { std::fill(v.data() + c * chunk, v.data() + std::min(n, (c + 1) * chunk), T{}); });
+               [&](int64_t c) { std::fill(v.data() + c * chunk, v.data() + std::min(n, (c + 1) * chunk), 0); });
 }
 
 // Gradient pointers for the base, null where frozen (or everywhere when dbase is null).

@@ -106,8 +106,10 @@ MoeWeights moe_weights(const LayerWeights& w, const FrozenLayer* packs) {
   return mw;
 }
 
-ScopedPacks::ScopedPacks(Workspace& ws, std::shared_ptr<const FrozenWeights> packs) : ws_(ws) { ws_.frozen = std::move(packs); }
-ScopedPacks::~ScopedPacks() { ws_.frozen.reset(); }
+ScopedPacks::ScopedPacks(Workspace& ws, std::shared_ptr<const FrozenWeights> packs) : ws_(ws), before_(ws.frozen) {
+  ws_.frozen = std::move(packs);
+}
+ScopedPacks::~ScopedPacks() { ws_.frozen = std::move(before_); }
 
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m) {
   if (!ws.frozen) return nullptr;

@@ -41,8 +41,8 @@ struct Workspace;
 // The workspace's packs if it has any (null otherwise); throws if they were packed from another model.
 const FrozenWeights* frozen_for(const Workspace& ws, const Model& m);
 
-// Sets the packs on a workspace for one training step and takes them off again, so the caller may
-// evaluate with the same workspace afterwards.
+// Sets the packs on a workspace for one training step and puts back the ones it had, so the caller may
+// evaluate with the same workspace afterwards, in the arithmetic it chose.
 class ScopedPacks {
  public:
   ScopedPacks(Workspace& ws, std::shared_ptr<const FrozenWeights> packs);
@@ -52,6 +52,7 @@ class ScopedPacks {
 
  private:
   Workspace& ws_;
+  std::shared_ptr<const FrozenWeights> before_;
 };
 
 // A layer's MoE weights, with its per-expert packs when there are any.

@@ -25,10 +25,11 @@ const float* Workspace::gain(const Model& m, int seg, int j) const {
 
 namespace {
 // resize, not assign: a shorter batch (the last evaluation window) keeps the allocation, so alternating
-// shapes cost no reallocation or zero-filling of the whole buffer. Nothing relies on buffers being zero, or
-// keeping their values when they grow: new memory is asked for on huge pages before it is touched.
-template <class T>
-void fit(std::vector<T>& v, size_t n) {
+// shapes cost no reallocation. Nothing relies on a buffer's values when it grows (Buf leaves new values
+// unset, and new memory is asked for on huge pages before it is touched): what a step never writes is
+// never touched.
+template <class Vec>
+void fit(Vec& v, size_t n) {
   reserve_on_huge_pages(v, n);
   if (v.size() != n) v.resize(n);
 }

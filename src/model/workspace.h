@@ -6,24 +6,30 @@
 #include <memory>
 #include <vector>
 
+#include "core/cache_line.h"
 #include "heirloom/engine.h"
 #include "ops/moe.h"
 #include "ops/rope.h"
 
 namespace heirloom {
 
+// Buffers sized by ensure_shape: growing one leaves its new values unset (nothing relies on them), so memory
+// a step never writes (the head's stored dlogits where the bf16 product makes its rows) is never touched.
+template <class T>
+using Buf = std::vector<T, CacheLineAllocator<T>>;
+
 struct LayerActs {
-  std::vector<float> x;                  // [N, C] layer input (residual stream)
-  std::vector<float> ln1, rstd1;         // [N, C], [N]
-  std::vector<float> qkv;                // [N, (H + 2·Hkv)·D] after RoPE
-  std::vector<float> att_stats;          // [B, H, T, 2] attention rows' max score and 1 / Σ exp (backward)
-  std::vector<float> atty;               // [N, H·D]
-  std::vector<float> mid;                // [N, C] residual after attention
-  std::vector<float> ln2, rstd2;         // [N, C], [N]
-  std::vector<float> hg, hu, h;          // dense: [N, F]; MoE: [N·K, F]
-  std::vector<float> probs, weights, xg, y, logits;  // MoE: [N, E], [N, K], [N·K, C], [N·K, C], [N, E]
-  std::vector<int32_t> topk, offsets, slot_row, slot_of, cursor;
-  std::array<std::vector<float>, kLoraTargets> lora_u;  // [N, R]; expert targets [N·K, R] (one row per slot)
+  Buf<float> x;                  // [N, C] layer input (residual stream)
+  Buf<float> ln1, rstd1;         // [N, C], [N]
+  Buf<float> qkv;                // [N, (H + 2·Hkv)·D] after RoPE
+  Buf<float> att_stats;          // [B, H, T, 2] attention rows' max score and 1 / Σ exp (backward)
+  Buf<float> atty;               // [N, H·D]
+  Buf<float> mid;                // [N, C] residual after attention
+  Buf<float> ln2, rstd2;         // [N, C], [N]
+  Buf<float> hg, hu, h;          // dense: [N, F]; MoE: [N·K, F]
+  Buf<float> probs, weights, xg, y, logits;  // MoE: [N, E], [N, K], [N·K, C], [N·K, C], [N, E]
+  Buf<int32_t> topk, offsets, slot_row, slot_of, cursor;
+  std::array<Buf<float>, kLoraTargets> lora_u;  // [N, R]; expert targets [N·K, R] (one row per slot)
   MoeSaved moe_saved();
 };
 
@@ -45,14 +51,14 @@ struct Workspace {
   // from one and writes its output to the other): an evaluation then touches an eighth of the memory.
   std::vector<LayerActs> layers;
   LayerActs& acts(int l) { return layers[has_backward_state ? l : l % 2]; }
-  std::vector<float> xf, lnf, rstdf, last_rows, logits, losses, row_lse;  // final residual, norm, head
-  std::vector<int32_t> targets, tokens;
+  Buf<float> xf, lnf, rstdf, last_rows, logits, losses, row_lse;  // final residual, norm, head
+  Buf<int32_t> targets, tokens;
   std::vector<Segment> segments;
   std::vector<std::vector<float>> gains;  // per segment: effective norm gains [(2L + 1)·C], if it has a delta
   RopeTable rope;
   // backward scratch
-  std::vector<float> dres, dln, dqkv, datty, dlnf, dlogits, dgain, du;
-  std::vector<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;
+  Buf<float> dres, dln, dqkv, datty, dlnf, dlogits, dgain, du;
+  Buf<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;
 
   int N() const { return B * T; }
   // Effective gain j (2l: attn, 2l+1: ffn, 2L: output) for a segment.

@@ -134,16 +134,18 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
   rep.n_values = (int64_t)adapter.params.size();
   AdapterTrainer trainer(base, adapter, AdamwConfig{rep.lr, 0.9f, 0.999f, 1e-8f, 0.f, 1.0f}, o.precision);
   rep.precision = trainer.precision();
-  auto eval_ws = make_workspace();  // one scratch for every evaluation
+  // One scratch for every evaluation and for training: the memory the evaluation before has touched is
+  // then the first training step's too, not fresh (slow at its first touch).
+  auto ws = make_workspace();
   rep.prepare_seconds = seconds_since(t0);
 
   // --- before
   const int ctx = o.seq;
   const auto personal_eval = first(held, o.eval_tokens), general_eval = first(general, o.eval_tokens);
   t0 = std::chrono::steady_clock::now();
-  eval_ws->frozen = trainer.frozen_weights();  // null for fp32, and for a full adapter (its tuned copy is scored in fp32)
-  const PerplexityResult pb = perplexity_sliding(base, personal_eval, ctx, nullptr, 4, eval_ws.get());
-  const PerplexityResult gb = perplexity_sliding(base, general_eval, ctx, nullptr, 4, eval_ws.get());
+  ws->frozen = trainer.frozen_weights();  // null for fp32, and for a full adapter (its tuned copy is scored in fp32)
+  const PerplexityResult pb = perplexity_sliding(base, personal_eval, ctx, nullptr, 4, ws.get());
+  const PerplexityResult gb = perplexity_sliding(base, general_eval, ctx, nullptr, 4, ws.get());
   rep.personal_before = pb.ppl();
   rep.general_before = gb.ppl();
   rep.personal_scored = pb.n_scored;
@@ -151,11 +153,10 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
   rep.eval_before_seconds = seconds_since(t0);
 
   // --- train (the trajectory's evaluations are timed apart from training)
-  auto ws = make_workspace();
   const auto traj_eval = first(held, o.trajectory_tokens);
   auto trajectory_point = [&](int step) {
     const auto te = std::chrono::steady_clock::now();
-    rep.trajectory.emplace_back(step, perplexity_sliding(trainer.model(), traj_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl());
+    rep.trajectory.emplace_back(step, perplexity_sliding(trainer.model(), traj_eval, ctx, trainer.view(), 4, ws.get()).ppl());
     rep.trajectory_seconds += seconds_since(te);
   };
   if (o.trajectory_every > 0) trajectory_point(0);
@@ -189,8 +190,8 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
 
   // --- after
   t0 = std::chrono::steady_clock::now();
-  rep.personal_after = perplexity_sliding(trainer.model(), personal_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
-  rep.general_after = perplexity_sliding(trainer.model(), general_eval, ctx, trainer.view(), 4, eval_ws.get()).ppl();
+  rep.personal_after = perplexity_sliding(trainer.model(), personal_eval, ctx, trainer.view(), 4, ws.get()).ppl();
+  rep.general_after = perplexity_sliding(trainer.model(), general_eval, ctx, trainer.view(), 4, ws.get()).ppl();
   rep.eval_after_seconds = seconds_since(t0);
   rep.eval_seconds = rep.eval_before_seconds + rep.trajectory_seconds + rep.eval_after_seconds;
   rep.verdict = bet10_verdict(rep.personal_before, rep.personal_after, rep.general_before, rep.general_after);

@@ -18,6 +18,7 @@
 #include "heirloom/text.h"
 #include "heirloom/vocab.h"
 #include "io/gguf.h"
+#include "model/workspace.h"
 
 namespace heirloom {
 namespace {
@@ -312,6 +313,36 @@ TEST(Adapter, Bf16TrainingTracksFp32) {
                   std::sqrt(diff / ref));
       EXPECT_LT(std::sqrt(diff / ref), 0.03) << "adapters trained in bf16 and fp32 differ";
     }
+  }
+}
+
+// personalize runs its evaluations and its training steps in one workspace (the memory the evaluation touched
+// is then the first step's too): evaluating between steps must change nothing a step computes, and a step must
+// leave the evaluation's packs in place. Batches larger and smaller than the evaluation's, for each kind of
+// adapter: bit for bit the numbers of a workspace each.
+TEST(Personalize, OneWorkspaceForTrainingAndEvaluationChangesNoNumber) {
+  const Model& base = tiny_base();
+  const std::vector<int32_t> stream = encode(base.vocab, read_text_file("/usr/share/common-licenses/GPL-3"), true);
+  const std::span<const int32_t> held(stream.data() + 20000, 600);
+  for (AdapterKind kind : {AdapterKind::norm, AdapterKind::lora, AdapterKind::full}) {
+    SCOPED_TRACE(kind_name(kind));
+    std::vector<double> numbers[2];
+    for (int shared = 0; shared < 2; ++shared) {
+      Adapter a = make_adapter(base, kind);
+      AdapterTrainer tr(base, a, AdamwConfig{default_lr(kind), 0.9f, 0.999f});
+      auto eval_ws = make_workspace(), own = make_workspace();
+      Workspace& train_ws = shared ? *eval_ws : *own;
+      eval_ws->frozen = tr.frozen_weights();
+      std::vector<int32_t> tok, tgt;
+      for (int s = 0; s < 4; ++s) {
+        const int B = s % 2 ? 6 : 2;  // 6 x 48 rows against the evaluation's 4 x 63, then 2 x 48
+        sample_windows(stream, B, 48, 9 + s, tok, tgt);
+        numbers[shared].push_back(tr.step(train_ws, Batch{tok.data(), tgt.data(), B, 48}, default_lr(kind)));
+        EXPECT_EQ(eval_ws->frozen, tr.frozen_weights()) << "a step took the evaluation's packs off";
+        numbers[shared].push_back(perplexity_sliding(tr.model(), held, 64, tr.view(), 4, eval_ws.get()).ppl());
+      }
+    }
+    EXPECT_EQ(numbers[0], numbers[1]);
   }
 }
 
