@@ -34,8 +34,8 @@ void print_table(const PersonalizeReport& r, const std::string& out, uintmax_t b
               ratio_text(r.general_before, r.general_after).c_str());
   std::printf("  (%lld personal and %lld general tokens scored, window %d)\n", (long long)r.personal_scored,
               (long long)r.general_scored, r.seq);
-  std::printf("%-26s %d steps x %d x %d tokens, lr %g, %s: %.2f s\n", "training", r.steps, r.batch, r.seq, r.lr,
-              precision_name(r.precision), r.train_seconds);
+  std::printf("%-26s %d steps x %d x %d tokens, lr %g, %s: %.2f s (the first step %.3f s)\n", "training", r.steps,
+              r.batch, r.seq, r.lr, precision_name(r.precision), r.train_seconds, r.first_step_seconds);
   std::printf("%-26s tokenise %.2f s, prepare %.2f s, evaluate before %.2f s, trajectory %.2f s, after %.2f s, write %.3f s\n",
               "the rest of the run", r.tokenize_seconds, r.prepare_seconds, r.eval_before_seconds, r.trajectory_seconds,
               r.eval_after_seconds, write_seconds);
@@ -123,6 +123,7 @@ Action add_personalize(CLI::App& app, Common& common) {
                   {"eval_seconds", r.eval_seconds}, {"precision", precision_name(r.precision)},
                   {"seconds", {{"tokenize", r.tokenize_seconds}, {"prepare", r.prepare_seconds},
                                {"eval_before", r.eval_before_seconds}, {"train", r.train_seconds},
+                               {"train_first_step", r.first_step_seconds},
                                {"trajectory", r.trajectory_seconds}, {"eval_after", r.eval_after_seconds},
                                {"write", write_seconds}}},
                   {"final_train_loss", r.final_train_loss}, {"verdict", r.verdict},

@@ -47,6 +47,7 @@ struct PersonalizeReport {
   // Wall-clock of each part; eval_seconds = eval_before + trajectory + eval_after.
   double tokenize_seconds = 0, prepare_seconds = 0, eval_before_seconds = 0, train_seconds = 0, trajectory_seconds = 0,
          eval_after_seconds = 0, eval_seconds = 0;
+  double first_step_seconds = 0;  // part of train_seconds: the first step also meets the training's fresh memory
   double final_train_loss = 0;
   int64_t n_values = 0;  // trainable values
   std::vector<std::pair<int, double>> trajectory;  // (step, personal ppl on the first trajectory_tokens)

@@ -166,7 +166,9 @@ PersonalizeReport personalize_tokens(const Model& base, Adapter& adapter, const 
     const auto ts = std::chrono::steady_clock::now();
     sample_windows(train, o.batch, o.seq, o.seed * 1000003ull + s, tok, tgt);
     rep.final_train_loss = trainer.step(*ws, Batch{tok.data(), tgt.data(), o.batch, o.seq}, rep.lr);
-    rep.train_seconds += seconds_since(ts);
+    const double step_seconds = seconds_since(ts);
+    rep.train_seconds += step_seconds;
+    if (s == 0) rep.first_step_seconds = step_seconds;
     if (!std::isfinite(rep.final_train_loss))
       throw Error("training diverged at step " + std::to_string(s + 1) + " (loss is not finite)", "lower --lr");
     const bool out_of_time = o.max_seconds > 0 && rep.train_seconds >= o.max_seconds;

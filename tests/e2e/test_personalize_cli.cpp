@@ -40,6 +40,9 @@ TEST(PersonalizeCli, WritesAnAdapterAndReportsBet10) {
   EXPECT_GT(j["personal_ppl_before"].get<double>(), 1.0);
   EXPECT_GT(j["general_ppl_after"].get<double>(), 1.0);
   EXPECT_EQ(j["trajectory"].size(), 2u);  // step 0 and the last step
+  const double first = j["seconds"]["train_first_step"].get<double>(), train = j["seconds"]["train"].get<double>();
+  EXPECT_GT(first, 0.0);
+  EXPECT_LT(first, train) << "the first of 4 steps is part of the training time";
   EXPECT_TRUE(fs::exists(f.out));
   EXPECT_EQ(j["adapter_bytes"].get<uintmax_t>(), fs::file_size(f.out));
   // The adapter applies in eval; on another base it is refused, naming both fingerprints.
