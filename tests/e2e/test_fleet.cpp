@@ -156,8 +156,13 @@ std::vector<pid_t> fleet_processes(const std::string& registry) {
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(e.path() / "cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), {});
+    std::string cmd;
+    try {  // a process that exits while it is read fails the read (ESRCH): it is no rank to kill any more
+      std::ifstream in(e.path() / "cmdline");
+      cmd.assign(std::istreambuf_iterator<char>(in), {});
+    } catch (const std::exception&) {
+      continue;
+    }
     if (cmd.find("heirloom") != std::string::npos && cmd.find(registry) != std::string::npos &&
         cmd.find("mpirun") == std::string::npos && cmd.find(std::string("fleet\0", 6)) != std::string::npos)
       out.push_back(std::stoi(name));
