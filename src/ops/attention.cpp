@@ -77,7 +77,8 @@ void times_rows_f32(float* C, int ldc, const float* A, int ars, int aks, const f
     gemm_f32_panel(M, K, A, ars, aks, X + d0, ldx, std::min(kPanel, D - d0), C + d0, ldc, accumulate);
 }
 
-// The products of one (sequence, head) against its keys x and value-side rows y (both [S, D], row stride ld):
+// The products of one (sequence, head) against its keys x and value-side rows y (both [S, D], row stride ld; y
+// null for a head that only multiplies by the keys):
 // in fp32 on the micro-tiles (or the BLAS), or, when the frozen base runs in bf16 (AttnShape::bf16) on a CPU
 // with AMX, in bf16 with fp32 accumulation on AMX tiles, with x and y packed once per head. Packing and
 // converting cost about what AMX saves at 128 keys (heirloom_microbench BM_attention, D = 32, while the
@@ -99,7 +100,7 @@ class HeadProducts {
     if (amx_) {
       if (slot == 0) tiles_.emplace();
       pack_b_bf16_into(b_.xt, x, ld_, true, D_, S_);  // B = xᵀ [D, S]
-      pack_b_bf16_into(b_.y, y, ld_, false, S_, D_);  // B = y [S, D]
+      if (y) pack_b_bf16_into(b_.y, y, ld_, false, S_, D_);  // B = y [S, D]; null: only times_keys follows
     } else {
       xt_ = keys_t(b_.f32_xt, round_up(S_, kPanel), x, ld_, S_, D_);
     }
@@ -207,7 +208,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const float* vb = v + b * s.kv_bstride + g * D;
     float* dkb = dk + b * s.kv_bstride + g * D;
     float* dvb = dv + b * s.kv_bstride + g * D;
-    HeadProducts scores(s, kb, vb, 0);  // p again: q·kᵀ
+    HeadProducts scores(s, kb, nullptr, 0);  // p again: q·kᵀ (no values)
     HeadProducts grads(s, vb, kb, 1);   // dp is a product against v (its "keys"), dq one over k (its "values")
     float* pb = block_scratch(0, S);
     float* ds = block_scratch(1, S);
