@@ -282,11 +282,11 @@ __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
   uint32_t* o = reinterpret_cast<uint32_t*>(out);
   const int J = Kp / 2, ldw = ldo / 2;
-  for (int m0 = r0; m0 < r1; m0 += 16) {
-    const int w = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
-    const __mmask16 m = (__mmask16)((1u << w) - 1);
-    for (int j0 = 0; j0 < J; j0 += 16) {
-      const int jn = J - j0 < 16 ? J - j0 : 16;
+  for (int j0 = 0; j0 < J; j0 += 16) {
+    const int jn = J - j0 < 16 ? J - j0 : 16;
+    for (int m0 = r0; m0 < r1; m0 += 16) {
+      const int w = M - m0 < 16 ? (M - m0 > 0 ? M - m0 : 0) : 16;
+      const __mmask16 m = (__mmask16)((1u << w) - 1);
       __m512i v[16];
       for (int i = 0; i < 16; ++i) {
         const int j = j0 + i;

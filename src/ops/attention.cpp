@@ -23,15 +23,6 @@
 
 namespace heirloom {
 
-namespace {
-inline float dot(const float* a, const float* b, int n) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-}  // namespace
-
 // Both passes run per (sequence, head) as small products on strided views of q, k, v, single-threaded inside
 // the parallel loop, in blocks of kRows query rows: a block needs only the keys up to its last row, so the
 // masked upper triangle is skipped block by block. Inside a block the few masked entries are computed and
@@ -232,7 +223,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           const float* p = pb + (int64_t)t * S;
           float* d = ds + (int64_t)t * S;
           const int n_keys = s.pos0 + t0 + t + 1;
-          const float pdp = dot(p, d, n_keys);
+          const float pdp = row_dot(p, d, n_keys);
           for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
           std::fill(d + n_keys, d + nk, 0.f);
         }
