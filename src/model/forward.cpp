@@ -240,11 +240,11 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * ws.lora_rmax, A.atty.data() + r0 * HD, HD,
                    a->lora_a[l][kLoraO], a->lora_b[l][kLoraO], (int)n, HD, C, a->lora_rank, a->lora_scale);
     }
-    add_into(A.mid.data(), A.x.data(), N * C);
-    // --- feed-forward block
+    // --- feed-forward block (mid = x + attention, normed in the same pass)
     for (size_t s = 0; s < ws.segments.size(); ++s) {
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
-      rmsnorm_forward(A.ln2.data() + r0 * C, A.rstd2.data() + r0, A.mid.data() + r0 * C, ws.gain(m, s, 2 * l + 1), (int)n, C, eps);
+      add_rmsnorm_forward(A.mid.data() + r0 * C, A.x.data() + r0 * C, A.ln2.data() + r0 * C, A.rstd2.data() + r0,
+                          ws.gain(m, s, 2 * l + 1), (int)n, C, eps);
     }
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
@@ -267,15 +267,15 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, nullptr, nullptr);
       const MoeLora ml = moe_lora(ws, l, parts);
       aux_total += moe_forward(xout, A.moe_saved(), A.ln2.data(), mw, ms, opt.fixed_routing, parts.empty() ? nullptr : &ml,
-                               router_lora, ws.moe_h_kept);
+                               router_lora, ws.moe_h_kept, A.mid.data());  // xout = mid + the experts'
     } else {
       const int F = c.n_ff;
       matmul_forward(A.hg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F, false, P ? &P->ffn_gate : nullptr);
       matmul_forward(A.hu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F, false, P ? &P->ffn_up : nullptr);
       swiglu_forward(A.h.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_forward(xout, C, A.h.data(), F, W.ffn_down, (int)N, F, C, false, P ? &P->ffn_down : nullptr);
+      add_into(xout, A.mid.data(), N * C);
     }
-    add_into(xout, A.mid.data(), N * C);
     for (const Segment& sg : ws.segments) {
       if (!sg.adapter || !sg.adapter->steer) continue;
       const float* dir = sg.adapter->steer + (int64_t)l * C;

@@ -201,7 +201,7 @@ void for_each_expert(const int32_t* offsets, int E, bool split_tail, Body&& body
 }  // namespace
 
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  bool fixed_routing, const MoeLora* lora, bool logits_ready, bool keep_h) {
+                  bool fixed_routing, const MoeLora* lora, bool logits_ready, bool keep_h, const float* residual) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   if (!logits_ready) gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
   const float aux = route(s, s.logits, sh, fixed_routing);
@@ -246,6 +246,8 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
         const float* y = s.y + (int64_t)s.slot_of[n * K + k] * C;
         for (int c = 0; c < C; ++c) o[c] += wk * y[c];
       }
+      if (residual)
+        for (int c = 0; c < C; ++c) o[c] += residual[(int64_t)n * C + c];
     }
   });
   return aux;

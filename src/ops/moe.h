@@ -88,8 +88,11 @@ struct MoeLora {
 // Returns the load-balancing loss value.
 // keep_h: store h = silu(hg) ⊙ hu in s.h for the down weight's gradient (else, on packs, the down product
 // makes h's rows as it goes and h is not stored; ops/moe.cpp).
+// residual: out = residual + the experts' sum (the block's skip connection added as each row is combined, the
+// same arithmetic as adding it after).
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  bool fixed_routing, const MoeLora* lora = nullptr, bool logits_ready = false, bool keep_h = false);
+                  bool fixed_routing, const MoeLora* lora = nullptr, bool logits_ready = false, bool keep_h = false,
+                  const float* residual = nullptr);
 // dx[N, C] += ...; weight gradients += ... ; dout[N, C]. aux_coef scales the load-balancing loss.
 // The router logits' gradient is left in scratch.dlogits (for a router LoRA).
 // h_kept: the forward ran with keep_h (else a down weight's gradient makes h again from hg and hu).

@@ -14,16 +14,30 @@ namespace heirloom {
 
 // The row loops are written in 16-lane vectors: GCC kept an `omp simd` reduction's sum on the stack, and the
 // backward's dot product ran at a fraction of the machine's pace (a norm step waited on it).
+namespace {
+void norm_row(float* y, float* rstd, const float* x, const float* weight, int C, float eps) {
+  const float r = 1.0f / std::sqrt(row_dot(x, x, C) / C + eps);
+  *rstd = r;
+  int c = 0;
+  for (; c + 16 <= C; c += 16) store16(y + c, load16(x + c) * r * load16(weight + c));
+  for (; c < C; ++c) y[c] = x[c] * r * weight[c];
+}
+}  // namespace
+
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C, float eps) {
   parallel_blocks(N, 16, (int64_t)N * C >= kSplitValues, [&](int64_t r0, int64_t r1) {
+    for (int64_t n = r0; n < r1; ++n) norm_row(out + n * C, rstd + n, inp + n * C, weight, C, eps);
+  });
+}
+
+void add_rmsnorm_forward(float* x, const float* add, float* out, float* rstd, const float* weight, int N, int C,
+                         float eps) {
+  parallel_blocks(N, 16, (int64_t)N * C >= kSplitValues, [&](int64_t r0, int64_t r1) {
     for (int64_t n = r0; n < r1; ++n) {
-      const float* x = inp + n * C;
-      float* y = out + n * C;
-      const float r = 1.0f / std::sqrt(row_dot(x, x, C) / C + eps);
-      rstd[n] = r;
-      int c = 0;
-      for (; c + 16 <= C; c += 16) store16(y + c, load16(x + c) * r * load16(weight + c));
-      for (; c < C; ++c) y[c] = x[c] * r * weight[c];
+      float* xr = x + n * C;
+      const float* ar = add + n * C;
+      for (int c = 0; c < C; ++c) xr[c] += ar[c];
+      norm_row(out + n * C, rstd + n, xr, weight, C, eps);
     }
   });
 }
