@@ -155,8 +155,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       for (int64_t r = (int64_t)sg.b0 * T; r < (int64_t)sg.b1 * T; ++r)
         for (int ch = 0; ch < C; ++ch) ds[ch] += ws.dres[r * C + ch];
     }
-    // --- feed-forward block: x_{l+1} = mid + ffn(ln2(mid))
-    zero(ws.dln);
+    // --- feed-forward block: x_{l+1} = mid + ffn(ln2(mid)); its first product writes dln
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);
@@ -165,7 +164,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
       const MoeLora ml = moe_lora(ws, l, parts);
       moe_backward(ws.dln.data(), mg, sc, ws.dres.data(), aux_coef / L, A.moe_saved(), A.ln2.data(), mw, ms,
-                   parts.empty() ? nullptr : &ml, ws.moe_h_kept);
+                   parts.empty() ? nullptr : &ml, ws.moe_h_kept, true);
       lora_backward(x, l, kLoraRouter, ws.dln.data(), C, ws.ddlogits.data(), c.n_expert, A.ln2.data(), C, C, c.n_expert);
     } else {
       const int F = c.n_ff;
@@ -173,7 +172,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
                       P ? &P->ffn_down : nullptr, true, dbase_zero);
       swiglu_backward(ws.dhg.data(), ws.dhu.data(), ws.dh.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F,
-                      P ? &P->ffn_gate : nullptr, false, dbase_zero);
+                      P ? &P->ffn_gate : nullptr, true, dbase_zero);
       matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F,
                       P ? &P->ffn_up : nullptr, false, dbase_zero);
     }
@@ -182,11 +181,10 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C,
                     P ? &P->wo : nullptr, true, dbase_zero);
     lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
-    zero(ws.dqkv);
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
-                       A.qkv.data() + HD, A.qkv.data() + HD + KD, shape);
+                       A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true);  // written: dqkv needs no clearing
     rope_backward(dq, QKV, ws.rope, B, T, H + Hkv, D, 0);  // dq's heads then dk's, adjacent in a row
     matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
                     P ? &P->wq : nullptr, true, dbase_zero);

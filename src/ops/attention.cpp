@@ -190,7 +190,7 @@ void attention_forward(float* out, float* row_stats, const float* q, const float
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
-                        const float* k, const float* v, const AttnShape& s) {
+                        const float* k, const float* v, const AttnShape& s, bool write) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
   parallel_for((int64_t)s.B * s.Hkv, true, [&](int64_t unit) {  // (b, g) units, as the forward's
@@ -199,6 +199,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const float* vb = v + b * s.kv_bstride + g * D;
     float* dkb = dk + b * s.kv_bstride + g * D;
     float* dvb = dv + b * s.kv_bstride + g * D;
+    if (write) {
+      for (int t = 0; t < s.T; ++t)
+        std::fill_n(dq + ((int64_t)b * s.T + t) * s.ldq + g * group * D, group * D, 0.f);
+      for (int j = 0; j < S; ++j) {
+        std::fill_n(dkb + (int64_t)j * s.ldkv, D, 0.f);
+        std::fill_n(dvb + (int64_t)j * s.ldkv, D, 0.f);
+      }
+    }
     HeadProducts scores(s, kb, nullptr, 0);  // p again: q·kᵀ (no values)
     HeadProducts grads(s, vb, kb, 1);   // dp is a product against v (its "keys"), dq one over k (its "values")
     float* pb = block_scratch(0, S);

@@ -25,8 +25,9 @@ struct AttnShape {
 void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v,
                        const AttnShape& s);
 // dq, dk, dv += ..., from the forward's row_stats. Parallel over (sequence, kv head): no shared outputs.
+// write: they are written instead (each unit clears its own columns first: no pass of the caller's to zero them).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
-                        const float* k, const float* v, const AttnShape& s);
+                        const float* k, const float* v, const AttnShape& s, bool write = false);
 
 // In double precision: out, att[B, H, T, S] (rows beyond the causal limit zero) and, when given, row_stats.
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,

@@ -255,7 +255,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
 
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const float* dout, float aux_coef,
                   const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh, const MoeLora* lora,
-                  bool h_kept) {
+                  bool h_kept, bool write_dx) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
   const bool bf16 = w.packed_down && w.packed_down->bf16();
@@ -336,7 +336,9 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       float* d = dx + (int64_t)n * C;
       for (int k = 0; k < K; ++k) {
         const float* r = src + (int64_t)s.slot_of[n * K + k] * C;
-        for (int c = 0; c < C; ++c) d[c] += r[c];
+        if (k == 0 && write_dx) std::copy(r, r + C, d);
+        else
+          for (int c = 0; c < C; ++c) d[c] += r[c];
       }
       float* dl = sc.dlogits + (int64_t)n * E;
       const float* wn = s.weights + (int64_t)n * K;

@@ -96,9 +96,10 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
 // dx[N, C] += ...; weight gradients += ... ; dout[N, C]. aux_coef scales the load-balancing loss.
 // The router logits' gradient is left in scratch.dlogits (for a router LoRA).
 // h_kept: the forward ran with keep_h (else a down weight's gradient makes h again from hg and hu).
+// write_dx: dx is written (=) instead of added to.
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& scratch, const float* dout, float aux_coef,
                   const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
-                  const MoeLora* lora = nullptr, bool h_kept = false);
+                  const MoeLora* lora = nullptr, bool h_kept = false, bool write_dx = false);
 
 // Naive twins: per token, per chosen expert, in double. The backward uses s.topk from the forward.
 float moe_forward_ref(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
