@@ -133,8 +133,9 @@ TEST(OpEmbed, ForwardBackwardMatchRefAndGradCheck) {
 
 TEST(OpRmsnorm, ForwardBackwardMatchRefAndGradCheck) {
   const float eps = 1e-5f;
-  // C = 131 spans three of the optimised dweight column blocks (64 wide), the last one partial.
-  for (auto [N, C] : {std::pair{7, 13}, std::pair{3, 131}}) {
+  // C = 131: 16-lane vectors and a scalar tail; N = 37: three blocks of rows (16 each, the last partial), whose
+  // partial gain gradients are added in order.
+  for (auto [N, C] : {std::pair{7, 13}, std::pair{3, 131}, std::pair{37, 40}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
     Rng rng(100 + C);
     Vec x = randn((size_t)N * C, rng), w = randn(C, rng, 0.3f), r = randn((size_t)N * C, rng);
@@ -146,6 +147,16 @@ TEST(OpRmsnorm, ForwardBackwardMatchRefAndGradCheck) {
     rmsnorm_forward_ref(out_ref.data(), rstd_ref.data(), x.data(), w.data(), N, C, eps);
     EXPECT_TRUE(all_close("rmsnorm out", out, out_ref, 1e-6, 1e-5));
     EXPECT_TRUE(all_close("rmsnorm rstd", rstd, rstd_ref, 0, 1e-6));
+    {  // the residual add fused with the norm: the same numbers as the add, then the norm
+      Vec sum = x, add = randn((size_t)N * C, rng), out_fused(N * C, kNaN), rstd_fused(N, kNaN);
+      Vec sum_apart = sum, out_apart(N * C, kNaN), rstd_apart(N, kNaN);
+      add_rmsnorm_forward(sum.data(), add.data(), out_fused.data(), rstd_fused.data(), w.data(), N, C, eps);
+      for (size_t i = 0; i < sum_apart.size(); ++i) sum_apart[i] += add[i];
+      rmsnorm_forward(out_apart.data(), rstd_apart.data(), sum_apart.data(), w.data(), N, C, eps);
+      EXPECT_TRUE(identical("add_rmsnorm sum", sum, sum_apart));
+      EXPECT_TRUE(identical("add_rmsnorm out", out_fused, out_apart));
+      EXPECT_TRUE(identical("add_rmsnorm rstd", rstd_fused, rstd_apart));
+    }
     for (int n = 0; n < N; ++n) {  // the definition, independently of both implementations
       double ss = 0;
       for (int c = 0; c < C; ++c) ss += (double)x[n * C + c] * x[n * C + c];
@@ -386,6 +397,13 @@ void run_attention_case(const AttnCase& c) {
   };
   backward(dqkv, dcache, false);
   backward(dqkv_ref, dcache_ref, true);
+  if (c.pos0 == 0) {  // written (as the model's backward asks): every value over NaN, the same as added to zeros
+    Vec written(qkv.size(), kNaN);
+    float *dk, *dv;
+    kv_ptrs(written.data(), nullptr, &dk, &dv);
+    attention_backward(written.data(), dk, dv, r.data(), stats.data(), q, k, v, s, true);
+    EXPECT_TRUE(identical("attention dqkv written over NaN", written, dqkv));
+  }
   EXPECT_TRUE(all_close("attention dqkv vs ref", dqkv, dqkv_ref, 1e-6, 1e-5));
   EXPECT_TRUE(all_close("attention dcache vs ref", dcache, dcache_ref, 1e-6, 1e-5));
 
@@ -579,6 +597,13 @@ void run_moe_case(float aux_coef, const std::vector<int32_t>& forced_topk) {
   moe_backward(go.dx.data(), go.grads(), bo.scratch(), r.data(), aux_coef, bo.saved(), x.data(), w, sh);
   moe_backward_ref(gr.dx.data(), gr.grads(), r.data(), aux_coef, br.saved(), x.data(), w, sh);
   EXPECT_TRUE(all_close("moe dx vs ref", go.dx, gr.dx, 1e-6, 1e-5));
+  {  // dx written (as the model's backward asks): over NaN, the same as added to zeros
+    MoeGradBufs gw(sh);
+    std::fill(gw.dx.begin(), gw.dx.end(), kNaN);
+    moe_backward(gw.dx.data(), gw.grads(), bo.scratch(), r.data(), aux_coef, bo.saved(), x.data(), w, sh, nullptr,
+                 false, true);
+    EXPECT_TRUE(identical("moe dx written over NaN", gw.dx, go.dx));
+  }
   EXPECT_TRUE(all_close("moe drouter vs ref", go.router, gr.router, 1e-6, 1e-5));
   EXPECT_TRUE(all_close("moe dgate vs ref", go.gate, gr.gate, 1e-6, 1e-5));
   EXPECT_TRUE(all_close("moe dup vs ref", go.up, gr.up, 1e-6, 1e-5));
