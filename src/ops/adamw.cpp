@@ -13,15 +13,18 @@ AdamwStep::AdamwStep(const AdamwHparams& h, int step, float lr)
 namespace {
 
 // adamw_update's arithmetic on n values; Clear: the gradients read are set to zero (G = float).
+// The constants are copied first: the stores below are floats, as they are, so the compiler would read them
+// again on every iteration.
 template <bool Clear, class G>
 void adamw_values(const AdamwStep& s, float* param, G* grad, float* m, float* v, int64_t n) {
-  const AdamwHparams& h = s.h;
+  const float scale = s.h.grad_scale, b1 = s.h.beta1, b2 = s.h.beta2, a1 = 1.0f - b1, a2 = 1.0f - b2;
+  const float eps = s.h.eps, wd = s.h.weight_decay, lr = s.lr, c1 = s.c1, c2 = s.c2;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const float g = h.grad_scale * grad[i];
-    m[i] = h.beta1 * m[i] + (1.0f - h.beta1) * g;
-    v[i] = h.beta2 * v[i] + (1.0f - h.beta2) * g * g;
-    param[i] -= s.lr * (m[i] * s.c1 / (std::sqrt(v[i] * s.c2) + h.eps) + h.weight_decay * param[i]);
+    const float g = scale * grad[i];
+    m[i] = b1 * m[i] + a1 * g;
+    v[i] = b2 * v[i] + a2 * g * g;
+    param[i] -= lr * (m[i] * c1 / (std::sqrt(v[i] * c2) + eps) + wd * param[i]);
     if constexpr (Clear) grad[i] = 0.f;
   }
 }
