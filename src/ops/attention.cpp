@@ -190,7 +190,7 @@ void attention_forward(float* out, float* row_stats, const float* q, const float
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
-                        const float* k, const float* v, const AttnShape& s, bool write) {
+                        const float* k, const float* v, const AttnShape& s, bool write, const RopeTable* rope) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
   parallel_for((int64_t)s.B * s.Hkv, true, [&](int64_t unit) {  // (b, g) units, as the forward's
@@ -238,6 +238,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         grads.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
         grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
       }
+    }
+    if (rope) {  // this unit's dq (its group's heads) and dk, still in its cache
+      rope_backward(dq + (int64_t)b * s.T * s.ldq + g * group * D, s.ldq, *rope, 1, s.T, group, D, s.pos0);
+      rope_backward(dkb, s.ldkv, *rope, 1, S, 1, D, 0);
     }
   });
 }

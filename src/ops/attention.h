@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/rope.h"
+
 namespace heirloom {
 
 struct AttnShape {
@@ -26,8 +28,11 @@ void attention_forward(float* out, float* row_stats, const float* q, const float
                        const AttnShape& s);
 // dq, dk, dv += ..., from the forward's row_stats. Parallel over (sequence, kv head): no shared outputs.
 // write: they are written instead (each unit clears its own columns first: no pass of the caller's to zero them).
+// rope: q and k were rotated (ops/rope.h); each unit rotates its dq and dk back when it is done with them (query
+// row t at position pos0 + t, key j at j), as rope_backward over the whole of them would.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
-                        const float* k, const float* v, const AttnShape& s, bool write = false);
+                        const float* k, const float* v, const AttnShape& s, bool write = false,
+                        const RopeTable* rope = nullptr);
 
 // In double precision: out, att[B, H, T, S] (rows beyond the causal limit zero) and, when given, row_stats.
 void attention_forward_ref(float* out, float* att, const float* q, const float* k, const float* v,

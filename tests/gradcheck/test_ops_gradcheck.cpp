@@ -397,6 +397,20 @@ void run_attention_case(const AttnCase& c) {
   };
   backward(dqkv, dcache, false);
   backward(dqkv_ref, dcache_ref, true);
+  {  // with the rotation back inside: the same as rope_backward over dq's and dk's rows afterwards
+    const RopeTable tab = make_rope_table(S + 4, D, 10000.f);
+    Vec rotated = dqkv, rotated_cache = dcache;
+    rope_backward(rotated.data(), QKV, tab, B, T, H, D, c.pos0);
+    if (c.pos0 == 0) rope_backward(rotated.data() + HD, QKV, tab, B, T, Hkv, D, 0);
+    else
+      for (int b = 0; b < B; ++b) rope_backward(rotated_cache.data() + (size_t)b * s.kv_bstride, s.ldkv, tab, 1, S, Hkv, D, 0);
+    Vec inside(qkv.size(), 0.f), inside_cache(cache.size(), 0.f);
+    float *dk, *dv;
+    kv_ptrs(inside.data(), inside_cache.data(), &dk, &dv);
+    attention_backward(inside.data(), dk, dv, r.data(), stats.data(), q, k, v, s, false, &tab);
+    EXPECT_TRUE(identical("attention dqkv rotated back inside", inside, rotated));
+    EXPECT_TRUE(identical("attention dcache rotated back inside", inside_cache, rotated_cache));
+  }
   if (c.pos0 == 0) {  // written (as the model's backward asks): every value over NaN, the same as added to zeros
     Vec written(qkv.size(), kNaN);
     float *dk, *dv;
