@@ -13,6 +13,7 @@
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
+#include "heirloom/error.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -160,12 +161,19 @@ void finish_probabilities(float* p, int n_keys, int nk, float inv) {
 }
 }  // namespace
 
-void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v, const AttnShape& s) {
+namespace {
+// rope: q (= qm) and k (= km) are rotated in place by each (b, h) unit first (attention_forward_rotating).
+void forward_units(float* out, float* row_stats, const float* q, const float* k, const float* v, const AttnShape& s,
+                   const RopeTable* rope, float* qm, float* km) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
   // (b, h) units in shares that a thread done first takes from: the two cores do not run at one speed
   parallel_for((int64_t)s.B * s.H, true, [&](int64_t unit) {
     const int b = (int)(unit / s.H), h = (int)(unit % s.H), g = h / group;
+    if (rope) {
+      rope_forward(qm + (int64_t)b * s.T * s.ldq + h * D, s.ldq, *rope, 1, s.T, 1, D, 0);
+      rope_forward(km + b * s.kv_bstride + g * D, s.ldkv, *rope, 1, S, 1, D, 0);
+    }
     const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
     float* ob = out + (int64_t)b * s.T * HD + h * D;
     float* pb = block_scratch(0, S);
@@ -187,6 +195,18 @@ void attention_forward(float* out, float* row_stats, const float* q, const float
       head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
     }
   });
+}
+}  // namespace
+
+void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v, const AttnShape& s) {
+  forward_units(out, row_stats, q, k, v, s, nullptr, nullptr, nullptr);
+}
+
+void attention_forward_rotating(float* out, float* row_stats, float* q, float* k, const float* v,
+                                const AttnShape& s, const RopeTable& rope) {
+  if (s.H != s.Hkv || s.pos0 != 0)
+    throw Error("internal: attention_forward_rotating with shared key heads or a cache", "report this as a bug");
+  forward_units(out, row_stats, q, k, v, s, &rope, q, k);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,

@@ -26,6 +26,11 @@ struct AttnShape {
 // are formed block by block in a small per-thread scratch and never written out: no T×S per head.
 void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v,
                        const AttnShape& s);
+// The same with q's and k's rows rotated in place first (rope_forward, row t at position t), each head by the
+// unit that reads it, instead of by a pass of its own: for one key head per query head and no cache
+// (H = Hkv, pos0 = 0), where no two units share a head of k.
+void attention_forward_rotating(float* out, float* row_stats, float* q, float* k, const float* v,
+                                const AttnShape& s, const RopeTable& rope);
 // dq, dk, dv += ..., from the forward's row_stats. Parallel over (sequence, kv head): no shared outputs.
 // write: they are written instead (each unit clears its own columns first: no pass of the caller's to zero them).
 // rope: q and k were rotated (ops/rope.h); each unit rotates its dq and dk back when it is done with them (query

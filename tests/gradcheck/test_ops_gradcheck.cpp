@@ -376,6 +376,18 @@ void run_attention_case(const AttnCase& c) {
   attention_forward_ref(out_ref.data(), att.data(), q, k, v, s, stats_ref.data());
   EXPECT_TRUE(all_close("attention out vs ref", out, out_ref, 1e-6, 1e-5));
   EXPECT_TRUE(all_close("attention row stats vs ref", stats, stats_ref, 1e-6, 1e-5));
+  if (H == Hkv && c.pos0 == 0) {  // q and k rotated inside, head by head: as rope_forward over them first
+    const RopeTable tab = make_rope_table(S + 4, D, 10000.f);
+    Vec before = qkv, after = qkv, out_apart(n_out, kNaN), stats_apart(n_stats, kNaN);
+    Vec out_inside(n_out, kNaN), stats_inside(n_stats, kNaN);
+    rope_forward(after.data(), QKV, tab, B, T, H + Hkv, D, 0);
+    attention_forward(out_apart.data(), stats_apart.data(), after.data(), after.data() + HD, after.data() + 2 * HD, s);
+    attention_forward_rotating(out_inside.data(), stats_inside.data(), before.data(), before.data() + HD,
+                               before.data() + 2 * HD, s, tab);
+    EXPECT_TRUE(identical("attention rotating: q, k rotated in place", before, after));
+    EXPECT_TRUE(identical("attention rotating: out", out_inside, out_apart));
+    EXPECT_TRUE(identical("attention rotating: row stats", stats_inside, stats_apart));
+  }
   {  // without row stats (forward only): the same output bit for bit
     Vec out_only(n_out, kNaN);
     attention_forward(out_only.data(), nullptr, q, k, v, s);
