@@ -16,7 +16,6 @@
 #include "ops/matmul.h"
 #include "ops/moe.h"
 #include "ops/rmsnorm.h"
-#include "ops/rope.h"
 #include "ops/swiglu.h"
 #include "ops/xent.h"
 
