@@ -29,11 +29,13 @@ constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
 // C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], row r of a at a + r·lda, b1 = b0 + bstride; masks
-// guard C's columns (B's padding is zeros). With `next`, this micro-tile also fetches the next 32 columns into L2.
+// guard C's columns (B's padding is zeros). With `next`, this micro-tile also fetches the next 32 columns into L2;
+// with `stream`, whole rows of C are written around the caches (core/gemm_tile.h).
 template <int R>
 __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
                                                          int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
-                                                         __mmask16 mask1, bool accumulate, const uint32_t* next) {
+                                                         __mmask16 mask1, bool accumulate, const uint32_t* next,
+                                                         bool stream) {
   __m512 c0[R], c1[R];
   const uint32_t* b1 = b0 + bstride;
 #pragma GCC unroll 16
@@ -51,11 +53,11 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
           : "+v"(c0[r]), "+v"(c1[r])
           : "m"(a[r * lda + j]), "v"(v0), "v"(v1));
   }
-  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate);
+  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream);
 }
 
 using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float*, int64_t, __mmask16, __mmask16,
-                       bool, const uint32_t*);
+                       bool, const uint32_t*, bool);
 
 template <int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
@@ -82,6 +84,11 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_words = (int64_t)2 * J * kWords;
+  // An output written over (not added to) goes around the caches: it is read by a later op, often after the
+  // products of other experts or layers, and write-allocating it evicted this product's weight and rows
+  // (BM_expert_product_cache with its outputs cycled: 320-365 GFLOP/s against 409-419 streamed). Each task
+  // fences its streamed lines before the product returns or another thread reads them.
+  const bool stream = !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
   auto task = [&](int rt, int p) {
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + p * panel_words;
@@ -91,7 +98,8 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
     for (int m = r0; m < r1; m += kMr)
       kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * ja, ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
                                         ldc, first_columns(w), first_columns(w - 16), accumulate,
-                                        m == r0 ? next : nullptr);
+                                        m == r0 ? next : nullptr, stream);
+    if (stream) _mm_sfence();
   };
   auto run = [&](int t) { rows_first ? task(t / panels, t % panels) : task(t % row_tasks, t / row_tasks); };
   const int threads = omp_get_max_threads();
@@ -127,7 +135,7 @@ void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const Packe
     for (int m = 0; m < M; m += kMr)
       kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
                                        C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16), accumulate,
-                                       nullptr);
+                                       nullptr, false);
   }
 }
 

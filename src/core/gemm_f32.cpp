@@ -48,7 +48,7 @@ bool detect_avx512f() {
 template <int R>
 __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
                                               int K, float* C, int64_t ldc, __mmask16 mask0, __mmask16 mask1,
-                                              bool accumulate, const float* next) {
+                                              bool accumulate, const float* next, bool stream) {
   __m512 c0[R], c1[R];
   const float* a[R];
 #pragma GCC unroll 16
@@ -71,11 +71,11 @@ __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64
       c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
     }
   }
-  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate);
+  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream);
 }
 
 using Micro = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int, float*, int64_t, __mmask16, __mmask16,
-                       bool, const float*);
+                       bool, const float*, bool);
 
 template <int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
@@ -86,14 +86,16 @@ constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
 // Rows [0, M) of a ≤ 32-column product in micro-tiles (see gemm_f32_panel). With `next` (a panel's bytes: the
 // next panel of the same K), the first micro-tile also fetches it into L2: the weights of a layer's products
 // are often no longer cached when the step comes back to them. `later` is fetched by the second micro-tile.
+// `stream`: C's whole rows written around the caches (core/gemm_tile.h); the caller fences.
 void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int w, float* C,
-                int64_t ldc, bool accumulate, const float* next = nullptr, const float* later = nullptr) {
+                int64_t ldc, bool accumulate, const float* next = nullptr, const float* later = nullptr,
+                bool stream = false) {
   const __mmask16 mask0 = first_columns(w), mask1 = first_columns(w - 16);
   const RowTiles tiles(M, kMr);
   for (int i = 0; i < tiles.n; ++i) {
     const int m = tiles.start(i);
     kMicro[tiles.start(i + 1) - m - 1](A + m * ars, ars, aks, B, ldb, K, C + m * ldc, ldc, mask0, mask1, accumulate,
-                                       i == 0 ? next : i == 1 ? later : nullptr);
+                                       i == 0 ? next : i == 1 ? later : nullptr, stream);
   }
 }
 
@@ -108,10 +110,13 @@ void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int6
   const float* next = first == 0 && col + kNr < B.N ? panel + (int64_t)B.K * kNr : nullptr;
   // A long K (the head's input gradient: 8192) runs in slices: a whole panel (1 MB there) and the rows' A no
   // longer fit L2 together, and each micro-tile fetched the panel again from L3.
+  // An output written over in one slice goes around the caches, as the bf16 kernel's (core/gemm_bf16_dot.cpp).
+  const bool stream = !accumulate && B.K <= kKSlice && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
   for (int k0 = 0; k0 < B.K; k0 += kKSlice)
     panel_rows(rows, std::min(kKSlice, B.K - k0), A + (int64_t)k0 * aks, ars, aks, panel + (int64_t)k0 * kNr, kNr,
                std::min(kNr, B.N - col), C + col, ldc, accumulate || k0 > 0, k0 == 0 ? next : nullptr,
-               first == 0 && k0 == 0 ? later : nullptr);
+               first == 0 && k0 == 0 ? later : nullptr, stream);
+  if (stream) _mm_sfence();
 }
 
 // A long K with a B too large for L2 (the head's input gradient: K = 8192, 8 MB): row groups of kGroupTiles

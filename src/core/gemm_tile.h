@@ -21,10 +21,15 @@ struct RowTiles {
 inline __mmask16 first_columns(int w) { return (__mmask16)((1u << (w <= 0 ? 0 : w >= 16 ? 16 : w)) - 1); }
 
 // C[r][0:16] and C[r][16:32] (+)= c0[r], c1[r] for r < R; the masks guard C's columns past its edge.
+// With `stream` (and not accumulating) whole rows of 32 go around the caches (non-temporal stores; C's rows
+// 64-byte aligned): an output the step reads much later, or from the other core, would otherwise first be read
+// into this core's caches and evict the weight and rows the product is still multiplying. The caller fences
+// (_mm_sfence) before anything else reads C.
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void store_tile(float* C, int64_t ldc, __m512 (&c0)[R],
                                                                         __m512 (&c1)[R], __mmask16 mask0,
-                                                                        __mmask16 mask1, bool accumulate) {
+                                                                        __mmask16 mask1, bool accumulate,
+                                                                        bool stream = false) {
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     float* c = C + r * ldc;
@@ -32,8 +37,13 @@ __attribute__((target("avx512f"), always_inline)) inline void store_tile(float* 
       c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(mask0, c));
       c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(mask1, c + 16));
     }
-    _mm512_mask_storeu_ps(c, mask0, c0[r]);
-    _mm512_mask_storeu_ps(c + 16, mask1, c1[r]);
+    if (stream && !accumulate && mask0 == 0xFFFF && mask1 == 0xFFFF) {
+      _mm512_stream_ps(c, c0[r]);
+      _mm512_stream_ps(c + 16, c1[r]);
+    } else {
+      _mm512_mask_storeu_ps(c, mask0, c0[r]);
+      _mm512_mask_storeu_ps(c + 16, mask1, c1[r]);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // gemm_f32_packed() (fp32 panels, core/gemm_f32.h) against gemm_ref(): both packing orientations, odd sizes
 // across the micro-tile and panel edges, strides wider than the data, overwrite and accumulate; each row's
-// result does not depend on the other rows; packing in place equals a fresh pack.
+// result does not depend on the other rows; packing in place equals a fresh pack; aligned outputs (streamed)
+// equal unaligned ones.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cache_line.h"
 #include "core/gemm.h"
 #include "core/gemm_f32.h"
 #include "core/rng.h"
@@ -82,6 +84,26 @@ TEST(GemmF32, EachRowIsTheSameWhateverTheOtherRows) {
       gemm_f32_packed(1, A.data() + (size_t)i * K, K, p, one.data(), N, false);
       for (int j = 0; j < N; ++j) ASSERT_EQ(one[j], all[(size_t)i * N + j]) << "K " << K << " row " << i << " col " << j;
     }
+  }
+}
+
+// Rows of C 64-byte aligned are written around the caches (core/gemm_tile.h): the same bits as rows one
+// float off, the padding untouched; a K over one slice (accumulated slice by slice) is stored as usual.
+TEST(GemmF32, StreamedOutputEqualsStoredOutput) {
+  if (!f32_packed_available()) GTEST_SKIP() << "this CPU has no AVX-512F";
+  for (auto [M, N, K] : {std::array{61, 75, 83}, std::array{97, 256, 256}, std::array{20, 40, 1500}}) {
+    Rng rng(7);
+    const int ldc = (N + 15) / 16 * 16 + 16;
+    const std::vector<float> A = normals((size_t)M * K, rng), B = normals((size_t)N * K, rng);
+    const PackedF32 p = pack_b_f32(B.data(), K, true, K, N);
+    std::vector<float, CacheLineAllocator<float>> aligned((size_t)M * ldc, kPad);
+    std::vector<float> off((size_t)M * ldc + 1, kPad);
+    gemm_f32_packed(M, A.data(), K, p, aligned.data(), ldc, false);
+    gemm_f32_packed(M, A.data(), K, p, off.data() + 1, ldc, false);
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < ldc; ++j)
+        ASSERT_EQ(aligned[(size_t)i * ldc + j], off[1 + (size_t)i * ldc + j]) << "K " << K << " at " << i << "," << j;
+    for (int i = 0; i < M; ++i) ASSERT_EQ(aligned[(size_t)i * ldc + N], kPad) << "wrote C's padding at row " << i;
   }
 }
 
