@@ -109,7 +109,7 @@ Action add_bench(CLI::App& app, Common& common) {
                 r.cpu.c_str(), r.threads, r.blas_kernel.c_str(), r.gemm_fp32.c_str());
     std::printf("| sgemm shape (M x N x K) | ms | GFLOP/s |\n|---|---:|---:|\n");
     for (const auto& x : r.gemm_rows) std::printf("| %s | %.3f | %.1f |\n", x.name.c_str(), x.ms, x.gflops);
-    std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel, split or one per thread)", r.sgemm_peak_gflops);
+    std::printf("\nGEMM peak on these shapes: fp32 %.1f GFLOP/s (the best of OpenBLAS and heirloom's packed kernel, split or one per thread, here and in a second measurement after the tasks)", r.sgemm_peak_gflops);
     if (r.bf16_peak_gflops > 0) std::printf(", bf16 %s %.1f GFLOP/s", r.bf16_kernel.c_str(), r.bf16_peak_gflops);
     if (r.fp32_ceiling_gflops > 0) {
       std::printf(".\nInstruction ceiling (operands in registers, all threads): fp32 FMA %.1f GFLOP/s (the GEMM peak is %.0f%% of it)",
