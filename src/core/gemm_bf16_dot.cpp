@@ -86,7 +86,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   const int64_t panel_words = (int64_t)2 * J * kWords;
   // An output written over (not added to) goes around the caches: it is read by a later op, often after the
   // products of other experts or layers, and write-allocating it evicted this product's weight and rows
-  // (BM_expert_product_cache with its outputs cycled: 320-365 GFLOP/s against 409-419 streamed). Each task
+  // (BM_expert_product_cache, outputs cycled, 250 rows: 365 GFLOP/s, 384-406 streamed; bench/RESULTS.md). Each task
   // fences its streamed lines before the product returns or another thread reads them.
   const bool stream = !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
   auto task = [&](int rt, int p) {
