@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
@@ -173,7 +173,7 @@ void BM_weight_grad_bf16(benchmark::State& st) {
   const bool add = st.range(1) != 0;
   constexpr int M = 512, Nw = 256, Kr = 250, kCopies = 64, kProducts = 256;
   const auto dh = randn((size_t)Kr * M * kCopies), x = randn((size_t)Kr * Nw * kCopies);
-  std::vector<float> dw((size_t)M * Nw * kCopies);
+  std::vector<float, CacheLineAllocator<float>> dw((size_t)M * Nw * kCopies);  // aligned, as a step's gradients
   for (auto _ : st) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < kProducts; ++i) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -102,7 +103,7 @@ using Metadata = std::vector<std::pair<std::string, std::string>>;
 // used by training checkpoints for optimizer state.
 void save_model(const Model& m, const std::string& path, StorageType storage = StorageType::f32,
                 const Metadata& meta = {},
-                const std::vector<std::pair<std::string, const std::vector<float>*>>& extra_tensors = {});
+                const std::vector<std::pair<std::string, std::span<const float>>>& extra_tensors = {});
 // Reads and validates a model file: architecture, every key, every tensor's name, shape and type.
 // Throws heirloom::Error with the file name, what was expected and what was found.
 Model load_model(const std::string& path);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "heirloom/cache_line.h"
 #include "heirloom/engine.h"
 
 namespace heirloom {
@@ -36,7 +37,7 @@ class BaseTrainer {
   const std::vector<bool>& trainable() const { return trainable_; }
   const FrozenWeights* packs() const { return packs_.get(); }  // bf16: the packs the next step will use
   int steps_done = 0;
-  std::vector<float> grads, m1, m2;
+  AlignedFloats grads, m1, m2;  // on cache lines, as the weights are: AdamW reads all four
 
  private:
   // A piece of the update: n values of tensor `tensor` from `offset`; for a block of a packed matrix's rows,

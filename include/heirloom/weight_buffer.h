@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "heirloom/cache_line.h"
+
 namespace heirloom {
 
 class WeightBuffer {
@@ -43,7 +45,7 @@ class WeightBuffer {
   void assign(size_t n, float v);  // on huge pages when large (core/huge_pages.h)
   template <class It>
   void assign(It first, It last) {
-    std::vector<float> copy(first, last);  // first..last may point into this buffer
+    AlignedFloats copy(first, last);  // first..last may point into this buffer
     keeper_.reset();
     owned_ = std::move(copy);
     point_at_owned();
@@ -70,7 +72,7 @@ class WeightBuffer {
     data_ = owned_.data();
     size_ = owned_.size();
   }
-  std::vector<float> owned_;            // empty when mapped
+  AlignedFloats owned_;                 // empty when mapped; on cache lines (heirloom/cache_line.h)
   std::shared_ptr<const void> keeper_;  // the mapping, when mapped
   float* data_ = nullptr;
   size_t size_ = 0;

@@ -5,7 +5,7 @@
 // fp32 products. Used for frozen weights, and for trained ones repacked as the optimizer updates them
 // (BaseTrainer's mixed precision: its master weights stay fp32).
 #pragma once
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 
 #include <cstdint>
 #include <functional>

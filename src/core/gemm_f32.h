@@ -6,7 +6,7 @@
 // Chosen at run time: f32_packed_available() is false on CPUs without AVX-512F (or with HEIRLOOM_NO_AVX512=1
 // set, to run the paths those CPUs take), and callers keep gemm().
 #pragma once
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 
 #include <cstddef>
 #include <cstdint>

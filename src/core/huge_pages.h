@@ -4,13 +4,11 @@
 #pragma once
 #include <cstddef>
 
+#include "heirloom/cache_line.h"  // advise_huge_pages
+
 namespace heirloom {
 
 constexpr size_t kHugePageBytes = size_t{2} << 20;
-
-// Asks for huge pages on the whole 2 MB pages inside [p, p + bytes); only memory not yet touched benefits.
-// Does nothing for buffers under two huge pages, or where the system says no.
-void advise_huge_pages(const void* p, size_t bytes);
 
 // v with room for n elements: when it has less, its old values are dropped and fresh memory is reserved and
 // advised before anything touches it (the caller then fills it).

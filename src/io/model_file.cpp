@@ -75,7 +75,7 @@ TensorType stored_type(const TensorSpec& s, StorageType storage) {
 }
 
 void save_model(const Model& m, const std::string& path, StorageType storage, const Metadata& meta,
-                const std::vector<std::pair<std::string, const std::vector<float>*>>& extra_tensors) {
+                const std::vector<std::pair<std::string, std::span<const float>>>& extra_tensors) {
   gguf::Writer w;
   write_model_keys(w, m, storage);
   for (const auto& [k, v] : meta) w.set_string("heirloom." + k, v);
@@ -96,7 +96,7 @@ void save_model(const Model& m, const std::string& path, StorageType storage, co
     w.add_tensor("rope_freqs.weight", {(int64_t)m.config.rope_freqs.size()}, TensorType::F32, m.config.rope_freqs.data(),
                  m.config.rope_freqs.size() * sizeof(float));
   for (const auto& [name, vec] : extra_tensors)
-    w.add_tensor(name, {(int64_t)vec->size()}, TensorType::F32, vec->data(), vec->size() * sizeof(float));
+    w.add_tensor(name, {(int64_t)vec.size()}, TensorType::F32, vec.data(), vec.size() * sizeof(float));
   w.write(path);
 }
 

@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 #include "heirloom/engine.h"
 #include "ops/moe.h"
 #include "ops/rope.h"

@@ -121,7 +121,7 @@ PretrainReport pretrain(const PretrainOptions& o) {
     if ((o.eval_every > 0 && tr.steps_done % o.eval_every == 0) || last)
       rep.heldout_curve.emplace_back(tr.steps_done, heldout_loss(m, *eval_ws, held, o.seq));
     if ((o.checkpoint_every > 0 && tr.steps_done % o.checkpoint_every == 0) || last || stopping)
-      save_model(m, ckpt, StorageType::f32, recipe(o, tr.steps_done), {{"heirloom.adam_m", &tr.m1}, {"heirloom.adam_v", &tr.m2}});
+      save_model(m, ckpt, StorageType::f32, recipe(o, tr.steps_done), {{"heirloom.adam_m", tr.m1}, {"heirloom.adam_v", tr.m2}});
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     char held_text[32] = "-";
     if (!rep.heldout_curve.empty()) std::snprintf(held_text, sizeof held_text, "%.3f", rep.heldout_curve.back().second);

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 #include "core/gemm_bf16.h"
 #include "core/rng.h"
 #include "core/sha256.h"
@@ -347,7 +347,7 @@ TEST(Personalize, OneWorkspaceForTrainingAndEvaluationChangesNoNumber) {
   }
 }
 
-// A workspace's buffers and the packs leave new memory unset (core/cache_line.h): nothing may read a value
+// A workspace's buffers and the packs leave new memory unset (heirloom/cache_line.h): nothing may read a value
 // before writing it. With every new block filled with NaN (and −1 in the integer buffers), training steps whose
 // batches grow the buffers and evaluations between them must give the numbers they give on ordinary memory,
 // for each kind of adapter, in both precisions.

@@ -60,7 +60,7 @@ TEST(BaseTrainer, UpdateIsAdamwPerTensorAndClearsTheGradients) {
       tr.step(m, *ws, d.batch(2, 32), 1e-2f, 0.01f);  // moments not zero, so the second step tests them too
       // The second step by hand: the same forward and backward on the same packs, then adamw_update per tensor.
       Model want = clone_model(m);
-      std::vector<float> g(m.data.size(), 0.f), m1 = tr.m1, m2 = tr.m2;
+      AlignedFloats g(m.data.size(), 0.f), m1 = tr.m1, m2 = tr.m2;
       {
         ForwardOptions fo;
         fo.for_backward = true;

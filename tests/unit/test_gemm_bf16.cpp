@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 #include "core/gemm_bf16.h"
 #include "core/half.h"
 #include "core/rng.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 #include "core/gemm.h"
 #include "core/gemm_f32.h"
 #include "core/rng.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cache_line.h"
+#include "heirloom/cache_line.h"
 #include "heirloom/weight_buffer.h"
 
 namespace heirloom {

@@ -1,16 +1,21 @@
 // A std::vector allocator whose blocks start on a cache line: packed panels then never split a line on a
 // load, and whole-line (streaming) stores can write them. Growing such a vector leaves its new elements
 // uninitialised (the packs write every element they hold): zero-filling 116 MB of packs first, then packing
-// over them, took half of packing the base. A workspace's buffers (model/workspace.h) use it for the same reason.
+// over them, took half of packing the base. A workspace's buffers (model/workspace.h), the model's weights and a
+// trainer's gradients and moments use it too: 512-bit loads of a buffer 16 bytes off a line each split two lines,
+// and a product writes its output around the caches only into aligned rows (core/gemm_tile.h).
 #pragma once
 #include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <new>
-
-#include "core/huge_pages.h"
+#include <vector>
 
 namespace heirloom {
+
+// Asks for huge pages on the whole 2 MB pages inside [p, p + bytes); only memory not yet touched benefits.
+// Does nothing for buffers under two huge pages, or where the system says no. (src/core/huge_pages.cpp)
+void advise_huge_pages(const void* p, size_t bytes);
 
 // For tests: while set, new blocks are filled with 0xFF bytes (NaN as floats, −1 as integers), so a value read
 // before it is written shows in the results.
@@ -39,5 +44,8 @@ struct CacheLineAllocator {
   }
   bool operator==(const CacheLineAllocator&) const { return true; }
 };
+
+// fp32 values starting on a cache line.
+using AlignedFloats = std::vector<float, CacheLineAllocator<float>>;
 
 }  // namespace heirloom
