@@ -186,6 +186,26 @@ void BM_weight_grad_bf16(benchmark::State& st) {
 }
 BENCHMARK(BM_weight_grad_bf16)->ArgsProduct({{0, 1, 2, 4, 7}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The weight gradients of the step's whole-batch products in bf16, dW[M, 256] = doutᵀ · inp for dout [1024, M]
+// and inp [1024, 256], both threads on one product, written over dW (as the full step does): range(0) M, 256 for
+// wo, 768 for wq·k·v, 8192 for the head. dout and inp are cycled through copies of 64 MB or more, so that they
+// come from memory, as a step's do.
+void BM_weight_grad_whole_batch(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  const int M = (int)st.range(0);
+  constexpr int N = 256, K = 1024;
+  const int copies = std::max(2, (int)((64ll << 20) / ((int64_t)K * (M + N) * 4)));
+  const auto dout = randn((size_t)K * M * copies, 0.01f), inp = randn((size_t)K * N * copies);
+  std::vector<float, CacheLineAllocator<float>> dw((size_t)M * N);
+  int i = 0;
+  for (auto _ : st) {
+    const size_t c = (size_t)(i++ % copies);
+    gemm_bf16_tn(M, N, K, dout.data() + c * K * M, M, inp.data() + c * K * N, N, dw.data(), N, false);
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_weight_grad_whole_batch)->Arg(256)->Arg(768)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // LoRA's rank-8 products on one projection at the step's 1024 rows (the forward's u = x·Aᵀ and out += s·u·Bᵀ,
 // the backward's du = s·dout·B, dB += s·doutᵀ·u, dA += duᵀ·x and dx += du·A), through gemm() as the adapter
 // calls them: range(0) picks the product, in that order.

@@ -223,6 +223,16 @@ __m512i pair_words(__m512 lo, __m512 hi) {
                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
 }
 
+// The lines kAheadValues further along rows 2j and 2j + 1 of a row-major fp32 source, fetched into L1:
+// convert_columns reads 32 rows side by side, a 16-value column block at a time, more streams than the
+// hardware prefetchers follow (the weight gradients' A; numbers in bench/RESULTS.md). pack_rows_of_k reads its
+// B alike, but fetching ahead there measured no different.
+constexpr int kAheadValues = 128;
+inline void fetch_rows_ahead(const float* src, int64_t ld, int j, int col) {
+  _mm_prefetch((const char*)(src + (int64_t)(2 * j) * ld + col + kAheadValues), _MM_HINT_T0);
+  _mm_prefetch((const char*)(src + (int64_t)(2 * j + 1) * ld + col + kAheadValues), _MM_HINT_T0);
+}
+
 // Every 32-bit word of the packed buffer is written (padding as zeros), so packing in place over an
 // earlier pack of the same shape leaves exactly what a fresh pack would. Seen as 32-bit words, column
 // block n16 holds Kp/2 rows of 16 (k-pair, column) words: word (j, c) = bf16(B[2j][n]) | bf16(B[2j+1][n]) << 16.
@@ -290,6 +300,7 @@ void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int
       __m512i v[16];
       for (int i = 0; i < 16; ++i) {
         const int j = j0 + i;
+        if (m0 + kAheadValues < M && i < jn && 2 * j + 1 < K) fetch_rows_ahead(A, lda, j, m0);
         const __m512 lo = i < jn && 2 * j < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j) * lda + m0) : _mm512_setzero_ps();
         const __m512 hi = i < jn && 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j + 1) * lda + m0) : _mm512_setzero_ps();
         v[i] = pair_words(lo, hi);
