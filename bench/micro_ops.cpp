@@ -230,6 +230,26 @@ void BM_lora_thin(benchmark::State& st) {
 }
 BENCHMARK(BM_lora_thin)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+// Two of them with their wide operand from memory, as in a step (cycled through 32 copies): range(0) 0 = u = x·Aᵀ,
+// 1 = out += s·u·Bᵀ.
+void BM_lora_thin_cold(benchmark::State& st) {
+  constexpr int R = 8, kCopies = 32;
+  const int which = (int)st.range(0);
+  const auto x = randn((size_t)N * C * kCopies), b = randn((size_t)C * R, 0.1f), u = randn((size_t)N * R * kCopies);
+  std::vector<float, CacheLineAllocator<float>> out((size_t)N * C * kCopies), du((size_t)N * R * kCopies);
+  int i = 0;
+  for (auto _ : st) {
+    const size_t c = (size_t)(i++ % kCopies);
+    switch (which) {
+      case 0: gemm(false, true, N, R, C, 1.f, x.data() + c * N * C, C, b.data(), C, 0.f, du.data() + c * N * R, R); break;
+      default: gemm(false, true, N, C, R, 0.5f, u.data() + c * N * R, R, b.data(), R, 1.f, out.data() + c * N * C, C); break;
+    }
+    benchmark::ClobberMemory();
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * R, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_lora_thin_cold)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // Whole model: forward only, and forward + backward for the norm-only regime.
 struct ModelFixture {
   Model m = init_model(preset_config("moe-30m", 8192), [] {

@@ -4,7 +4,8 @@
 // Sums over a long K of a transposed A (weight gradients: LoRA's dA and dB, the router's) stream their wide
 // operand row by row instead (outer_sum below), and products to at most 16 columns over a K of 64 or more
 // (LoRA's u = x·Aᵀ and du = s·dout·B, the router's logits) run as dot products of A's rows (dot_rows below):
-// on 32-column panels they used 8 of every 32 lanes.
+// on 32-column panels they used 8 of every 32 lanes. Products over a K of at most 16 of an untransposed A
+// (LoRA's out += s·u·Bᵀ and dx += du·A) update C row by row (rank_rows below).
 #include "core/gemm_thin.h"
 
 #include <immintrin.h>
@@ -28,6 +29,9 @@ constexpr int64_t kMaxCopy = 1 << 16;  // floats of op(B) worth copying
 constexpr int kOuterMinK = 64;         // from this K on, a transposed A's thin products take outer_sum
 constexpr int kKBlock = 16;            // rows of X per pass over a thread's columns
 constexpr int kDotMinK = 64;           // from this K on, products to at most kThinSide columns take dot_rows
+// Rows of the wide operand fetched ahead by dot_rows and rank_rows: a step's activations come from memory, and
+// these products have too little arithmetic per byte to hide the wait (BM_lora_thin_cold; bench/RESULTS.md).
+constexpr int kAheadRows = 4;
 
 // acc[r][j] (+)= Σ_k U[k·ldu + r] · X[k·ldx + j] for r < R, j < W, k < K: X's rows are read whole (a thread's
 // columns of them), kKBlock at a time, and the accumulators wait in acc (R rows of ldacc, in L1) between
@@ -144,6 +148,10 @@ __attribute__((target("avx512f,avx512dq,avx512vl"))) void dot_rows(int r0, int r
       for (int k = 0; k < K; k += 16) {
         const __mmask16 m = first_columns(K - k);
         const __m512 x0 = _mm512_maskz_loadu_ps(m, a0 + k), x1 = _mm512_maskz_loadu_ps(m, a1 + k);
+        if (c0 == 0 && r + kAheadRows < r1) {
+          _mm_prefetch((const char*)(a0 + kAheadRows * lda + k), _MM_HINT_T0);
+          _mm_prefetch((const char*)(a1 + kAheadRows * lda + k), _MM_HINT_T0);
+        }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {
           const __m512 bj = _mm512_loadu_ps(b + (int64_t)j * Kp + k);
@@ -160,6 +168,39 @@ __attribute__((target("avx512f,avx512dq,avx512vl"))) void dot_rows(int r0, int r
       if (two) {
         if (accumulate) s1 = _mm256_add_ps(s1, _mm256_maskz_loadu_ps(cols, c + ldc));
         _mm256_mask_storeu_ps(c + ldc, cols, s1);
+      }
+    }
+  }
+}
+
+// C[r0:r1, 0:N] (+)= A[r0:r1, 0:K] · B[K, N] for K ≤ kThinSide (a rank-K update: LoRA's out += s·u·Bᵀ and
+// dx += du·A), B's rows contiguous (ldb): row by row, 64 columns at a time, each element one FMA chain over k in
+// order from zero, then added to C, as gemm_f32_panel's are (the same bits). C's rows are read and written in
+// order, kAheadRows ahead: on 32-column panels of 48 rows they came from memory at about 15 GB/s.
+__attribute__((target("avx512f"))) void rank_rows(int r0, int r1, int N, int K, const float* A, int64_t lda,
+                                                  const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  for (int r = r0; r < r1; ++r) {
+    const float* a = A + (int64_t)r * lda;
+    float* c = C + (int64_t)r * ldc;
+    if (r + kAheadRows < r1) {
+      _mm_prefetch((const char*)(a + kAheadRows * lda), _MM_HINT_T0);
+      for (int n = 0; n < N; n += 16) _mm_prefetch((const char*)(c + kAheadRows * ldc + n), _MM_HINT_T0);
+    }
+    for (int n0 = 0; n0 < N; n0 += 64) {
+      __m512 acc[4];
+      __mmask16 mask[4];
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) acc[v] = _mm512_setzero_ps(), mask[v] = first_columns(N - n0 - 16 * v);
+      for (int k = 0; k < K; ++k) {
+        const __m512 ak = _mm512_set1_ps(a[k]);
+        const float* b = B + (int64_t)k * ldb + n0;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; ++v) acc[v] = _mm512_fmadd_ps(ak, _mm512_maskz_loadu_ps(mask[v], b + 16 * v), acc[v]);
+      }
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) {
+        if (accumulate) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(mask[v], c + n0 + 16 * v));
+        _mm512_mask_storeu_ps(c + n0 + 16 * v, mask[v], acc[v]);
       }
     }
   }
@@ -215,6 +256,17 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   }
   if (outer && N <= kThinSide)  // Cᵀ[N, M] = op(B)ᵀ·A, alpha folded into B as for the panels
     return outer_sum(N, M, K, b, ldb_rows, A, lda, C, 1, ldc, beta == 1.f), true;
+  if (!trans_a && K <= kThinSide) {  // a rank-K update of C's rows
+    auto rows = [&](int r0, int r1) { rank_rows(r0, r1, N, K, A, lda, b, ldb_rows, C, ldc, beta == 1.f); };
+    if (omp_in_parallel() || (int64_t)M * N * K < (1 << 16) || M < 2) return rows(0, M), true;
+#pragma omp parallel
+    {
+      const PartOfProduct part;  // of gemm()'s product, which holds every thread
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      rows((int)((int64_t)M * t / nt), (int)((int64_t)M * (t + 1) / nt));
+    }
+    return true;
+  }
   const int64_t ars = trans_a ? 1 : lda, aks = trans_a ? lda : 1;
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, panels = (N + kPanel - 1) / kPanel, tasks = row_tasks * panels;
   auto task = [&](int t) {

@@ -1,5 +1,5 @@
 // Products with one side of at most kThinSide (LoRA's rank, the router's experts): gemm() runs them on AVX-512
-// directly (fp32 micro-tiles, or dot products of A's rows). OpenBLAS packs both operands on every call, most of the time at these shapes (its rate
+// directly (fp32 micro-tiles, dot products of A's rows, or rank updates of C's rows). OpenBLAS packs both operands on every call, most of the time at these shapes (its rate
 // on LoRA's rank-8 products was about 55 GFLOP/s, a quarter of this machine's fp32 GEMM peak).
 #pragma once
 

@@ -132,6 +132,8 @@ TEST(GemmTest, ThinProductsAllShapes) {
         run({ta, tb, 9, 300, 300, 1.f, 1.f});          // op(B) of 90,000 values: copied only when not transposed
         run({ta, tb, 71, 13, 100, -2.f, 1.f});         // A's rows as dot products: 8 + 5 columns, a K tail, a last row alone
         run({ta, tb, 1, 8, 256, 0.5f, 0.f, true});     // one row, as generation's
+        run({ta, tb, 50, 100, 5, 1.5f, 1.f});          // a rank-5 update of 100 columns: a partial pass of 64
+        run({ta, tb, 33, 70, 3, -1.f, 0.f, true});     // the same written over NaN
       }
   }
   set_num_threads(threads);
