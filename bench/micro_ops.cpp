@@ -101,7 +101,7 @@ void BM_expert_product_cache(benchmark::State& st) {
   const int M = (int)st.range(2);
   constexpr int Nw = 512, Kw = 256, kWeights = 64, kBufs = 256;
   const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw * kBufs);
-  std::vector<float, CacheLineAllocator<float>> c((size_t)M * Nw * kBufs);  // rows 64-byte aligned, as a step's
+  AlignedFloats c((size_t)M * Nw * kBufs);  // rows 64-byte aligned, as a step's
   std::vector<PackedF32> w32;
   std::vector<PackedB> w16;
   for (int i = 0; i < kWeights; ++i)
@@ -173,7 +173,7 @@ void BM_weight_grad_bf16(benchmark::State& st) {
   const bool add = st.range(1) != 0;
   constexpr int M = 512, Nw = 256, Kr = 250, kCopies = 64, kProducts = 256;
   const auto dh = randn((size_t)Kr * M * kCopies), x = randn((size_t)Kr * Nw * kCopies);
-  std::vector<float, CacheLineAllocator<float>> dw((size_t)M * Nw * kCopies);  // aligned, as a step's gradients
+  AlignedFloats dw((size_t)M * Nw * kCopies);  // aligned, as a step's gradients
   for (auto _ : st) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < kProducts; ++i) {
@@ -196,7 +196,7 @@ void BM_weight_grad_whole_batch(benchmark::State& st) {
   constexpr int N = 256, K = 1024;
   const int copies = std::max(2, (int)((64ll << 20) / ((int64_t)K * (M + N) * 4)));
   const auto dout = randn((size_t)K * M * copies, 0.01f), inp = randn((size_t)K * N * copies);
-  std::vector<float, CacheLineAllocator<float>> dw((size_t)M * N);
+  AlignedFloats dw((size_t)M * N);
   int i = 0;
   for (auto _ : st) {
     const size_t c = (size_t)(i++ % copies);
@@ -236,7 +236,7 @@ void BM_lora_thin_cold(benchmark::State& st) {
   constexpr int R = 8, kCopies = 32;
   const int which = (int)st.range(0);
   const auto x = randn((size_t)N * C * kCopies), b = randn((size_t)C * R, 0.1f), u = randn((size_t)N * R * kCopies);
-  std::vector<float, CacheLineAllocator<float>> out((size_t)N * C * kCopies), du((size_t)N * R * kCopies);
+  AlignedFloats out((size_t)N * C * kCopies), du((size_t)N * R * kCopies);
   int i = 0;
   for (auto _ : st) {
     const size_t c = (size_t)(i++ % kCopies);

@@ -88,7 +88,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   // products of other experts or layers, and write-allocating it evicted this product's weight and rows
   // (BM_expert_product_cache, outputs cycled, 250 rows: 365 GFLOP/s, 384-406 streamed; bench/RESULTS.md). Each task
   // fences its streamed lines before the product returns or another thread reads them.
-  const bool stream = !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
+  const bool stream = can_stream(C, ldc, accumulate);
   auto task = [&](int rt, int p) {
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + p * panel_words;

@@ -111,7 +111,7 @@ void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int6
   // A long K (the head's input gradient: 8192) runs in slices: a whole panel (1 MB there) and the rows' A no
   // longer fit L2 together, and each micro-tile fetched the panel again from L3.
   // An output written over in one slice goes around the caches, as the bf16 kernel's (core/gemm_bf16_dot.cpp).
-  const bool stream = !accumulate && B.K <= kKSlice && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
+  const bool stream = B.K <= kKSlice && can_stream(C, ldc, accumulate);
   for (int k0 = 0; k0 < B.K; k0 += kKSlice)
     panel_rows(rows, std::min(kKSlice, B.K - k0), A + (int64_t)k0 * aks, ars, aks, panel + (int64_t)k0 * kNr, kNr,
                std::min(kNr, B.N - col), C + col, ldc, accumulate || k0 > 0, k0 == 0 ? next : nullptr,

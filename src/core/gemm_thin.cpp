@@ -206,6 +206,20 @@ __attribute__((target("avx512f"))) void rank_rows(int r0, int r1, int N, int K, 
   }
 }
 
+// fn(r0, r1) over rows [0, M): split across the threads in shares of whole steps of rows when called outside a
+// parallel region and `worth`, else on the calling thread.
+template <class Fn>
+void rows_across_threads(int M, int step, bool worth, Fn&& fn) {
+  const int units = (M + step - 1) / step;
+  if (omp_in_parallel() || !worth || units < 2) return fn(0, M);
+#pragma omp parallel
+  {
+    const PartOfProduct part;  // of gemm()'s product, which holds every thread
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    fn(std::min(M, step * (int)((int64_t)units * t / nt)), std::min(M, step * (int)((int64_t)units * (t + 1) / nt)));
+  }
+}
+
 bool dot_rows_available() {
   static const bool ok = f32_packed_available() && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return ok;
@@ -220,17 +234,9 @@ void dot_product_rows(bool trans_b, int M, int N, int K, float alpha, const floa
   buf.assign((size_t)Np * Kp, 0.f);
   for (int n = 0; n < N; ++n)
     for (int k = 0; k < K; ++k) buf[(size_t)n * Kp + k] = alpha * (trans_b ? B[(int64_t)n * ldb + k] : B[(int64_t)k * ldb + n]);
-  const float* bt = buf.data();
-  const int pairs = (M + 1) / 2;
-  if (omp_in_parallel() || pairs < 2 || (int64_t)M * N * K < (1 << 16))
-    return dot_rows(0, M, K, A, lda, bt, Kp, N, C, ldc, accumulate);
-#pragma omp parallel
-  {
-    const PartOfProduct part;  // of gemm()'s product, which holds every thread
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int r0 = 2 * (int)((int64_t)pairs * t / nt), r1 = std::min(M, 2 * (int)((int64_t)pairs * (t + 1) / nt));
-    dot_rows(r0, r1, K, A, lda, bt, Kp, N, C, ldc, accumulate);
-  }
+  const float* bt = buf.data();  // (a lambda would name the executing thread's own buf)
+  rows_across_threads(M, 2, (int64_t)M * N * K >= (1 << 16),
+                      [&](int r0, int r1) { dot_rows(r0, r1, K, A, lda, bt, Kp, N, C, ldc, accumulate); });
 }
 }  // namespace
 
@@ -257,14 +263,8 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   if (outer && N <= kThinSide)  // Cᵀ[N, M] = op(B)ᵀ·A, alpha folded into B as for the panels
     return outer_sum(N, M, K, b, ldb_rows, A, lda, C, 1, ldc, beta == 1.f), true;
   if (!trans_a && K <= kThinSide) {  // a rank-K update of C's rows
-    auto rows = [&](int r0, int r1) { rank_rows(r0, r1, N, K, A, lda, b, ldb_rows, C, ldc, beta == 1.f); };
-    if (omp_in_parallel() || (int64_t)M * N * K < (1 << 16) || M < 2) return rows(0, M), true;
-#pragma omp parallel
-    {
-      const PartOfProduct part;  // of gemm()'s product, which holds every thread
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      rows((int)((int64_t)M * t / nt), (int)((int64_t)M * (t + 1) / nt));
-    }
+    rows_across_threads(M, 1, (int64_t)M * N * K >= (1 << 16),
+                        [&](int r0, int r1) { rank_rows(r0, r1, N, K, A, lda, b, ldb_rows, C, ldc, beta == 1.f); });
     return true;
   }
   const int64_t ars = trans_a ? 1 : lda, aks = trans_a ? lda : 1;

@@ -123,7 +123,7 @@ TEST(Bf16, StreamedOutputEqualsStoredOutput) {
   const int threads = num_threads();
   for (int nt : {1, 2}) {
     set_num_threads(nt);
-    std::vector<float, CacheLineAllocator<float>> buf((size_t)(M + 1) * ldc + 16, kNaN);
+    AlignedFloats buf((size_t)(M + 1) * ldc + 16, kNaN);
     float* aligned = buf.data();
     std::vector<float> off((size_t)M * ldc + 1, kNaN);
     gemm_bf16(M, A.data(), K, packed, aligned, ldc, false);

@@ -96,7 +96,7 @@ TEST(GemmF32, StreamedOutputEqualsStoredOutput) {
     const int ldc = (N + 15) / 16 * 16 + 16;
     const std::vector<float> A = normals((size_t)M * K, rng), B = normals((size_t)N * K, rng);
     const PackedF32 p = pack_b_f32(B.data(), K, true, K, N);
-    std::vector<float, CacheLineAllocator<float>> aligned((size_t)M * ldc, kPad);
+    AlignedFloats aligned((size_t)M * ldc, kPad);
     std::vector<float> off((size_t)M * ldc + 1, kPad);
     gemm_f32_packed(M, A.data(), K, p, aligned.data(), ldc, false);
     gemm_f32_packed(M, A.data(), K, p, off.data() + 1, ldc, false);
