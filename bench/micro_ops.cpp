@@ -121,6 +121,35 @@ void BM_expert_product_cache(benchmark::State& st) {
 }
 BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64, 60}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// An expert's down projection, M x 256 x 512, as a step's forward runs it on bf16 packs, one per thread at
+// once: range(0) 0 on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes
+// (gemm_bf16_produced, what the step does), 2 the SwiGLU rows alone (swiglu_forward); range(1) M.
+void BM_expert_down_produced(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  const int how = (int)st.range(0), M = (int)st.range(1), threads = omp_get_max_threads();
+  constexpr int Nw = 256, Kw = 512, kCalls = 64;
+  const auto w = randn((size_t)Kw * Nw, 0.05f), hg = randn((size_t)M * Kw * threads), hu = randn((size_t)M * Kw * threads);
+  const PackedB w16 = pack_b_bf16(w.data(), Nw, false, Kw, Nw);
+  AlignedFloats h((size_t)M * Kw * threads), c((size_t)M * Nw * threads);
+  for (int t = 0; t < threads; ++t)
+    swiglu_forward(h.data() + (size_t)t * M * Kw, hg.data() + (size_t)t * M * Kw, hu.data() + (size_t)t * M * Kw, M, Kw);
+  for (auto _ : st) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < kCalls; ++i) {
+      const size_t t = omp_get_thread_num();
+      const float *g = hg.data() + t * M * Kw, *u = hu.data() + t * M * Kw;
+      float* out = c.data() + t * M * Nw;
+      if (how == 0) gemm_bf16(M, h.data() + t * M * Kw, Kw, w16, out, Nw, false);
+      else if (how == 1)
+        gemm_bf16_produced(M, [&](int r, float* row) { swiglu_forward_row(row, g + (size_t)r * Kw, u + (size_t)r * Kw, Kw); },
+                           w16, out, Nw, false);
+      else swiglu_forward(h.data() + t * M * Kw, g, u, M, Kw);
+    }
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw * kCalls, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_expert_down_produced)->ArgsProduct({{0, 1, 2}, {250, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // The head's input gradient in fp32, dX[M, 256] = dlogits[M, 8192] · W[8192, 256] on panels packed once, both
 // threads on one product, with dlogits and W (8 MB each) cycled through 4 copies so that neither is cached:
 // range(0) M, the step's rows (256 for the personalize protocol's 1x256 windows, 1024 for 8x128).

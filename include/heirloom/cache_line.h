@@ -17,6 +17,13 @@ namespace heirloom {
 // Does nothing for buffers under two huge pages, or where the system says no. (src/core/huge_pages.cpp)
 void advise_huge_pages(const void* p, size_t bytes);
 
+// A block of `bytes` starting on a cache line, and its release (given the same size). Blocks of two huge pages
+// or more are advised onto huge pages whole; blocks from 64 KB up to that come from slabs on huge pages,
+// shared by the process (src/core/huge_pages.cpp), so that a base's packs (256 KB per expert matrix) and a
+// short batch's activations are on 2 MB pages too.
+void* allocate_cache_lines(size_t bytes);
+void free_cache_lines(void* p, size_t bytes);
+
 // For tests: while set, new blocks are filled with 0xFF bytes (NaN as floats, −1 as integers), so a value read
 // before it is written shows in the results.
 inline std::atomic<bool> g_poison_new_blocks{false};
@@ -28,12 +35,11 @@ struct CacheLineAllocator {
   template <class U>
   CacheLineAllocator(const CacheLineAllocator<U>&) {}
   T* allocate(std::size_t n) {
-    T* p = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
-    advise_huge_pages(p, n * sizeof(T));  // a base's packs: before the packing touches them
+    T* p = static_cast<T*>(allocate_cache_lines(n * sizeof(T)));
     if (g_poison_new_blocks.load(std::memory_order_relaxed)) std::memset(static_cast<void*>(p), 0xFF, n * sizeof(T));
     return p;
   }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  void deallocate(T* p, std::size_t n) { free_cache_lines(p, n * sizeof(T)); }
   template <class U>
   void construct(U* p) noexcept {  // default-initialised, not value-initialised: no zero fill
     ::new (static_cast<void*>(p)) U;
