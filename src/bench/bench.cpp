@@ -33,6 +33,13 @@ namespace heirloom {
 
 namespace {
 
+// The middle value, or the mean of the middle two: of two runs, not the slower one.
+double median(std::vector<double> t) {
+  std::sort(t.begin(), t.end());
+  const size_t n = t.size();
+  return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
 template <class F>
 double median_ms(int repeats, F&& f) {
   f();  // warm-up
@@ -42,8 +49,7 @@ double median_ms(int repeats, F&& f) {
     f();
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return median(t);
 }
 
 struct Timing {
@@ -288,7 +294,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     for (Precision p : precisions) {
       // Timed from the adapter's making and the trainer's construction (the one-off packing of the base).
       std::vector<double> setup;
-      const Timing t = timing(std::max(1, o.repeats / 2), [&] {
+      const Timing t = timing((o.repeats + 1) / 2, [&] {  // 3 of the default 5: a middle run
         const auto t0 = std::chrono::steady_clock::now();
         Adapter a = make_adapter(m, AdapterKind::norm);
         AdapterTrainer tr(m, a, AdamwConfig{1e-2f}, p);
@@ -300,8 +306,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       });
       add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", p,
           t, (double)o.personal_steps * T, adapter_step_flop(T) * T * o.personal_steps);
-      std::sort(setup.begin(), setup.end());
-      rep.rows.back().setup_ms = setup[setup.size() / 2];
+      rep.rows.back().setup_ms = median(setup);
     }
     bar.update(++done);
   }
