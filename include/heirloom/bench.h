@@ -23,6 +23,7 @@ struct BenchOptions {
 struct BenchRow {
   std::string name;
   double ms = 0;         // median milliseconds per call
+  double best_ms = 0, worst_ms = 0;  // the fastest and slowest timed call (--json): this VM's spread
   double tokens_per_s = 0;
   double gflop = 0;      // work per call (formula in the report)
   double gflops = 0;     // achieved GFLOP/s

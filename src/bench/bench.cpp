@@ -40,8 +40,12 @@ double median(std::vector<double> t) {
   return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
+struct Runs {
+  double median = 0, best = 0, worst = 0;  // milliseconds
+};
+
 template <class F>
-double median_ms(int repeats, F&& f) {
+Runs time_runs(int repeats, F&& f) {
   f();  // warm-up
   std::vector<double> t;
   for (int i = 0; i < repeats; ++i) {
@@ -49,11 +53,17 @@ double median_ms(int repeats, F&& f) {
     f();
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
-  return median(t);
+  return {median(t), *std::min_element(t.begin(), t.end()), *std::max_element(t.begin(), t.end())};
+}
+
+template <class F>
+double median_ms(int repeats, F&& f) {
+  return time_runs(repeats, f).median;
 }
 
 struct Timing {
   double ms = 0;
+  double best_ms = 0, worst_ms = 0;  // the fastest and slowest of the timed runs
   ProductTime products;  // of one more run, with the product clock on
   double clocked_ms = 0;
 };
@@ -63,7 +73,8 @@ struct Timing {
 template <class F>
 Timing timing(int repeats, F&& f) {
   Timing t;
-  t.ms = median_ms(repeats, f);
+  const Runs runs = time_runs(repeats, f);
+  t.ms = runs.median, t.best_ms = runs.best, t.worst_ms = runs.worst;
   const ProductClock clock;
   const auto a = std::chrono::steady_clock::now();
   f();
@@ -236,6 +247,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     BenchRow r;
     r.name = name + " [" + precision_name(p) + "]";
     r.ms = ms;
+    r.best_ms = t.best_ms, r.worst_ms = t.worst_ms;
     r.tokens_per_s = tokens / (ms / 1e3);
     r.gflop = flop / 1e9;
     r.gflops = r.gflop / (ms / 1e3);
@@ -357,6 +369,9 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       setup_notes.push_back(line);
     }
   rep.notes = {
+      "ms = the median of --repeats timed runs after a warm-up (the whole-run and generate rows: of (repeats + 1) / 2 "
+      "and max(1, repeats / 2); the mean of the middle two for an even count); --json also gives each row's best_ms and "
+      "worst_ms",
       "forward FLOPs = 2 x active parameters (embedding excluded) per token + 4 x H x D x (T+1)/2 per token per layer (attention)",
       "train step FLOPs: full = 3 x forward; norm-only and LoRA = 2 x forward (weight gradients skipped) + attention's "
       "4 x H x D x (T+1)/2 per token per layer once more (its backward has four products to the forward's two)",

@@ -33,9 +33,10 @@ TEST(Cli, EveryCommandHasHelp) {
 }
 
 // Every bench row splits its time into matrix products and the rest, from a clocked run of its own; the
-// protocol's whole run also says how much of it came before the first step.
+// protocol's whole run also says how much of it came before the first step. Each row's median lies between its
+// best and worst runs; the whole run's two runs (of --repeats 3) give their mean, not the slower one.
 TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
-  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize,forward --precision fp32 --repeats 1 --json");
+  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize,forward --precision fp32 --repeats 3 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["results"].size(), 3u) << r.out;
@@ -45,6 +46,11 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     if (whole_run) EXPECT_GT(setup, 0.0) << row.dump();
     else EXPECT_EQ(setup, 0.0) << row.dump();
     EXPECT_LT(setup, ms) << row.dump();
+    const double best = row["best_ms"], worst = row["worst_ms"];
+    EXPECT_GT(best, 0.0) << row.dump();
+    EXPECT_LE(best, ms) << row.dump();
+    EXPECT_LE(ms, worst) << row.dump();
+    if (whole_run) EXPECT_NEAR(ms, (best + worst) / 2, 1e-9 * worst) << row.dump();
   }
   // The sgemm rows run on OpenBLAS, the fp32 full step's products on gemm()'s choice: the report names both.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
