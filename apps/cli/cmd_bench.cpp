@@ -88,9 +88,9 @@ Action add_bench(CLI::App& app, Common& common) {
         for (const auto& p : x.products_by_shape)
           by_shape.push_back({{"kind", p.kind}, {"N", p.N}, {"K", p.K}, {"calls", p.calls}, {"rows", p.rows},
                               {"share", p.share}, {"gflops", p.gflops}});
-        a.push_back({{"name", x.name}, {"ms", x.ms}, {"best_ms", x.best_ms}, {"worst_ms", x.worst_ms}, {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop},
-                     {"gflops", x.gflops}, {"peak_fraction", x.peak_fraction},
-                     {"ceiling_fraction", x.ceiling_fraction},
+        a.push_back({{"name", x.name}, {"ms", x.ms}, {"best_ms", x.best_ms}, {"worst_ms", x.worst_ms},
+                     {"tokens_per_s", x.tokens_per_s}, {"gflop", x.gflop}, {"gflops", x.gflops},
+                     {"peak_fraction", x.peak_fraction}, {"ceiling_fraction", x.ceiling_fraction},
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
                      {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision},
                      {"setup_ms", x.setup_ms}});

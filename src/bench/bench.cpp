@@ -62,8 +62,7 @@ double median_ms(int repeats, F&& f) {
 }
 
 struct Timing {
-  double ms = 0;
-  double best_ms = 0, worst_ms = 0;  // the fastest and slowest of the timed runs
+  Runs runs;
   ProductTime products;  // of one more run, with the product clock on
   double clocked_ms = 0;
 };
@@ -73,8 +72,7 @@ struct Timing {
 template <class F>
 Timing timing(int repeats, F&& f) {
   Timing t;
-  const Runs runs = time_runs(repeats, f);
-  t.ms = runs.median, t.best_ms = runs.best, t.worst_ms = runs.worst;
+  t.runs = time_runs(repeats, f);
   const ProductClock clock;
   const auto a = std::chrono::steady_clock::now();
   f();
@@ -243,11 +241,11 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   if (o.precision != "bf16") precisions.push_back(Precision::fp32);
   if (o.precision != "fp32" && bf16_gemm_available()) precisions.push_back(Precision::bf16);
   auto add = [&](const std::string& name, Precision p, const Timing& t, double tokens, double flop) {
-    const double ms = t.ms;
+    const double ms = t.runs.median;
     BenchRow r;
     r.name = name + " [" + precision_name(p) + "]";
     r.ms = ms;
-    r.best_ms = t.best_ms, r.worst_ms = t.worst_ms;
+    r.best_ms = t.runs.best, r.worst_ms = t.runs.worst;
     r.tokens_per_s = tokens / (ms / 1e3);
     r.gflop = flop / 1e9;
     r.gflops = r.gflop / (ms / 1e3);

@@ -20,17 +20,17 @@ struct RowTiles {
 // The mask of the first w of 16 columns (none for w ≤ 0, all for w ≥ 16).
 inline __mmask16 first_columns(int w) { return (__mmask16)((1u << (w <= 0 ? 0 : w >= 16 ? 16 : w)) - 1); }
 
-// C[r][0:16] and C[r][16:32] (+)= c0[r], c1[r] for r < R; the masks guard C's columns past its edge.
-// With `stream` (and not accumulating) whole rows of 32 go around the caches (non-temporal stores; C's rows
-// 64-byte aligned): an output the step reads much later, or from the other core, would otherwise first be read
-// into this core's caches and evict the weight and rows the product is still multiplying. The caller fences
-// (_mm_sfence) before anything else reads C.
 // Whether a product may stream its output (store_tile's `stream`): written over, not added to, into rows that
 // start on cache lines.
 inline bool can_stream(const float* C, int64_t ldc, bool accumulate) {
   return !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
 }
 
+// C[r][0:16] and C[r][16:32] (+)= c0[r], c1[r] for r < R; the masks guard C's columns past its edge.
+// With `stream` (and not accumulating) whole rows of 32 go around the caches (non-temporal stores; C's rows
+// 64-byte aligned): an output the step reads much later, or from the other core, would otherwise first be read
+// into this core's caches and evict the weight and rows the product is still multiplying. The caller fences
+// (_mm_sfence) before anything else reads C.
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void store_tile(float* C, int64_t ldc, __m512 (&c0)[R],
                                                                         __m512 (&c1)[R], __mmask16 mask0,

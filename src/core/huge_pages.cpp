@@ -24,7 +24,7 @@ namespace {
 constexpr size_t kPooledFrom = size_t{64} << 10;  // smaller blocks: the heap's own
 constexpr size_t kSlabBytes = 16 * kHugePageBytes;
 
-// Pooled sizes rounded up to a quarter of their power of two (at most a third more), so that blocks freed by
+// Pooled sizes rounded up to a quarter of their power of two (at most a quarter more), so that blocks freed by
 // one trainer's packs or one batch shape's buffers serve the next of a similar size.
 size_t size_class(size_t bytes) {
   size_t top = kPooledFrom;
