@@ -1,4 +1,5 @@
 // `heirloom bench`: engine speed on a preset's real shapes, against this machine's measured GEMM peaks.
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
@@ -73,6 +74,9 @@ Action add_bench(CLI::App& app, Common& common) {
       ->check(CLI::IsMember({"fp32", "bf16", "both"}))->capture_default_str();
   sub->add_option("--only", o->only, "run only these tasks: sgemm, full, norm, lora, personalize, forward, generate")
       ->check(CLI::IsMember({"sgemm", "full", "norm", "lora", "personalize", "forward", "generate"}))->delimiter(',');
+  sub->add_flag("--trace", o->trace,
+                "run the personalize task once more, timing each step and measuring the instruction ceiling after every " +
+                    std::to_string(kTraceSteps) + " (whether a slow stretch is the cores' or the memory's)");
   add_common_flags(*sub, common);
   const Action fleet = add_bench_fleet(*sub, common);
   return [o, &common, sub, fleet] {
@@ -94,6 +98,8 @@ Action add_bench(CLI::App& app, Common& common) {
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
                      {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision},
                      {"setup_ms", x.setup_ms}});
+        if (!x.step_ms.empty()) a.back()["trace"] = {{"step_ms", x.step_ms}, {"ceiling_every", kTraceSteps},
+                                                     {"ceiling_gflops", x.ceiling_trace}};
       }
       return a;
     };
@@ -129,6 +135,19 @@ Action add_bench(CLI::App& app, Common& common) {
                     x.product_gflops, 100 * x.product_gflops / peak);
       else  // the peak was not measured in this run (--only without sgemm)
         std::printf("— | %.0f%% | %.1f GFLOP/s |\n", 100 * x.product_share, x.product_gflops);
+    }
+    for (const auto& x : r.rows) {
+      if (x.step_ms.empty()) continue;
+      std::printf("\nTrace of %s, one more run: ms per step, mean of each %d, and the instruction ceiling after them (GFLOP/s)\n",
+                  x.name.c_str(), kTraceSteps);
+      for (size_t i = 0; i * kTraceSteps < x.step_ms.size(); ++i) {
+        const size_t s0 = i * kTraceSteps, s1 = std::min(x.step_ms.size(), s0 + kTraceSteps);
+        double sum = 0;
+        for (size_t s = s0; s < s1; ++s) sum += x.step_ms[s];
+        std::printf("  steps %zu-%zu: %.1f ms", s0 + 1, s1, sum / (double)(s1 - s0));
+        if (i < x.ceiling_trace.size()) std::printf(", ceiling %.0f", x.ceiling_trace[i]);
+        std::printf("\n");
+      }
     }
     std::printf("\n");
     for (const auto& n : r.notes) std::printf("- %s\n", n.c_str());

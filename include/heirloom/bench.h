@@ -18,7 +18,10 @@ struct BenchOptions {
   int personal_steps = 100, personal_seq = 256;  // the Bet 10 job: 100 norm-adapter steps of 256 tokens
   std::vector<std::string> only;  // task groups to run (sgemm, full, norm, lora, personalize, forward, generate); empty = all
   std::string precision = "both";  // rows in fp32, bf16 (where the CPU has AVX512-BF16) or both
+  bool trace = false;  // the personalize task once more, each step timed, the instruction ceiling every kTraceSteps
 };
+
+constexpr int kTraceSteps = 10;
 
 struct BenchRow {
   std::string name;
@@ -44,6 +47,10 @@ struct BenchRow {
   std::vector<ShapeProducts> products_by_shape;  // the kShapesReported that took the most time, most first
   std::string precision = "fp32";
   double setup_ms = 0;  // whole-run rows: of ms, the median time before the first step (packing the base, making the adapter)
+  // --trace, whole-run rows: one more run (not among the timed ones), each step's milliseconds, and the
+  // instruction ceiling in the row's arithmetic measured after every kTraceSteps steps (GFLOP/s, all threads):
+  // whether a slow stretch of steps is the cores' (the ceiling falls with it) or the memory's (it does not).
+  std::vector<double> step_ms, ceiling_trace;
 };
 
 struct BenchReport {

@@ -304,19 +304,31 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     for (Precision p : precisions) {
       // Timed from the adapter's making and the trainer's construction (the one-off packing of the base).
       std::vector<double> setup;
-      const Timing t = timing((o.repeats + 1) / 2, [&] {  // 3 of the default 5: a middle run
+      // after_step(s, ms): called after each step with its time (the traced run's)
+      auto run = [&](auto&& after_step) {
         const auto t0 = std::chrono::steady_clock::now();
         Adapter a = make_adapter(m, AdapterKind::norm);
         AdapterTrainer tr(m, a, AdamwConfig{1e-2f}, p);
         setup.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         for (int s = 0; s < o.personal_steps; ++s) {
           sample_windows(stream, 1, T, 1000 + s, ptok, ptgt);
+          const auto s0 = std::chrono::steady_clock::now();
           tr.step(*pws, Batch{ptok.data(), ptgt.data(), 1, T}, 1e-2f);
+          after_step(s, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
         }
-      });
+      };
+      const Timing t = timing((o.repeats + 1) / 2, [&] { run([](int, double) {}); });  // 3 of the default 5: a middle run
       add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", p,
           t, (double)o.personal_steps * T, adapter_step_flop(T) * T * o.personal_steps);
-      rep.rows.back().setup_ms = median(setup);
+      BenchRow& row = rep.rows.back();
+      row.setup_ms = median(setup);
+      if (o.trace)
+        run([&](int s, double ms) {
+          row.step_ms.push_back(ms);
+          if ((s + 1) % kTraceSteps == 0)
+            row.ceiling_trace.push_back(p == Precision::bf16 ? bf16_dot_ceiling_gflops(rep.threads, 1)
+                                                             : fma_ceiling_gflops(rep.threads, 1));
+        });
     }
     bar.update(++done);
   }

@@ -34,9 +34,11 @@ TEST(Cli, EveryCommandHasHelp) {
 
 // Every bench row splits its time into matrix products and the rest, from a clocked run of its own; the
 // protocol's whole run also says how much of it came before the first step. Each row's median lies between its
-// best and worst runs; the whole run's two runs (of --repeats 3) give their mean, not the slower one.
+// best and worst runs; the whole run's two runs (of --repeats 3) give their mean, not the slower one. With
+// --trace the whole run is run once more, each of its 100 steps timed and the ceiling measured after every ten.
 TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
-  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize,forward --precision fp32 --repeats 3 --json");
+  const CliResult r =
+      run("bench --preset tiny --only sgemm,norm,personalize,forward --precision fp32 --repeats 3 --trace --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["results"].size(), 3u) << r.out;
@@ -51,6 +53,15 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     EXPECT_LE(best, ms) << row.dump();
     EXPECT_LE(ms, worst) << row.dump();
     if (whole_run) EXPECT_NEAR(ms, (best + worst) / 2, 1e-9 * worst) << row.dump();
+    ASSERT_EQ(row.contains("trace"), whole_run) << row.dump();
+    if (!whole_run) continue;
+    const auto steps = row["trace"]["step_ms"].get<std::vector<double>>();
+    const auto ceiling = row["trace"]["ceiling_gflops"].get<std::vector<double>>();
+    EXPECT_EQ(steps.size(), 100u);
+    EXPECT_EQ(ceiling.size(), 10u);
+    for (double s : steps) EXPECT_GT(s, 0.0);
+    if (j["fp32_ceiling_gflops"].get<double>() > 0)  // measured where the CPU has AVX-512F
+      for (double c : ceiling) EXPECT_GT(c, 0.0);
   }
   // The sgemm rows run on OpenBLAS, the fp32 full step's products on gemm()'s choice: the report names both.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
