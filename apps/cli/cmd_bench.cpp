@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "heirloom/bench.h"
+#include "heirloom/error.h"
 #include "heirloom/fleet.h"
 
 namespace heirloom::cli {
@@ -77,10 +78,17 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_flag("--trace", o->trace,
                 "run the personalize task once more, timing each step and measuring the instruction ceiling after every " +
                     std::to_string(kTraceSteps) + " (whether a slow stretch is the cores' or the memory's)");
+  sub->add_option("--experiment", o->experiment,
+                  "a trial of a local change under experiment(NAME) (src/core/experiment.h): the traced run alternates "
+                  "steps without and with it, each pair on one window, and reports the median B/A (implies --trace)");
   add_common_flags(*sub, common);
   const Action fleet = add_bench_fleet(*sub, common);
   return [o, &common, sub, fleet] {
     if (sub->got_subcommand("fleet")) return fleet();
+    if (!o->experiment.empty() && !o->only.empty() &&
+        std::find(o->only.begin(), o->only.end(), "personalize") == o->only.end())
+      throw Error("--experiment runs a trial on the personalize task, which --only leaves out",
+                  "add personalize to --only");
     const BenchReport r = run_bench(*o, !common.json);
     auto rows = [](const std::vector<BenchRow>& v) {
       nlohmann::json a = nlohmann::json::array();
@@ -100,6 +108,9 @@ Action add_bench(CLI::App& app, Common& common) {
                      {"setup_ms", x.setup_ms}});
         if (!x.step_ms.empty()) a.back()["trace"] = {{"step_ms", x.step_ms}, {"ceiling_every", kTraceSteps},
                                                      {"ceiling_gflops", x.ceiling_trace}};
+        if (x.experiment_pairs > 0)
+          a.back()["trace"]["experiment"] = {{"pairs", x.experiment_pairs}, {"b_over_a", x.experiment_ratio},
+                                             {"a_ms", x.experiment_a_ms}, {"b_ms", x.experiment_b_ms}};
       }
       return a;
     };
@@ -148,6 +159,10 @@ Action add_bench(CLI::App& app, Common& common) {
         if (i < x.ceiling_trace.size()) std::printf(", ceiling %.0f", x.ceiling_trace[i]);
         std::printf("\n");
       }
+      if (x.experiment_pairs > 0)
+        std::printf("Trial of %s: steps with it / without it, median over %d pairs on the same window: %.3f "
+                    "(medians %.2f ms with, %.2f without)\n",
+                    o->experiment.c_str(), x.experiment_pairs, x.experiment_ratio, x.experiment_b_ms, x.experiment_a_ms);
     }
     std::printf("\n");
     for (const auto& n : r.notes) std::printf("- %s\n", n.c_str());

@@ -19,6 +19,9 @@ struct BenchOptions {
   std::vector<std::string> only;  // task groups to run (sgemm, full, norm, lora, personalize, forward, generate); empty = all
   std::string precision = "both";  // rows in fp32, bf16 (where the CPU has AVX512-BF16) or both
   bool trace = false;  // the personalize task once more, each step timed, the instruction ceiling every kTraceSteps
+  // A trial (core/experiment.h): that traced run alternates steps without and with experiment(name) on, each
+  // pair of steps on one window. Implies trace.
+  std::string experiment;
 };
 
 constexpr int kTraceSteps = 10;
@@ -51,6 +54,10 @@ struct BenchRow {
   // instruction ceiling in the row's arithmetic measured after every kTraceSteps steps (GFLOP/s, all threads):
   // whether a slow stretch of steps is the cores' (the ceiling falls with it) or the memory's (it does not).
   std::vector<double> step_ms, ceiling_trace;
+  // --experiment: over the step pairs (A without, B with the change), the median of B/A and how many pairs
+  // (those whose A step follows a ceiling measurement are left out: it evicted the caches), and each half's median.
+  double experiment_ratio = 0, experiment_a_ms = 0, experiment_b_ms = 0;
+  int experiment_pairs = 0;
 };
 
 struct BenchReport {

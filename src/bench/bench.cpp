@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/ceiling.h"
+#include "core/experiment.h"
 #include "core/gemm.h"
 #include "core/fetch_ahead.h"
 #include "core/gemm_bf16.h"
@@ -38,6 +39,22 @@ double median(std::vector<double> t) {
   std::sort(t.begin(), t.end());
   const size_t n = t.size();
   return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+// A trial's pairs of traced steps (A = step 2k, B = step 2k + 1) into the row's experiment fields.
+void trial_result(BenchRow& row) {
+  std::vector<double> ratios, a, b;
+  for (size_t k = 0; 2 * k + 1 < row.step_ms.size(); ++k) {
+    if (k > 0 && 2 * k % kTraceSteps == 0) continue;  // A came right after a ceiling measurement
+    a.push_back(row.step_ms[2 * k]);
+    b.push_back(row.step_ms[2 * k + 1]);
+    ratios.push_back(b.back() / a.back());
+  }
+  if (ratios.empty()) return;
+  row.experiment_ratio = median(ratios);
+  row.experiment_pairs = (int)ratios.size();
+  row.experiment_a_ms = median(a);
+  row.experiment_b_ms = median(b);
 }
 
 struct Runs {
@@ -304,31 +321,36 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     for (Precision p : precisions) {
       // Timed from the adapter's making and the trainer's construction (the one-off packing of the base).
       std::vector<double> setup;
-      // after_step(s, ms): called after each step with its time (the traced run's)
-      auto run = [&](auto&& after_step) {
+      // after_step(s, ms): called after each step with its time (the traced run's). A trial's run pairs its
+      // steps: step s on window 1000 + s rounded down to even, the odd one with the experiment on.
+      auto run = [&](bool trial, auto&& after_step) {
         const auto t0 = std::chrono::steady_clock::now();
         Adapter a = make_adapter(m, AdapterKind::norm);
         AdapterTrainer tr(m, a, AdamwConfig{1e-2f}, p);
         setup.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         for (int s = 0; s < o.personal_steps; ++s) {
-          sample_windows(stream, 1, T, 1000 + s, ptok, ptgt);
+          sample_windows(stream, 1, T, 1000 + (trial ? s & ~1 : s), ptok, ptgt);
+          if (trial) set_experiment(o.experiment, s % 2 == 1);
           const auto s0 = std::chrono::steady_clock::now();
           tr.step(*pws, Batch{ptok.data(), ptgt.data(), 1, T}, 1e-2f);
           after_step(s, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
         }
+        set_experiment("", false);
       };
-      const Timing t = timing((o.repeats + 1) / 2, [&] { run([](int, double) {}); });  // 3 of the default 5: a middle run
+      const Timing t = timing((o.repeats + 1) / 2, [&] { run(false, [](int, double) {}); });  // 3 of the default 5: a middle run
       add("personalize norm " + std::to_string(o.personal_steps) + " steps x 1x" + std::to_string(T) + " (whole run)", p,
           t, (double)o.personal_steps * T, adapter_step_flop(T) * T * o.personal_steps);
       BenchRow& row = rep.rows.back();
       row.setup_ms = median(setup);
-      if (o.trace)
-        run([&](int s, double ms) {
+      if (o.trace || !o.experiment.empty()) {
+        run(!o.experiment.empty(), [&](int s, double ms) {
           row.step_ms.push_back(ms);
           if ((s + 1) % kTraceSteps == 0)
             row.ceiling_trace.push_back(p == Precision::bf16 ? bf16_dot_ceiling_gflops(rep.threads, 1)
                                                              : fma_ceiling_gflops(rep.threads, 1));
         });
+        if (!o.experiment.empty()) trial_result(row);
+      }
     }
     bar.update(++done);
   }

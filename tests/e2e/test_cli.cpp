@@ -78,6 +78,19 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
   }
 }
 
+// A trial (--experiment) reports its step pairs in the personalize row's trace, and is refused, with a hint,
+// when --only leaves the personalize task out.
+TEST(Cli, BenchExperimentReportsItsPairsOrSaysWhatIsMissing) {
+  const CliResult r = run("bench --preset tiny --only personalize --precision fp32 --repeats 1 --experiment probe --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto trial = nlohmann::json::parse(r.out)["results"][0]["trace"]["experiment"];
+  EXPECT_EQ(trial["pairs"].get<int>(), 41) << trial.dump();
+  EXPECT_GT(trial["b_over_a"].get<double>(), 0.0) << trial.dump();
+  const CliResult bad = run("bench --preset tiny --only norm --experiment probe");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("add personalize to --only"), std::string::npos) << bad.out;
+}
+
 TEST(Cli, PretrainEvalGenerateEndToEnd) {
   Dir d;
   {

@@ -1,0 +1,60 @@
+// core/experiment.h and the trial `heirloom bench --experiment` runs: the switch is on only for its own name and
+// only while a trial's B step runs, and a trial alternates its steps between off and on.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "core/experiment.h"
+#include "heirloom/bench.h"
+
+namespace heirloom {
+namespace {
+
+TEST(Experiment, OnOnlyForItsOwnNameWhileOn) {
+  EXPECT_FALSE(experiment("probe"));
+  set_experiment("probe", true);
+  EXPECT_TRUE(experiment("probe"));
+  EXPECT_FALSE(experiment("other"));
+  set_experiment("probe", false);
+  EXPECT_FALSE(experiment("probe"));
+  set_experiment("", true);  // an empty name is no trial
+  EXPECT_FALSE(experiment(""));
+  set_experiment("", false);
+}
+
+// A thread watching the switch during a trial sees it turn on and off many times (100 steps, every other one
+// on), and off once the trial is over. The trial's report pairs its 100 steps: 50 pairs less the 9 whose first
+// step follows a ceiling measurement.
+TEST(Experiment, BenchTrialAlternatesStepsOffAndOn) {
+  BenchOptions o;
+  o.preset = "tiny";
+  o.only = {"personalize"};
+  o.precision = "fp32";
+  o.repeats = 1;
+  o.experiment = "probe";
+  std::atomic<bool> done{false};
+  int changes = 0;
+  std::thread watcher([&] {
+    for (bool last = false; !done.load();) {
+      const bool now = experiment("probe");
+      changes += now != last;
+      last = now;
+    }
+  });
+  const BenchReport r = run_bench(o, false);
+  done = true;
+  watcher.join();
+  EXPECT_GE(changes, 10);  // on for the whole trial would be 2
+  EXPECT_FALSE(experiment("probe"));
+  ASSERT_EQ(r.rows.size(), 1u);
+  const BenchRow& row = r.rows[0];
+  EXPECT_EQ(row.step_ms.size(), 100u);
+  EXPECT_EQ(row.experiment_pairs, 41);
+  EXPECT_GT(row.experiment_ratio, 0.0);
+  EXPECT_GT(row.experiment_a_ms, 0.0);
+  EXPECT_GT(row.experiment_b_ms, 0.0);
+}
+
+}  // namespace
+}  // namespace heirloom
