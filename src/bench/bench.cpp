@@ -41,13 +41,18 @@ double median(std::vector<double> t) {
   return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
-// A trial's pairs of traced steps (A = step 2k, B = step 2k + 1) into the row's experiment fields.
+// Whether step s of a trial runs with the experiment on: one step of each pair (2k, 2k + 1), the second in even
+// pairs and the first in odd ones, so that neither half always comes second to the window.
+bool trial_step_on(int s) { return (s % 2 == 1) != ((s / 2) % 2 == 1); }
+
+// A trial's pairs of traced steps into the row's experiment fields.
 void trial_result(BenchRow& row) {
   std::vector<double> ratios, a, b;
-  for (size_t k = 0; 2 * k + 1 < row.step_ms.size(); ++k) {
-    if (k > 0 && 2 * k % kTraceSteps == 0) continue;  // A came right after a ceiling measurement
-    a.push_back(row.step_ms[2 * k]);
-    b.push_back(row.step_ms[2 * k + 1]);
+  for (int k = 0; 2 * k + 1 < (int)row.step_ms.size(); ++k) {
+    if (k > 0 && 2 * k % kTraceSteps == 0) continue;  // its first step came right after a ceiling measurement
+    const int on = trial_step_on(2 * k) ? 2 * k : 2 * k + 1;
+    a.push_back(row.step_ms[4 * k + 1 - on]);
+    b.push_back(row.step_ms[on]);
     ratios.push_back(b.back() / a.back());
   }
   if (ratios.empty()) return;
@@ -322,7 +327,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       // Timed from the adapter's making and the trainer's construction (the one-off packing of the base).
       std::vector<double> setup;
       // after_step(s, ms): called after each step with its time (the traced run's). A trial's run pairs its
-      // steps: step s on window 1000 + s rounded down to even, the odd one with the experiment on.
+      // steps: step s on window 1000 + s rounded down to even, one of the two with the experiment on.
       auto run = [&](bool trial, auto&& after_step) {
         const auto t0 = std::chrono::steady_clock::now();
         Adapter a = make_adapter(m, AdapterKind::norm);
@@ -330,7 +335,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
         setup.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         for (int s = 0; s < o.personal_steps; ++s) {
           sample_windows(stream, 1, T, 1000 + (trial ? s & ~1 : s), ptok, ptgt);
-          if (trial) set_experiment(o.experiment, s % 2 == 1);
+          if (trial) set_experiment(o.experiment, trial_step_on(s));
           const auto s0 = std::chrono::steady_clock::now();
           tr.step(*pws, Batch{ptok.data(), ptgt.data(), 1, T}, 1e-2f);
           after_step(s, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
