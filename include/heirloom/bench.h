@@ -55,7 +55,7 @@ struct BenchRow {
   // whether a slow stretch of steps is the cores' (the ceiling falls with it) or the memory's (it does not).
   std::vector<double> step_ms, ceiling_trace;
   // --experiment: over the step pairs (A without, B with the change), the median of B/A and how many pairs
-  // (those whose A step follows a ceiling measurement are left out: it evicted the caches), and each half's median.
+  // (those whose first step follows a ceiling measurement are left out: it evicted the caches), and each half's median.
   double experiment_ratio = 0, experiment_a_ms = 0, experiment_b_ms = 0;
   int experiment_pairs = 0;
 };
