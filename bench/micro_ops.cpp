@@ -54,15 +54,18 @@ void BM_attention(benchmark::State& st) {
   AttnShape s{Bs, Ts, H, H, D, 0, QKV, QKV, (int64_t)Ts * QKV, st.range(1) != 0};
   const bool bwd = st.range(0);
   auto dqkv = randn(n_qkv * L), dout = randn(n_out * L);
+  const size_t n_probs = (size_t)attention_kept_size(Bs, H, Ts);  // the bf16 probabilities a bf16 forward keeps
+  std::vector<uint16_t> probs(n_probs * L);
   int l = 0;
   for (auto _ : st) {
     l = (l + 1) % L;
     const float* x = qkv.data() + n_qkv * l;
     float* dx = dqkv.data() + n_qkv * l;
-    attention_forward(out.data() + n_out * l, stats.data() + n_stats * l, x, x + H * D, x + 2 * H * D, s);
+    uint16_t* p = probs.data() + n_probs * l;
+    attention_forward(out.data() + n_out * l, stats.data() + n_stats * l, x, x + H * D, x + 2 * H * D, s, p);
     if (bwd)
       attention_backward(dx, dx + H * D, dx + 2 * H * D, dout.data() + n_out * l, stats.data() + n_stats * l, x,
-                         x + H * D, x + 2 * H * D, s);
+                         x + H * D, x + 2 * H * D, s, false, nullptr, p);
   }
 }
 BENCHMARK(BM_attention)->ArgsProduct({{0, 1}, {0, 1}, {1, 16}, {T, 2 * T}})->Unit(benchmark::kMillisecond);

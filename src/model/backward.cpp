@@ -183,7 +183,8 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
-                       A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true, &ws.rope);  // written, and rotated back
+                       A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true, &ws.rope,
+                       A.att_probs.data());  // written, and rotated back
     matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
                     P ? &P->wq : nullptr, true, dbase_zero);
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};

@@ -114,9 +114,10 @@ void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope,
   const int HD = H * D, KD = Hkv * D, QKV = HD + 2 * KD;
   AttnShape shape{B, T, H, Hkv, D, pos0, QKV, QKV, (int64_t)T * QKV, bf16};
   float* stats = keep_att ? A.att_stats.data() : nullptr;
+  uint16_t* probs = keep_att ? A.att_probs.data() : nullptr;
   if (!cache && H == Hkv && pos0 == 0)  // each head rotated by the unit that reads it
     return attention_forward_rotating(A.atty.data(), stats, A.qkv.data(), A.qkv.data() + HD, A.qkv.data() + HD + KD,
-                                      shape, rope);
+                                      shape, rope, probs);
   rope_forward(A.qkv.data(), QKV, rope, B, T, H + Hkv, D, pos0);  // q's heads then k's, adjacent in a row
   const float *k = A.qkv.data() + HD, *v = A.qkv.data() + HD + KD;
   if (cache) {
@@ -133,7 +134,7 @@ void batch_attention(LayerActs& A, KvCache* cache, int l, const RopeTable& rope,
     shape.ldkv = KD;
     shape.kv_bstride = (int64_t)kv.n_ctx * KD;
   }
-  attention_forward(A.atty.data(), stats, A.qkv.data(), k, v, shape);
+  attention_forward(A.atty.data(), stats, A.qkv.data(), k, v, shape, probs);
 }
 
 // Attention for sequences each at its own position with its own cache: every sequence runs as a batch of

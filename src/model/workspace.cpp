@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/huge_pages.h"
+#include "ops/attention.h"
 
 namespace heirloom {
 
@@ -48,7 +49,10 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   for (int l = 0; l < (for_backward ? c.n_layer : std::min(c.n_layer, 2)); ++l) {
     LayerActs& a = ws.layers[l];
     fit(a.x, N * C); fit(a.ln1, N * C); fit(a.rstd1, N); fit(a.qkv, N * QKV);
-    if (for_backward) fit(a.att_stats, B * H * T * 2);  // backward makes the probabilities from these (attention.h)
+    if (for_backward) {  // backward reads the probabilities, or makes them again from the stats (attention.h)
+      fit(a.att_stats, B * H * T * 2);
+      fit(a.att_probs, attention_kept_size(B, H, T));  // pages never touched where attention stays in fp32
+    }
     fit(a.atty, N * H * D); fit(a.mid, N * C); fit(a.ln2, N * C); fit(a.rstd2, N);
     fit(a.hg, NF); fit(a.hu, NF); fit(a.h, NF);
     if (c.is_moe()) {

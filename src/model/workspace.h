@@ -23,6 +23,7 @@ struct LayerActs {
   Buf<float> ln1, rstd1;         // [N, C], [N]
   Buf<float> qkv;                // [N, (H + 2·Hkv)·D] after RoPE
   Buf<float> att_stats;          // [B, H, T, 2] attention rows' max score and 1 / Σ exp (backward)
+  Buf<uint16_t> att_probs;       // bf16 attention probabilities, where its products run in bf16 (backward)
   Buf<float> atty;               // [N, H·D]
   Buf<float> mid;                // [N, C] residual after attention
   Buf<float> ln2, rstd2;         // [N, C], [N]

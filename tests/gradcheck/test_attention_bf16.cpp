@@ -4,6 +4,7 @@
 // Skipped only on CPUs without AVX512-BF16, where bf16 is refused before it reaches attention.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -74,6 +75,28 @@ void run_bf16_case(int B, int T, int H, int Hkv, int D, int pos0) {
     for (int b = 0; b < B; ++b)
       for (int j = S; j < n_ctx; ++j)
         for (int i = 0; i < 2 * KD; ++i) ASSERT_EQ(dcache[((size_t)b * n_ctx + j) * 2 * KD + i], 0.f);
+  }
+  // The forward keeping its bf16 probabilities (training rows only): the same output, and a backward that reads
+  // them instead of making them again. Its gradients use p rounded to bf16 as the forward's p·v did: not the
+  // same bits as the backward above, within bf16's rounding of the reference. After a cache nothing is kept.
+  Vec kept_out(n_out, kNaN), kept_stats(n_stats, kNaN);
+  std::vector<uint16_t> probs(attention_kept_size(B, H, T), 0xFFFF);  // NaN where nothing was written
+  attention_forward(kept_out.data(), kept_stats.data(), q, k, v, s16, probs.data());
+  EXPECT_EQ(kept_out, out) << "keeping the probabilities changed the forward";
+  Vec kept_dqkv(qkv.size(), 0.f), kept_dcache(cache.size(), 0.f);
+  attention_backward(kept_dqkv.data(), pos0 == 0 ? kept_dqkv.data() + HD : kept_dcache.data(),
+                     pos0 == 0 ? kept_dqkv.data() + HD + KD : kept_dcache.data() + KD, dout.data(), kept_stats.data(), q, k,
+                     v, s16, false, nullptr, probs.data());
+  const bool untouched = std::all_of(probs.begin(), probs.end(), [](uint16_t x) { return x == 0xFFFF; });
+  if (pos0 == 0) {
+    EXPECT_FALSE(untouched) << "the forward kept no probabilities";
+    EXPECT_NE(kept_dqkv, dqkv) << "the backward made the probabilities again";
+    EXPECT_LT(relative_error(kept_dqkv, dqkv_ref), 1e-2);
+    EXPECT_LT(relative_error(kept_dqkv, dqkv), 5e-3) << "the kept probabilities are not the forward's";
+  } else {
+    EXPECT_TRUE(untouched) << "probabilities kept for rows after a cache";
+    EXPECT_EQ(kept_dqkv, dqkv);
+    EXPECT_EQ(kept_dcache, dcache);
   }
   // The fp32 path is itself held to the reference here, so the tolerance above is bf16's alone.
   EXPECT_TRUE(all_close("fp32 dqkv vs ref", dqkv32, dqkv_ref, 1e-5, 1e-4));
