@@ -124,6 +124,23 @@ void BM_expert_product_cache(benchmark::State& st) {
 }
 BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64, 60}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// A dense bf16 product of the protocol's 1x256 step (M = 256 rows, both threads on one product, as the step's
+// qkv and attention-output products run): range(0) N, range(1) K (768 x 256 the qkv forward, 256 x 768 its
+// input gradient, 256 x 256 the attention output); range(2) 1 = the weight cycled through 128 copies, more
+// than L3 holds (as a step meets each layer's weight after the other layers'), 0 = the same weight every call.
+void BM_dense_product_256(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  const int M = 256, Nw = (int)st.range(0), Kw = (int)st.range(1), copies = st.range(2) ? 128 : 1;
+  const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
+  AlignedFloats c((size_t)M * Nw);
+  std::vector<PackedB> packs;
+  for (int i = 0; i < copies; ++i) packs.push_back(pack_b_bf16(w.data(), Nw, false, Kw, Nw));
+  int i = 0;
+  for (auto _ : st) gemm_bf16(M, a.data(), Kw, packs[i++ % copies], c.data(), Nw, false);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_dense_product_256)->ArgsProduct({{768}, {256}, {0, 1}})->ArgsProduct({{256}, {768, 256}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // An expert's down projection, M x 256 x 512, as a step's forward runs it on bf16 packs, one per thread at
 // once: range(0) 0 on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes
 // (gemm_bf16_produced, what the step does), 2 the SwiGLU rows alone (swiglu_forward); range(1) M.
