@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -408,13 +409,53 @@ void pack_b_bf16_rows(PackedB& p, const float* src, int ld, bool trans, int s0, 
   _mm_sfence();  // the streamed lines are visible before anything after this
 }
 
-void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N) {
+void size_b_bf16(PackedB& p, int K, int N) {
   p.K = K;
   p.N = N;
   p.Kp = round_up(K, 32);
   p.Np = round_up(N, kBlock);
   if (p.data.size() < (size_t)p.Kp * p.Np) p.data.resize((size_t)p.Kp * p.Np);
+}
+
+void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N) {
+  size_b_bf16(p, K, N);
   pack_b_bf16_into(p, src, ld, trans);
+}
+
+namespace {
+// Rows 2j and 2j + 1 of a block (j < 16) as 16 words from column n0 on (mask m): fp32 converted, bf16 as it is.
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+__m512i block_pair(const float* src, int ld, int j, int rows, int n0, __mmask16 m) {
+  const __m512 lo = 2 * j < rows ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j) * ld + n0) : _mm512_setzero_ps();
+  const __m512 hi = 2 * j + 1 < rows ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j + 1) * ld + n0) : _mm512_setzero_ps();
+  return pair_words(lo, hi);
+}
+__attribute__((target("avx512f,avx512vl,avx512bw")))
+__m512i block_pair(const uint16_t* src, int ld, int j, int rows, int n0, __mmask16 m) {
+  auto row = [&](int r) {
+    return r < rows ? _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(m, src + (int64_t)r * ld + n0))
+                    : _mm512_setzero_si512();
+  };
+  return _mm512_or_si512(row(2 * j), _mm512_maskz_slli_epi32(0xffff, row(2 * j + 1), 16));
+}
+template <class T>
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void pack_block(PackedB& p, const T* src, int ld, int k0, int rows, int n) {
+  uint32_t* dst = reinterpret_cast<uint32_t*>(p.data.data());
+  const int J = p.Kp / 2, end = std::min(round_up(n, 32), p.Np);
+  for (int n0 = 0; n0 < end; n0 += 16) {
+    const __mmask16 m = (__mmask16)((1u << std::clamp(n - n0, 0, 16)) - 1);
+    for (int j = 0; j < 16; ++j)
+      _mm512_storeu_si512(dst + ((int64_t)(n0 / 16) * J + k0 / 2 + j) * 16, block_pair(src, ld, j, rows, n0, m));
+  }
+}
+}  // namespace
+
+void pack_b_bf16_block(PackedB& p, const float* src, int ld, int k0, int rows, int n) {
+  pack_block(p, src, ld, k0, rows, n);
+}
+void pack_b_bf16_block(PackedB& p, const uint16_t* src, int ld, int k0, int rows, int n) {
+  pack_block(p, src, ld, k0, rows, n);
 }
 
 PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {

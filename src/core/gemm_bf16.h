@@ -30,6 +30,14 @@ void pack_b_bf16_rows(PackedB& p, const float* src, int ld, bool trans, int s0, 
 // The same for B[K, N] of any shape, reusing p's buffer (grown, never shrunk): for operands packed per call.
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, int N);
 
+// p sized for B[K, N] (its buffer grown, never shrunk), nothing packed: for a B packed block by block.
+void size_b_bf16(PackedB& p, int K, int N);
+// B's rows [k0, k0 + 32) (k0 a multiple of 32), columns [0, n) and zeros to the next multiple of 32 (within
+// p.Np), from `rows` rows of src (row stride ld), rows past them zero; no other part of p is written. From
+// fp32, or from bf16 (as to_bf16_rows makes it).
+void pack_b_bf16_block(PackedB& p, const float* src, int ld, int k0, int rows, int n);
+void pack_b_bf16_block(PackedB& p, const uint16_t* src, int ld, int k0, int rows, int n);
+
 // C[M, N] (row stride ldc) = (accumulate ? C : 0) + bf16(A)[M, K] · B, A fp32 with row stride lda.
 // Requires bf16_gemm_available().
 void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate);

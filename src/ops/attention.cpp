@@ -17,6 +17,7 @@
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "heirloom/error.h"
+#include "core/transpose16.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -182,6 +183,53 @@ void finish_probabilities(float* p, int n_keys, int nk, float inv) {
   std::fill(p + n_keys, p + nk, 0.f);
 }
 
+// The backward's products into the keys' rows (dv += pᵀ·dout, dk += dsᵀ·q) on the dot-product path where the
+// forward kept p: made transposed, dvᵀ += doutᵀ·p, in a per-thread [D, S] scratch. Then a block's p (the kept
+// bf16 rows) and ds are packed as B by pairing their rows, where pᵀ and dsᵀ each needed a transposed
+// conversion (convert_columns) of S values per row; the transposes left are doutᵀ's and qᵀ's, 32 x D each,
+// and one of the scratch per unit, into dv and dk, which need no clearing first. The protocol's steps took
+// 0.984–0.994 of their time with it in six trials, null trials 0.995–0.999 (heirloom bench --experiment).
+struct KeyGrads {
+  PackedB b;                    // one block's p or ds as B [R, nk]
+  std::vector<uint16_t> at;     // one block's doutᵀ or qᵀ [D, 32] in bf16
+  std::vector<float> dvT, dkT;  // [D, S]
+  // C[D, nk] += xᵀ·B for the block's rows of x [R, D] (row stride ld)
+  void times(const float* x, int ld, int R, int D, int nk, float* C, int S) {
+    to_bf16_rows(x, ld, true, D, R, at.data(), 32);
+    gemm_bf16_small(D, nk, 32, at.data(), 32, b, C, S, true);
+  }
+};
+KeyGrads& key_grads(const AttnShape& s) {
+  thread_local KeyGrads k;
+  const size_t n = (size_t)s.D * s.S();
+  if (k.at.size() < (size_t)round_up(s.D, 32) * 32) k.at.resize((size_t)round_up(s.D, 32) * 32);
+  if (k.dvT.size() < n) k.dvT.resize(n), k.dkT.resize(n);
+  std::fill_n(k.dvT.data(), n, 0.f);
+  std::fill_n(k.dkT.data(), n, 0.f);
+  return k;
+}
+
+// y[j][d] = (add ? y[j][d] : 0) + xᵀ[d][j] for j < S, d < D; y with row stride ld, xᵀ [D, S]. 16 x 16 at a time.
+__attribute__((target("avx512f"))) void put_transposed(float* y, int ld, const float* xt, int S, int D, bool add) {
+  for (int d0 = 0; d0 < D; d0 += 16) {
+    const __mmask16 md = (__mmask16)((1u << std::min(16, D - d0)) - 1);
+    for (int j0 = 0; j0 < S; j0 += 16) {
+      const __mmask16 mj = (__mmask16)((1u << std::min(16, S - j0)) - 1);
+      __m512i w[16];
+      for (int i = 0; i < 16; ++i)
+        w[i] = d0 + i < D ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mj, xt + (int64_t)(d0 + i) * S + j0))
+                          : _mm512_setzero_si512();
+      transpose16(w);
+      for (int i = 0; i < 16 && j0 + i < S; ++i) {
+        float* row = y + (int64_t)(j0 + i) * ld + d0;
+        __m512 v = _mm512_castsi512_ps(w[i]);
+        if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(md, row));
+        _mm512_mask_storeu_ps(row, md, v);
+      }
+    }
+  }
+}
+
 // out[j] = the float of bf16 a[j], j < n: exact.
 void widen_bf16(float* out, const uint16_t* a, int n) {
   for (int j = 0; j < n; ++j) {
@@ -260,15 +308,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const float* vb = v + b * s.kv_bstride + g * D;
     float* dkb = dk + b * s.kv_bstride + g * D;
     float* dvb = dv + b * s.kv_bstride + g * D;
-    if (write) {
-      for (int t = 0; t < s.T; ++t)
+    const bool kept = keeps_probs(probs, s);
+    KeyGrads* keys = kept && !bf16_amx_available() ? &key_grads(s) : nullptr;
+    if (write) {  // dq's blocks are each written once (by dq = ds·k below); dk and dv, unless keys, are added to
+      for (int t = 0; t < s.T && !keys; ++t)
         std::fill_n(dq + ((int64_t)b * s.T + t) * s.ldq + g * group * D, group * D, 0.f);
-      for (int j = 0; j < S; ++j) {
+      for (int j = 0; j < S && !keys; ++j) {
         std::fill_n(dkb + (int64_t)j * s.ldkv, D, 0.f);
         std::fill_n(dvb + (int64_t)j * s.ldkv, D, 0.f);
       }
     }
-    const bool kept = keeps_probs(probs, s);
     std::optional<HeadProducts> scores;  // p again: q·kᵀ (no values), unless the forward kept it
     if (!kept) scores.emplace(s, kb, nullptr, 0);
     HeadProducts grads(s, vb, kb, kept ? 0 : 1);  // dp is a product against v (its "keys"), dq one over k (its "values")
@@ -293,8 +342,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
           }
         }
-        grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
-        grads.times_keys(ds, S, dob, HD, R, nk);                      // dp = dout·vᵀ
+        if (keys) {  // dvᵀ += doutᵀ·p
+          size_b_bf16(keys->b, R, nk);
+          pack_b_bf16_block(keys->b, probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T),
+                            round_up(nk, 32), 0, R, nk);
+          keys->times(dob, HD, R, D, nk, keys->dvT.data(), S);
+        } else {
+          grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
+        }
+        grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
         for (int t = 0; t < R; ++t) {
           const float* p = pb + (int64_t)t * S;
           float* d = ds + (int64_t)t * S;
@@ -303,9 +359,18 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
           std::fill(d + n_keys, d + nk, 0.f);
         }
-        grads.times_values(dqb, s.ldq, ds, S, R, nk, true);              // dq += ds·k
-        grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
+        grads.times_values(dqb, s.ldq, ds, S, R, nk, !(keys && write));  // dq (+)= ds·k
+        if (keys) {  // dkᵀ += qᵀ·ds
+          pack_b_bf16_block(keys->b, ds, S, 0, R, nk);
+          keys->times(qb, s.ldq, R, D, nk, keys->dkT.data(), S);
+        } else {
+          grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
+        }
       }
+    }
+    if (keys) {
+      put_transposed(dvb, s.ldkv, keys->dvT.data(), S, D, !write);
+      put_transposed(dkb, s.ldkv, keys->dkT.data(), S, D, !write);
     }
     if (rope) {  // this unit's dq (its group's heads) and dk, still in its cache
       rope_backward(dq + (int64_t)b * s.T * s.ldq + g * group * D, s.ldq, *rope, 1, s.T, group, D, s.pos0);
