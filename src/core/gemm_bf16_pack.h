@@ -1,0 +1,13 @@
+// Conversions of A to bf16 rows, shared by the bf16 GEMM's files (core/gemm_bf16.cpp, core/gemm_bf16_pack.cpp).
+// Internal to core/: callers outside use to_bf16_rows (core/gemm_bf16.h).
+#pragma once
+#include <cstdint>
+
+namespace heirloom {
+
+// Rows [r0, r1) of A to bf16 at out + r·ldo, zero-padded to Kp columns; rows ≥ M are all zeros.
+void convert_rows(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out);
+// Rows [r0, r1) of Aᵀ, A stored [K, M] (row stride lda), the same way.
+void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out);
+
+}  // namespace heirloom
