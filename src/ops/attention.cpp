@@ -16,8 +16,8 @@
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
-#include "heirloom/error.h"
 #include "core/transpose16.h"
+#include "heirloom/error.h"
 #include "ops/vec_math.h"
 
 #include <algorithm>
@@ -196,7 +196,7 @@ struct KeyGrads {
   // C[D, nk] += xᵀ·B for the block's rows of x [R, D] (row stride ld)
   void times(const float* x, int ld, int R, int D, int nk, float* C, int S) {
     to_bf16_rows(x, ld, true, D, R, at.data(), 32);
-    gemm_bf16_small(D, nk, 32, at.data(), 32, b, C, S, true);
+    gemm_bf16_small(D, nk, R, at.data(), 32, b, C, S, true);
   }
 };
 KeyGrads& key_grads(const AttnShape& s) {
@@ -330,9 +330,11 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
         const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
         float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-        if (kept) {  // the forward's bf16 probabilities, zero past each row's keys
-          const uint16_t* a = probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T);
-          for (int t = 0; t < R; ++t) widen_bf16(pb + (int64_t)t * S, a + (int64_t)t * round_up(nk, 32), nk);
+        // the forward's bf16 probabilities, zero past each row's keys
+        const uint16_t* p16 =
+            kept ? probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T) : nullptr;
+        if (kept) {
+          for (int t = 0; t < R; ++t) widen_bf16(pb + (int64_t)t * S, p16 + (int64_t)t * round_up(nk, 32), nk);
         } else {
           scores->times_keys(pb, S, qb, s.ldq, R, nk);
           for (int t = 0; t < R; ++t) {
@@ -344,8 +346,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         }
         if (keys) {  // dvᵀ += doutᵀ·p
           size_b_bf16(keys->b, R, nk);
-          pack_b_bf16_block(keys->b, probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T),
-                            round_up(nk, 32), 0, R, nk);
+          pack_b_bf16_block(keys->b, p16, round_up(nk, 32), 0, R, nk);
           keys->times(dob, HD, R, D, nk, keys->dvT.data(), S);
         } else {
           grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
