@@ -28,7 +28,7 @@ namespace heirloom {
 
 namespace {
 
-constexpr int kBlock = 32;      // rows and columns per task
+constexpr int kBlock = kBf16Block;  // rows and columns per task
 constexpr int kTileElems = 512;  // bf16 values per packed B tile (16 rows × 32)
 constexpr int64_t kRowSplitBytes = 1 << 20;  // a packed B up to this size is split by rows between threads
 

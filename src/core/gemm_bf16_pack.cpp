@@ -14,7 +14,6 @@ namespace heirloom {
 
 namespace {
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
-constexpr int kBlock = 32;  // B's columns are padded to whole 32-column blocks (gemm_bf16.cpp's tasks)
 
 // 16 words bf16(lo[c]) | bf16(hi[c]) << 16: one k-pair for 16 columns, as vdpbf16ps and AMX read them.
 // (maskz forms: gcc 12's plain ones warn about their own undefined pass-through operand)
@@ -170,7 +169,7 @@ void size_b_bf16(PackedB& p, int K, int N) {
   p.K = K;
   p.N = N;
   p.Kp = round_up(K, 32);
-  p.Np = round_up(N, kBlock);
+  p.Np = round_up(N, kBf16Block);
   if (p.data.size() < (size_t)p.Kp * p.Np) p.data.resize((size_t)p.Kp * p.Np);
 }
 
@@ -222,7 +221,7 @@ PackedB pack_b_bf16(const float* src, int ld, bool trans, int K, int N) {
 }
 
 void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* out, int ldo) {
-  const int rows = round_up(M, kBlock);
+  const int rows = round_up(M, kBf16Block);
   if (trans) return convert_columns(A, lda, M, K, ldo, ldo, 0, rows, out);
   convert_rows(A, lda, M, K, ldo, ldo, 0, rows, out);
 }

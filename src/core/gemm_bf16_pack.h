@@ -5,6 +5,9 @@
 
 namespace heirloom {
 
+// A packed B's columns are padded to whole blocks of this many (gemm_bf16.cpp's AMX tasks are 32 x 32).
+constexpr int kBf16Block = 32;
+
 // Rows [r0, r1) of A to bf16 at out + r·ldo, zero-padded to Kp columns; rows ≥ M are all zeros.
 void convert_rows(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out);
 // Rows [r0, r1) of Aᵀ, A stored [K, M] (row stride lda), the same way.

@@ -98,6 +98,11 @@ int64_t kept_offset(int block, int T) {
   return n;
 }
 int64_t kept_per_head(int T) { return kept_offset((T + kRows - 1) / kRows, T); }
+// Head h of sequence b's block of query rows from t0, in a buffer of attention_kept_size values.
+template <class U>
+U* kept_block(U* probs, const AttnShape& s, int b, int h, int t0) {
+  return probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T);
+}
 // Whether this call keeps (forward) or reads (backward) them: bf16 products, training rows (pos0 = 0).
 bool keeps_probs(const void* probs, const AttnShape& s) { return probs && s.pos0 == 0 && bf16_products(s); }
 class HeadProducts {
@@ -115,7 +120,6 @@ class HeadProducts {
       xt_ = keys_t(b_.f32_xt, round_up(S_, kPanel), x, ld_, S_, D_);
     }
   }
-  bool bf16() const { return amx_; }
   // C[R, n] = A[R, D] · x[0:n]ᵀ
   void times_keys(float* C, int ldc, const float* A, int lda, int R, int n) {
     if (amx_) {
@@ -256,7 +260,7 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     float* ob = out + (int64_t)b * s.T * HD + h * D;
     float* pb = block_scratch(0, S);
     HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
-    uint16_t* kept = keeps_probs(probs, s) ? probs + unit * kept_per_head(s.T) : nullptr;
+    const bool kept = keeps_probs(probs, s);
     for (int t0 = 0; t0 < s.T; t0 += kRows) {
       const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
       head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
@@ -272,7 +276,7 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
         }
       }
       if (kept) {  // converted where the backward will find them
-        uint16_t* a = kept + kept_offset(t0 / kRows, s.T);
+        uint16_t* a = kept_block(probs, s, b, h, t0);
         to_bf16_rows(pb, S, false, t1 - t0, nk, a, round_up(nk, 32));
         head.times_values(ob + (int64_t)t0 * HD, HD, a, round_up(nk, 32), t1 - t0, nk, false);
       } else {
@@ -331,8 +335,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
         float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
         // the forward's bf16 probabilities, zero past each row's keys
-        const uint16_t* p16 =
-            kept ? probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T) : nullptr;
+        const uint16_t* p16 = kept ? kept_block(probs, s, b, h, t0) : nullptr;
         if (kept) {
           for (int t = 0; t < R; ++t) widen_bf16(pb + (int64_t)t * S, p16 + (int64_t)t * round_up(nk, 32), nk);
         } else {
