@@ -161,7 +161,7 @@ void BM_expert_down_produced(benchmark::State& st) {
       float* out = c.data() + t * M * Nw;
       if (how == 0) gemm_bf16(M, h.data() + t * M * Kw, Kw, w16, out, Nw, false);
       else if (how == 1)
-        gemm_bf16_produced(M, [&](int r, float* row) { swiglu_forward_row(row, g + (size_t)r * Kw, u + (size_t)r * Kw, Kw); },
+        gemm_bf16_produced(M, [&](int r, uint16_t* row) { swiglu_forward_row(row, g + (size_t)r * Kw, u + (size_t)r * Kw, Kw); },
                            w16, out, Nw, false);
       else swiglu_forward(h.data() + t * M * Kw, g, u, M, Kw);
     }

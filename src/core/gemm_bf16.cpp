@@ -286,17 +286,16 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
            [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); });
 }
 
-void gemm_bf16_produced(int M, const std::function<void(int, float*)>& row, const PackedB& B, float* C, int ldc,
+void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, const PackedB& B, float* C, int ldc,
                         bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16_produced, M, B.N, B.K);
   const int K = B.K, Kp = B.Kp;
   many_rows(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a, int ld) {
-    thread_local std::vector<float> buf;  // one row, per executing thread
-    if (buf.size() < (size_t)K) buf.resize(K);
     for (int r = r0; r < r1; ++r) {
-      if (r < M) row(r, buf.data());
-      convert_rows(buf.data(), 0, M, K, Kp, ld, r, r + 1, a);  // row stride 0: row r of "A" is buf
+      uint16_t* o = a + (int64_t)r * ld;
+      if (r < M) row(r, o);
+      std::fill(o + (r < M ? K : 0), o + Kp, (uint16_t)0);
     }
   });
 }

@@ -126,10 +126,10 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   int n_scored = 0;
   for (int64_t i = 0; i < N; ++i) n_scored += ws.targets[i] >= 0;
   if (fz && fz->output.bf16() && !g.output && n_scored > 0) {
-    // The head is frozen and bf16: dlogits only feeds dlnf = dlogits · W, so each row is made as the product
-    // converts it and is never stored (the same numbers as the stored path below).
+    // The head is frozen and bf16: dlogits only feeds dlnf = dlogits · W, so each row is made in bf16 as the
+    // product needs it and is never stored (the same numbers as the stored path below).
     const float scale = 1.0f / n_scored;
-    gemm_bf16_produced((int)N, [&](int r, float* row) {
+    gemm_bf16_produced((int)N, [&](int r, uint16_t* row) {
       xent_backward_row(row, ws.logits.data() + (int64_t)r * V, ws.targets[r], scale, V, ws.row_lse[r]);
     }, fz->output.bwd, ws.dlnf.data(), C, false);
   } else {

@@ -65,12 +65,6 @@ void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, 
   else if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, write_dweight ? 0.f : 1.f, dweight, I);
 }
 
-void packed_product_of_rows(const PackedWeight& p, bool backward, int N, const std::function<void(int, float*)>& row,
-                            float* out, int ldo, bool accumulate) {
-  if (p.bf16()) return gemm_bf16_produced(N, row, backward ? p.bwd : p.fwd, out, ldo, accumulate);
-  gemm_f32_produced(N, row, backward ? p.bwd32 : p.fwd32, out, ldo, accumulate);
-}
-
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                         bool accumulate) {
   gemm_ref(false, true, N, O, I, 1.f, inp, ldi, weight, I, accumulate ? 1.f : 0.f, out, ldo);

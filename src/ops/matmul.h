@@ -47,9 +47,17 @@ void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, 
 
 // The product on p's forward pack (inp · Wᵀ) or, with backward, its backward pack (dout · W), with the left
 // operand made a row at a time by row(r, values) (I or O values): those rows never go to memory
-// (gemm_bf16_produced, gemm_f32_produced). The same values as the product of the rows stored.
-void packed_product_of_rows(const PackedWeight& p, bool backward, int N, const std::function<void(int, float*)>& row,
-                            float* out, int ldo, bool accumulate);
+// (gemm_bf16_produced, gemm_f32_produced). row takes float* on fp32 packs and uint16_t* on bf16 packs (the row
+// in bf16, as ops/vec_math.h's to_bf16 rounds it): the same values as the product of the rows stored.
+template <class Row>
+void packed_product_of_rows(const PackedWeight& p, bool backward, int N, Row&& row, float* out, int ldo,
+                            bool accumulate) {
+  if (p.bf16())
+    return gemm_bf16_produced(N, [&](int r, uint16_t* values) { row(r, values); }, backward ? p.bwd : p.fwd, out, ldo,
+                              accumulate);
+  gemm_f32_produced(N, [&](int r, float* values) { row(r, values); }, backward ? p.bwd32 : p.fwd32, out, ldo,
+                    accumulate);
+}
 
 void matmul_forward_ref(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
                         bool accumulate = false);

@@ -229,7 +229,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
     if (make_h)
       packed_product_of_rows(w.packed_down[e], false, n_e,
-                             [&](int r, float* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
+                             [&](int r, auto* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
                              s.y + (int64_t)o * C, C, false);
     else
       matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
@@ -295,9 +295,8 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
     fetch_expert_ahead(w.packed_gate, w.gate, e, fc, true);
     if (make_dy)
-      packed_product_of_rows(w.packed_down[e], true, n_e, [&](int r, float* row) {
-        const float wk = slot_weight[r], *go = dout + (int64_t)s.slot_row[o + r] * C;
-        for (int c = 0; c < C; ++c) row[c] = wk * go[c];
+      packed_product_of_rows(w.packed_down[e], true, n_e, [&](int r, auto* row) {
+        scale_row(row, dout + (int64_t)s.slot_row[o + r] * C, slot_weight[r], C);
       }, dh, F, false);
     else
       matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
@@ -309,7 +308,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // input-gradient product makes its rows as it goes, writing dhu's beside them for the up product (one
     // sigmoid for both).
     if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
-    auto dgate_row = [&](int r, float* row) {
+    auto dgate_row = [&](int r, auto* row) {
       const int64_t i = (int64_t)r * F;
       swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
     };

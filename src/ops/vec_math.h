@@ -63,6 +63,34 @@ inline f32x16 load16(const float* p) {
   return v;
 }
 inline void store16(float* p, f32x16 v) { std::memcpy(p, &v, sizeof v); }
+
+// bfloat16 as the bf16 products round their operands (vcvtneps2bf16, core/gemm_bf16_pack.cpp): to nearest even,
+// denormal inputs as zero, NaN kept (quiet). Row functions that write either type (float or these bits) let a
+// product take its rows in bf16 as they are made, with no fp32 row between (gemm_bf16_produced).
+inline uint16_t to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof x);
+  if ((x & 0x7f800000u) == 0) return (uint16_t)((x >> 16) & 0x8000u);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+  return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+inline void store16(uint16_t* p, f32x16 v) {
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+  _mm256_storeu_si256((__m256i*)p, (__m256i)_mm512_cvtneps_pbh((__m512)v));
+#else
+  for (int i = 0; i < 16; ++i) p[i] = to_bf16(v[i]);
+#endif
+}
+inline void store1(float* p, float v) { *p = v; }
+inline void store1(uint16_t* p, float v) { *p = to_bf16(v); }
+
+// out[i] = s·x[i], i < n
+template <class Out>
+inline void scale_row(Out* out, const float* x, float s, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) store16(out + i, load16(x + i) * s);
+  for (; i < n; ++i) store1(out + i, s * x[i]);
+}
 inline float hsum(f32x16 v) {  // a fixed tree: the same sum on every CPU
   float h[8];
   for (int i = 0; i < 8; ++i) h[i] = v[i] + v[i + 8];

@@ -79,9 +79,23 @@ void xent_grad(float* dlogits, const float* logits, const int32_t* targets, floa
 }
 }  // namespace
 
+template <>
 void xent_backward_row(float* d, const float* logits_row, int32_t target, float scale, int V, float row_lse) {
   if (target < 0) return std::fill(d, d + V, 0.f);
   grad_row<true>(d, logits_row, target, scale, V, row_lse);
+}
+
+// The same values rounded to bf16: the target's entry has scale taken off in fp32 before it is rounded.
+template <>
+void xent_backward_row(uint16_t* d, const float* x, int32_t target, float scale, int V, float row_lse) {
+  if (target < 0) return std::fill(d, d + V, (uint16_t)0);
+  int i = 0;
+  for (; i + 16 <= V; i += 16) {
+    f32x16 g = exp_fast(load16(x + i) - row_lse) * scale;
+    if ((unsigned)(target - i) < 16u) g[target - i] -= scale;
+    store16(d + i, g);
+  }
+  for (; i < V; ++i) store1(d + i, exp_fast(x[i] - row_lse) * scale - (i == target ? scale : 0.f));
 }
 
 void xent_backward(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V,

@@ -21,7 +21,13 @@ void xent_backward_write(float* dlogits, const float* logits, const int32_t* tar
 
 // One row of xent_backward_write, given the forward's log-sum-exp of the row: for a dlogits that is consumed
 // row by row and never stored (the head's bf16 product converts each row as it is made).
+// Out is float, or uint16_t for the values in bf16 as the bf16 products round their rows (ops/vec_math.h).
+template <class Out>
+void xent_backward_row(Out* d, const float* logits_row, int32_t target, float scale, int V, float row_lse);
+template <>
 void xent_backward_row(float* d, const float* logits_row, int32_t target, float scale, int V, float row_lse);
+template <>
+void xent_backward_row(uint16_t* d, const float* logits_row, int32_t target, float scale, int V, float row_lse);
 
 double xent_forward_ref(float* losses, const float* logits, const int32_t* targets, int N, int V, int* n_scored);
 void xent_backward_ref(float* dlogits, const float* logits, const int32_t* targets, float scale, int N, int V);

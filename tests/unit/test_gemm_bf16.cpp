@@ -15,6 +15,9 @@
 #include "core/gemm_bf16.h"
 #include "core/half.h"
 #include "core/rng.h"
+#include "ops/swiglu.h"
+#include "ops/vec_math.h"
+#include "ops/xent.h"
 #include "heirloom/threads.h"
 
 namespace heirloom {
@@ -189,8 +192,8 @@ TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
   set_num_threads(threads);
 }
 
-// Rows made on demand (the cross-entropy's dlogits): bit for bit what gemm_bf16 gives on the stored rows,
-// and each row asked for once.
+// Rows made on demand in bf16 (the cross-entropy's dlogits): bit for bit what gemm_bf16 gives on the stored fp32
+// rows, and each row asked for once.
 TEST(Bf16, ProducedRowsEqualStoredRows) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   for (int M : {5, 33, 100, 300}) {  // 300: rows split between the threads, each producing its own
@@ -204,13 +207,63 @@ TEST(Bf16, ProducedRowsEqualStoredRows) {
       std::vector<float> stored((size_t)M * N, 0.5f), produced = stored;
       std::vector<int> asked(M, 0);
       gemm_bf16(M, A.data(), K, p, stored.data(), N, accumulate);
-      gemm_bf16_produced(M, [&](int r, float* row) {
+      gemm_bf16_produced(M, [&](int r, uint16_t* row) {
         ++asked[r];  // rows are disjoint between threads
-        std::copy(A.begin() + (size_t)r * K, A.begin() + (size_t)(r + 1) * K, row);
+        for (int k = 0; k < K; ++k) row[k] = to_bf16(A[(size_t)r * K + k]);
       }, p, produced.data(), N, accumulate);
       EXPECT_EQ(produced, stored) << "M=" << M << (accumulate ? " accumulate" : "");
       for (int r = 0; r < M; ++r) EXPECT_EQ(asked[r], 1) << "row " << r;
     }
+  }
+}
+
+// Rows made in bf16 (to_bf16, store16, and the row functions that write either type) are their fp32 rows as
+// the products round them (to_bf16_rows: vcvtneps2bf16): ties to even, denormals to zero, NaN kept.
+TEST(Bf16, RowsMadeInBf16AreTheirFp32RowsRounded) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  auto rounded = [](const std::vector<float>& x) {  // the products' rounding, by the hardware
+    const int n = (int)x.size(), ld = (n + 31) / 32 * 32;
+    std::vector<uint16_t> out((size_t)32 * ld);
+    to_bf16_rows(x.data(), n, false, 1, n, out.data(), ld);
+    return std::vector<uint16_t>(out.begin(), out.begin() + n);
+  };
+  Rng rng(77);
+  std::vector<float> x(1000);
+  for (auto& v : x) v = rng.normal() * 3.f;
+  const float specials[] = {0.f, -0.f, 1.f + 0x1p-8f, 1.f + 0x1p-8f + 0x1p-7f, -(1.f + 0x1p-8f), 0x1p-130f, -0x1p-140f,
+                            0x1p-126f, std::numeric_limits<float>::infinity(), kNaN, 3.0e38f, -3.3e38f};
+  std::copy(std::begin(specials), std::end(specials), x.begin() + 3);  // some in the vector part, some in no lane
+  const std::vector<uint16_t> want = rounded(x);
+  std::vector<uint16_t> scalar(x.size()), vec(x.size());
+  for (size_t i = 0; i < x.size(); ++i) scalar[i] = to_bf16(x[i]);
+  for (size_t i = 0; i + 16 <= x.size(); i += 16) store16(vec.data() + i, load16(x.data() + i));
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {  // NaN stays NaN (its payload is not compared)
+      EXPECT_EQ(scalar[i] & 0x7fc0, 0x7fc0) << i;
+      continue;
+    }
+    EXPECT_EQ(scalar[i], want[i]) << "x=" << x[i];
+    if (i < x.size() / 16 * 16) EXPECT_EQ(vec[i], want[i]) << "x=" << x[i];
+  }
+  // The row functions, F = 520 (a tail past the last 16), over finite values.
+  const int F = 520;
+  std::vector<float> g(F), u(F), d(F), f32(F), dup(F), dup16(F);
+  for (int i = 0; i < F; ++i) g[i] = rng.normal() * 4.f, u[i] = rng.normal(), d[i] = rng.normal();
+  std::vector<uint16_t> b16(F);
+  swiglu_forward_row(f32.data(), g.data(), u.data(), F);
+  swiglu_forward_row(b16.data(), g.data(), u.data(), F);
+  EXPECT_EQ(b16, rounded(f32)) << "swiglu forward";
+  swiglu_backward_row(f32.data(), dup.data(), d.data(), g.data(), u.data(), F);
+  swiglu_backward_row(b16.data(), dup16.data(), d.data(), g.data(), u.data(), F);
+  EXPECT_EQ(b16, rounded(f32)) << "swiglu backward";
+  EXPECT_EQ(dup16, dup) << "swiglu backward's fp32 half";
+  scale_row(f32.data(), d.data(), 0.37f, F);
+  scale_row(b16.data(), d.data(), 0.37f, F);
+  EXPECT_EQ(b16, rounded(f32)) << "scaled row";
+  for (int target : {0, 17, F - 1, -1}) {  // the target in the first vector, a later one, the tail; none
+    xent_backward_row(f32.data(), g.data(), target, 0.25f, F, 9.f);
+    xent_backward_row(b16.data(), g.data(), target, 0.25f, F, 9.f);
+    EXPECT_EQ(b16, rounded(f32)) << "cross-entropy row, target " << target;
   }
 }
 
