@@ -159,7 +159,8 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);
       MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down, dbase_zero};
-      MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(), ws.ddw.data(), ws.dgaux.data()};
+      MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(),
+                    ws.ddw.data(), ws.dgaux.data(), ws.dhu16.data()};
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
       const MoeLora ml = moe_lora(ws, l, parts);
       moe_backward(ws.dln.data(), mg, sc, ws.dres.data(), aux_coef / L, A.moe_saved(), A.ln2.data(), mw, ms,

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -267,6 +268,9 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   // gate's (below); h is made again only for a down gradient the forward did not keep it for.
   const bool make_dy = w.packed_down && !g.down && !adapts(lora, 2);
   const bool make_dh = w.packed_gate && !g.gate && !adapts(lora, 0);
+  // Those rows write dhu beside them; where only the up product reads it (no up gradient, no LoRA on up) and
+  // the packs are bf16, they write it in bf16, and the up product copies its rows instead of converting them.
+  const bool dhu_bf16 = make_dh && bf16 && sc.dhu16 && !g.up && !adapts(lora, 1);
   const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora);
   for_each_expert(s.offsets, E, split, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
@@ -308,8 +312,11 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // input-gradient product makes its rows as it goes, writing dhu's beside them for the up product (one
     // sigmoid for both).
     if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
+    uint16_t* dhu16 = dhu_bf16 ? sc.dhu16 + (int64_t)o * F : nullptr;
     auto dgate_row = [&](int r, auto* row) {
       const int64_t i = (int64_t)r * F;
+      if constexpr (std::is_same_v<decltype(row), uint16_t*>)
+        if (dhu16) return swiglu_backward_row(row, dhu16 + i, dh + i, hg + i, hu + i, F);
       swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
     };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
@@ -317,7 +324,11 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     else matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_down, w.down, next, fc, true);
-    matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
+    if (dhu16)
+      gemm_bf16_produced(n_e, [&](int r, uint16_t* row) { std::memcpy(row, dhu16 + (int64_t)r * F, sizeof(uint16_t) * F); },
+                         w.packed_up[e].bwd, dxg, C, true);
+    else
+      matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);

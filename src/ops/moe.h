@@ -61,6 +61,7 @@ struct MoeScratch {  // backward work space
   float* dlogits;  // [N, E]
   float* dw;       // [N, K]
   float* gaux;     // [E] load-balancing gradient per expert
+  uint16_t* dhu16 = nullptr;  // [N·K, F]: dhu in bf16, for the up product on bf16 packs when nothing else reads dhu
 };
 
 // LoRA on the experts' gate, up and down projections for the rows of one segment (sequences sharing an

@@ -21,8 +21,8 @@ void swiglu_forward_row(Out* out, const float* gate, const float* up, int F) {
 template void swiglu_forward_row(float*, const float*, const float*, int);
 template void swiglu_forward_row(uint16_t*, const float*, const float*, int);
 
-template <class Out>
-void swiglu_backward_row(Out* dgate, float* dup, const float* dout, const float* gate, const float* up, int F) {
+template <class Out, class Up>
+void swiglu_backward_row(Out* dgate, Up* dup, const float* dout, const float* gate, const float* up, int F) {
   int i = 0;
   for (; i + 16 <= F; i += 16) {
     const f32x16 g = load16(gate + i), d = load16(dout + i);
@@ -33,11 +33,12 @@ void swiglu_backward_row(Out* dgate, float* dup, const float* dout, const float*
   for (; i < F; ++i) {
     const float g = gate[i], sg = 1.0f / (1.0f + exp_fast(-g));
     store1(dgate + i, dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg)));
-    dup[i] = dout[i] * g * sg;
+    store1(dup + i, dout[i] * g * sg);
   }
 }
 template void swiglu_backward_row(float*, float*, const float*, const float*, const float*, int);
 template void swiglu_backward_row(uint16_t*, float*, const float*, const float*, const float*, int);
+template void swiglu_backward_row(uint16_t*, uint16_t*, const float*, const float*, const float*, int);
 
 // Row by row, so that a row's values are those of the _row functions whatever F is (they differ from the
 // scalar tail's in the last bits). Also called per expert inside the experts' parallel loop.

@@ -539,6 +539,7 @@ struct MoeBuffers {
   std::vector<float> probs, weights, xg, hg, hu, h, y, logits;
   std::vector<int32_t> topk, offsets, slot_row, slot_of, cursor;
   std::vector<float> dy, dh, dhg, dhu, dxg, dlogits, dw, gaux;
+  std::vector<uint16_t> dhu16;
   explicit MoeBuffers(const MoeShape& sh) {
     const size_t N = sh.N, NK = (size_t)sh.N * sh.K;
     probs.assign(N * sh.E, kNaN), weights.assign(NK, kNaN);
@@ -548,13 +549,14 @@ struct MoeBuffers {
     dy.assign(NK * sh.C, kNaN), dh.assign(NK * sh.F, kNaN), dhg.assign(NK * sh.F, kNaN), dhu.assign(NK * sh.F, kNaN);
     dxg.assign(NK * sh.C, kNaN), dlogits.assign(N * sh.E, kNaN), dw.assign(NK, kNaN);
     logits.assign(N * sh.E, kNaN), cursor.assign(sh.E, -1), gaux.assign(sh.E, kNaN);
+    dhu16.assign(NK * sh.F, 0x7fc1);  // bf16 NaN
   }
   MoeSaved saved() {
     return {probs.data(), topk.data(), weights.data(), offsets.data(), slot_row.data(), slot_of.data(),
             xg.data(),    hg.data(),   hu.data(),      h.data(),       y.data(),        logits.data(), cursor.data()};
   }
   MoeScratch scratch() {
-    return {dy.data(), dh.data(), dhg.data(), dhu.data(), dxg.data(), dlogits.data(), dw.data(), gaux.data()};
+    return {dy.data(), dh.data(), dhg.data(), dhu.data(), dxg.data(), dlogits.data(), dw.data(), gaux.data(), dhu16.data()};
   }
 };
 
@@ -703,8 +705,8 @@ TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
 // backward, the gate's input-gradient product makes its rows from dh, hg and hu, and the down's from the
 // routing weights and dout: no h, dhg or dy in memory. The results must be the same bits as with those rows
 // stored: stored here by a LoRA on the down projection whose B is zero (it adds nothing), and by asking for
-// the experts' weight gradients (the backward then takes experts whole, not in halves). F = 40 has a tail past
-// 16 · 2.
+// the experts' weight gradients (the backward then takes experts whole, not in halves). On bf16 packs with no
+// up gradient, dhu itself goes to the up product in bf16 (MoeScratch::dhu16). F = 40 has a tail past 16 · 2.
 void run_moe_made_rows_case(bool bf16) {
   SCOPED_TRACE(bf16 ? "bf16 packs" : "fp32 packs");
   const MoeShape sh{160, 32, 40, 4, 2};  // about 80 slots an expert: the last experts go as two halves
@@ -749,6 +751,8 @@ void run_moe_made_rows_case(bool bf16) {
   moe_backward(g_none.dx.data(), none, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
   for (float v : made.dy) ASSERT_TRUE(std::isnan(v)) << "the backward without the down gradient stored dy";
   for (float v : made.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward without gate or up gradients stored dhg";
+  if (bf16)  // dhu went to the up product in bf16 only
+    for (float v : made.dhu) ASSERT_TRUE(std::isnan(v)) << "the backward on bf16 packs without an up gradient stored dhu";
   moe_backward(g_down.dx.data(), only_down, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
   moe_backward(g_stored.dx.data(), all_three, stored.scratch(), dout.data(), 0.f, stored.saved(), x.data(), w, sh, &lora);
   for (size_t i = 0; i < g_none.dx.size(); ++i) {
