@@ -259,28 +259,37 @@ void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conv
   dot_gemm(M, B, C, ldc, accumulate, convert);
 }
 
+// The few-row path (M ≤ kGemvRows, or any M under RowExact) on rows already in bf16, row stride B.Kp.
+void few_rows(const uint16_t* rows, int M, const PackedB& B, float* C, int ldc, bool accumulate) {
+  take_fetch_ahead(0);  // rows read the weight at the memory's pace (core/fetch_ahead.h)
+  const uint32_t* pairs = reinterpret_cast<const uint32_t*>(rows);
+  const int blocks = (B.N + 15) / 16;
+  // Split across threads only when each gets enough weight to read (≥ 256 KB of bf16).
+  if (omp_in_parallel() || (int64_t)B.Kp * B.N < (1 << 18) || omp_get_max_threads() == 1)
+    return gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, 0, blocks);
+#pragma omp parallel
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, (int)((int64_t)blocks * t / nt),
+                (int)((int64_t)blocks * (t + 1) / nt));
+  }
+}
+bool takes_few_rows(int M) { return M <= kGemvRows || row_exact(); }
+uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
+  thread_local std::vector<uint16_t> rows;
+  if (rows.size() < (size_t)M * Kp) rows.resize((size_t)M * Kp);
+  return rows.data();
+}
+
 }  // namespace
 
 void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate) {
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16, M, B.N, B.K);
-  if (M <= kGemvRows || row_exact()) {
-    take_fetch_ahead(0);  // rows read the weight at the memory's pace (core/fetch_ahead.h)
-    thread_local std::vector<uint16_t> rows;
-    if (rows.size() < (size_t)M * B.Kp) rows.resize((size_t)M * B.Kp);
-    convert_rows(A, lda, M, B.K, B.Kp, B.Kp, 0, M, rows.data());
-    const uint32_t* pairs = reinterpret_cast<const uint32_t*>(rows.data());
-    const int blocks = (B.N + 15) / 16;
-    // Split across threads only when each gets enough weight to read (≥ 256 KB of bf16).
-    if (omp_in_parallel() || (int64_t)B.Kp * B.N < (1 << 18) || omp_get_max_threads() == 1)
-      return gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, 0, blocks);
-#pragma omp parallel
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, (int)((int64_t)blocks * t / nt),
-                  (int)((int64_t)blocks * (t + 1) / nt));
-    }
-    return;
+  if (takes_few_rows(M)) {
+    uint16_t* rows = few_rows_buffer(M, B.Kp);
+    convert_rows(A, lda, M, B.K, B.Kp, B.Kp, 0, M, rows);
+    return few_rows(rows, M, B, C, ldc, accumulate);
   }
   many_rows(M, B, C, ldc, accumulate,
            [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); });
@@ -291,12 +300,17 @@ void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, c
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16_produced, M, B.N, B.K);
   const int K = B.K, Kp = B.Kp;
+  auto make = [&](int r, uint16_t* o) {
+    if (r < M) row(r, o);
+    std::fill(o + (r < M ? K : 0), o + Kp, (uint16_t)0);
+  };
+  if (takes_few_rows(M)) {
+    uint16_t* rows = few_rows_buffer(M, Kp);
+    for (int r = 0; r < M; ++r) make(r, rows + (int64_t)r * Kp);
+    return few_rows(rows, M, B, C, ldc, accumulate);
+  }
   many_rows(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a, int ld) {
-    for (int r = r0; r < r1; ++r) {
-      uint16_t* o = a + (int64_t)r * ld;
-      if (r < M) row(r, o);
-      std::fill(o + (r < M ? K : 0), o + Kp, (uint16_t)0);
-    }
+    for (int r = r0; r < r1; ++r) make(r, a + (int64_t)r * ld);
   });
 }
 

@@ -50,8 +50,7 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
 // C[M, N] (+)= A · B where row r of A (B.K values, already in bf16) is written by row(r, values) when the
 // product needs it, in parallel: an A that exists only to be multiplied is never stored, nor made in fp32 first
 // (the cross-entropy's dlogits, 32 MB per step; the experts' SwiGLU rows). Rounded as gemm_bf16 rounds its A
-// (ops/vec_math.h: to_bf16), the rows give the same C as gemm_bf16 on the rows in fp32 (for M > 4 outside
-// RowExact: always the many-row kernels here, AMX tiles or dot products).
+// (ops/vec_math.h: to_bf16), the rows give the same C as gemm_bf16 on the rows in fp32, on the same kernels.
 void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, const PackedB& B, float* C, int ldc,
                         bool accumulate);
 

@@ -196,7 +196,7 @@ TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
 // rows, and each row asked for once.
 TEST(Bf16, ProducedRowsEqualStoredRows) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
-  for (int M : {5, 33, 100, 300}) {  // 300: rows split between the threads, each producing its own
+  for (int M : {1, 4, 5, 33, 100, 300}) {  // 1, 4: the few-row path; 300: rows split between the threads
     const int K = 300, N = 70;
     Rng rng(40 + M);
     std::vector<float> A((size_t)M * K), W((size_t)N * K);
