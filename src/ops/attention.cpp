@@ -186,6 +186,22 @@ void finish_probabilities(float* p, int n_keys, int nk, float inv) {
   for (int j = 0; j < n_keys; ++j) p[j] *= inv;
   std::fill(p + n_keys, p + nk, 0.f);
 }
+// The same into bf16 rows (rounded as to_bf16_rows rounds), zero from n_keys to ld.
+void finish_probabilities(uint16_t* out, const float* p, int n_keys, int ld, float inv) {
+  int j = 0;
+  for (; j + 16 <= n_keys; j += 16) store16(out + j, load16(p + j) * inv);
+  for (; j < n_keys; ++j) out[j] = to_bf16(p[j] * inv);
+  std::fill(out + n_keys, out + ld, (uint16_t)0);
+}
+// ds = p ⊙ (dp − rowsum(p ⊙ dp))·scale over a row's n_keys keys (d holds dp), zero to nk: p in fp32 or bf16.
+template <class P>
+void softmax_grad_row(float* d, const P* p, int n_keys, int nk, float scale) {
+  const float pdp = row_dot(p, d, n_keys);
+  int j = 0;
+  for (; j + 16 <= n_keys; j += 16) store16(d + j, load16(p + j) * (load16(d + j) - pdp) * scale);
+  for (; j < n_keys; ++j) d[j] = load1(p + j) * (d[j] - pdp) * scale;
+  std::fill(d + n_keys, d + nk, 0.f);
+}
 
 // The backward's products into the keys' rows (dv += pᵀ·dout, dk += dsᵀ·q) on the dot-product path where the
 // forward kept p: made transposed, dvᵀ += doutᵀ·p, in a per-thread [D, S] scratch. Then a block's p (the kept
@@ -262,23 +278,24 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
     const bool kept = keeps_probs(probs, s);
     for (int t0 = 0; t0 < s.T; t0 += kRows) {
-      const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1;
+      const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, ldk = round_up(nk, 32);
       head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
+      uint16_t* a = kept ? kept_block(probs, s, b, h, t0) : nullptr;
       for (int t = t0; t < t1; ++t) {
         float* p = pb + (int64_t)(t - t0) * S;
         const int n_keys = s.pos0 + t + 1;
         const float mx = scale * row_max(p, n_keys);  // scale > 0: the max of the scaled scores
         const float inv = 1.0f / row_exp(p, p, n_keys, mx, scale);
-        finish_probabilities(p, n_keys, nk, inv);
+        if (a) finish_probabilities(a + (int64_t)(t - t0) * ldk, p, n_keys, ldk, inv);  // where the backward finds them
+        else finish_probabilities(p, n_keys, nk, inv);
         if (row_stats) {
           float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t);
           st[0] = mx, st[1] = inv;
         }
       }
-      if (kept) {  // converted where the backward will find them
-        uint16_t* a = kept_block(probs, s, b, h, t0);
-        to_bf16_rows(pb, S, false, t1 - t0, nk, a, round_up(nk, 32));
-        head.times_values(ob + (int64_t)t0 * HD, HD, a, round_up(nk, 32), t1 - t0, nk, false);
+      if (kept) {  // rows past the block's last (T not a multiple of kRows) are zeros
+        std::fill(a + (int64_t)(t1 - t0) * ldk, a + (int64_t)kRows * ldk, (uint16_t)0);
+        head.times_values(ob + (int64_t)t0 * HD, HD, a, ldk, t1 - t0, nk, false);
       } else {
         head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
       }
@@ -336,9 +353,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
         // the forward's bf16 probabilities, zero past each row's keys
         const uint16_t* p16 = kept ? kept_block(probs, s, b, h, t0) : nullptr;
-        if (kept) {
+        if (kept && !keys) {  // the key-side products below take p in fp32
           for (int t = 0; t < R; ++t) widen_bf16(pb + (int64_t)t * S, p16 + (int64_t)t * round_up(nk, 32), nk);
-        } else {
+        } else if (!kept) {
           scores->times_keys(pb, S, qb, s.ldq, R, nk);
           for (int t = 0; t < R; ++t) {
             float* p = pb + (int64_t)t * S;
@@ -356,12 +373,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         }
         grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
         for (int t = 0; t < R; ++t) {
-          const float* p = pb + (int64_t)t * S;
           float* d = ds + (int64_t)t * S;
           const int n_keys = s.pos0 + t0 + t + 1;
-          const float pdp = row_dot(p, d, n_keys);
-          for (int j = 0; j < n_keys; ++j) d[j] = p[j] * (d[j] - pdp) * scale;
-          std::fill(d + n_keys, d + nk, 0.f);
+          if (keys) softmax_grad_row(d, p16 + (int64_t)t * round_up(nk, 32), n_keys, nk, scale);  // read as bf16
+          else softmax_grad_row(d, pb + (int64_t)t * S, n_keys, nk, scale);
         }
         grads.times_values(dqb, s.ldq, ds, S, R, nk, !(keys && write));  // dq (+)= ds·k
         if (keys) {  // dkᵀ += qᵀ·ds

@@ -81,6 +81,24 @@ inline void store16(uint16_t* p, f32x16 v) {
   for (int i = 0; i < 16; ++i) p[i] = to_bf16(v[i]);
 #endif
 }
+// bf16 bits widened to fp32 (exact)
+inline float from_bf16(uint16_t b) {
+  const uint32_t x = (uint32_t)b << 16;
+  float f;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+inline f32x16 load16(const uint16_t* p) {
+#if defined(__AVX512F__)
+  return (f32x16)_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+#else
+  f32x16 v;
+  for (int i = 0; i < 16; ++i) v[i] = from_bf16(p[i]);
+  return v;
+#endif
+}
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return from_bf16(*p); }
 inline void store1(float* p, float v) { *p = v; }
 inline void store1(uint16_t* p, float v) { *p = to_bf16(v); }
 
@@ -97,13 +115,14 @@ inline float hsum(f32x16 v) {  // a fixed tree: the same sum on every CPU
   return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
 }
 
-// Σ x[i]·y[i], 16 lanes then the fixed tree (a serial sum waited on each add)
-inline float row_dot(const float* x, const float* y, int n) {
+// Σ x[i]·y[i], 16 lanes then the fixed tree (a serial sum waited on each add); x in fp32 or bf16
+template <class X>
+inline float row_dot(const X* x, const float* y, int n) {
   f32x16 s{};
   int i = 0;
   for (; i + 16 <= n; i += 16) s += load16(x + i) * load16(y + i);
   float r = hsum(s);
-  for (; i < n; ++i) r += x[i] * y[i];
+  for (; i < n; ++i) r += load1(x + i) * y[i];
   return r;
 }
 
