@@ -115,10 +115,12 @@ const float* token_losses(const Workspace& ws);
 
 // Gradient of ForwardResult::objective(aux_coef) for the last forward (run with for_backward).
 // dbase: laid out like Model::data (may be null when nothing in the base is trainable); accumulates (+=).
-// dbase_zero: the caller promises dbase is all zeros on entry, so the weight matrices' gradients (each made by
-// one product) are written instead of added to, without reading dbase's memory first; the same values.
+// dbase_write: the trainable tensors' gradients are written into dbase instead, whatever it held (its old values
+// are never read: a trainer need not clear it between steps): the weight matrices' each by the one product
+// that makes it, the gradients that are sums of several parts (gains, the router, the embedding, an expert no
+// row reached) cleared first. The same values as adding to a zero dbase.
 void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const> adapters,
               const std::vector<bool>& base_trainable, float* dbase, const AdapterView* trained,
-              const AdapterGrads* dadapter, float aux_coef, bool dbase_zero = false);
+              const AdapterGrads* dadapter, float aux_coef, bool dbase_write = false);
 
 }  // namespace heirloom

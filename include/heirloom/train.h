@@ -52,7 +52,6 @@ class BaseTrainer {
   std::shared_ptr<FrozenWeights> packs_;  // bf16 only: kept in step with the weights
   std::vector<Piece> pieces_;             // every trainable value, once
   bool packs_current_ = false;            // the packs hold m's weights (false: repack at the next step)
-  bool grads_clear_ = true;               // grads of trainable tensors are zero
 };
 
 struct PretrainOptions {

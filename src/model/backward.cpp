@@ -110,7 +110,7 @@ void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const flo
 
 void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const> adapters,
               const std::vector<bool>& base_trainable, float* dbase, const AdapterView* trained,
-              const AdapterGrads* dadapter, float aux_coef, bool dbase_zero) {
+              const AdapterGrads* dadapter, float aux_coef, bool dbase_write) {
   if (!ws.has_backward_state) throw Error("backward: the last forward did not keep activations (for_backward)");
   const ModelConfig& c = m.config;
   const int B = ws.B, T = ws.T, C = c.n_embd, L = c.n_layer, V = c.n_vocab, D = c.head_dim();
@@ -121,6 +121,13 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   const FrozenWeights* fz = frozen_for(ws, m);
   if (fz && !fz->output.has_backward())  // every product below (some bypass matmul_backward) needs bwd
     throw Error("internal: backward with weights packed for inference only (pack_frozen for_backward)", "report this as a bug");
+
+  if (dbase_write) {  // the gradients made as sums of parts start from zero; the rest are written whole below
+    auto clear = [&](float* t, int64_t n) { if (t) std::fill_n(t, n, 0.f); };
+    if (!c.tied_output) clear(g.token_embd, (int64_t)V * C);  // tied: added to the head's, which is written
+    clear(g.output_norm, C);
+    for (const LayerWeights& G : g.layers) clear(G.attn_norm, C), clear(G.ffn_norm, C);
+  }
 
   // --- head: d objective / d logits = (softmax − onehot) / n_scored
   int n_scored = 0;
@@ -137,7 +144,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     else zero(ws.dlogits);
     // (written when dbase is zero: a tied embedding's gradient is added after it, at the end)
     matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
-                    fz ? &fz->output : nullptr, true, dbase_zero);
+                    fz ? &fz->output : nullptr, true, dbase_write);
   }
   zero(ws.dres);
   norm_backward(x, 2 * L, ws.dres.data(), ws.dlnf.data(), ws.xf.data(), ws.rstdf.data(), g.output_norm);
@@ -158,7 +165,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);
-      MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down, dbase_zero};
+      MoeGrads mg{G.router, G.ffn_gate, G.ffn_up, G.ffn_down, dbase_write};
       MoeScratch sc{ws.ddy.data(), ws.dh.data(), ws.dhg.data(), ws.dhu.data(), ws.ddxg.data(), ws.ddlogits.data(),
                     ws.ddw.data(), ws.dgaux.data(), ws.dhu16.data()};
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, trained, dadapter);
@@ -169,17 +176,17 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     } else {
       const int F = c.n_ff;
       matmul_backward(ws.dh.data(), F, G.ffn_down, ws.dres.data(), C, A.h.data(), F, W.ffn_down, (int)N, F, C,
-                      P ? &P->ffn_down : nullptr, true, dbase_zero);
+                      P ? &P->ffn_down : nullptr, true, dbase_write);
       swiglu_backward(ws.dhg.data(), ws.dhu.data(), ws.dh.data(), A.hg.data(), A.hu.data(), (int)N, F);
       matmul_backward(ws.dln.data(), C, G.ffn_gate, ws.dhg.data(), F, A.ln2.data(), C, W.ffn_gate, (int)N, C, F,
-                      P ? &P->ffn_gate : nullptr, true, dbase_zero);
+                      P ? &P->ffn_gate : nullptr, true, dbase_write);
       matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F,
-                      P ? &P->ffn_up : nullptr, false, dbase_zero);
+                      P ? &P->ffn_up : nullptr, false, dbase_write);
     }
     norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
     // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
     matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C,
-                    P ? &P->wo : nullptr, true, dbase_zero);
+                    P ? &P->wo : nullptr, true, dbase_write);
     lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
@@ -187,7 +194,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true, &ws.rope,
                        A.att_probs.data());  // written, and rotated back
     matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
-                    P ? &P->wq : nullptr, true, dbase_zero);
+                    P ? &P->wq : nullptr, true, dbase_write);
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
     for (int t = kLoraQ; t <= kLoraV; ++t)
       lora_backward(x, l, t, ws.dln.data(), C, ws.dqkv.data() + off[t], QKV, A.ln1.data(), C, C, width[t]);

@@ -12,11 +12,9 @@ AdamwStep::AdamwStep(const AdamwHparams& h, int step, float lr)
 
 namespace {
 
-// adamw_update's arithmetic on n values; Clear: the gradients read are set to zero (G = float).
-// The constants are copied first: the stores below are floats, as they are, so the compiler would read them
-// again on every iteration.
-template <bool Clear, class G>
-void adamw_values(const AdamwStep& s, float* param, G* grad, float* m, float* v, int64_t n) {
+// adamw_update's arithmetic on n values. The constants are copied first: the stores below are floats, as
+// they are, so the compiler would read them again on every iteration.
+void adamw_values(const AdamwStep& s, float* param, const float* grad, float* m, float* v, int64_t n) {
   const float scale = s.h.grad_scale, b1 = s.h.beta1, b2 = s.h.beta2, a1 = 1.0f - b1, a2 = 1.0f - b2;
   const float eps = s.h.eps, wd = s.h.weight_decay, lr = s.lr, c1 = s.c1, c2 = s.c2;
 #pragma omp simd
@@ -25,14 +23,13 @@ void adamw_values(const AdamwStep& s, float* param, G* grad, float* m, float* v,
     m[i] = b1 * m[i] + a1 * g;
     v[i] = b2 * v[i] + a2 * g * g;
     param[i] -= lr * (m[i] * c1 / (std::sqrt(v[i] * c2) + eps) + wd * param[i]);
-    if constexpr (Clear) grad[i] = 0.f;
   }
 }
 
 }  // namespace
 
-void AdamwStep::apply_and_clear(float* param, float* grad, float* m, float* v, int64_t n) const {
-  adamw_values<true>(*this, param, grad, m, v, n);
+void AdamwStep::apply(float* param, const float* grad, float* m, float* v, int64_t n) const {
+  adamw_values(*this, param, grad, m, v, n);
 }
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
@@ -41,7 +38,7 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
   constexpr int64_t kChunk = 4096;  // whole cache lines per thread
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i += kChunk)
-    adamw_values<false>(s, param + i, grad + i, m + i, v + i, std::min(kChunk, n - i));
+    adamw_values(s, param + i, grad + i, m + i, v + i, std::min(kChunk, n - i));
 }
 
 void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,

@@ -14,11 +14,10 @@ struct AdamwHparams {
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
                   float lr);
 // One step's constants, for callers that update their parameters in pieces (fused with other work):
-// apply_and_clear is adamw_update's arithmetic on n values, on the calling thread, and sets each gradient it
-// read to zero (ready for the next step's accumulation, without a pass of its own).
+// apply is adamw_update's arithmetic on n values, on the calling thread.
 struct AdamwStep {
   AdamwStep(const AdamwHparams& h, int step, float lr);
-  void apply_and_clear(float* param, float* grad, float* m, float* v, int64_t n) const;
+  void apply(float* param, const float* grad, float* m, float* v, int64_t n) const;
   AdamwHparams h;
   float c1, c2, lr;  // bias corrections 1/(1 - beta^step)
 };

@@ -363,7 +363,11 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     }
   });
   gemm(false, false, N, C, E, 1.f, sc.dlogits, E, w.router, C, 1.f, dx, C);
-  if (g.router) gemm(true, false, E, C, N, 1.f, sc.dlogits, E, x, C, 1.f, g.router, C);
+  if (g.router) gemm(true, false, E, C, N, 1.f, sc.dlogits, E, x, C, g.write ? 0.f : 1.f, g.router, C);
+  for (int e = 0; e < E && g.write; ++e)  // the loop above wrote only the experts that rows reached
+    if (s.offsets[e + 1] == s.offsets[e])
+      for (float* w : {g.gate, g.up, g.down})
+        if (w) std::fill_n(w + e * fc, fc, 0.f);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ struct MoeGrads {  // null = frozen (weight-gradient work skipped)
   float* gate;
   float* up;
   float* down;
-  bool write = false;  // gate, up and down are zero on entry: each expert's gradient is written, not added to
+  bool write = false;  // every gradient here is written, not added to (an expert no row reached: zeros)
 };
 
 // Buffers kept from forward for backward. Slots are the N·K (row, k) pairs grouped by expert.

@@ -87,11 +87,8 @@ void BaseTrainer::plan_update(const Model& m) {
 }
 
 BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef) {
-  if (!grads_clear_)  // an earlier step stopped before its update
-    for (size_t i = 0; i < m.tensors.size(); ++i)
-      if (trainable_[i]) std::fill_n(grads.data() + m.tensors[i].offset, m.tensors[i].numel, 0.f);
   if (packs_ && !packs_current_) repack_frozen(*packs_, m);
-  grads_clear_ = packs_current_ = false;
+  packs_current_ = false;
   ForwardOptions fo;
   fo.for_backward = true;
   fo.base_grads = true;
@@ -99,7 +96,8 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   const ForwardResult r = [&] {
     const ScopedPacks packs(ws, packs_);
     const ForwardResult f = forward(m, ws, batch, {}, fo);
-    backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef, true);  // zero: cleared above or by the last update
+    // written, not added to: the gradients are never cleared between steps (nor after a step that stopped)
+    backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef, true);
     return f;
   }();
   // The gradient norm from per-piece sums added in piece order: the same for any thread count.
@@ -122,13 +120,12 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   for (int p = 0; p < P; ++p) {
     const Piece& x = pieces_[p];
     (m.tensors[x.tensor].is_norm() ? gains : decayed)
-        .apply_and_clear(w + x.offset, grads.data() + x.offset, m1.data() + x.offset, m2.data() + x.offset, x.n);
+        .apply(w + x.offset, grads.data() + x.offset, m1.data() + x.offset, m2.data() + x.offset, x.n);
     if (x.matrix >= 0) {  // the rows just written are still in this core's cache
       const PackedMatrix& mat = mats[x.matrix];
       repack_weight_rows(*mat.pack, w + mat.offset, mat.O, mat.I, x.r0, x.r1);
     }
   }
-  grads_clear_ = true;
   packs_current_ = packs_ != nullptr;
   return {r.mean_loss(), r.aux, norm, lr};
 }

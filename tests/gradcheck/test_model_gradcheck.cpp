@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "core/rng.h"
 #include "heirloom/engine.h"
@@ -105,10 +106,11 @@ TEST(ModelGradcheck, MoeUntied) { check_base(true, false); }
 TEST(ModelGradcheck, DenseUntied) { check_base(false, false); }
 TEST(ModelGradcheck, MoeTied) { check_base(true, true); }
 
-// backward(…, dbase_zero = true) writes the weight matrices' gradients instead of adding them to dbase: on a
-// zero dbase, the same values bit for bit (a tied head's gradient too, which the embedding's is added to);
-// without the promise, backward adds (a second call doubles every gradient).
-TEST(ModelGradcheck, GradientsWrittenOverZerosEqualGradientsAddedToZeros) {
+// backward(…, dbase_write = true) writes the gradients instead of adding them to dbase: over a dbase of NaN, the
+// same values bit for bit as added to zeros (a tied head's gradient too, which the embedding's is added to; the
+// gains', the router's and the embedding's, sums of parts, cleared first); without it, backward adds (a second
+// call doubles every gradient).
+TEST(ModelGradcheck, GradientsWrittenOverAnythingEqualGradientsAddedToZeros) {
   for (bool moe : {true, false})
     for (bool tied : {false, true}) {
       SCOPED_TRACE(std::string(moe ? "moe" : "dense") + (tied ? " tied" : " untied"));
@@ -116,7 +118,8 @@ TEST(ModelGradcheck, GradientsWrittenOverZerosEqualGradientsAddedToZeros) {
       auto ws = make_workspace();
       objective(f, *ws, {}, false);
       const std::vector<bool> all(f.m.tensors.size(), true);
-      std::vector<float> added(f.m.data.size(), 0.f), written(f.m.data.size(), 0.f), twice(f.m.data.size(), 0.f);
+      std::vector<float> added(f.m.data.size(), 0.f), twice(f.m.data.size(), 0.f);
+      std::vector<float> written(f.m.data.size(), std::numeric_limits<float>::quiet_NaN());
       backward(f.m, *ws, {}, all, added.data(), nullptr, nullptr, f.aux);
       backward(f.m, *ws, {}, all, written.data(), nullptr, nullptr, f.aux, true);
       for (int k = 0; k < 2; ++k) backward(f.m, *ws, {}, all, twice.data(), nullptr, nullptr, f.aux);

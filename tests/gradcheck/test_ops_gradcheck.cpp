@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/gemm_bf16.h"
@@ -567,6 +568,32 @@ struct MoeGradBufs {
         up(gate.size(), 0.f), down(gate.size(), 0.f) {}
   MoeGrads grads() { return {router.data(), gate.data(), up.data(), down.data()}; }
 };
+
+// MoeGrads::write: every gradient written whatever the buffers held (NaN here), the same bits as added to zeros,
+// the router's too, and zeros for the experts no row reached (3 tokens, 2 experts each, of 8: at least 2 idle).
+TEST(OpMoe, WrittenGradientsEqualGradientsAddedToZeros) {
+  const MoeShape sh{3, 16, 8, 8, 2};
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E;
+  Rng rng(63);
+  Vec x = randn((size_t)N * C, rng), router = randn((size_t)E * C, rng, 0.5f), dout = randn((size_t)N * C, rng);
+  Vec gate = randn((size_t)E * F * C, rng, 0.3f), up = randn(gate.size(), rng, 0.3f), down = randn(gate.size(), rng, 0.3f);
+  const MoeWeights w{router.data(), gate.data(), up.data(), down.data()};
+  MoeBuffers b(sh);
+  Vec out((size_t)N * C);
+  moe_forward(out.data(), b.saved(), x.data(), w, sh, false);
+  MoeGradBufs added(sh), written(sh);
+  for (Vec* v : {&written.router, &written.gate, &written.up, &written.down}) std::fill(v->begin(), v->end(), kNaN);
+  moe_backward(added.dx.data(), added.grads(), b.scratch(), dout.data(), 0.01f, b.saved(), x.data(), w, sh);
+  MoeGrads g = written.grads();
+  g.write = true;
+  moe_backward(written.dx.data(), g, b.scratch(), dout.data(), 0.01f, b.saved(), x.data(), w, sh);
+  int idle = 0;
+  for (int e = 0; e < E; ++e) idle += b.offsets[e + 1] == b.offsets[e];
+  ASSERT_GE(idle, 2);
+  for (auto [name, a, wr] : {std::tuple{"router", &added.router, &written.router}, {"gate", &added.gate, &written.gate},
+                             {"up", &added.up, &written.up}, {"down", &added.down, &written.down}})
+    for (size_t i = 0; i < a->size(); ++i) ASSERT_EQ((*wr)[i], (*a)[i]) << name << " [" << i << "]";
+}
 
 // forced_topk empty: route by the router (first forward), else use the given experts (fixed routing).
 void run_moe_case(float aux_coef, const std::vector<int32_t>& forced_topk) {
