@@ -316,14 +316,23 @@ void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, c
 
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
+  const BfProduct one{A, C};
+  gemm_bf16_tn(M, N, K, &one, 1, lda, B, ldb, ldc, accumulate);
+}
+
+void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
+                  bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
   thread_local PackedB packed;  // B changes every call (activations): packed per call into a reused buffer
-  pack_b_bf16_into(packed, B, ldb, false, K, N);
-  // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
-  const int Kp = packed.Kp;
-  many_rows(M, packed, C, ldc, accumulate,
-           [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
+  for (int i = 0; i < count; ++i) {
+    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
+    if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);  // (timed with the first product)
+    // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
+    const float* A = products[i].A;
+    const int Kp = packed.Kp;
+    many_rows(M, packed, products[i].C, ldc, accumulate,
+              [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
+  }
 }
 
 Bf16Tiles::Bf16Tiles() {  // dot products have no tile state

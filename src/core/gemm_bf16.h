@@ -46,6 +46,14 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
 // lda), B stored [K, N] (row stride ldb). For weight gradients (doutᵀ · inp). Requires bf16_gemm_available().
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate);
+// The same for several A (each [K, M], row stride lda) against one B, packed once: C_i (+)= bf16(A_i)ᵀ · bf16(B)
+// (the experts' gate and up gradients, both against the expert's input rows).
+struct BfProduct {
+  const float* A;
+  float* C;
+};
+void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
+                  bool accumulate);
 
 // C[M, N] (+)= A · B where row r of A (B.K values, already in bf16) is written by row(r, values) when the
 // product needs it, in parallel: an A that exists only to be multiplied is never stored, nor made in fp32 first

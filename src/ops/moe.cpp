@@ -331,8 +331,13 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
-    if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);
-    if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16, g.write);
+    if (bf16 && g.gate && g.up) {  // both against xg, packed once
+      const BfProduct both[2] = {{dhg, g.gate + e * fc}, {dhu, g.up + e * fc}};
+      gemm_bf16_tn(F, C, n_e, both, 2, F, xg, C, C, !g.write);
+    } else {
+      if (g.gate) weight_grad(F, C, n_e, dhg, F, xg, C, g.gate + e * fc, bf16, g.write);
+      if (g.up) weight_grad(F, C, n_e, dhu, F, xg, C, g.up + e * fc, bf16, g.write);
+    }
     fetch_expert_ahead(nullptr, nullptr, -1, 0, true);
   });
   // Load-balancing gradient per expert, then the router logits' gradient.

@@ -192,6 +192,25 @@ TEST(Bf16, TransposedGemmMatchesReferenceOnRoundedInputs) {
   set_num_threads(threads);
 }
 
+// Several A against one B packed once (the experts' gate and up gradients): each C the same bits as its own call.
+TEST(Bf16, TransposedGemmsSharingBEqualSeparateCalls) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const int M = 70, N = 40, K = 90, lda = M + 3, ldb = N + 5, ldc = N;
+  Rng rng(91);
+  std::vector<float> A1((size_t)K * lda), A2((size_t)K * lda), B((size_t)K * ldb);
+  for (auto* v : {&A1, &A2, &B})
+    for (auto& x : *v) x = rng.normal();
+  for (bool accumulate : {false, true}) {
+    std::vector<float> c1((size_t)M * ldc, 0.25f), c2 = c1, s1 = c1, s2 = c1;
+    const BfProduct both[2] = {{A1.data(), c1.data()}, {A2.data(), c2.data()}};
+    gemm_bf16_tn(M, N, K, both, 2, lda, B.data(), ldb, ldc, accumulate);
+    gemm_bf16_tn(M, N, K, A1.data(), lda, B.data(), ldb, s1.data(), ldc, accumulate);
+    gemm_bf16_tn(M, N, K, A2.data(), lda, B.data(), ldb, s2.data(), ldc, accumulate);
+    EXPECT_EQ(c1, s1) << (accumulate ? "accumulate" : "write");
+    EXPECT_EQ(c2, s2) << (accumulate ? "accumulate" : "write");
+  }
+}
+
 // Rows made on demand in bf16 (the cross-entropy's dlogits): bit for bit what gemm_bf16 gives on the stored fp32
 // rows, and each row asked for once.
 TEST(Bf16, ProducedRowsEqualStoredRows) {
