@@ -3,8 +3,9 @@
 // scaled B is first copied (it is small here: one of its sides is thin, or the copy is refused).
 // Sums over a long K of a transposed A (weight gradients: LoRA's dA and dB, the router's) stream their wide
 // operand row by row instead (outer_sum below), and products to at most 16 columns over a K of 64 or more
-// (LoRA's u = x·Aᵀ and du = s·dout·B, the router's logits) run as dot products of A's rows (dot_rows below):
-// on 32-column panels they used 8 of every 32 lanes. Products over a K of at most 16 of an untransposed A
+// (LoRA's u = x·Aᵀ and du = s·dout·B, the router's logits) multiply each k's row of op(B) by A's values at k,
+// broadcast, for 8 rows at a time (broadcast_rows below): on 32-column panels they used 8 of every 32 lanes, and
+// as dot products of A's rows a third of their time went to adding the lanes up. Products over a K of at most 16 of an untransposed A
 // (LoRA's out += s·u·Bᵀ and dx += du·A) update C row by row (rank_rows below).
 #include "core/gemm_thin.h"
 
@@ -28,8 +29,8 @@ constexpr int kPanel = 32, kTaskRows = 48;
 constexpr int64_t kMaxCopy = 1 << 16;  // floats of op(B) worth copying
 constexpr int kOuterMinK = 64;         // from this K on, a transposed A's thin products take outer_sum
 constexpr int kKBlock = 16;            // rows of X per pass over a thread's columns
-constexpr int kDotMinK = 64;           // from this K on, products to at most kThinSide columns take dot_rows
-// Rows of the wide operand fetched ahead by dot_rows and rank_rows: a step's activations come from memory, and
+constexpr int kRowsMinK = 64;          // from this K on, products to at most kThinSide columns take broadcast_rows
+// Rows of the wide operand fetched ahead by rank_rows: a step's activations come from memory, and
 // these products have too little arithmetic per byte to hide the wait (BM_lora_thin_cold; bench/RESULTS.md).
 constexpr int kAheadRows = 4;
 
@@ -108,71 +109,6 @@ void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X,
   }
 }
 
-// The sums of 16 vectors, in one: lane i = Σ lanes of v[i]. Four rounds of adding halves, each round pairing
-// vectors so that the halves it adds come from the same one (30 shuffles, 15 adds).
-__attribute__((target("avx512f"), always_inline)) inline __m512 sum_lanes16(const __m512 (&v)[16]) {
-  __m512 in[16], w[8], x[4], y[2];
-  // After the four rounds, lane 4q + j holds the sum of in[4j + q]: feed in[4j + q] = v[4q + j].
-#pragma GCC unroll 16
-  for (int m = 0; m < 16; ++m) in[m] = v[4 * (m % 4) + m / 4];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)  // 256-bit halves: quarters 0, 1 from in[2i], 2, 3 from in[2i + 1]
-    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(in[2 * i], in[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(in[2 * i], in[2 * i + 1], 0xEE));
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i)  // 128-bit quarters: quarter j from in[4i + j]
-    x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
-#pragma GCC unroll 2
-  for (int i = 0; i < 2; ++i)  // pairs of lanes within each quarter
-    y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xEE));
-  return _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xDD));
-}
-
-// C[r0:r1, 0:N] (+)= A[r0:r1, 0:K] · Btᵀ for N ≤ kThinSide, Bt [⌈N/8⌉·8, Kp] (column n of op(B) as row n, zeros
-// past K and past N). Two rows of A at a time, 16 k per vector against 8 of Bt's rows: 16 accumulators,
-// summed across their lanes into one vector (8 columns of each row). Each row's sums depend on it alone.
-__attribute__((target("avx512f,avx512dq,avx512vl"))) void dot_rows(int r0, int r1, int K, const float* A, int64_t lda,
-                                                                  const float* Bt, int Kp, int N, float* C, int64_t ldc,
-                                                                  bool accumulate) {
-  for (int r = r0; r < r1; r += 2) {
-    const bool two = r + 1 < r1;
-    const float* a0 = A + (int64_t)r * lda;
-    const float* a1 = two ? a0 + lda : a0;
-    for (int c0 = 0; c0 < N; c0 += 8) {
-      __m512 acc[16];
-#pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) acc[j] = _mm512_setzero_ps();
-      const float* b = Bt + (int64_t)c0 * Kp;
-      for (int k = 0; k < K; k += 16) {
-        const __mmask16 m = first_columns(K - k);
-        const __m512 x0 = _mm512_maskz_loadu_ps(m, a0 + k), x1 = _mm512_maskz_loadu_ps(m, a1 + k);
-        if (c0 == 0 && r + kAheadRows < r1) {
-          _mm_prefetch((const char*)(a0 + kAheadRows * lda + k), _MM_HINT_T0);
-          _mm_prefetch((const char*)(a1 + kAheadRows * lda + k), _MM_HINT_T0);
-        }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-          const __m512 bj = _mm512_loadu_ps(b + (int64_t)j * Kp + k);
-          acc[j] = _mm512_fmadd_ps(x0, bj, acc[j]);
-          acc[8 + j] = _mm512_fmadd_ps(x1, bj, acc[8 + j]);
-        }
-      }
-      const __m512 sums = sum_lanes16(acc);
-      const __mmask8 cols = (__mmask8)((1u << std::min(8, N - c0)) - 1);
-      __m256 s0 = _mm512_castps512_ps256(sums), s1 = _mm512_extractf32x8_ps(sums, 1);
-      float* c = C + (int64_t)r * ldc + c0;
-      if (accumulate) s0 = _mm256_add_ps(s0, _mm256_maskz_loadu_ps(cols, c));
-      _mm256_mask_storeu_ps(c, cols, s0);
-      if (two) {
-        if (accumulate) s1 = _mm256_add_ps(s1, _mm256_maskz_loadu_ps(cols, c + ldc));
-        _mm256_mask_storeu_ps(c + ldc, cols, s1);
-      }
-    }
-  }
-}
-
 // C[r0:r1, 0:N] (+)= A[r0:r1, 0:K] · B[K, N] for K ≤ kThinSide (a rank-K update: LoRA's out += s·u·Bᵀ and
 // dx += du·A), B's rows contiguous (ldb): row by row, 64 columns at a time, each element one FMA chain over k in
 // order from zero, then added to C, as gemm_f32_panel's are (the same bits). C's rows are read and written in
@@ -223,6 +159,65 @@ __attribute__((target("avx512f"))) void rank_rows(int r0, int r1, int N, int K, 
   }
 }
 
+// C[r0:r1, 0:N] (+)= A[r0:r1, 0:K] · Bk[K, W] for N ≤ W (8: ymm, 16: zmm), Bk's rows op(B)'s rows (zeros past N):
+// R rows at a time, each k's row of Bk against each row's A[r][k] broadcast. Each element is one FMA chain over
+// k in order, on its row alone.
+template <int W>
+struct Lanes;  // the vector of W floats, and what broadcast_tile does with it
+#define HEIRLOOM_LANES __attribute__((target("avx512f,avx512vl"), always_inline)) static inline
+template <>
+struct Lanes<8> {
+  using V = __m256;
+  HEIRLOOM_LANES V zero() { return _mm256_setzero_ps(); }
+  HEIRLOOM_LANES V fma(float a, const float* b, V c) { return _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_loadu_ps(b), c); }
+  HEIRLOOM_LANES V add(V v, __mmask16 m, const float* c) { return _mm256_add_ps(v, _mm256_maskz_loadu_ps((__mmask8)m, c)); }
+  HEIRLOOM_LANES void store(float* c, __mmask16 m, V v) { _mm256_mask_storeu_ps(c, (__mmask8)m, v); }
+};
+template <>
+struct Lanes<16> {
+  using V = __m512;
+  HEIRLOOM_LANES V zero() { return _mm512_setzero_ps(); }
+  HEIRLOOM_LANES V fma(float a, const float* b, V c) { return _mm512_fmadd_ps(_mm512_set1_ps(a), _mm512_loadu_ps(b), c); }
+  HEIRLOOM_LANES V add(V v, __mmask16 m, const float* c) { return _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, c)); }
+  HEIRLOOM_LANES void store(float* c, __mmask16 m, V v) { _mm512_mask_storeu_ps(c, m, v); }
+};
+#undef HEIRLOOM_LANES
+
+template <int R, int W>
+__attribute__((target("avx512f,avx512vl"))) void broadcast_tile(const float* A, int64_t lda, int K, const float* Bk,
+                                                                 float* C, int64_t ldc, int N, bool accumulate,
+                                                                 const float* next) {
+  using L = Lanes<W>;
+  typename L::V acc[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r] = L::zero();
+  for (int k = 0; k < K; ++k) {
+    if (next && k % 16 == 0)
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) _mm_prefetch((const char*)(next + r * lda + k), _MM_HINT_T0);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = L::fma(A[r * lda + k], Bk + (int64_t)k * W, acc[r]);
+  }
+  const __mmask16 m = first_columns(N);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) L::store(C + r * ldc, m, accumulate ? L::add(acc[r], m, C + r * ldc) : acc[r]);
+}
+
+// Rows [r0, r1) in tiles of 8, each tile fetching the next one's rows of A (a step's activations, from memory).
+template <int W>
+void broadcast_rows(int r0, int r1, int K, const float* A, int64_t lda, const float* Bk, int N, float* C, int64_t ldc,
+                    bool accumulate) {
+  using Tile = void (*)(const float*, int64_t, int, const float*, float*, int64_t, int, bool, const float*);
+  static constexpr Tile tiles[8] = {&broadcast_tile<1, W>, &broadcast_tile<2, W>, &broadcast_tile<3, W>,
+                                    &broadcast_tile<4, W>, &broadcast_tile<5, W>, &broadcast_tile<6, W>,
+                                    &broadcast_tile<7, W>, &broadcast_tile<8, W>};
+  for (int r = r0; r < r1; r += 8) {
+    const int n = std::min(8, r1 - r);
+    const float* next = r + 8 + 8 <= r1 ? A + (int64_t)(r + 8) * lda : nullptr;
+    tiles[n - 1](A + (int64_t)r * lda, lda, K, Bk, C + (int64_t)r * ldc, ldc, N, accumulate, next);
+  }
+}
+
 // fn(r0, r1) over rows [0, M): split across the threads in shares of whole steps of rows when called outside a
 // parallel region and `worth`, else on the calling thread.
 template <class Fn>
@@ -237,23 +232,25 @@ void rows_across_threads(int M, int step, bool worth, Fn&& fn) {
   }
 }
 
-bool dot_rows_available() {
-  static const bool ok = f32_packed_available() && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+bool broadcast_rows_available() {
+  static const bool ok = f32_packed_available() && __builtin_cpu_supports("avx512vl");
   return ok;
 }
 
-// C[M, N] (+)= alpha·A·op(B) for A's rows contiguous, N ≤ kThinSide: op(B)·alpha copied as Bt, rows split
-// across the threads in pairs.
-void dot_product_rows(bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                      bool accumulate, float* C, int ldc) {
-  const int Kp = (K + 15) / 16 * 16, Np = (N + 7) / 8 * 8;
+// C[M, N] (+)= alpha·A·op(B) for A's rows contiguous, N ≤ kThinSide: op(B)·alpha copied as Bk [K, W], rows split
+// across the threads in tiles of 8.
+void broadcast_product_rows(bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                            int ldb, bool accumulate, float* C, int ldc) {
+  const int W = N <= 8 ? 8 : 16;
   thread_local std::vector<float> buf;  // per calling thread: callers may multiply inside parallel regions
-  buf.assign((size_t)Np * Kp, 0.f);
-  for (int n = 0; n < N; ++n)
-    for (int k = 0; k < K; ++k) buf[(size_t)n * Kp + k] = alpha * (trans_b ? B[(int64_t)n * ldb + k] : B[(int64_t)k * ldb + n]);
-  const float* bt = buf.data();  // (a lambda would name the executing thread's own buf)
-  rows_across_threads(M, 2, (int64_t)M * N * K >= (1 << 16),
-                      [&](int r0, int r1) { dot_rows(r0, r1, K, A, lda, bt, Kp, N, C, ldc, accumulate); });
+  buf.assign((size_t)K * W, 0.f);
+  for (int k = 0; k < K; ++k)
+    for (int n = 0; n < N; ++n) buf[(size_t)k * W + n] = alpha * (trans_b ? B[(int64_t)n * ldb + k] : B[(int64_t)k * ldb + n]);
+  const float* bk = buf.data();  // (a lambda would name the executing thread's own buf)
+  rows_across_threads(M, 8, (int64_t)M * N * K >= (1 << 16), [&](int r0, int r1) {
+    if (W == 8) broadcast_rows<8>(r0, r1, K, A, lda, bk, N, C, ldc, accumulate);
+    else broadcast_rows<16>(r0, r1, K, A, lda, bk, N, C, ldc, accumulate);
+  });
 }
 }  // namespace
 
@@ -263,8 +260,8 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   const bool outer = trans_a && !trans_b && K >= kOuterMinK;
   if (outer && M <= kThinSide && alpha == 1.f)  // C[M, N] = Aᵀ·B: A's rows are U's
     return outer_sum(M, N, K, A, lda, B, ldb, C, ldc, 1, beta == 1.f), true;
-  if (!trans_a && N <= kThinSide && K >= kDotMinK && (int64_t)(K + 15) * 16 <= kMaxCopy && dot_rows_available())
-    return dot_product_rows(trans_b, M, N, K, alpha, A, lda, B, ldb, beta == 1.f, C, ldc), true;
+  if (!trans_a && N <= kThinSide && K >= kRowsMinK && (int64_t)K * 16 <= kMaxCopy && broadcast_rows_available())
+    return broadcast_product_rows(trans_b, M, N, K, alpha, A, lda, B, ldb, beta == 1.f, C, ldc), true;
   const bool copy = trans_b || alpha != 1.f;
   if (copy && (int64_t)K * N > kMaxCopy) return false;
   const float* b = B;
