@@ -4,9 +4,10 @@
 // Sums over a long K of a transposed A (weight gradients: LoRA's dA and dB, the router's) stream their wide
 // operand row by row instead (outer_sum below), and products to at most 16 columns over a K of 64 or more
 // (LoRA's u = x·Aᵀ and du = s·dout·B, the router's logits) multiply each k's row of op(B) by A's values at k,
-// broadcast, for 8 rows at a time (broadcast_rows below): on 32-column panels they used 8 of every 32 lanes, and
-// as dot products of A's rows a third of their time went to adding the lanes up. Products over a K of at most 16 of an untransposed A
-// (LoRA's out += s·u·Bᵀ and dx += du·A) update C row by row (rank_rows below).
+// broadcast, for 8 rows at a time (broadcast_rows below): on 32-column panels they used 8 of every 32 lanes,
+// and as dot products of A's rows, summed across lanes after, they took 1.4–1.9 times as long (bench/RESULTS.md).
+// Products over a K of at most 16 of an untransposed A (LoRA's out += s·u·Bᵀ and dx += du·A) update C row by
+// row (rank_rows below).
 #include "core/gemm_thin.h"
 
 #include <immintrin.h>

@@ -142,7 +142,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   } else {
     if (n_scored > 0) xent_backward_write(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V, ws.row_lse.data());
     else zero(ws.dlogits);
-    // (written when dbase is zero: a tied embedding's gradient is added after it, at the end)
+    // (written under dbase_write: a tied embedding's gradient is added after it, at the end)
     matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
                     fz ? &fz->output : nullptr, true, dbase_write);
   }

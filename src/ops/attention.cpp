@@ -183,14 +183,12 @@ float* block_scratch(int slot, int S) {
 // probabilities. The forward (inv from this row's sum) and the backward (inv kept by the forward) both end
 // here after the same row_exp, so the backward's probabilities are the forward's bit for bit.
 void finish_probabilities(float* p, int n_keys, int nk, float inv) {
-  for (int j = 0; j < n_keys; ++j) p[j] *= inv;
+  scale_row(p, p, inv, n_keys);
   std::fill(p + n_keys, p + nk, 0.f);
 }
 // The same into bf16 rows (rounded as to_bf16_rows rounds), zero from n_keys to ld.
 void finish_probabilities(uint16_t* out, const float* p, int n_keys, int ld, float inv) {
-  int j = 0;
-  for (; j + 16 <= n_keys; j += 16) store16(out + j, load16(p + j) * inv);
-  for (; j < n_keys; ++j) out[j] = to_bf16(p[j] * inv);
+  scale_row(out, p, inv, n_keys);
   std::fill(out + n_keys, out + ld, (uint16_t)0);
 }
 // ds = p ⊙ (dp − rowsum(p ⊙ dp))·scale over a row's n_keys keys (d holds dp), zero to nk: p in fp32 or bf16.
@@ -250,13 +248,6 @@ __attribute__((target("avx512f"))) void put_transposed(float* y, int ld, const f
   }
 }
 
-// out[j] = the float of bf16 a[j], j < n: exact.
-void widen_bf16(float* out, const uint16_t* a, int n) {
-  for (int j = 0; j < n; ++j) {
-    const uint32_t bits = (uint32_t)a[j] << 16;
-    std::memcpy(out + j, &bits, sizeof bits);
-  }
-}
 }  // namespace
 
 namespace {
@@ -354,7 +345,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         // the forward's bf16 probabilities, zero past each row's keys
         const uint16_t* p16 = kept ? kept_block(probs, s, b, h, t0) : nullptr;
         if (kept && !keys) {  // the key-side products below take p in fp32
-          for (int t = 0; t < R; ++t) widen_bf16(pb + (int64_t)t * S, p16 + (int64_t)t * round_up(nk, 32), nk);
+          for (int t = 0; t < R; ++t)
+            for (int j = 0; j < nk; ++j) pb[(int64_t)t * S + j] = load1(p16 + (int64_t)t * round_up(nk, 32) + j);
         } else if (!kept) {
           scores->times_keys(pb, S, qb, s.ldq, R, nk);
           for (int t = 0; t < R; ++t) {

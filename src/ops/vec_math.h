@@ -11,6 +11,8 @@
 
 #include <immintrin.h>
 
+#include "core/half.h"  // bf16_to_f32
+
 namespace heirloom {
 
 // 16 lanes: one zmm register on an AVX-512 CPU (two ymm on AVX2, as the compiler splits them). With eight,
@@ -81,24 +83,19 @@ inline void store16(uint16_t* p, f32x16 v) {
   for (int i = 0; i < 16; ++i) p[i] = to_bf16(v[i]);
 #endif
 }
-// bf16 bits widened to fp32 (exact)
-inline float from_bf16(uint16_t b) {
-  const uint32_t x = (uint32_t)b << 16;
-  float f;
-  std::memcpy(&f, &x, sizeof f);
-  return f;
-}
 inline f32x16 load16(const uint16_t* p) {
 #if defined(__AVX512F__)
-  return (f32x16)_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+  // (maskz forms: gcc 12's plain ones warn about their own undefined pass-through operand)
+  const __m512i w = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_loadu_si256((const __m256i*)p));
+  return (f32x16)_mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, w, 16));
 #else
   f32x16 v;
-  for (int i = 0; i < 16; ++i) v[i] = from_bf16(p[i]);
+  for (int i = 0; i < 16; ++i) v[i] = bf16_to_f32(p[i]);
   return v;
 #endif
 }
 inline float load1(const float* p) { return *p; }
-inline float load1(const uint16_t* p) { return from_bf16(*p); }
+inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }  // exact
 inline void store1(float* p, float v) { *p = v; }
 inline void store1(uint16_t* p, float v) { *p = to_bf16(v); }
 
