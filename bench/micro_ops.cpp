@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <cstring>
 #include <vector>
 
 #include "heirloom/cache_line.h"
@@ -254,6 +255,44 @@ void BM_weight_grad_whole_batch(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_weight_grad_whole_batch)->Arg(256)->Arg(768)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The trained head's backward in the bf16 full step at 8x128 (dlnf = dlogits · W and dW = dlogitsᵀ · lnf), the
+// logits cycled through two copies (64 MB, from memory as in a step): range(0) 0 = dlogits stored in fp32 and
+// converted by each product, 1 = made in bf16 as the first product takes its rows, stored for the second.
+void BM_head_backward_bf16(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  const bool in_bf16 = st.range(0) != 0;
+  constexpr int kCopies = 2;
+  const auto logits = randn((size_t)N * V * kCopies), lnf = randn((size_t)N * C), w = randn((size_t)V * C, 0.02f);
+  std::vector<int32_t> targets(N);
+  for (int n = 0; n < N; ++n) targets[n] = (n * 7919) % V;
+  std::vector<float> lse((size_t)N * kCopies), losses(N), dlogits((size_t)N * V), dlnf((size_t)N * C);
+  std::vector<uint16_t> d16((size_t)N * V);
+  for (int c = 0; c < kCopies; ++c)
+    xent_forward(losses.data(), logits.data() + (size_t)c * N * V, targets.data(), N, V, nullptr, lse.data() + c * N);
+  const PackedB wp = pack_b_bf16(w.data(), C, false, V, C);
+  AlignedFloats dw((size_t)V * C);
+  const float scale = 1.f / N;
+  int i = 0;
+  for (auto _ : st) {
+    const float* x = logits.data() + (size_t)(i % kCopies) * N * V;
+    const float* rl = lse.data() + (size_t)(i++ % kCopies) * N;
+    if (in_bf16) {
+      gemm_bf16_produced(N, [&](int r, uint16_t* row) {
+        uint16_t* d = d16.data() + (int64_t)r * V;
+        xent_backward_row(d, x + (int64_t)r * V, targets[r], scale, V, rl[r]);
+        std::memcpy(row, d, sizeof(uint16_t) * V);
+      }, wp, dlnf.data(), C, false);
+      gemm_bf16_tn(V, C, N, d16.data(), V, lnf.data(), C, dw.data(), C, false);
+    } else {
+      xent_backward_write(dlogits.data(), x, targets.data(), scale, N, V, rl);
+      gemm_bf16(N, dlogits.data(), V, wp, dlnf.data(), C, false);
+      gemm_bf16_tn(V, C, N, dlogits.data(), V, lnf.data(), C, dw.data(), C, false);
+    }
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(4.0 * N * V * C, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_head_backward_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // LoRA's rank-8 products on one projection at the step's 1024 rows (the forward's u = x·Aᵀ and out += s·u·Bᵀ,
 // the backward's du = s·dout·B, dB += s·doutᵀ·u, dA += duᵀ·x and dx += du·A), through gemm() as the adapter

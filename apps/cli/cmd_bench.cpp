@@ -80,15 +80,16 @@ Action add_bench(CLI::App& app, Common& common) {
                     std::to_string(kTraceSteps) + " (whether a slow stretch is the cores' or the memory's)");
   sub->add_option("--experiment", o->experiment,
                   "a trial of a local change under experiment(NAME) (src/core/experiment.h): the traced run alternates "
-                  "steps without and with it, each pair on one window, and reports the median B/A (implies --trace)");
+                  "steps without and with it, each pair on one window, and reports the median B/A (implies --trace); "
+                  "the full-step rows run 20 such pairs on their batch too");
   add_common_flags(*sub, common);
   const Action fleet = add_bench_fleet(*sub, common);
   return [o, &common, sub, fleet] {
     if (sub->got_subcommand("fleet")) return fleet();
-    if (!o->experiment.empty() && !o->only.empty() &&
-        std::find(o->only.begin(), o->only.end(), "personalize") == o->only.end())
-      throw Error("--experiment runs a trial on the personalize task, which --only leaves out",
-                  "add personalize to --only");
+    auto runs = [&](const char* task) { return std::find(o->only.begin(), o->only.end(), task) != o->only.end(); };
+    if (!o->experiment.empty() && !o->only.empty() && !runs("personalize") && !runs("full"))
+      throw Error("--experiment runs a trial on the personalize and full tasks, which --only leaves out",
+                  "add personalize or full to --only");
     const BenchReport r = run_bench(*o, !common.json);
     auto rows = [](const std::vector<BenchRow>& v) {
       nlohmann::json a = nlohmann::json::array();

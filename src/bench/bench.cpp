@@ -41,15 +41,18 @@ double median(std::vector<double> t) {
   return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
+constexpr int kFullTrialSteps = 40;  // a full-step trial's steps: 20 pairs, about 10 s
+
 // Whether step s of a trial runs with the experiment on: one step of each pair (2k, 2k + 1), the second in even
 // pairs and the first in odd ones, so that neither half always comes second to the window.
 bool trial_step_on(int s) { return (s % 2 == 1) != ((s / 2) % 2 == 1); }
 
-// A trial's pairs of traced steps into the row's experiment fields.
-void trial_result(BenchRow& row) {
+// A trial's pairs of traced steps into the row's experiment fields. ceilings: the run measured the instruction
+// ceiling every kTraceSteps steps (the personalize task's traced run).
+void trial_result(BenchRow& row, bool ceilings) {
   std::vector<double> ratios, a, b;
   for (int k = 0; 2 * k + 1 < (int)row.step_ms.size(); ++k) {
-    if (k > 0 && 2 * k % kTraceSteps == 0) continue;  // its first step came right after a ceiling measurement
+    if (ceilings && k > 0 && 2 * k % kTraceSteps == 0) continue;  // its first step came right after a ceiling measurement
     const int on = trial_step_on(2 * k) ? 2 * k : 2 * k + 1;
     a.push_back(row.step_ms[4 * k + 1 - on]);
     b.push_back(row.step_ms[on]);
@@ -301,6 +304,17 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{1e-5f}, p);
       add("train step full " + shape, p, timing(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }), N,
           3.0 * fwd_flop);
+      if (!o.experiment.empty()) {  // a trial here too: kFullTrialSteps steps on the batch, alternating
+        BenchRow& row = rep.rows.back();
+        for (int s = 0; s < kFullTrialSteps; ++s) {
+          set_experiment(o.experiment, trial_step_on(s));
+          const auto s0 = std::chrono::steady_clock::now();
+          tr.step(m, *ws, batch, 1e-5f, 0.01f);
+          row.step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
+        }
+        set_experiment("", false);
+        trial_result(row, false);
+      }
     }
     bar.update(++done);
   }
@@ -354,7 +368,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
             row.ceiling_trace.push_back(p == Precision::bf16 ? bf16_dot_ceiling_gflops(rep.threads, 1)
                                                              : fma_ceiling_gflops(rep.threads, 1));
         });
-        if (!o.experiment.empty()) trial_result(row);
+        if (!o.experiment.empty()) trial_result(row, true);
       }
     }
     bar.update(++done);

@@ -275,6 +275,11 @@ void few_rows(const uint16_t* rows, int M, const PackedB& B, float* C, int ldc, 
   }
 }
 bool takes_few_rows(int M) { return M <= kGemvRows || row_exact(); }
+// The weight gradients' B changes every call (activations): packed per call into a reused buffer.
+PackedB& packed_activations() {
+  thread_local PackedB packed;
+  return packed;
+}
 uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
   thread_local std::vector<uint16_t> rows;
   if (rows.size() < (size_t)M * Kp) rows.resize((size_t)M * Kp);
@@ -323,7 +328,7 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
 void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  thread_local PackedB packed;  // B changes every call (activations): packed per call into a reused buffer
+  PackedB& packed = packed_activations();
   for (int i = 0; i < count; ++i) {
     TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
     if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);  // (timed with the first product)
@@ -333,6 +338,17 @@ void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int
     many_rows(M, packed, products[i].C, ldc, accumulate,
               [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
   }
+}
+
+void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
+                  bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  PackedB& packed = packed_activations();
+  TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
+  pack_b_bf16_into(packed, B, ldb, false, K, N);
+  const int Kp = packed.Kp;
+  many_rows(M, packed, C, ldc, accumulate,
+            [&](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
 }
 
 Bf16Tiles::Bf16Tiles() {  // dot products have no tile state

@@ -23,14 +23,16 @@ __m512i pair_words(__m512 lo, __m512 hi) {
                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, (__m256i)_mm512_cvtneps_pbh(hi)), 16));
 }
 
-// The lines kAheadValues further along rows 2j and 2j + 1 of a row-major fp32 source, fetched into L1:
+// The lines kAheadBytes further along rows 2j and 2j + 1 of a row-major source, fetched into L1:
 // convert_columns reads 32 rows side by side, a 16-value column block at a time, more streams than the
 // hardware prefetchers follow (the weight gradients' A; numbers in bench/RESULTS.md). pack_rows_of_k reads its
 // B alike, but fetching ahead there measured no different.
-constexpr int kAheadValues = 128;
-inline void fetch_rows_ahead(const float* src, int64_t ld, int j, int col) {
-  _mm_prefetch((const char*)(src + (int64_t)(2 * j) * ld + col + kAheadValues), _MM_HINT_T0);
-  _mm_prefetch((const char*)(src + (int64_t)(2 * j + 1) * ld + col + kAheadValues), _MM_HINT_T0);
+constexpr int kAheadBytes = 512;
+template <class T>
+inline void fetch_rows_ahead(const T* src, int64_t ld, int j, int col) {
+  constexpr int ahead = kAheadBytes / (int)sizeof(T);
+  _mm_prefetch((const char*)(src + (int64_t)(2 * j) * ld + col + ahead), _MM_HINT_T0);
+  _mm_prefetch((const char*)(src + (int64_t)(2 * j + 1) * ld + col + ahead), _MM_HINT_T0);
 }
 
 // Every 32-bit word of the packed buffer is written (padding as zeros), so packing in place over an
@@ -109,11 +111,27 @@ void convert_rows(const float* A, int lda, int M, int K, int Kp, int ldo, int r0
   }
 }
 
+// 16 words bf16(lo[c]) | bf16(hi[c]) << 16 from 16 columns (mask m) of two rows of A, in fp32 or already in bf16;
+// a null row is a row of zeros (past K).
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+__m512i column_words(const float* lo, const float* hi, __mmask16 m) {
+  return pair_words(lo ? _mm512_maskz_loadu_ps(m, lo) : _mm512_setzero_ps(),
+                    hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps());
+}
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+__m512i column_words(const uint16_t* lo, const uint16_t* hi, __mmask16 m) {
+  const __m256i a = lo ? _mm256_maskz_loadu_epi16(m, lo) : _mm256_setzero_si256();
+  const __m256i b = hi ? _mm256_maskz_loadu_epi16(m, hi) : _mm256_setzero_si256();
+  return _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, a),
+                         _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, b), 16));
+}
+
 // Rows [r0, r1) of Aᵀ to bf16, where A is stored [K, M] with row stride lda: two rows of A give 16 words (one
 // k-pair of 16 output rows); a transpose of 16 such makes 16 k-pairs of each output row, stored whole. Rows ≥ M
 // and k ≥ K are zeros; no row outside [r0, r1) is written. Row r at out + r·ldo.
+template <class T>
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
+void convert_columns_of(const T* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
   uint32_t* o = reinterpret_cast<uint32_t*>(out);
   const int J = Kp / 2, ldw = ldo / 2;
   for (int j0 = 0; j0 < J; j0 += 16) {
@@ -124,16 +142,23 @@ void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int
       __m512i v[16];
       for (int i = 0; i < 16; ++i) {
         const int j = j0 + i;
-        if (m0 + kAheadValues < M && i < jn && 2 * j + 1 < K) fetch_rows_ahead(A, lda, j, m0);
-        const __m512 lo = i < jn && 2 * j < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j) * lda + m0) : _mm512_setzero_ps();
-        const __m512 hi = i < jn && 2 * j + 1 < K ? _mm512_maskz_loadu_ps(m, A + (int64_t)(2 * j + 1) * lda + m0) : _mm512_setzero_ps();
-        v[i] = pair_words(lo, hi);
+        if (m0 + kAheadBytes / (int)sizeof(T) < M && i < jn && 2 * j + 1 < K) fetch_rows_ahead(A, lda, j, m0);
+        const T* lo = i < jn && 2 * j < K ? A + (int64_t)(2 * j) * lda + m0 : nullptr;
+        const T* hi = i < jn && 2 * j + 1 < K ? A + (int64_t)(2 * j + 1) * lda + m0 : nullptr;
+        v[i] = column_words(lo, hi, m);
       }
       transpose16(v);
       const __mmask16 keep = (__mmask16)((1u << jn) - 1);
       for (int i = 0; i < 16 && m0 + i < r1; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * ldw + j0, keep, v[i]);
     }
   }
+}
+
+void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
+  convert_columns_of(A, lda, M, K, Kp, ldo, r0, r1, out);
+}
+void convert_columns(const uint16_t* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
+  convert_columns_of(A, lda, M, K, Kp, ldo, r0, r1, out);
 }
 
 void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans) {

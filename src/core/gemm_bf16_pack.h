@@ -12,5 +12,7 @@ constexpr int kBf16Block = 32;
 void convert_rows(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out);
 // Rows [r0, r1) of Aᵀ, A stored [K, M] (row stride lda), the same way.
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out);
+// The same from A in bf16 (as to_bf16 rounds it).
+void convert_columns(const uint16_t* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out);
 
 }  // namespace heirloom

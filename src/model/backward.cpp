@@ -132,13 +132,18 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   // --- head: d objective / d logits = (softmax − onehot) / n_scored
   int n_scored = 0;
   for (int64_t i = 0; i < N; ++i) n_scored += ws.targets[i] >= 0;
-  if (fz && fz->output.bf16() && !g.output && n_scored > 0) {
-    // The head is frozen and bf16: dlogits only feeds dlnf = dlogits · W, so each row is made in bf16 as the
-    // product needs it and is never stored (the same numbers as the stored path below).
+  if (fz && fz->output.bf16() && n_scored > 0) {
+    // A bf16 head: dlogits is made in bf16, a row at a time as dlnf = dlogits · W needs it, and never in fp32.
+    // A frozen head's rows are not stored; a trained head's are (16 MB, not 32), for its gradient dlogitsᵀ · lnf.
+    // The same numbers as the stored path below; a tied embedding's gradient is added after it, at the end.
     const float scale = 1.0f / n_scored;
+    uint16_t* kept = g.output ? ws.dlogits16.data() : nullptr;
     gemm_bf16_produced((int)N, [&](int r, uint16_t* row) {
-      xent_backward_row(row, ws.logits.data() + (int64_t)r * V, ws.targets[r], scale, V, ws.row_lse[r]);
+      uint16_t* d = kept ? kept + (int64_t)r * V : row;
+      xent_backward_row(d, ws.logits.data() + (int64_t)r * V, ws.targets[r], scale, V, ws.row_lse[r]);
+      if (kept) std::memcpy(row, d, sizeof(uint16_t) * V);
     }, fz->output.bwd, ws.dlnf.data(), C, false);
+    if (kept) gemm_bf16_tn(V, C, (int)N, kept, V, ws.lnf.data(), C, g.output, C, !dbase_write);
   } else {
     if (n_scored > 0) xent_backward_write(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V, ws.row_lse.data());
     else zero(ws.dlogits);

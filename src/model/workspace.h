@@ -61,6 +61,7 @@ struct Workspace {
   Buf<float> dres, dln, dqkv, datty, dlnf, dlogits, dgain, du;
   Buf<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;
   Buf<uint16_t> dhu16;  // dhu in bf16 (MoeScratch)
+  Buf<uint16_t> dlogits16;  // dlogits in bf16, for a trained bf16 head's weight gradient
 
   int N() const { return B * T; }
   // Effective gain j (2l: attn, 2l+1: ffn, 2L: output) for a segment.

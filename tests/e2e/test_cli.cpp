@@ -78,17 +78,22 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
   }
 }
 
-// A trial (--experiment) reports its step pairs in the personalize row's trace, and is refused, with a hint,
-// when --only leaves the personalize task out.
+// A trial (--experiment) reports its step pairs in the personalize row's trace and in the full step's, and is
+// refused, with a hint, when --only leaves both tasks out.
 TEST(Cli, BenchExperimentReportsItsPairsOrSaysWhatIsMissing) {
   const CliResult r = run("bench --preset tiny --only personalize --precision fp32 --repeats 1 --experiment probe --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto trial = nlohmann::json::parse(r.out)["results"][0]["trace"]["experiment"];
   EXPECT_EQ(trial["pairs"].get<int>(), 41) << trial.dump();
   EXPECT_GT(trial["b_over_a"].get<double>(), 0.0) << trial.dump();
+  const CliResult full = run("bench --preset tiny --only full --precision fp32 --repeats 1 --experiment probe --json");
+  ASSERT_EQ(full.code, 0) << full.out;
+  const auto full_trial = nlohmann::json::parse(full.out)["results"][0]["trace"]["experiment"];
+  EXPECT_EQ(full_trial["pairs"].get<int>(), 20) << full_trial.dump();
+  EXPECT_GT(full_trial["b_over_a"].get<double>(), 0.0) << full_trial.dump();
   const CliResult bad = run("bench --preset tiny --only norm --experiment probe");
   EXPECT_NE(bad.code, 0);
-  EXPECT_NE(bad.out.find("add personalize to --only"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("add personalize or full to --only"), std::string::npos) << bad.out;
 }
 
 TEST(Cli, PretrainEvalGenerateEndToEnd) {

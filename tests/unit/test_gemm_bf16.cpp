@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "heirloom/cache_line.h"
@@ -234,6 +235,49 @@ TEST(Bf16, ProducedRowsEqualStoredRows) {
       for (int r = 0; r < M; ++r) EXPECT_EQ(asked[r], 1) << "row " << r;
     }
   }
+}
+
+// gemm_bf16_tn on an A already in bf16 (the trained head's dlogits, made in bf16): bit for bit the product on A in
+// fp32. Edges off the 16 x 32 blocks, wide strides, accumulate, one thread and two; and the head's case itself,
+// cross-entropy rows made in bf16 against xent_backward_write's fp32 rows (ignored rows, targets in the tails).
+TEST(Bf16, TransposedGemmOnBf16AEqualsItOnFp32A) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const int threads = num_threads();
+  for (int nt : {1, 2}) {
+    set_num_threads(nt);
+    for (const auto& [M, N, K] : {std::tuple{70, 40, 33}, {300, 64, 256}, {5, 17, 3}, {1030, 32, 70}}) {
+      const int lda = M + 7;
+      Rng rng(M + K);
+      std::vector<float> A((size_t)K * lda), B((size_t)K * N);
+      std::vector<uint16_t> A16((size_t)K * lda);
+      for (size_t i = 0; i < A.size(); ++i) A[i] = rng.normal(), A16[i] = to_bf16(A[i]);
+      for (auto& v : B) v = rng.normal();
+      for (bool accumulate : {false, true}) {
+        std::vector<float> want((size_t)M * N, 0.5f), got = want;
+        gemm_bf16_tn(M, N, K, A.data(), lda, B.data(), N, want.data(), N, accumulate);
+        gemm_bf16_tn(M, N, K, A16.data(), lda, B.data(), N, got.data(), N, accumulate);
+        EXPECT_EQ(got, want) << "M=" << M << " K=" << K << " threads " << nt << (accumulate ? " accumulate" : "");
+      }
+    }
+  }
+  set_num_threads(threads);
+  const int N = 70, V = 300, C = 40;
+  Rng rng(5);
+  std::vector<float> logits((size_t)N * V), x((size_t)N * C), lse(N), losses(N), dlogits((size_t)N * V);
+  std::vector<uint16_t> d16((size_t)N * V);
+  std::vector<int32_t> targets(N);
+  for (auto& v : logits) v = rng.normal() * 3.f;
+  for (auto& v : x) v = rng.normal();
+  for (int n = 0; n < N; ++n) targets[n] = n % 7 == 3 ? kIgnoreIndex : n % 5 == 0 ? V - 1 - n % 3 : (int)rng.below(V);
+  int scored = 0;
+  xent_forward(losses.data(), logits.data(), targets.data(), N, V, &scored, lse.data());
+  xent_backward_write(dlogits.data(), logits.data(), targets.data(), 1.f / scored, N, V, lse.data());
+  for (int n = 0; n < N; ++n)
+    xent_backward_row(d16.data() + (size_t)n * V, logits.data() + (size_t)n * V, targets[n], 1.f / scored, V, lse[n]);
+  std::vector<float> want((size_t)V * C), got((size_t)V * C);
+  gemm_bf16_tn(V, C, N, dlogits.data(), V, x.data(), C, want.data(), C, false);
+  gemm_bf16_tn(V, C, N, d16.data(), V, x.data(), C, got.data(), C, false);
+  EXPECT_EQ(got, want) << "the head's gradient";
 }
 
 // Rows made in bf16 (to_bf16, store16, and the row functions that write either type) are their fp32 rows as
