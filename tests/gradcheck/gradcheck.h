@@ -51,6 +51,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -58,6 +59,9 @@
 #include "core/rng.h"
 
 namespace heirloom::gradcheck {
+
+using Vec = std::vector<float>;
+inline constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();  // fills what an op must write
 
 // ---------------------------------------------------------------------------------------------
 // Random data.
@@ -337,6 +341,24 @@ inline double directional_derivative(float* params, size_t n, const float* u, co
   }
   std::copy(p0.begin(), p0.end(), params);
   return lagrange_slope_at_zero(t, f, 2 * m + 1);
+}
+
+// Zeroes the gradients, runs `backward` (which accumulates into them) twice, and expects twice the gradient
+// of a single run. Also requires the single-run gradients to be non-zero, so the check means something.
+inline void expect_accumulates(const std::string& what, const std::vector<std::vector<float>*>& grads, const std::function<void()>& backward) {
+  for (std::vector<float>* g : grads) std::fill(g->begin(), g->end(), 0.f);
+  backward();
+  std::vector<std::vector<float>> once;
+  for (std::vector<float>* g : grads) once.push_back(*g);
+  backward();
+  for (size_t i = 0; i < grads.size(); ++i) {
+    std::vector<float> twice(once[i].size());
+    for (size_t j = 0; j < twice.size(); ++j) twice[j] = 2.f * once[i][j];
+    const double scale = max_abs(once[i].data(), once[i].size());
+    EXPECT_GT(scale, 0.0) << what << " gradient " << i << " is all zero";
+    EXPECT_TRUE(all_close(what + " grad " + std::to_string(i) + " after two backward calls", *grads[i], twice,
+                      1e-6 * scale, 1e-6));
+  }
 }
 
 }  // namespace heirloom::gradcheck

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <string>
 
 #include "core/gemm_bf16.h"
@@ -17,8 +16,6 @@ namespace heirloom {
 namespace {
 
 using namespace gradcheck;
-using Vec = std::vector<float>;
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // ‖a − b‖ / ‖b‖ over the whole buffer: bf16 keeps 8 bits; these cases measure 0.003-0.0045 (fp32: ~1e-7).
 double relative_error(const Vec& a, const Vec& b) {
