@@ -1,11 +1,13 @@
 // `heirloom bench`: engine speed on a preset's real shapes, against this machine's measured GEMM peaks.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "commands.h"
 #include "heirloom/bench.h"
 #include "heirloom/error.h"
 #include "heirloom/fleet.h"
+#include "heirloom/text.h"
 
 namespace heirloom::cli {
 
@@ -82,15 +84,27 @@ Action add_bench(CLI::App& app, Common& common) {
                   "a trial of a local change under experiment(NAME) (src/core/experiment.h): the traced run alternates "
                   "steps without and with it, each pair on one window, and reports the median B/A (implies --trace); "
                   "the full-step rows run 20 such pairs on their batch too");
+  auto plot_path = std::make_shared<std::string>();
+  sub->add_option("--plot", *plot_path, "also write the report as charts to this SVG file (each task's share of the "
+                                        "GEMM peak; with --trace, each step's time and the ceiling)");
   add_common_flags(*sub, common);
   const Action fleet = add_bench_fleet(*sub, common);
-  return [o, &common, sub, fleet] {
+  return [o, &common, sub, fleet, plot_path] {
     if (sub->got_subcommand("fleet")) return fleet();
     auto runs = [&](const char* task) { return std::find(o->only.begin(), o->only.end(), task) != o->only.end(); };
     if (!o->experiment.empty() && !o->only.empty() && !runs("personalize") && !runs("full"))
       throw Error("--experiment runs a trial on the personalize and full tasks, which --only leaves out",
                   "add personalize or full to --only");
+    if (!plot_path->empty()) {  // said before the run, not after minutes of it
+      const std::filesystem::path dir = std::filesystem::path(*plot_path).parent_path();
+      if (!dir.empty() && !std::filesystem::is_directory(dir))
+        throw Error("--plot: the folder '" + dir.string() + "' does not exist", "create it, or give another path");
+    }
     const BenchReport r = run_bench(*o, !common.json);
+    if (!plot_path->empty()) {
+      write_file_atomic(*plot_path, bench_plot(r));
+      std::fprintf(stderr, "wrote %s\n", plot_path->c_str());
+    }
     auto rows = [](const std::vector<BenchRow>& v) {
       nlohmann::json a = nlohmann::json::array();
       for (const auto& x : v) {

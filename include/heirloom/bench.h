@@ -75,5 +75,8 @@ struct BenchReport {
 };
 
 BenchReport run_bench(const BenchOptions& opt, bool progress);
+// The report as one SVG document (src/bench/bench_plot.cpp): each task's share of the GEMM peak, fp32 and bf16
+// side by side, then each traced run's step times and instruction ceilings.
+std::string bench_plot(const BenchReport& r);
 
 }  // namespace heirloom

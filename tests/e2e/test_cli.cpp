@@ -13,6 +13,7 @@
 #include "cli_helpers.h"
 #include "core/gemm.h"
 #include "heirloom/model.h"
+#include "heirloom/text.h"
 #include "heirloom/vocab.h"
 
 namespace heirloom {
@@ -76,6 +77,25 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     for (const auto& part : row["products_by_kind"]) by_kind += part["share"].get<double>();
     EXPECT_NEAR(by_kind, share, 1e-9) << row.dump();
   }
+}
+
+// --plot writes the report as an SVG: the tasks' bars and, with --trace, the traced run's steps; a folder that
+// does not exist is refused before the run, with a hint, and nothing is written.
+TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
+  Dir d("bench_plot");
+  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize --precision fp32 --repeats 1 --trace --plot " +
+                          d / "bench.svg");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string svg = read_text_file(d / "bench.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u) << svg.substr(0, 200);
+  EXPECT_NE(svg.find("Share of the GEMM peak"), std::string::npos);
+  EXPECT_NE(svg.find("norm-only 8x128"), std::string::npos);
+  EXPECT_NE(svg.find("protocol [fp32]: each step"), std::string::npos);
+  EXPECT_NE(svg.find("instruction ceiling every 10 steps"), std::string::npos);
+  const CliResult bad = run("bench --preset tiny --only norm --repeats 1 --plot " + d / "missing/bench.svg");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("does not exist"), std::string::npos) << bad.out;
+  EXPECT_FALSE(std::filesystem::exists(d / "missing"));
 }
 
 // A trial (--experiment) reports its step pairs in the personalize row's trace and in the full step's, and is

@@ -1,0 +1,71 @@
+// `heirloom bench --plot`: the report as charts (plot/svg.h), for a person who would rather look than read.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "heirloom/bench.h"
+#include "plot/svg.h"
+
+namespace heirloom {
+
+namespace {
+// A row's task, short enough to label a bar: "train step lora r8 q,k,v,o 8x128 [bf16]" → "lora r8 8x128", the
+// personalize row → "protocol".
+std::string task_of(const std::string& name) {
+  std::string t = name.substr(0, name.rfind(" ["));
+  if (t.rfind("personalize", 0) == 0) return "protocol";
+  if (t.rfind("generate", 0) == 0) return "generate";
+  if (t.rfind("train step ", 0) == 0) t = t.substr(11);
+  if (const size_t at = t.find(" q,k,v,o"); at != std::string::npos) t.erase(at, 8);
+  return t;
+}
+}  // namespace
+
+std::string bench_plot(const BenchReport& r) {
+  std::vector<std::string> charts;
+  // Each task's share of the GEMM peak in its own precision, fp32 and bf16 side by side; GFLOP/s where this run
+  // measured no peak (--only without sgemm).
+  bool peaks = false;
+  for (const BenchRow& x : r.rows) peaks |= x.peak_fraction > 0;
+  plot::BarChart bars{peaks ? "Share of the GEMM peak, " + r.preset + ", " + std::to_string(r.threads) + " threads (target 70 %)"
+                            : "Throughput, " + r.preset + ", " + std::to_string(r.threads) + " threads",
+                      peaks ? "% of the GEMM peak" : "GFLOP/s", false, {}, {}, {}};
+  auto shown = [&](const BenchRow& x) { return peaks ? x.peak_fraction > 0 : x.gflops > 0; };
+  for (const BenchRow& x : r.rows) {
+    if (!shown(x)) continue;
+    const std::string task = task_of(x.name);
+    if (std::find(bars.groups.begin(), bars.groups.end(), task) == bars.groups.end()) bars.groups.push_back(task);
+    if (std::find(bars.series_labels.begin(), bars.series_labels.end(), x.precision) == bars.series_labels.end())
+      bars.series_labels.push_back(x.precision);
+  }
+  bars.values.assign(bars.series_labels.size(), std::vector<double>(bars.groups.size(), 0.0));
+  for (const BenchRow& x : r.rows) {
+    if (!shown(x)) continue;
+    const size_t s = std::find(bars.series_labels.begin(), bars.series_labels.end(), x.precision) - bars.series_labels.begin();
+    const size_t g = std::find(bars.groups.begin(), bars.groups.end(), task_of(x.name)) - bars.groups.begin();
+    bars.values[s][g] = peaks ? 100 * x.peak_fraction : x.gflops;
+  }
+  if (!bars.groups.empty()) charts.push_back(plot::render(bars));
+  // Traced runs (--trace, --experiment): each step's time, and the instruction ceiling measured between them.
+  for (const BenchRow& x : r.rows) {
+    if (x.step_ms.empty()) continue;
+    const std::string row = task_of(x.name) + " [" + x.precision + "]";
+    plot::LineChart steps{row + ": each step's time, one more run", "step", "ms", false, {}};
+    plot::Series s{"ms per step", {}, {}};
+    for (size_t i = 0; i < x.step_ms.size(); ++i) s.x.push_back((double)i + 1), s.y.push_back(x.step_ms[i]);
+    steps.series.push_back(s);
+    charts.push_back(plot::render(steps));
+    if (x.ceiling_trace.empty()) continue;
+    // (a slow stretch of steps that the ceiling does not share is the memory's)
+    plot::LineChart ceiling{row + ": instruction ceiling every " + std::to_string(kTraceSteps) + " steps", "step",
+                            "GFLOP/s", false, {}};
+    plot::Series c{"instruction ceiling", {}, {}};
+    for (size_t i = 0; i < x.ceiling_trace.size(); ++i)
+      c.x.push_back((double)(i + 1) * kTraceSteps), c.y.push_back(x.ceiling_trace[i]);
+    ceiling.series.push_back(c);
+    charts.push_back(plot::render(ceiling));
+  }
+  return plot::stack(charts);
+}
+
+}  // namespace heirloom
