@@ -342,7 +342,11 @@ BENCHMARK(BM_lora_thin_cold)->DenseRange(0, 1)->Unit(benchmark::kMicrosecond)->U
 struct ModelFixture {
   Model m = init_model(preset_config("moe-30m", 8192), [] {
     Vocab v = byte_vocab();
-    for (int i = v.n_tokens(); i < 8192; ++i) { v.tokens.push_back("t" + std::to_string(i)); v.scores.push_back(0); v.types.push_back(1); }
+    for (int i = v.n_tokens(); i < 8192; ++i) {
+      std::string token = "t";  // (not "t" + to_string(i): gcc 12 warns falsely of an overlapping memcpy there)
+      token += std::to_string(i);
+      v.tokens.push_back(token), v.scores.push_back(0), v.types.push_back(1);
+    }
     return v;
   }(), 1);
   std::vector<int32_t> tok, tgt;

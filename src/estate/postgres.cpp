@@ -27,8 +27,12 @@ std::string numbered(const std::string& sql) {
   bool quoted = false;
   for (char c : sql) {
     if (c == '\'') quoted = !quoted;
-    if (c == '?' && !quoted) out += "$" + std::to_string(++n);
-    else out += c;
+    if (c == '?' && !quoted) {
+      out += '$';
+      out += std::to_string(++n);
+    } else {
+      out += c;
+    }
   }
   return out;
 }

@@ -90,7 +90,9 @@ BenchReport::Writers measure_writers(const BenchOptions& o, const Model& base, i
         estate::Registry reg = estate::Registry::open(db);
         for (int i = 0; i < o.commits_per_writer; ++i) {
           const int k = w * o.commits_per_writer + i;
-          const estate::TrainingKey key{"k" + std::to_string(writers) + "w" + std::to_string(k), std::to_string(k), fingerprint, "{}"};
+          std::string name = "k";  // (not "k" + to_string(…): gcc 12 warns falsely of an overlapping memcpy there)
+          name += std::to_string(writers) + "w" + std::to_string(k);
+          const estate::TrainingKey key{name, std::to_string(k), fingerprint, "{}"};
           reg.commit_training(key, files[k], estate::generate_key(), "{}");
         }
       } catch (const std::exception& e) {

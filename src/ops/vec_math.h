@@ -28,7 +28,8 @@ template <class F, bool kMinMax>
 inline F exp_clamp(F x) {
 #if defined(__AVX512F__)
   if constexpr (kMinMax && sizeof(F) == 64)
-    return (F)_mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), (__m512)x));
+    return (F)_mm512_maskz_min_ps(0xffff, _mm512_set1_ps(88.0f),  // (maskz: gcc 12 warns of the plain forms' pass-through)
+                                  _mm512_maskz_max_ps(0xffff, _mm512_set1_ps(-87.0f), (__m512)x));
 #endif
   x = x < -87.0f ? F{} - 87.0f : x;
   return x > 88.0f ? F{} + 88.0f : x;

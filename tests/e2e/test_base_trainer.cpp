@@ -89,7 +89,9 @@ TEST(BaseTrainer, UpdateIsAdamwPerTensorOnTheGradientsWrittenOverTheLast) {
       for (size_t i = 0; i < m.tensors.size(); ++i)
         for (int64_t j = m.tensors[i].offset; j < m.tensors[i].offset + m.tensors[i].numel; ++j)
           ASSERT_EQ(tr.grads[j], tr.trainable()[i] ? g[j] : 0.f) << m.tensors[i].name;
-      if (p == Precision::bf16) EXPECT_EQ(stale_packs(*tr.packs(), m), 0);
+      if (p == Precision::bf16) {
+        EXPECT_EQ(stale_packs(*tr.packs(), m), 0);
+      }
     }
   }
 }

@@ -53,7 +53,9 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     EXPECT_GT(best, 0.0) << row.dump();
     EXPECT_LE(best, ms) << row.dump();
     EXPECT_LE(ms, worst) << row.dump();
-    if (whole_run) EXPECT_NEAR(ms, (best + worst) / 2, 1e-9 * worst) << row.dump();
+    if (whole_run) {
+      EXPECT_NEAR(ms, (best + worst) / 2, 1e-9 * worst) << row.dump();
+    }
     ASSERT_EQ(row.contains("trace"), whole_run) << row.dump();
     if (!whole_run) continue;
     const auto steps = row["trace"]["step_ms"].get<std::vector<double>>();
@@ -61,8 +63,9 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     EXPECT_EQ(steps.size(), 100u);
     EXPECT_EQ(ceiling.size(), 10u);
     for (double s : steps) EXPECT_GT(s, 0.0);
-    if (j["fp32_ceiling_gflops"].get<double>() > 0)  // measured where the CPU has AVX-512F
+    if (j["fp32_ceiling_gflops"].get<double>() > 0) {  // measured where the CPU has AVX-512F
       for (double c : ceiling) EXPECT_GT(c, 0.0);
+    }
   }
   // The sgemm rows run on OpenBLAS, the fp32 full step's products on gemm()'s choice: the report names both.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
@@ -138,7 +141,10 @@ TEST(Cli, PretrainEvalGenerateEndToEnd) {
   // tokenize prints what encode gives, with BOS unless --no-bos.
   const std::vector<int32_t> ids = encode(load_vocab(d / "m.gguf"), "Every person", false);
   std::string want;
-  for (int32_t id : ids) want += (want.empty() ? "" : " ") + std::to_string(id);
+  for (int32_t id : ids) {
+    if (!want.empty()) want += ' ';
+    want += std::to_string(id);
+  }
   r = run("tokenize --model " + d / "m.gguf" + " -p 'Every person' --ids --no-bos");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out, want + "\n");

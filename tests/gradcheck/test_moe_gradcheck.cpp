@@ -267,8 +267,9 @@ void run_moe_made_rows_case(bool bf16) {
   moe_backward(g_none.dx.data(), none, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
   for (float v : made.dy) ASSERT_TRUE(std::isnan(v)) << "the backward without the down gradient stored dy";
   for (float v : made.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward without gate or up gradients stored dhg";
-  if (bf16)  // dhu went to the up product in bf16 only
+  if (bf16) {  // dhu went to the up product in bf16 only
     for (float v : made.dhu) ASSERT_TRUE(std::isnan(v)) << "the backward on bf16 packs without an up gradient stored dhu";
+  }
   moe_backward(g_down.dx.data(), only_down, made.scratch(), dout.data(), 0.f, made.saved(), x.data(), w, sh);
   moe_backward(g_stored.dx.data(), all_three, stored.scratch(), dout.data(), 0.f, stored.saved(), x.data(), w, sh, &lora);
   for (size_t i = 0; i < g_none.dx.size(); ++i) {

@@ -306,7 +306,9 @@ TEST(Bf16, RowsMadeInBf16AreTheirFp32RowsRounded) {
       continue;
     }
     EXPECT_EQ(scalar[i], want[i]) << "x=" << x[i];
-    if (i < x.size() / 16 * 16) EXPECT_EQ(vec[i], want[i]) << "x=" << x[i];
+    if (i < x.size() / 16 * 16) {
+      EXPECT_EQ(vec[i], want[i]) << "x=" << x[i];
+    }
   }
   // The row functions, F = 520 (a tail past the last 16), over finite values.
   const int F = 520;
