@@ -90,7 +90,12 @@ Action add_bench(CLI::App& app, Common& common) {
   add_common_flags(*sub, common);
   const Action fleet = add_bench_fleet(*sub, common);
   return [o, &common, sub, fleet, plot_path] {
-    if (sub->got_subcommand("fleet")) return fleet();
+    if (sub->got_subcommand("fleet")) {
+      if (!plot_path->empty())
+        throw Error("--plot draws heirloom bench's own report, which bench fleet does not run",
+                    "leave --plot out for bench fleet (its results are in its --json)");
+      return fleet();
+    }
     auto runs = [&](const char* task) { return std::find(o->only.begin(), o->only.end(), task) != o->only.end(); };
     if (!o->experiment.empty() && !o->only.empty() && !runs("personalize") && !runs("full"))
       throw Error("--experiment runs a trial on the personalize and full tasks, which --only leaves out",

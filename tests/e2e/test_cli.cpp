@@ -83,7 +83,7 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
 }
 
 // --plot writes the report as an SVG: the tasks' bars and, with --trace, the traced run's steps; a folder that
-// does not exist is refused before the run, with a hint, and nothing is written.
+// does not exist is refused before the run, with a hint, and nothing is written; bench fleet refuses it.
 TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   Dir d("bench_plot");
   const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize --precision fp32 --repeats 1 --trace --plot " +
@@ -99,6 +99,9 @@ TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("does not exist"), std::string::npos) << bad.out;
   EXPECT_FALSE(std::filesystem::exists(d / "missing"));
+  const CliResult fleet = run("bench --plot " + d / "fleet.svg" + " fleet --people 1");
+  EXPECT_NE(fleet.code, 0);
+  EXPECT_NE(fleet.out.find("bench fleet does not run"), std::string::npos) << fleet.out;
 }
 
 // A trial (--experiment) reports its step pairs in the personalize row's trace and in the full step's, and is
