@@ -26,6 +26,10 @@ struct BenchOptions {
 
 constexpr int kTraceSteps = 10;
 
+// Whether step s of a trial runs with the experiment on: one step of each pair (2k, 2k + 1), the second in even
+// pairs and the first in odd ones, so that neither half always comes second to the window.
+inline bool trial_step_on(int s) { return (s % 2 == 1) != ((s / 2) % 2 == 1); }
+
 struct BenchRow {
   std::string name;
   double ms = 0;         // median milliseconds per call

@@ -43,10 +43,6 @@ double median(std::vector<double> t) {
 
 constexpr int kFullTrialSteps = 40;  // a full-step trial's steps: 20 pairs, about 10 s
 
-// Whether step s of a trial runs with the experiment on: one step of each pair (2k, 2k + 1), the second in even
-// pairs and the first in odd ones, so that neither half always comes second to the window.
-bool trial_step_on(int s) { return (s % 2 == 1) != ((s / 2) % 2 == 1); }
-
 // A trial's pairs of traced steps into the row's experiment fields. ceilings: the run measured the instruction
 // ceiling every kTraceSteps steps (the personalize task's traced run).
 void trial_result(BenchRow& row, bool ceilings) {

@@ -51,9 +51,15 @@ std::string bench_plot(const BenchReport& r) {
     if (x.step_ms.empty()) continue;
     const std::string row = task_of(x.name) + " [" + x.precision + "]";
     plot::LineChart steps{row + ": each step's time, one more run", "step", "ms", false, {}};
-    plot::Series s{"ms per step", {}, {}};
-    for (size_t i = 0; i < x.step_ms.size(); ++i) s.x.push_back((double)i + 1), s.y.push_back(x.step_ms[i]);
+    // A trial's steps alternate without and with the change (--experiment): one line each.
+    const bool trial = x.experiment_pairs > 0;
+    plot::Series s{trial ? "without the change" : "ms per step", {}, {}}, with{"with the change", {}, {}, true};
+    for (size_t i = 0; i < x.step_ms.size(); ++i) {
+      plot::Series& to = trial && trial_step_on((int)i) ? with : s;
+      to.x.push_back((double)i + 1), to.y.push_back(x.step_ms[i]);
+    }
     steps.series.push_back(s);
+    if (trial) steps.series.push_back(with);
     charts.push_back(plot::render(steps));
     if (x.ceiling_trace.empty()) continue;
     // (a slow stretch of steps that the ceiling does not share is the memory's)

@@ -83,7 +83,8 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
 }
 
 // --plot writes the report as an SVG: the tasks' bars and, with --trace, the traced run's steps; a folder that
-// does not exist is refused before the run, with a hint, and nothing is written; bench fleet refuses it.
+// does not exist is refused before the run, with a hint, and nothing is written; bench fleet refuses it. A trial
+// draws its steps without and with the change as two lines.
 TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   Dir d("bench_plot");
   const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize --precision fp32 --repeats 1 --trace --plot " +
@@ -95,6 +96,12 @@ TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   EXPECT_NE(svg.find("norm-only 8x128"), std::string::npos);
   EXPECT_NE(svg.find("protocol [fp32]: each step"), std::string::npos);
   EXPECT_NE(svg.find("instruction ceiling every 10 steps"), std::string::npos);
+  const CliResult trial = run("bench --preset tiny --only full --precision fp32 --repeats 1 --experiment probe --plot " +
+                              d / "trial.svg");  // a trial's steps: one line without the change, one with it
+  ASSERT_EQ(trial.code, 0) << trial.out;
+  const std::string trial_svg = read_text_file(d / "trial.svg");
+  EXPECT_NE(trial_svg.find("without the change"), std::string::npos);
+  EXPECT_NE(trial_svg.find("with the change"), std::string::npos);
   const CliResult bad = run("bench --preset tiny --only norm --repeats 1 --plot " + d / "missing/bench.svg");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("does not exist"), std::string::npos) << bad.out;
