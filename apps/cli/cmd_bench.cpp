@@ -169,8 +169,11 @@ Action add_bench(CLI::App& app, Common& common) {
     }
     for (const auto& x : r.rows) {
       if (x.step_ms.empty()) continue;
-      std::printf("\nTrace of %s, one more run: ms per step, mean of each %d, and the instruction ceiling after them (GFLOP/s)\n",
-                  x.name.c_str(), kTraceSteps);
+      if (x.ceiling_trace.empty())  // a full-step trial: its steps alone
+        std::printf("\nSteps of the trial on %s: ms per step, mean of each %d\n", x.name.c_str(), kTraceSteps);
+      else
+        std::printf("\nTrace of %s, one more run: ms per step, mean of each %d, and the instruction ceiling after them (GFLOP/s)\n",
+                    x.name.c_str(), kTraceSteps);
       for (size_t i = 0; i * kTraceSteps < x.step_ms.size(); ++i) {
         const size_t s0 = i * kTraceSteps, s1 = std::min(x.step_ms.size(), s0 + kTraceSteps);
         double sum = 0;
@@ -180,7 +183,7 @@ Action add_bench(CLI::App& app, Common& common) {
         std::printf("\n");
       }
       if (x.experiment_pairs > 0)
-        std::printf("Trial of %s: steps with it / without it, median over %d pairs on the same window: %.3f "
+        std::printf("Trial of %s: steps with it / without it, median over %d pairs, each on one batch: %.3f "
                     "(medians %.2f ms with, %.2f without)\n",
                     o->experiment.c_str(), x.experiment_pairs, x.experiment_ratio, x.experiment_b_ms, x.experiment_a_ms);
     }
