@@ -50,7 +50,9 @@ std::string bench_plot(const BenchReport& r) {
   for (const BenchRow& x : r.rows) {
     if (x.step_ms.empty()) continue;
     const std::string row = task_of(x.name) + " [" + x.precision + "]";
-    plot::LineChart steps{row + ": each step's time, one more run", "step", "ms", false, {}};
+    // (a full-step trial's steps are its own; the personalize task's traced run is one more run of it)
+    plot::LineChart steps{row + (x.ceiling_trace.empty() ? ": each step's time in the trial" : ": each step's time, one more run"),
+                          "step", "ms", false, {}};
     // A trial's steps alternate without and with the change (--experiment): one line each.
     const bool trial = x.experiment_pairs > 0;
     plot::Series s{trial ? "without the change" : "ms per step", {}, {}}, with{"with the change", {}, {}, true};

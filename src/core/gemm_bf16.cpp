@@ -280,6 +280,19 @@ PackedB& packed_activations() {
   thread_local PackedB packed;
   return packed;
 }
+// One weight gradient C (+)= bf16(A)ᵀ · B, A fp32 or bf16, on B packed into packed_activations() (by this call
+// when pack, else by the one before it with the same B).
+template <class TA>
+void tn_product(int M, int N, int K, const TA* A, int lda, const float* B, int ldb, float* C, int ldc,
+                bool accumulate, bool pack) {
+  PackedB& packed = packed_activations();
+  TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
+  if (pack) pack_b_bf16_into(packed, B, ldb, false, K, N);
+  // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
+  const int Kp = packed.Kp;
+  many_rows(M, packed, C, ldc, accumulate,
+            [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
+}
 uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
   thread_local std::vector<uint16_t> rows;
   if (rows.size() < (size_t)M * Kp) rows.resize((size_t)M * Kp);
@@ -328,27 +341,14 @@ void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, 
 void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  PackedB& packed = packed_activations();
-  for (int i = 0; i < count; ++i) {
-    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
-    if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);  // (timed with the first product)
-    // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
-    const float* A = products[i].A;
-    const int Kp = packed.Kp;
-    many_rows(M, packed, products[i].C, ldc, accumulate,
-              [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
-  }
+  for (int i = 0; i < count; ++i)  // B packed once, timed with the first product
+    tn_product(M, N, K, products[i].A, lda, B, ldb, products[i].C, ldc, accumulate, i == 0);
 }
 
 void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  PackedB& packed = packed_activations();
-  TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
-  pack_b_bf16_into(packed, B, ldb, false, K, N);
-  const int Kp = packed.Kp;
-  many_rows(M, packed, C, ldc, accumulate,
-            [&](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
+  tn_product(M, N, K, A, lda, B, ldb, C, ldc, accumulate, true);
 }
 
 Bf16Tiles::Bf16Tiles() {  // dot products have no tile state

@@ -54,10 +54,10 @@ struct BfProduct {
 };
 void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
                   bool accumulate);
-
 // The same with A already in bf16 (as ops/vec_math.h's to_bf16 rounds it): the same C as on A in fp32.
 void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate);
+
 // C[M, N] (+)= A · B where row r of A (B.K values, already in bf16) is written by row(r, values) when the
 // product needs it, in parallel: an A that exists only to be multiplied is never stored, nor made in fp32 first
 // (the cross-entropy's dlogits, 32 MB per step; the experts' SwiGLU rows). Rounded as gemm_bf16 rounds its A
