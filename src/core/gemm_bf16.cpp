@@ -256,7 +256,7 @@ void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conv
     take_fetch_ahead(0);  // AMX blocks fetch their own next column block; a hint is not used there
     return amx_gemm(M, B, C, ldc, accumulate, convert);
   }
-  dot_gemm(M, B, C, ldc, accumulate, convert);
+  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert);
 }
 
 // The few-row path (M ≤ kGemvRows, or any M under RowExact) on rows already in bf16, row stride B.Kp.
@@ -290,8 +290,14 @@ void tn_product(int M, int N, int K, const TA* A, int lda, const float* B, int l
   if (pack) pack_b_bf16_into(packed, B, ldb, false, K, N);
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
   const int Kp = packed.Kp;
-  many_rows(M, packed, C, ldc, accumulate,
-            [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
+  if (bf16_amx_available())
+    return many_rows(M, packed, C, ldc, accumulate,
+                     [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
+  // Dot products take Aᵀ's k-pairs as two rows of A make them, with no transpose: the products 1-6 % faster
+  // than on Aᵀ's rows, about 1 % of the full step (bench/RESULTS.md, eighth session).
+  dot_gemm(M, packed, C, ldc, accumulate, ALayout::pairs, [=](int r0, int r1, uint16_t* a, int ld) {
+    convert_pairs(A, lda, M, K, Kp, ld, r0, r1, reinterpret_cast<uint32_t*>(a));
+  });
 }
 uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
   thread_local std::vector<uint16_t> rows;

@@ -28,10 +28,11 @@ constexpr int kTaskRows = 4 * kMr;  // rows per task
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
-// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], row r of a at a + r·lda, b1 = b0 + bstride; masks
-// guard C's columns (B's padding is zeros). With `next`, this micro-tile also fetches the next 32 columns into L2;
-// with `stream`, whole rows of C are written around the caches (core/gemm_tile.h).
-template <int R>
+// C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], b1 = b0 + bstride, pair j of row r at a[r·lda + j]
+// (ALayout::rows) or a[j·lda + r] (ALayout::pairs); masks guard C's columns (B's padding is zeros). With `next`,
+// this micro-tile also fetches the next 32 columns into L2; with `stream`, whole rows of C are written around
+// the caches (core/gemm_tile.h).
+template <int R, ALayout L>
 __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
                                                          int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next,
@@ -47,11 +48,12 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
     }
     const __m512bh v0 = (__m512bh)_mm512_loadu_si512(b0 + (int64_t)j * kWords);
     const __m512bh v1 = (__m512bh)_mm512_loadu_si512(b1 + (int64_t)j * kWords);
+    const uint32_t* aj = L == ALayout::rows ? a + j : a + (int64_t)j * lda;
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)  // the k-pair broadcast from memory inside the instruction: no register for it
       asm("vdpbf16ps %2%{1to16%}, %3, %0\n\tvdpbf16ps %2%{1to16%}, %4, %1"
           : "+v"(c0[r]), "+v"(c1[r])
-          : "m"(a[r * lda + j]), "v"(v0), "v"(v1));
+          : "m"(aj[L == ALayout::rows ? r * lda : r]), "v"(v0), "v"(v1));
   }
   store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream);
 }
@@ -59,29 +61,41 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
 using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float*, int64_t, __mmask16, __mmask16,
                        bool, const uint32_t*, bool);
 
-template <int... R>
+template <ALayout L, int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
-  return std::array<Micro, sizeof...(R)>{&micro<R + 1>...};
+  return std::array<Micro, sizeof...(R)>{&micro<R + 1, L>...};
 }
-constexpr auto kMicro = micro_table(std::make_integer_sequence<int, kMr>{});
+constexpr auto kMicro = micro_table<ALayout::rows>(std::make_integer_sequence<int, kMr>{});
+constexpr auto kMicroPairs = micro_table<ALayout::pairs>(std::make_integer_sequence<int, kMr>{});
 
 }  // namespace
 
-void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const ConvertRows& convert) {
+void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert) {
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, tasks = row_tasks * panels;
-  // A's rows one cache line further apart than their length: rows of 512 or 1024 values (a power of two bytes
-  // apart) would all fall in the same few L1 sets, and a micro-tile reads 15 of them at once.
-  const int lda = Kp + 32, ja = lda / 2;
-  thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may multiply inside parallel regions
-  if (abuf.size() < (size_t)Mp * lda) abuf.resize((size_t)Mp * lda);
-  uint16_t* a16 = abuf.data();
-  const uint32_t* a = reinterpret_cast<const uint32_t*>(a16);
-  const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
   // A B that stays in L2 is walked row block by row block (the rows then come from L1), and the first row
   // block's tasks (one per panel) fetch the next product's weight (core/fetch_ahead.h), a panel's bytes each.
   // A larger B (the head's) is walked panel by panel, each panel's first micro-tile fetching the next panel.
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
+  const int threads = omp_get_max_threads();
+  const bool one_thread = omp_in_parallel() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16);
+  // Each thread converts its own rows and multiplies them by all of B (see below).
+  const bool shares = !one_thread && rows_first && row_tasks >= 2 * threads;
+  const bool pairs = layout == ALayout::pairs;
+  // In the pairs layout, share t's words start on a cache line of their own, `shift` words to the right of
+  // its first row: the threads would otherwise write the same line of every pair as they convert side by side.
+  auto first_task = [&](int t) { return (int)((int64_t)row_tasks * t / threads); };
+  auto shift_of = [&](int t) { return pairs && shares ? 16 * t + (16 - first_task(t) * kTaskRows % 16) % 16 : 0; };
+  // A's rows (or k-pairs) an odd number of cache lines apart: rows of 512 or 1024 values (a power of two bytes
+  // apart) would all fall in the same few L1 sets, and a micro-tile reads 15 of them at once (or walks the pairs).
+  const int width = pairs ? Mp / 16 + (shares ? threads : 0) : Kp / 32;  // in lines
+  const int ja = (width + 1 + (width % 2 == 1)) * 16, lda = pairs ? ja : 2 * ja;  // ja in words; lda as convert takes it
+  thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may multiply inside parallel regions
+  const size_t need = (size_t)(pairs ? J : Mp) * ja * 2;
+  if (abuf.size() < need) abuf.resize(need);
+  uint16_t* a16 = abuf.data();
+  const uint32_t* a = reinterpret_cast<const uint32_t*>(a16);
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_words = (int64_t)2 * J * kWords;
   // An output written over (not added to) goes around the caches: it is read by a later op, often after the
@@ -89,32 +103,37 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const
   // (BM_expert_product_cache, outputs cycled, 250 rows: 365 GFLOP/s, 384-406 streamed; bench/RESULTS.md). Each task
   // fences its streamed lines before the product returns or another thread reads them.
   const bool stream = can_stream(C, ldc, accumulate);
-  auto task = [&](int rt, int p) {
+  const auto& micro = pairs ? kMicroPairs : kMicro;
+  auto task = [&](int rt, int p, int shift) {
     const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + p * panel_words;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;
     if (rows_first && r0 == 0 && (int64_t)p * panel_words * 4 < ahead.bytes)
       next = reinterpret_cast<const uint32_t*>(ahead.p) + p * panel_words;
     for (int m = r0; m < r1; m += kMr)
-      kMicro[std::min(kMr, r1 - m) - 1](a + (int64_t)m * ja, ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
-                                        ldc, first_columns(w), first_columns(w - 16), accumulate,
-                                        m == r0 ? next : nullptr, stream);
+      micro[std::min(kMr, r1 - m) - 1](a + (pairs ? m + shift : (int64_t)m * ja), ja, J, b0, (int64_t)J * kWords,
+                                       C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16),
+                                       accumulate, m == r0 ? next : nullptr, stream);
     if (stream) _mm_sfence();
   };
-  auto run = [&](int t) { rows_first ? task(t / panels, t % panels) : task(t % row_tasks, t / row_tasks); };
-  const int threads = omp_get_max_threads();
-  if (omp_in_parallel() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16)) {
+  auto run = [&](int t) { rows_first ? task(t / panels, t % panels, 0) : task(t % row_tasks, t / row_tasks, 0); };
+  if (one_thread) {
     convert(0, Mp, a16, lda);
     for (int t = 0; t < tasks; ++t) run(t);
     return;
   }
-  if (rows_first && row_tasks >= 2 * threads) {
-    // Each thread converts its own rows and multiplies them by all of B: no barrier, no rows from another core
-    // but what a thread that finished first takes from the other's last row tasks.
+  if (shares) {
+    // No barrier, no rows from another core but what a thread that finished first takes from the other's last
+    // row tasks.
     parallel_shares(row_tasks, panels, false, [&](int t, int nt) {
-      const int rt0 = (int)((int64_t)row_tasks * t / nt), rt1 = (int)((int64_t)row_tasks * (t + 1) / nt);
-      convert(rt0 * kTaskRows, std::min(Mp, rt1 * kTaskRows), a16, lda);
-    }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels)); });
+      convert(first_task(t) * kTaskRows, std::min(Mp, first_task(t + 1) * kTaskRows), a16 + 2 * shift_of(t), lda);
+      (void)nt;
+    }, [&](int64_t u) {
+      const int rt = (int)(u / panels);
+      int t = 0;
+      while (t + 1 < threads && rt >= first_task(t + 1)) ++t;
+      task(rt, (int)(u % panels), shift_of(t));
+    });
     return;
   }
   // Every task reads rows from every thread's conversion (which may be costly: the head's backward makes each

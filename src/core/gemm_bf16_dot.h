@@ -8,13 +8,18 @@
 
 namespace heirloom {
 
-// Writes rows [r0, r1) of bf16(A) at out + r·ld (B.Kp values, zero beyond K; rows ≥ M all zeros), and no
-// other row: threads convert their own ranges side by side.
+// How dot_gemm holds bf16(A): rows = row r at r·ld values (B.Kp of them); pairs = k-pair j of every row as
+// one row of 32-bit words at j·ld words, word r = bf16(A[r][2j]) | bf16(A[r][2j + 1]) << 16 (B.Kp / 2 such
+// rows): what two rows of a stored Aᵀ make with no transpose (the weight gradients' doutᵀ).
+enum class ALayout { rows, pairs };
+
+// Writes rows [r0, r1) of bf16(A) in the layout dot_gemm asked for, at out with stride ld (zero beyond K; rows
+// ≥ M all zeros), and no other row: threads convert their own ranges side by side.
 using ConvertRows = std::function<void(int r0, int r1, uint16_t* out, int ld)>;
 
 // C[M, N] (+)= bf16(A) · B, A supplied by convert. Every output element is one dot-product chain over the
-// k-pairs in order.
-void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, const ConvertRows& convert);
+// k-pairs in order, whatever the layout.
+void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert);
 
 // gemm_bf16_small (core/gemm_bf16.h) on dot products: the calling thread only, no tiles to configure.
 void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,

@@ -2,6 +2,7 @@
 // read, A (or Aᵀ) into zero-padded bf16 rows. Functions carry their own target attributes, as in gemm_bf16.cpp.
 #include "core/gemm_bf16.h"
 #include "core/gemm_bf16_pack.h"
+#include "core/gemm_tile.h"
 #include "core/parallel.h"
 #include "core/transpose16.h"
 
@@ -152,6 +153,36 @@ void convert_columns_of(const T* A, int lda, int M, int K, int Kp, int ldo, int 
       for (int i = 0; i < 16 && m0 + i < r1; ++i) _mm512_mask_storeu_epi32(o + (int64_t)(m0 + i) * ldw + j0, keep, v[i]);
     }
   }
+}
+
+// Rows [r0, r1) of Aᵀ as k-pairs (ALayout::pairs, core/gemm_bf16_dot.h), A stored [K, M] with row stride lda:
+// rows 2j and 2j + 1 of A, side by side, make words [r0, r1) of pair j (out + j·ldw words), as B's pack makes
+// its words; nothing is transposed. Pairs j < Kp / 2 are written, zeros for k ≥ K and for rows ≥ M.
+// A thread's rows of a pair are a short run of each of two rows of A (360 values of wq·k·v's 768), too short
+// for the hardware prefetcher to get going before the next pair's: the pair this many ahead is fetched.
+constexpr int kPairsAhead = 4;
+template <class T>
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void convert_pairs_of(const T* A, int lda, int M, int K, int Kp, int ldw, int r0, int r1, uint32_t* out) {
+  for (int j = 0; j < Kp / 2; ++j) {
+    const T* lo = 2 * j < K ? A + (int64_t)(2 * j) * lda : nullptr;
+    const T* hi = 2 * j + 1 < K ? A + (int64_t)(2 * j + 1) * lda : nullptr;
+    uint32_t* o = out + (int64_t)j * ldw;
+    const bool ahead = 2 * (j + kPairsAhead) + 1 < K;
+    for (int m0 = r0; m0 < r1; m0 += 16) {
+      if (ahead) fetch_rows_ahead(A, lda, j + kPairsAhead, m0 - kAheadBytes / (int)sizeof(T));
+      const __mmask16 m = first_columns(M - m0);
+      _mm512_mask_storeu_epi32(o + m0, first_columns(r1 - m0),
+                               column_words(lo ? lo + m0 : nullptr, hi ? hi + m0 : nullptr, m));
+    }
+  }
+}
+
+void convert_pairs(const float* A, int lda, int M, int K, int Kp, int ldw, int r0, int r1, uint32_t* out) {
+  convert_pairs_of(A, lda, M, K, Kp, ldw, r0, r1, out);
+}
+void convert_pairs(const uint16_t* A, int lda, int M, int K, int Kp, int ldw, int r0, int r1, uint32_t* out) {
+  convert_pairs_of(A, lda, M, K, Kp, ldw, r0, r1, out);
 }
 
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {

@@ -237,6 +237,35 @@ TEST(Bf16, ProducedRowsEqualStoredRows) {
   }
 }
 
+// gemm_bf16_tn takes Aᵀ's k-pairs as two rows of A make them (the dot products' pairs layout) where gemm_bf16
+// takes rows: the same chains of the same pairs, so bit for bit gemm_bf16 on Aᵀ stored. Shapes where the two
+// threads' rows split inside a cache line of pairs (768: at row 360; 256: at 120), odd K, one row, wide strides.
+TEST(Bf16, TransposedGemmEqualsGemmOnTheTransposedA) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const int threads = num_threads();
+  for (int nt : {1, 2}) {
+    set_num_threads(nt);
+    for (const auto& [M, N, K] : {std::tuple{768, 256, 1024}, {256, 96, 250}, {1, 40, 7}, {77, 33, 65}, {300, 64, 31}}) {
+      const int lda = M + 5, ldb = N + 3;
+      Rng rng(M * 3 + K);
+      std::vector<float> A((size_t)K * lda), At((size_t)M * K), B((size_t)K * ldb);
+      for (auto& v : A) v = rng.normal();
+      for (auto& v : B) v = rng.normal();
+      for (int k = 0; k < K; ++k)
+        for (int m = 0; m < M; ++m) At[(size_t)m * K + k] = A[(size_t)k * lda + m];
+      const PackedB packed = pack_b_bf16(B.data(), ldb, false, K, N);
+      for (bool accumulate : {false, true}) {
+        std::vector<float> want((size_t)M * N, 0.75f), got = want;
+        gemm_bf16(M, At.data(), K, packed, want.data(), N, accumulate);
+        gemm_bf16_tn(M, N, K, A.data(), lda, B.data(), ldb, got.data(), N, accumulate);
+        EXPECT_EQ(got, want) << "M=" << M << " N=" << N << " K=" << K << " threads " << nt
+                             << (accumulate ? " accumulate" : "");
+      }
+    }
+  }
+  set_num_threads(threads);
+}
+
 // gemm_bf16_tn on an A already in bf16 (the trained head's dlogits, made in bf16): bit for bit the product on A in
 // fp32. Edges off the 16 x 32 blocks, wide strides, accumulate, one thread and two; and the head's case itself,
 // cross-entropy rows made in bf16 against xent_backward_write's fp32 rows (ignored rows, targets in the tails).
