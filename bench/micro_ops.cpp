@@ -258,10 +258,14 @@ BENCHMARK(BM_weight_grad_whole_batch)->Arg(256)->Arg(768)->Arg(8192)->Unit(bench
 
 // The trained head's backward in the bf16 full step at 8x128 (dlnf = dlogits · W and dW = dlogitsᵀ · lnf), the
 // logits cycled through two copies (64 MB, from memory as in a step): range(0) 0 = dlogits stored in fp32 and
-// converted by each product, 1 = made in bf16 as the first product takes its rows, stored for the second.
+// converted by each product, 1 = made in bf16 as the first product takes its rows, stored for the second, 2 = the
+// same rows put into the pairs the second product's dot products take (PairRows; the step's path without AMX).
 void BM_head_backward_bf16(benchmark::State& st) {
   if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
-  const bool in_bf16 = st.range(0) != 0;
+  const int kind = (int)st.range(0);
+  const bool in_bf16 = kind != 0, in_pairs = kind == 2;
+  if (in_pairs && !tn_takes_pairs()) return st.SkipWithError("this CPU's weight gradients do not take pair rows");
+  PairRows pairs;
   constexpr int kCopies = 2;
   const auto logits = randn((size_t)N * V * kCopies), lnf = randn((size_t)N * C), w = randn((size_t)V * C, 0.02f);
   std::vector<int32_t> targets(N);
@@ -277,7 +281,14 @@ void BM_head_backward_bf16(benchmark::State& st) {
   for (auto _ : st) {
     const float* x = logits.data() + (size_t)(i % kCopies) * N * V;
     const float* rl = lse.data() + (size_t)(i++ % kCopies) * N;
-    if (in_bf16) {
+    if (in_pairs) {
+      size_pair_rows(pairs, N, V);
+      gemm_bf16_produced(N, [&](int r, uint16_t* row) {
+        xent_backward_row(row, x + (int64_t)r * V, targets[r], scale, V, rl[r]);
+        put_pair_row(pairs, r, row);
+      }, wp, dlnf.data(), C, false);
+      gemm_bf16_tn(pairs, C, lnf.data(), C, dw.data(), C, false);
+    } else if (in_bf16) {
       gemm_bf16_produced(N, [&](int r, uint16_t* row) {
         uint16_t* d = d16.data() + (int64_t)r * V;
         xent_backward_row(d, x + (int64_t)r * V, targets[r], scale, V, rl[r]);
@@ -292,7 +303,7 @@ void BM_head_backward_bf16(benchmark::State& st) {
   }
   st.counters["GFLOP/s"] = benchmark::Counter(4.0 * N * V * C, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_head_backward_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_head_backward_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // LoRA's rank-8 products on one projection at the step's 1024 rows (the forward's u = x·Aᵀ and out += s·u·Bᵀ,
 // the backward's du = s·dout·B, dB += s·doutᵀ·u, dA += duᵀ·x and dx += du·A), through gemm() as the adapter

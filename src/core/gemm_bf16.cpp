@@ -357,6 +357,27 @@ void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* 
   tn_product(M, N, K, A, lda, B, ldb, C, ldc, accumulate, true);
 }
 
+bool tn_takes_pairs() { return bf16_gemm_available() && !bf16_amx_available(); }
+
+void size_pair_rows(PairRows& p, int K, int M) {
+  p.K = K;
+  p.M = M;
+  p.ld = pair_stride(M);
+  const int64_t rows = round_up(K, 32) / 2;
+  if ((int64_t)p.words.size() < rows * p.ld) p.words.resize(rows * p.ld);
+  // An odd K's last pair is half made: its other halves are zeros, as are the pairs past it.
+  std::fill(p.words.begin() + K / 2 * p.ld, p.words.begin() + rows * p.ld, 0u);
+}
+
+void gemm_bf16_tn(const PairRows& A, int N, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+  if (A.M <= 0 || N <= 0) return;
+  if (!tn_takes_pairs()) throw Error("internal: pair rows on a CPU whose weight gradients do not take them", "report this as a bug");
+  PackedB& packed = packed_activations();
+  TimedProduct timed(ProductKind::bf16_weight_grad, A.M, N, A.K);
+  pack_b_bf16_into(packed, B, ldb, false, A.K, N);
+  dot_gemm(A.M, packed, C, ldc, accumulate, ALayout::pairs, nullptr, A.words.data(), A.ld);
+}
+
 Bf16Tiles::Bf16Tiles() {  // dot products have no tile state
   if (bf16_amx_available()) tiles_on();
 }

@@ -58,6 +58,23 @@ void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int
 void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate);
 
+// Aᵀ as gemm_bf16_tn's dot products take it, filled a row of A at a time as the rows are made (the trained
+// head's dlogits, made in bf16 row by row): for A [K, M], ⌈K/32⌉·16 rows of M 32-bit words (stride ld), word m
+// of row j = A[2j][m] | A[2j + 1][m] << 16, the rows past K zeros. Where tn_takes_pairs() (no AMX tiles).
+struct PairRows {
+  int K = 0, M = 0;
+  int64_t ld = 0;
+  std::vector<uint32_t, CacheLineAllocator<uint32_t>> words;
+};
+bool tn_takes_pairs();
+// p sized for A [K, M] (its buffer grown, never shrunk), the padding past row K zeroed; rows < K not written.
+void size_pair_rows(PairRows& p, int K, int M);
+// Row k < K of A (M values in bf16) into p: the half of each word of pair k / 2 that it makes. Rows 2j and 2j + 1
+// write different halves of the same words: any thread may write any row, one writer per row.
+void put_pair_row(PairRows& p, int k, const uint16_t* row);
+// C[M, N] (+)= Aᵀ · bf16(B) as gemm_bf16_tn, on A filled into pair rows (every row < K put), B stored [K, N].
+void gemm_bf16_tn(const PairRows& A, int N, const float* B, int ldb, float* C, int ldc, bool accumulate);
+
 // C[M, N] (+)= A · B where row r of A (B.K values, already in bf16) is written by row(r, values) when the
 // product needs it, in parallel: an A that exists only to be multiplied is never stored, nor made in fp32 first
 // (the cross-entropy's dlogits, 32 MB per step; the experts' SwiGLU rows). Rounded as gemm_bf16 rounds its A

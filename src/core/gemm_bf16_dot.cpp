@@ -70,7 +70,13 @@ constexpr auto kMicroPairs = micro_table<ALayout::pairs>(std::make_integer_seque
 
 }  // namespace
 
-void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert) {
+int pair_stride(int words) {
+  const int lines = (words + 15) / 16;
+  return (lines + 1 + (lines % 2 == 1)) * 16;
+}
+
+void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
+              const uint32_t* given, int64_t given_ld) {
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, tasks = row_tasks * panels;
   // A B that stays in L2 is walked row block by row block (the rows then come from L1), and the first row
@@ -81,20 +87,23 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   const bool one_thread = omp_in_parallel() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16);
   // Each thread converts its own rows and multiplies them by all of B (see below).
   const bool shares = !one_thread && rows_first && row_tasks >= 2 * threads;
-  const bool pairs = layout == ALayout::pairs;
+  const bool pairs = layout == ALayout::pairs, convert_here = given == nullptr;
   // In the pairs layout, share t's words start on a cache line of their own, `shift` words to the right of
   // its first row: the threads would otherwise write the same line of every pair as they convert side by side.
   auto first_task = [&](int t) { return (int)((int64_t)row_tasks * t / threads); };
-  auto shift_of = [&](int t) { return pairs && shares ? 16 * t + (16 - first_task(t) * kTaskRows % 16) % 16 : 0; };
+  auto shift_of = [&](int t) {
+    return pairs && shares && convert_here ? 16 * t + (16 - first_task(t) * kTaskRows % 16) % 16 : 0;
+  };
   // A's rows (or k-pairs) an odd number of cache lines apart: rows of 512 or 1024 values (a power of two bytes
   // apart) would all fall in the same few L1 sets, and a micro-tile reads 15 of them at once (or walks the pairs).
-  const int width = pairs ? Mp / 16 + (shares ? threads : 0) : Kp / 32;  // in lines
-  const int ja = (width + 1 + (width % 2 == 1)) * 16, lda = pairs ? ja : 2 * ja;  // ja in words; lda as convert takes it
+  const int64_t ja = !convert_here ? given_ld : pairs ? pair_stride(Mp + (shares ? 16 * threads : 0))
+                                                      : pair_stride(Kp / 2);  // in words
+  const int lda = pairs ? (int)ja : 2 * (int)ja;  // as convert takes it
   thread_local std::vector<uint16_t> abuf;  // per calling thread: callers may multiply inside parallel regions
-  const size_t need = (size_t)(pairs ? J : Mp) * ja * 2;
+  const size_t need = convert_here ? (size_t)(pairs ? J : Mp) * ja * 2 : 0;
   if (abuf.size() < need) abuf.resize(need);
   uint16_t* a16 = abuf.data();
-  const uint32_t* a = reinterpret_cast<const uint32_t*>(a16);
+  const uint32_t* a = convert_here ? reinterpret_cast<const uint32_t*>(a16) : given;
   const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_words = (int64_t)2 * J * kWords;
@@ -118,16 +127,16 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   };
   auto run = [&](int t) { rows_first ? task(t / panels, t % panels, 0) : task(t % row_tasks, t / row_tasks, 0); };
   if (one_thread) {
-    convert(0, Mp, a16, lda);
+    if (convert_here) convert(0, Mp, a16, lda);
     for (int t = 0; t < tasks; ++t) run(t);
     return;
   }
   if (shares) {
     // No barrier, no rows from another core but what a thread that finished first takes from the other's last
     // row tasks.
-    parallel_shares(row_tasks, panels, false, [&](int t, int nt) {
-      convert(first_task(t) * kTaskRows, std::min(Mp, first_task(t + 1) * kTaskRows), a16 + 2 * shift_of(t), lda);
-      (void)nt;
+    parallel_shares(row_tasks, panels, false, [&](int t, int) {
+      if (convert_here)
+        convert(first_task(t) * kTaskRows, std::min(Mp, first_task(t + 1) * kTaskRows), a16 + 2 * shift_of(t), lda);
     }, [&](int64_t u) {
       const int rt = (int)(u / panels);
       int t = 0;
@@ -138,7 +147,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   }
   // Every task reads rows from every thread's conversion (which may be costly: the head's backward makes each
   // row of its A as it converts it): all rows first, then the tasks.
-  parallel_for(Mp / 16, true, [&](int64_t r) { convert((int)r * 16, (int)r * 16 + 16, a16, lda); });
+  if (convert_here) parallel_for(Mp / 16, true, [&](int64_t r) { convert((int)r * 16, (int)r * 16 + 16, a16, lda); });
   parallel_for(tasks, true, [&](int64_t t) { run((int)t); });
 }
 

@@ -17,9 +17,15 @@ enum class ALayout { rows, pairs };
 // ≥ M all zeros), and no other row: threads convert their own ranges side by side.
 using ConvertRows = std::function<void(int r0, int r1, uint16_t* out, int ld)>;
 
-// C[M, N] (+)= bf16(A) · B, A supplied by convert. Every output element is one dot-product chain over the
-// k-pairs in order, whatever the layout.
-void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert);
+// C[M, N] (+)= bf16(A) · B, A supplied by convert, or `given` already in the layout (stride given_ld words; then
+// convert is not called). Every output element is one dot-product chain over the k-pairs in order, whatever the
+// layout.
+void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
+              const uint32_t* given = nullptr, int64_t given_ld = 0);
+
+// The stride in words of rows of `words` 32-bit words (A's rows in pairs of k, or k-pairs of M rows) in an A:
+// a whole and odd number of cache lines, so that rows read side by side, or walked, do not fall in a few L1 sets.
+int pair_stride(int words);
 
 // gemm_bf16_small (core/gemm_bf16.h) on dot products: the calling thread only, no tiles to configure.
 void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,

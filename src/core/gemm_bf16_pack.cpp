@@ -185,6 +185,20 @@ void convert_pairs(const uint16_t* A, int lda, int M, int K, int Kp, int ldw, in
   convert_pairs_of(A, lda, M, K, Kp, ldw, r0, r1, out);
 }
 
+__attribute__((target("avx512f,avx512vl,avx512bw")))
+void put_pair_row(PairRows& p, int k, const uint16_t* row) {
+  uint16_t* o = reinterpret_cast<uint16_t*>(p.words.data() + (int64_t)(k / 2) * p.ld);
+  const bool high = k % 2 == 1;
+  const __mmask32 halves = high ? 0xAAAAAAAAu : 0x55555555u;
+  for (int m = 0; m < p.M; m += 16) {
+    const int n = std::min(16, p.M - m);
+    __m512i w = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(first_columns(n), row + m));
+    if (high) w = _mm512_maskz_slli_epi32(0xffff, w, 16);
+    const __mmask32 keep = n == 16 ? halves : halves & (__mmask32)((1ull << (2 * n)) - 1);
+    _mm512_mask_storeu_epi16(o + 2 * m, keep, w);
+  }
+}
+
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
   convert_columns_of(A, lda, M, K, Kp, ldo, r0, r1, out);
 }

@@ -136,13 +136,18 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     // A bf16 head: dlogits is made in bf16, a row at a time as dlnf = dlogits · W needs it, and never in fp32.
     // A frozen head's rows are not stored; a trained head's are (16 MB, not 32), for its gradient dlogitsᵀ · lnf.
     // The same numbers as the stored path below; a tied embedding's gradient is added after it, at the end.
+    // Where the gradient's dot products take dlogitsᵀ in pairs of tokens, the rows go straight into those.
     const float scale = 1.0f / n_scored;
-    uint16_t* kept = g.output ? ws.dlogits16.data() : nullptr;
+    const bool pairs = g.output && tn_takes_pairs();
+    uint16_t* kept = g.output && !pairs ? ws.dlogits16.data() : nullptr;
+    if (pairs) size_pair_rows(ws.dlogits_pairs, (int)N, V);
     gemm_bf16_produced((int)N, [&](int r, uint16_t* row) {
       uint16_t* d = kept ? kept + (int64_t)r * V : row;
       xent_backward_row(d, ws.logits.data() + (int64_t)r * V, ws.targets[r], scale, V, ws.row_lse[r]);
       if (kept) std::memcpy(row, d, sizeof(uint16_t) * V);
+      if (pairs) put_pair_row(ws.dlogits_pairs, r, row);
     }, fz->output.bwd, ws.dlnf.data(), C, false);
+    if (pairs) gemm_bf16_tn(ws.dlogits_pairs, C, ws.lnf.data(), C, g.output, C, !dbase_write);
     if (kept) gemm_bf16_tn(V, C, (int)N, kept, V, ws.lnf.data(), C, g.output, C, !dbase_write);
   } else {
     if (n_scored > 0) xent_backward_write(ws.dlogits.data(), ws.logits.data(), ws.targets.data(), 1.0f / n_scored, (int)N, V, ws.row_lse.data());

@@ -66,7 +66,7 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
   if (!for_backward) return;
   fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV);
   fit(ws.datty, N * H * D); fit(ws.dlnf, N * C); fit(ws.dlogits, N * (int64_t)c.n_vocab); fit(ws.dgain, C);
-  fit(ws.dlogits16, N * (int64_t)c.n_vocab);
+  if (bf16_amx_available()) fit(ws.dlogits16, N * (int64_t)c.n_vocab);
   fit(ws.du, N * std::max<int64_t>(K, 1) * std::max(lora_rank, 1));  // expert LoRA: one row per slot
   fit(ws.dh, NF); fit(ws.dhg, NF); fit(ws.dhu, NF);
   if (c.is_moe()) { fit(ws.dhu16, NF); fit(ws.ddy, N * K * C); fit(ws.ddxg, N * K * C); fit(ws.ddlogits, N * E); fit(ws.ddw, N * K); fit(ws.dgaux, E); }

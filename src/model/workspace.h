@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/gemm_bf16.h"
 #include "heirloom/cache_line.h"
 #include "heirloom/engine.h"
 #include "ops/moe.h"
@@ -61,7 +62,8 @@ struct Workspace {
   Buf<float> dres, dln, dqkv, datty, dlnf, dlogits, dgain, du;
   Buf<float> dh, dhg, dhu, ddy, ddxg, ddlogits, ddw, dgaux;
   Buf<uint16_t> dhu16;  // dhu in bf16 (MoeScratch)
-  Buf<uint16_t> dlogits16;  // dlogits in bf16, for a trained bf16 head's weight gradient
+  Buf<uint16_t> dlogits16;  // dlogits in bf16, for a trained bf16 head's weight gradient (on AMX tiles)
+  PairRows dlogits_pairs;   // the same as its dot products take it (sized when first used)
 
   int N() const { return B * T; }
   // Effective gain j (2l: attn, 2l+1: ffn, 2L: output) for a segment.

@@ -266,6 +266,36 @@ TEST(Bf16, TransposedGemmEqualsGemmOnTheTransposedA) {
   set_num_threads(threads);
 }
 
+// A filled into pair rows a row at a time, rows in any order (as threads make the head's dlogits): bit for bit
+// gemm_bf16_tn on the rows stored. One PairRows reused, NaNs left in it: its padding is zeros again (an odd K's
+// last pair half made). Odd M (a tail of words), one thread and two.
+TEST(Bf16, TransposedGemmOnPairRowsEqualsItOnStoredRows) {
+  if (!tn_takes_pairs()) GTEST_SKIP() << "this CPU's weight gradients do not take pair rows (no AVX512-BF16, or AMX)";
+  const int threads = num_threads();
+  PairRows pairs;
+  for (int nt : {1, 2}) {
+    set_num_threads(nt);
+    for (const auto& [M, N, K] : {std::tuple{1000, 64, 256}, {300, 40, 65}, {37, 17, 3}, {8192, 32, 64}}) {
+      Rng rng(M + N + K);
+      std::vector<uint16_t> A16((size_t)K * M);
+      std::vector<float> B((size_t)K * N);
+      for (auto& v : A16) v = to_bf16(rng.normal());
+      for (auto& v : B) v = rng.normal();
+      std::fill(pairs.words.begin(), pairs.words.end(), 0x7FC07FC0u);  // NaNs left by the last use
+      size_pair_rows(pairs, K, M);
+      for (int k = K - 1; k >= 0; --k) put_pair_row(pairs, k, A16.data() + (size_t)k * M);  // backwards
+      for (bool accumulate : {false, true}) {
+        std::vector<float> want((size_t)M * N, 0.25f), got = want;
+        gemm_bf16_tn(M, N, K, A16.data(), M, B.data(), N, want.data(), N, accumulate);
+        gemm_bf16_tn(pairs, N, B.data(), N, got.data(), N, accumulate);
+        EXPECT_EQ(got, want) << "M=" << M << " N=" << N << " K=" << K << " threads " << nt
+                             << (accumulate ? " accumulate" : "");
+      }
+    }
+  }
+  set_num_threads(threads);
+}
+
 // gemm_bf16_tn on an A already in bf16 (the trained head's dlogits, made in bf16): bit for bit the product on A in
 // fp32. Edges off the 16 x 32 blocks, wide strides, accumulate, one thread and two; and the head's case itself,
 // cross-entropy rows made in bf16 against xent_backward_write's fp32 rows (ignored rows, targets in the tails).
