@@ -369,13 +369,23 @@ void size_pair_rows(PairRows& p, int K, int M) {
   std::fill(p.words.begin() + K / 2 * p.ld, p.words.begin() + rows * p.ld, 0u);
 }
 
-void gemm_bf16_tn(const PairRows& A, int N, const float* B, int ldb, float* C, int ldc, bool accumulate) {
-  if (A.M <= 0 || N <= 0) return;
+void gemm_bf16_tn(const PairProduct* products, int count, int N, const float* B, int ldb, int ldc, bool accumulate) {
+  if (count <= 0 || products[0].A->M <= 0 || N <= 0) return;
   if (!tn_takes_pairs()) throw Error("internal: pair rows on a CPU whose weight gradients do not take them", "report this as a bug");
+  const int M = products[0].A->M, K = products[0].A->K;
   PackedB& packed = packed_activations();
-  TimedProduct timed(ProductKind::bf16_weight_grad, A.M, N, A.K);
-  pack_b_bf16_into(packed, B, ldb, false, A.K, N);
-  dot_gemm(A.M, packed, C, ldc, accumulate, ALayout::pairs, nullptr, A.words.data(), A.ld);
+  for (int i = 0; i < count; ++i) {  // B packed once, timed with the first product
+    const PairRows& A = *products[i].A;
+    if (A.M != M || A.K != K) throw Error("internal: pair rows of different shapes against one B", "report this as a bug");
+    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
+    if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);
+    dot_gemm(M, packed, products[i].C, ldc, accumulate, ALayout::pairs, nullptr, A.words.data(), A.ld);
+  }
+}
+
+void gemm_bf16_tn(const PairRows& A, int N, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+  const PairProduct one{&A, C};
+  gemm_bf16_tn(&one, 1, N, B, ldb, ldc, accumulate);
 }
 
 Bf16Tiles::Bf16Tiles() {  // dot products have no tile state

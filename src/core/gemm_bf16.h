@@ -72,8 +72,14 @@ void size_pair_rows(PairRows& p, int K, int M);
 // Row k < K of A (M values in bf16) into p: the half of each word of pair k / 2 that it makes. Rows 2j and 2j + 1
 // write different halves of the same words: any thread may write any row, one writer per row.
 void put_pair_row(PairRows& p, int k, const uint16_t* row);
-// C[M, N] (+)= Aᵀ · bf16(B) as gemm_bf16_tn, on A filled into pair rows (every row < K put), B stored [K, N].
+// C[M, N] (+)= Aᵀ · bf16(B) as gemm_bf16_tn, on A filled into pair rows (every row < K put), B stored [K, N];
+// and for several A of one shape against one B, packed once (the experts' gate and up gradients).
 void gemm_bf16_tn(const PairRows& A, int N, const float* B, int ldb, float* C, int ldc, bool accumulate);
+struct PairProduct {
+  const PairRows* A;
+  float* C;
+};
+void gemm_bf16_tn(const PairProduct* products, int count, int N, const float* B, int ldb, int ldc, bool accumulate);
 
 // C[M, N] (+)= A · B where row r of A (B.K values, already in bf16) is written by row(r, values) when the
 // product needs it, in parallel: an A that exists only to be multiplied is never stored, nor made in fp32 first

@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/parallel.h"
 #include "ops/matmul.h"
 #include "ops/swiglu.h"
@@ -266,11 +267,17 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   // Where dy feeds only the down projection's input gradient (no down gradient, no LoRA on it), that product
   // makes its rows wk · dout as it goes (packed_product_of_rows) and dy stays unwritten; dhg likewise for the
   // gate's (below); h is made again only for a down gradient the forward did not keep it for.
-  const bool make_dy = w.packed_down && !g.down && !adapts(lora, 2);
-  const bool make_dh = w.packed_gate && !g.gate && !adapts(lora, 0);
+  // On bf16 packs where the weight gradients' dot products take their doutᵀ in pairs of rows (tn_takes_pairs),
+  // the rows made for the input-gradient products also go into those pairs (put_pair_row), in bf16 as they are:
+  // the down gradient's dy, and the gate and up gradients' dhg and dhu (both, or neither), never in fp32.
+  const bool pairs = bf16 && tn_takes_pairs();
+  const bool dy_pairs = pairs && g.down && !adapts(lora, 2);
+  const bool dh_pairs = pairs && sc.dhu16 && g.gate && g.up && !adapts(lora, 0) && !adapts(lora, 1);
+  const bool make_dy = w.packed_down && (!g.down || dy_pairs) && !adapts(lora, 2);
+  const bool make_dh = w.packed_gate && (!g.gate || dh_pairs) && !adapts(lora, 0);
   // Those rows write dhu beside them; where only the up product reads it (no up gradient, no LoRA on up) and
   // the packs are bf16, they write it in bf16, and the up product copies its rows instead of converting them.
-  const bool dhu_bf16 = make_dh && bf16 && sc.dhu16 && !g.up && !adapts(lora, 1);
+  const bool dhu_bf16 = make_dh && bf16 && sc.dhu16 && (!g.up || dh_pairs) && !adapts(lora, 1);
   const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora);
   for_each_expert(s.offsets, E, split, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
@@ -298,14 +305,19 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
     fetch_expert_ahead(w.packed_gate, w.gate, e, fc, true);
+    thread_local PairRows dy_rows, dhg_rows, dhu_rows;  // per expert's thread
+    if (dy_pairs) size_pair_rows(dy_rows, n_e, C);
     if (make_dy)
       packed_product_of_rows(w.packed_down[e], true, n_e, [&](int r, auto* row) {
         scale_row(row, dout + (int64_t)s.slot_row[o + r] * C, slot_weight[r], C);
+        if constexpr (std::is_same_v<decltype(row), uint16_t*>)
+          if (dy_pairs) put_pair_row(dy_rows, r, row);
       }, dh, F, false);
     else
       matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
     if (remake_h) swiglu_forward(h, hg, hu, n_e, F);
-    if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
+    if (dy_pairs) gemm_bf16_tn(dy_rows, F, h, F, g.down + e * fc, F, !g.write);
+    else if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     float* dxg = sc.dxg + (int64_t)o * C;
     // dhg is needed whole only for the gate's weight gradient or LoRA; else, on packs, the gate's
@@ -313,10 +325,15 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // sigmoid for both).
     if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
     uint16_t* dhu16 = dhu_bf16 ? sc.dhu16 + (int64_t)o * F : nullptr;
+    if (dh_pairs) size_pair_rows(dhg_rows, n_e, F), size_pair_rows(dhu_rows, n_e, F);
     auto dgate_row = [&](int r, auto* row) {
       const int64_t i = (int64_t)r * F;
       if constexpr (std::is_same_v<decltype(row), uint16_t*>)
-        if (dhu16) return swiglu_backward_row(row, dhu16 + i, dh + i, hg + i, hu + i, F);
+        if (dhu16) {
+          swiglu_backward_row(row, dhu16 + i, dh + i, hg + i, hu + i, F);
+          if (dh_pairs) put_pair_row(dhg_rows, r, row), put_pair_row(dhu_rows, r, dhu16 + i);
+          return;
+        }
       swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
     };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
@@ -331,7 +348,10 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       matmul_backward(dxg, C, nullptr, dhu, F, nullptr, C, w.up + e * fc, n_e, C, F, pack(w.packed_up, e));
     expert_lora_backward(lora, 0, s, e, o, n_e, s.xg, C, sc.dhg, F, sc.dxg);
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
-    if (bf16 && g.gate && g.up) {  // both against xg, packed once
+    if (dh_pairs) {  // both against xg, packed once
+      const PairProduct both[2] = {{&dhg_rows, g.gate + e * fc}, {&dhu_rows, g.up + e * fc}};
+      gemm_bf16_tn(both, 2, C, xg, C, C, !g.write);
+    } else if (bf16 && g.gate && g.up) {
       const BfProduct both[2] = {{dhg, g.gate + e * fc}, {dhu, g.up + e * fc}};
       gemm_bf16_tn(F, C, n_e, both, 2, F, xg, C, C, !g.write);
     } else {

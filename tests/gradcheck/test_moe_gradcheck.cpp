@@ -220,9 +220,10 @@ TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
 // On packs (bf16 or fp32) the down projection makes its input rows h = silu(hg) ⊙ hu as it goes; in the
 // backward, the gate's input-gradient product makes its rows from dh, hg and hu, and the down's from the
 // routing weights and dout: no h, dhg or dy in memory. The results must be the same bits as with those rows
-// stored: stored here by a LoRA on the down projection whose B is zero (it adds nothing), and by asking for
+// stored: stored here by a LoRA on the three projections whose B is zero (it adds nothing), and by asking for
 // the experts' weight gradients (the backward then takes experts whole, not in halves). On bf16 packs with no
-// up gradient, dhu itself goes to the up product in bf16 (MoeScratch::dhu16). F = 40 has a tail past 16 · 2.
+// up gradient, dhu itself goes to the up product in bf16 (MoeScratch::dhu16), and with the weight gradients on
+// pair rows, dy, dhg and dhu go into those. F = 40 has a tail past 16 · 2.
 void run_moe_made_rows_case(bool bf16) {
   SCOPED_TRACE(bf16 ? "bf16 packs" : "fp32 packs");
   const MoeShape sh{160, 32, 40, 4, 2};  // about 80 slots an expert: the last experts go as two halves
@@ -237,10 +238,13 @@ void run_moe_made_rows_case(bool bf16) {
     pd.push_back(pack_weight(down.data() + (size_t)e * C * F, C, F, bf16));
   }
   const MoeWeights w{router.data(), gate.data(), up.data(), down.data(), pg.data(), pu.data(), pd.data()};
-  Vec a_down = randn((size_t)E * R * F, rng), b_down((size_t)E * C * R, 0.f), u((size_t)N * sh.K * R), du(u.size());
-  const MoeLoraPart part{0, N, R, 1.f, {nullptr, nullptr, a_down.data()}, {nullptr, nullptr, b_down.data()}, {}, {}};
+  Vec a_gate = randn((size_t)E * R * C, rng), a_up = randn(a_gate.size(), rng), a_down = randn((size_t)E * R * F, rng);
+  Vec b_in((size_t)E * F * R, 0.f), b_down((size_t)E * C * R, 0.f);
+  Vec u_gate((size_t)N * sh.K * R), u_up(u_gate.size()), u_down(u_gate.size()), du(u_gate.size());
+  const MoeLoraPart part{0, N, R, 1.f, {a_gate.data(), a_up.data(), a_down.data()}, {b_in.data(), b_in.data(), b_down.data()}, {}, {}};
   MoeLora lora;
-  lora.parts = &part, lora.n_parts = 1, lora.rmax = R, lora.u[2] = u.data(), lora.du = du.data();
+  lora.parts = &part, lora.n_parts = 1, lora.rmax = R, lora.du = du.data();
+  lora.u[0] = u_gate.data(), lora.u[1] = u_up.data(), lora.u[2] = u_down.data();
 
   MoeBuffers made(sh), stored(sh);
   Vec out_made((size_t)N * C), out_stored((size_t)N * C);
@@ -277,6 +281,26 @@ void run_moe_made_rows_case(bool bf16) {
     ASSERT_EQ(g_down.dx[i], g_stored.dx[i]) << "dx (with the down gradient) at " << i;
   }
   for (size_t i = 0; i < g_down.down.size(); ++i) ASSERT_EQ(g_down.down[i], g_stored.down[i]) << "d down at " << i;
+
+  // All three weight gradients with no LoRA: on bf16 packs whose weight gradients take pair rows
+  // (tn_takes_pairs), dy, dhg and dhu go from the made rows into those pairs, none stored in fp32.
+  MoeBuffers paired(sh);
+  Vec out_paired((size_t)N * C);
+  MoeGradBufs g_paired(sh);
+  moe_forward(out_paired.data(), paired.saved(), x.data(), w, sh, false);
+  const MoeGrads paired_three{nullptr, g_paired.gate.data(), g_paired.up.data(), g_paired.down.data()};
+  moe_backward(g_paired.dx.data(), paired_three, paired.scratch(), dout.data(), 0.f, paired.saved(), x.data(), w, sh);
+  if (bf16 && tn_takes_pairs()) {
+    for (float v : paired.dy) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dy";
+    for (float v : paired.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dhg";
+    for (float v : paired.dhu) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dhu";
+  }
+  for (size_t i = 0; i < g_paired.dx.size(); ++i) ASSERT_EQ(g_paired.dx[i], g_stored.dx[i]) << "dx (all three) at " << i;
+  for (size_t i = 0; i < g_paired.gate.size(); ++i) {
+    ASSERT_EQ(g_paired.gate[i], g_stored.gate[i]) << "d gate at " << i;
+    ASSERT_EQ(g_paired.up[i], g_stored.up[i]) << "d up at " << i;
+    ASSERT_EQ(g_paired.down[i], g_stored.down[i]) << "d down (all three) at " << i;
+  }
 
   // A forward asked to keep h (a trainer of the base's weights) stores it, and its backward reads it.
   MoeBuffers kept(sh);
