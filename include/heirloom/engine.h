@@ -57,7 +57,9 @@ struct Batch {
 
 struct ForwardOptions {
   bool for_backward = false;    // keep what backward needs
-  bool base_grads = false;      // and what only the base's weight gradients need (the experts' SwiGLU outputs)
+  bool base_grads = false;      // and what only the base's weight gradients need (the experts' SwiGLU outputs
+                                // and gathered input rows): a backward asking for the experts' gate and up
+                                // gradients on bf16 packs needs it
   bool fixed_routing = false;   // reuse the expert choice of the previous forward (gradient checks)
   bool last_logits_only = false;  // compute logits for each sequence's last row only (generation)
   float aux_coef = 0.f;         // weight of the MoE load-balancing loss in the returned loss

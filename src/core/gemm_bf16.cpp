@@ -319,6 +319,29 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
            [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); });
 }
 
+int64_t bf16_rows_stride(int M, const PackedB& B) {
+  return takes_few_rows(M) || bf16_amx_available() ? B.Kp : 2 * (int64_t)pair_stride(B.Kp / 2);
+}
+
+void gather_bf16_rows(const float* x, int64_t ldx, const int32_t* rows, int M, const PackedB& B, uint16_t* out,
+                      int64_t ld) {
+  for (int i = 0; i < M; ++i) convert_rows(x + (int64_t)rows[i] * ldx, 0, 1, B.K, B.Kp, 0, 0, 1, out + i * ld);
+}
+
+void gemm_bf16_on_rows(const uint16_t* rows, int64_t ld, int M, const PackedB& B, float* C, int ldc, bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
+  if (ld != bf16_rows_stride(M, B)) throw Error("internal: bf16 rows at a stride the product does not take", "report this as a bug");
+  TimedProduct timed(ProductKind::bf16, M, B.N, B.K);
+  if (takes_few_rows(M)) return few_rows(rows, M, B, C, ldc, accumulate);
+  if (bf16_amx_available())  // the tiles' blocks read their own copy of the rows
+    return many_rows(M, B, C, ldc, accumulate, [&](int r0, int r1, uint16_t* a, int lda) {
+      for (int r = r0; r < r1; ++r)
+        if (r < M) std::copy(rows + r * ld, rows + r * ld + B.Kp, a + (int64_t)r * lda);
+        else std::fill(a + (int64_t)r * lda, a + (int64_t)r * lda + B.Kp, (uint16_t)0);
+    });
+  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, nullptr, reinterpret_cast<const uint32_t*>(rows), ld / 2);
+}
+
 void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, const PackedB& B, float* C, int ldc,
                         bool accumulate) {
   if (M <= 0 || B.N <= 0) return;

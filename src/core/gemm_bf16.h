@@ -58,6 +58,14 @@ void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int
 void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate);
 
+// Rows gathered from a larger matrix and converted once, for several products on them (an expert's input rows,
+// for its gate and up products): row i of out = bf16(x[rows[i]]), B.K values zero-padded to B.Kp, at the stride
+// bf16_rows_stride gives for M rows against B; gemm_bf16_on_rows multiplies them. The same C as gemm_bf16 on the
+// gathered rows in fp32.
+int64_t bf16_rows_stride(int M, const PackedB& B);
+void gather_bf16_rows(const float* x, int64_t ldx, const int32_t* rows, int M, const PackedB& B, uint16_t* out, int64_t ld);
+void gemm_bf16_on_rows(const uint16_t* rows, int64_t ld, int M, const PackedB& B, float* C, int ldc, bool accumulate);
+
 // Aᵀ as gemm_bf16_tn's dot products take it, filled a row of A at a time as the rows are made (the trained
 // head's dlogits, made in bf16 row by row): for A [K, M], ⌈K/32⌉·16 rows of M 32-bit words (stride ld), word m
 // of row j = A[2j][m] | A[2j + 1][m] << 16, the rows past K zeros. Where tn_takes_pairs() (no AMX tiles).

@@ -137,6 +137,12 @@ bool adapts(const MoeLora* lora, int j) {
   return false;
 }
 
+// Whether the forward gathers the experts' input rows into bf16 only (no s.xg): on bf16 packs, where no gate or up
+// gradient (keep_h) and no LoRA on gate or up reads xg after it.
+bool gathers_bf16(const MoeWeights& w, const MoeLora* lora, bool keep_h) {
+  return w.packed_gate && w.packed_gate->bf16() && !keep_h && !adapts(lora, 0) && !adapts(lora, 1);
+}
+
 // On packs, the products after SwiGLU make their input rows as they go (packed_product_of_rows, ops/matmul.h):
 // the down projection's h = silu(hg) ⊙ hu, and in the backward the gate's dhg and the down's wk · dout (below).
 // Those rows then never go to memory and back; the values are the same bits as stored ones. The forward keeps
@@ -211,18 +217,33 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
   const bool make_h = !keep_h && makes_h(w.packed_down, lora);
+  // On bf16 packs, where nothing after the forward reads the experts' input rows xg (no gradient of the base's
+  // weights, no LoRA on gate or up), each expert gathers its rows straight into bf16, once for both products.
+  const bool gather16 = gathers_bf16(w, lora, keep_h);
   for_each_expert(s.offsets, E, true, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     RowExact mode(exact);
-    // The expert's thread gathers its own rows: they are then in its core's cache for the products.
-    for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
     const int64_t fc = (int64_t)F * C;
-    fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
-    matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
-                   pack(w.packed_gate, e));
-    fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
-    matmul_forward(s.hu + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.up + e * fc, n_e, C, F, false,
-                   pack(w.packed_up, e));
+    if (gather16) {
+      const PackedB& gate = w.packed_gate[e].fwd;
+      const int64_t ld = bf16_rows_stride(n_e, gate);
+      thread_local std::vector<uint16_t> rows;  // per expert's thread
+      if ((int64_t)rows.size() < n_e * ld) rows.resize(n_e * ld);
+      gather_bf16_rows(x, C, s.slot_row + o, n_e, gate, rows.data(), ld);
+      fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
+      gemm_bf16_on_rows(rows.data(), ld, n_e, gate, s.hg + (int64_t)o * F, F, false);
+      fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
+      gemm_bf16_on_rows(rows.data(), ld, n_e, w.packed_up[e].fwd, s.hu + (int64_t)o * F, F, false);
+    } else {
+      // The expert's thread gathers its own rows: they are then in its core's cache for the products.
+      for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
+      fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
+      matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
+                     pack(w.packed_gate, e));
+      fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
+      matmul_forward(s.hu + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.up + e * fc, n_e, C, F, false,
+                     pack(w.packed_up, e));
+    }
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
@@ -279,6 +300,10 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   // the packs are bf16, they write it in bf16, and the up product copies its rows instead of converting them.
   const bool dhu_bf16 = make_dh && bf16 && sc.dhu16 && (!g.up || dh_pairs) && !adapts(lora, 1);
   const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora);
+  if ((g.gate || g.up) && gathers_bf16(w, lora, h_kept))
+    throw Error("backward: the experts' gate and up weight gradients need the rows their forward gathered, and it "
+                "did not keep them",
+                "run the forward with ForwardOptions::base_grads (moe_forward's keep_h) before asking for them");
   for_each_expert(s.offsets, E, split, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.

@@ -88,7 +88,8 @@ struct MoeLora {
 // recomputed from the current logits) — used to hold routing fixed across finite-difference probes.
 // Returns the load-balancing loss value.
 // keep_h: store h = silu(hg) ⊙ hu in s.h for the down weight's gradient (else, on packs, the down product
-// makes h's rows as it goes and h is not stored; ops/moe.cpp).
+// makes h's rows as it goes and h is not stored; ops/moe.cpp), and the gathered input rows s.xg for the gate and
+// up weights' (else, on bf16 packs with no LoRA on gate or up, each expert gathers them into bf16 only).
 // residual: out = residual + the experts' sum (the block's skip connection added as each row is combined, the
 // same arithmetic as adding it after).
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
@@ -96,7 +97,8 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
                   const float* residual = nullptr);
 // dx[N, C] += ...; weight gradients += ... ; dout[N, C]. aux_coef scales the load-balancing loss.
 // The router logits' gradient is left in scratch.dlogits (for a router LoRA).
-// h_kept: the forward ran with keep_h (else a down weight's gradient makes h again from hg and hu).
+// h_kept: the forward ran with keep_h (else a down weight's gradient makes h again from hg and hu; gate and up
+// gradients on bf16 packs need it).
 // write_dx: dx is written (=) instead of added to.
 void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& scratch, const float* dout, float aux_coef,
                   const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,

@@ -65,6 +65,7 @@ TEST(BaseTrainer, UpdateIsAdamwPerTensorOnTheGradientsWrittenOverTheLast) {
       {
         ForwardOptions fo;
         fo.for_backward = true;
+        fo.base_grads = true;  // as the trainer's step
         fo.aux_coef = 0.01f;
         const ScopedPacks packs(*ws, p == Precision::bf16 ? pack_frozen(want, p) : nullptr);
         forward(want, *ws, d.batch(2, 32), {}, fo);

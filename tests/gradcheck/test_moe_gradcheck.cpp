@@ -223,7 +223,8 @@ TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
 // stored: stored here by a LoRA on the three projections whose B is zero (it adds nothing), and by asking for
 // the experts' weight gradients (the backward then takes experts whole, not in halves). On bf16 packs with no
 // up gradient, dhu itself goes to the up product in bf16 (MoeScratch::dhu16), and with the weight gradients on
-// pair rows, dy, dhg and dhu go into those. F = 40 has a tail past 16 · 2.
+// pair rows, dy, dhg and dhu go into those. A forward on bf16 packs for no trainer of the base gathers the experts'
+// rows into bf16 only. F = 40 has a tail past 16 · 2.
 void run_moe_made_rows_case(bool bf16) {
   SCOPED_TRACE(bf16 ? "bf16 packs" : "fp32 packs");
   const MoeShape sh{160, 32, 40, 4, 2};  // about 80 slots an expert: the last experts go as two halves
@@ -261,6 +262,9 @@ void run_moe_made_rows_case(bool bf16) {
     for (size_t i = 0; i < out_made.size(); ++i) ASSERT_EQ(out_made[i], out_one[i]) << "forward on one thread at " << i;
   }
   for (float v : made.h) ASSERT_TRUE(std::isnan(v)) << "the forward on packs stored h";
+  if (bf16) {  // the experts' rows gathered into bf16 only, once for gate and up: the same outputs
+    for (float v : made.xg) ASSERT_TRUE(std::isnan(v)) << "the forward on bf16 packs stored xg";
+  }
 
   // Three backwards: none of the experts' weight gradients (dy, dhg made in the products), the down
   // projection's (h made again, dy stored), and with everything stored.
@@ -287,9 +291,10 @@ void run_moe_made_rows_case(bool bf16) {
   MoeBuffers paired(sh);
   Vec out_paired((size_t)N * C);
   MoeGradBufs g_paired(sh);
-  moe_forward(out_paired.data(), paired.saved(), x.data(), w, sh, false);
+  moe_forward(out_paired.data(), paired.saved(), x.data(), w, sh, false, nullptr, false, true);  // as a trainer
   const MoeGrads paired_three{nullptr, g_paired.gate.data(), g_paired.up.data(), g_paired.down.data()};
-  moe_backward(g_paired.dx.data(), paired_three, paired.scratch(), dout.data(), 0.f, paired.saved(), x.data(), w, sh);
+  moe_backward(g_paired.dx.data(), paired_three, paired.scratch(), dout.data(), 0.f, paired.saved(), x.data(), w, sh,
+               nullptr, true);
   if (bf16 && tn_takes_pairs()) {
     for (float v : paired.dy) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dy";
     for (float v : paired.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dhg";
