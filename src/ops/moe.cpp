@@ -217,14 +217,17 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
   const bool make_h = !keep_h && makes_h(w.packed_down, lora);
-  // On bf16 packs, where nothing after the forward reads the experts' input rows xg (no gradient of the base's
-  // weights, no LoRA on gate or up), each expert gathers its rows straight into bf16, once for both products.
-  const bool gather16 = gathers_bf16(w, lora, keep_h);
+  // On bf16 packs each expert gathers its rows into bf16 once for both products, and into fp32 (xg) only where
+  // something after the forward reads them (the base's gate and up gradients, a LoRA on gate or up).
+  const bool bf16 = w.packed_gate && w.packed_gate->bf16(), keep_xg = !gathers_bf16(w, lora, keep_h);
   for_each_expert(s.offsets, E, true, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     RowExact mode(exact);
     const int64_t fc = (int64_t)F * C;
-    if (gather16) {
+    // The expert's thread gathers its own rows: they are then in its core's cache for the products.
+    if (keep_xg)
+      for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
+    if (bf16) {
       const PackedB& gate = w.packed_gate[e].fwd;
       const int64_t ld = bf16_rows_stride(n_e, gate);
       thread_local std::vector<uint16_t> rows;  // per expert's thread
@@ -235,8 +238,6 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
       fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
       gemm_bf16_on_rows(rows.data(), ld, n_e, w.packed_up[e].fwd, s.hu + (int64_t)o * F, F, false);
     } else {
-      // The expert's thread gathers its own rows: they are then in its core's cache for the products.
-      for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
       fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
       matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
                      pack(w.packed_gate, e));
