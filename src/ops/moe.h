@@ -104,7 +104,10 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& scratch, const
                   const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
                   const MoeLora* lora = nullptr, bool h_kept = false, bool write_dx = false);
 
-// Naive twins: per token, per chosen expert, in double. The backward uses s.topk from the forward.
+// The K largest of p[E] into idx, ties to the lower index: the experts a row is routed to.
+void top_k_experts(int32_t* idx, const float* p, int E, int K);
+
+// Naive twins (ops/moe_ref.cpp): per token, per chosen expert, in double. The backward uses s.topk from the forward.
 float moe_forward_ref(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
                       bool fixed_routing);
 void moe_backward_ref(float* dx, const MoeGrads& g, const float* dout, float aux_coef, const MoeSaved& s,

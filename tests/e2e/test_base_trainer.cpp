@@ -7,6 +7,7 @@
 #include "core/rng.h"
 #include "heirloom/adapter.h"
 #include "heirloom/engine.h"
+#include "heirloom/error.h"
 #include "heirloom/train.h"
 #include "heirloom/vocab.h"
 #include "model/frozen_weights.h"
@@ -118,6 +119,34 @@ TEST(BaseTrainer, Bf16PacksFollowTheWeights) {
     want = forward(m, *ws, d.batch(2, 32), {}, ForwardOptions{}).mean_loss();
   }
   EXPECT_EQ(tr.step(m, *ws, d.batch(2, 32), 1e-2f, 0.f).loss, want);
+}
+
+// On bf16 packs a forward for no trainer of the base gathers the experts' rows into bf16 only: a backward asking for
+// the base's gradients then says which forward option it needed, and with that option it runs.
+TEST(BaseTrainer, BaseGradientsOnBf16PacksAskForTheirForwardOption) {
+  if (!bf16_available()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  Model m = init_model(preset_config("tiny"), byte_vocab(), 31);
+  const Data d = some_batch(2 * 20, 259, 32);
+  auto ws = make_workspace();
+  ws->frozen = pack_frozen(m, Precision::bf16);
+  const std::vector<bool> all(m.tensors.size(), true);
+  std::vector<float> g(m.data.size(), 0.f);
+  ForwardOptions fo;
+  fo.for_backward = true;
+  forward(m, *ws, d.batch(2, 20), {}, fo);
+  try {
+    backward(m, *ws, {}, all, g.data(), nullptr, nullptr, 0.f);
+    ADD_FAILURE() << "backward took the base's gradients from a forward without base_grads";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gathered"), std::string::npos) << e.what();
+    EXPECT_NE(e.hint().find("base_grads"), std::string::npos) << e.hint();
+  }
+  fo.base_grads = true;
+  forward(m, *ws, d.batch(2, 20), {}, fo);
+  backward(m, *ws, {}, all, g.data(), nullptr, nullptr, 0.f);
+  double ss = 0;
+  for (float v : g) ss += (double)v * v;
+  EXPECT_TRUE(std::isfinite(ss) && ss > 0) << ss;
 }
 
 }  // namespace

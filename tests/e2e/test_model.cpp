@@ -351,35 +351,6 @@ TEST(Model, InferencePacksForwardTheSameAndRefuseBackward) {
   }
 }
 
-// On bf16 packs a forward for no trainer of the base gathers the experts' rows into bf16 only: a backward asking for
-// the base's gradients then says which forward option it needed, and with that option it runs.
-TEST(Model, BaseGradientsOnBf16PacksAskForTheirForwardOption) {
-  if (!bf16_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
-  Model m = init_model(preset_config("tiny"), byte_vocab(), 31);
-  const int T = 20, V = 259;
-  const std::vector<int32_t> tok = some_tokens(2 * T, V, 32), tgt = some_tokens(2 * T, V, 33);
-  auto ws = make_workspace();
-  ws->frozen = pack_frozen(m, Precision::bf16);
-  const std::vector<bool> all(m.tensors.size(), true);
-  std::vector<float> g(m.data.size(), 0.f);
-  ForwardOptions fo;
-  fo.for_backward = true;
-  forward(m, *ws, Batch{tok.data(), tgt.data(), 2, T}, {}, fo);
-  try {
-    backward(m, *ws, {}, all, g.data(), nullptr, nullptr, 0.f);
-    ADD_FAILURE() << "backward took the base's gradients from a forward without base_grads";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("gathered"), std::string::npos) << e.what();
-    EXPECT_NE(e.hint().find("base_grads"), std::string::npos) << e.hint();
-  }
-  fo.base_grads = true;
-  forward(m, *ws, Batch{tok.data(), tgt.data(), 2, T}, {}, fo);
-  backward(m, *ws, {}, all, g.data(), nullptr, nullptr, 0.f);
-  double ss = 0;
-  for (float v : g) ss += (double)v * v;
-  EXPECT_TRUE(std::isfinite(ss) && ss > 0) << ss;
-}
-
 // A forward that no backward follows keeps two layers' activations in turn, and runs the head on the rows that
 // have a target only: every row's loss and logits are the numbers of a training forward, on any workspace
 // history (training, evaluation, evaluation with ignored targets, training again).
