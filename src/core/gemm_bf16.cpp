@@ -293,8 +293,8 @@ void tn_product(int M, int N, int K, const TA* A, int lda, const float* B, int l
   if (bf16_amx_available())
     return many_rows(M, packed, C, ldc, accumulate,
                      [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
-  // Dot products take Aᵀ's k-pairs as two rows of A make them, with no transpose: the products 1-6 % faster
-  // than on Aᵀ's rows, about 1 % of the full step (bench/RESULTS.md, eighth session).
+  // Dot products take Aᵀ's k-pairs as two rows of A make them, with no transpose: the products 1-7 % faster
+  // than on Aᵀ's rows (a local program), about 1 % of the full step (bench/RESULTS.md, eighth session).
   dot_gemm(M, packed, C, ldc, accumulate, ALayout::pairs, [=](int r0, int r1, uint16_t* a, int ld) {
     convert_pairs(A, lda, M, K, Kp, ld, r0, r1, reinterpret_cast<uint32_t*>(a));
   });

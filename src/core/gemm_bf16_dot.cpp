@@ -91,8 +91,12 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // In the pairs layout, share t's words start on a cache line of their own, `shift` words to the right of
   // its first row: the threads would otherwise write the same line of every pair as they convert side by side.
   auto first_task = [&](int t) { return (int)((int64_t)row_tasks * t / threads); };
-  auto shift_of = [&](int t) {
-    return pairs && shares && convert_here ? 16 * t + (16 - first_task(t) * kTaskRows % 16) % 16 : 0;
+  const bool shifted = pairs && shares && convert_here;
+  auto shift_of = [&](int t) { return shifted ? 16 * t + (16 - first_task(t) * kTaskRows % 16) % 16 : 0; };
+  auto shift_of_task = [&](int rt) {  // the shift of the share that owns row task rt
+    int t = 0;
+    while (shifted && t + 1 < threads && rt >= first_task(t + 1)) ++t;
+    return shift_of(t);
   };
   // A's rows (or k-pairs) an odd number of cache lines apart: rows of 512 or 1024 values (a power of two bytes
   // apart) would all fall in the same few L1 sets, and a micro-tile reads 15 of them at once (or walks the pairs).
@@ -137,12 +141,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     parallel_shares(row_tasks, panels, false, [&](int t, int) {
       if (convert_here)
         convert(first_task(t) * kTaskRows, std::min(Mp, first_task(t + 1) * kTaskRows), a16 + 2 * shift_of(t), lda);
-    }, [&](int64_t u) {
-      const int rt = (int)(u / panels);
-      int t = 0;
-      while (t + 1 < threads && rt >= first_task(t + 1)) ++t;
-      task(rt, (int)(u % panels), shift_of(t));
-    });
+    }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels), shift_of_task((int)(u / panels))); });
     return;
   }
   // Every task reads rows from every thread's conversion (which may be costly: the head's backward makes each
