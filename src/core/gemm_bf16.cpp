@@ -280,16 +280,12 @@ PackedB& packed_activations() {
   thread_local PackedB packed;
   return packed;
 }
-// One weight gradient C (+)= bf16(A)ᵀ · B, A fp32 or bf16, on B packed into packed_activations() (by this call
-// when pack, else by the one before it with the same B).
+// One weight gradient C (+)= bf16(A)ᵀ · B, A fp32 or bf16, on B packed (into packed_activations() by the first
+// of the products on it, or kept from a forward).
 template <class TA>
-void tn_product(int M, int N, int K, const TA* A, int lda, const float* B, int ldb, float* C, int ldc,
-                bool accumulate, bool pack) {
-  PackedB& packed = packed_activations();
-  TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
-  if (pack) pack_b_bf16_into(packed, B, ldb, false, K, N);
+void tn_product(int M, const TA* A, int lda, const PackedB& packed, float* C, int ldc, bool accumulate) {
+  const int K = packed.K, Kp = packed.Kp;
   // (a lambda names a thread_local per executing thread: pass the caller's values in by copy)
-  const int Kp = packed.Kp;
   if (bf16_amx_available())
     return many_rows(M, packed, C, ldc, accumulate,
                      [=](int r0, int r1, uint16_t* a, int ld) { convert_columns(A, lda, M, K, Kp, ld, r0, r1, a); });
@@ -298,6 +294,34 @@ void tn_product(int M, int N, int K, const TA* A, int lda, const float* B, int l
   dot_gemm(M, packed, C, ldc, accumulate, ALayout::pairs, [=](int r0, int r1, uint16_t* a, int ld) {
     convert_pairs(A, lda, M, K, Kp, ld, r0, r1, reinterpret_cast<uint32_t*>(a));
   });
+}
+// Several weight gradients against one B packed per call, B packed once and timed with the first product.
+template <class TA>
+void tn_products(int M, int N, int K, const TA* const* A, float* const* C, int count, int lda, const float* B, int ldb,
+                 int ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  PackedB& packed = packed_activations();
+  for (int i = 0; i < count; ++i) {
+    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
+    if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);
+    tn_product(M, A[i], lda, packed, C[i], ldc, accumulate);
+  }
+}
+// The pair-row products against one B: packed here (timed with the first product), or given packed.
+void pair_products(const PairProduct* products, int count, const PackedB* given, int N, const float* B, int ldb,
+                   int ldc, bool accumulate) {
+  if (count <= 0 || products[0].A->M <= 0 || N <= 0) return;
+  if (!tn_takes_pairs()) throw Error("internal: pair rows on a CPU whose weight gradients do not take them", "report this as a bug");
+  const int M = products[0].A->M, K = products[0].A->K;
+  if (given && (given->K != K || given->N != N)) throw Error("internal: a kept B of another shape", "report this as a bug");
+  const PackedB& packed = given ? *given : packed_activations();
+  for (int i = 0; i < count; ++i) {
+    const PairRows& A = *products[i].A;
+    if (A.M != M || A.K != K) throw Error("internal: pair rows of different shapes against one B", "report this as a bug");
+    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
+    if (i == 0 && !given) pack_b_bf16_into(packed_activations(), B, ldb, false, K, N);
+    dot_gemm(M, packed, products[i].C, ldc, accumulate, ALayout::pairs, nullptr, A.words.data(), A.ld);
+  }
 }
 uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
   thread_local std::vector<uint16_t> rows;
@@ -363,21 +387,30 @@ void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, c
 
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
-  const BfProduct one{A, C};
-  gemm_bf16_tn(M, N, K, &one, 1, lda, B, ldb, ldc, accumulate);
+  tn_products(M, N, K, &A, &C, 1, lda, B, ldb, ldc, accumulate);
 }
 
 void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
                   bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  for (int i = 0; i < count; ++i)  // B packed once, timed with the first product
-    tn_product(M, N, K, products[i].A, lda, B, ldb, products[i].C, ldc, accumulate, i == 0);
+  constexpr int kMost = 4;
+  if (count > kMost) throw Error("internal: more than 4 weight gradients against one B", "report this as a bug");
+  const float* A[kMost];
+  float* C[kMost];
+  for (int i = 0; i < count; ++i) A[i] = products[i].A, C[i] = products[i].C;
+  tn_products(M, N, K, A, C, count, lda, B, ldb, ldc, accumulate);
 }
 
 void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  tn_product(M, N, K, A, lda, B, ldb, C, ldc, accumulate, true);
+  tn_products(M, N, K, &A, &C, 1, lda, B, ldb, ldc, accumulate);
+}
+
+void gemm_bf16_tn(int M, const BfProduct* products, int count, int lda, const PackedB& B, int ldc, bool accumulate) {
+  if (M <= 0 || B.N <= 0) return;
+  for (int i = 0; i < count; ++i) {
+    TimedProduct timed(ProductKind::bf16_weight_grad, M, B.N, B.K);
+    tn_product(M, products[i].A, lda, B, products[i].C, ldc, accumulate);
+  }
 }
 
 bool tn_takes_pairs() { return bf16_gemm_available() && !bf16_amx_available(); }
@@ -393,17 +426,11 @@ void size_pair_rows(PairRows& p, int K, int M) {
 }
 
 void gemm_bf16_tn(const PairProduct* products, int count, int N, const float* B, int ldb, int ldc, bool accumulate) {
-  if (count <= 0 || products[0].A->M <= 0 || N <= 0) return;
-  if (!tn_takes_pairs()) throw Error("internal: pair rows on a CPU whose weight gradients do not take them", "report this as a bug");
-  const int M = products[0].A->M, K = products[0].A->K;
-  PackedB& packed = packed_activations();
-  for (int i = 0; i < count; ++i) {  // B packed once, timed with the first product
-    const PairRows& A = *products[i].A;
-    if (A.M != M || A.K != K) throw Error("internal: pair rows of different shapes against one B", "report this as a bug");
-    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
-    if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);
-    dot_gemm(M, packed, products[i].C, ldc, accumulate, ALayout::pairs, nullptr, A.words.data(), A.ld);
-  }
+  pair_products(products, count, nullptr, N, B, ldb, ldc, accumulate);
+}
+
+void gemm_bf16_tn(const PairProduct* products, int count, const PackedB& B, int ldc, bool accumulate) {
+  pair_products(products, count, &B, B.N, nullptr, 0, ldc, accumulate);
 }
 
 void gemm_bf16_tn(const PairRows& A, int N, const float* B, int ldb, float* C, int ldc, bool accumulate) {

@@ -89,6 +89,21 @@ struct PairProduct {
 };
 void gemm_bf16_tn(const PairProduct* products, int count, int N, const float* B, int ldb, int ldc, bool accumulate);
 
+// A B kept packed from where its rows were made, for weight gradients on it later (a trainer's forward keeps the
+// experts' input rows and h so): size_b_rows sizes p for B [K, N] (its buffer grown, never shrunk) and zeroes
+// its padding, rows < K not written; put_b_row writes row k < K (N values in bf16). Rows 2j and 2j + 1 write
+// different halves of the same words: any thread may write any row, one writer per row. The same pack as
+// pack_b_bf16 on the rows in fp32, rounded alike.
+void size_b_rows(PackedB& p, int K, int N);
+void put_b_row(PackedB& p, int k, const uint16_t* row);
+// Rows [k0, k0 + n) at once (row i at rows + i·ld): whole blocks of 32 rows as whole cache lines, around the
+// caches (the pack is read by a later pass), and rows of a block another caller shares one at a time.
+void put_b_rows(PackedB& p, int k0, int n, const uint16_t* rows, int64_t ld);
+// The weight gradients above on such a B: C_i (+)= A_iᵀ · B, A_i as pair rows (where tn_takes_pairs()) or in
+// fp32 ([B.K, M], row stride lda).
+void gemm_bf16_tn(const PairProduct* products, int count, const PackedB& B, int ldc, bool accumulate);
+void gemm_bf16_tn(int M, const BfProduct* products, int count, int lda, const PackedB& B, int ldc, bool accumulate);
+
 // C[M, N] (+)= A · B where row r of A (B.K values, already in bf16) is written by row(r, values) when the
 // product needs it, in parallel: an A that exists only to be multiplied is never stored, nor made in fp32 first
 // (the cross-entropy's dlogits, 32 MB per step; the experts' SwiGLU rows). Rounded as gemm_bf16 rounds its A

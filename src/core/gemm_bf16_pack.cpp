@@ -185,18 +185,36 @@ void convert_pairs(const uint16_t* A, int lda, int M, int K, int Kp, int ldw, in
   convert_pairs_of(A, lda, M, K, Kp, ldw, r0, r1, out);
 }
 
+namespace {
+// Row k's values [m, m + n) (n ≤ 16) into the k % 2 halves of 16 words at o: the words one k-pair makes.
 __attribute__((target("avx512f,avx512vl,avx512bw")))
+void put_half_words(uint16_t* o, const uint16_t* values, int n, bool high) {
+  __m512i w = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(first_columns(n), values));
+  if (high) w = _mm512_maskz_slli_epi32(0xffff, w, 16);
+  const __mmask32 halves = high ? 0xAAAAAAAAu : 0x55555555u;
+  _mm512_mask_storeu_epi16(o, n == 16 ? halves : halves & (__mmask32)((1ull << (2 * n)) - 1), w);
+}
+}  // namespace
+
 void put_pair_row(PairRows& p, int k, const uint16_t* row) {
   uint16_t* o = reinterpret_cast<uint16_t*>(p.words.data() + (int64_t)(k / 2) * p.ld);
-  const bool high = k % 2 == 1;
-  const __mmask32 halves = high ? 0xAAAAAAAAu : 0x55555555u;
-  for (int m = 0; m < p.M; m += 16) {
-    const int n = std::min(16, p.M - m);
-    __m512i w = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(first_columns(n), row + m));
-    if (high) w = _mm512_maskz_slli_epi32(0xffff, w, 16);
-    const __mmask32 keep = n == 16 ? halves : halves & (__mmask32)((1ull << (2 * n)) - 1);
-    _mm512_mask_storeu_epi16(o + 2 * m, keep, w);
-  }
+  for (int m = 0; m < p.M; m += 16) put_half_words(o + 2 * m, row + m, std::min(16, p.M - m), k % 2 == 1);
+}
+
+void size_b_rows(PackedB& p, int K, int N) {
+  size_b_bf16(p, K, N);
+  // Zeros where no row writes: the pairs from K / 2 on (an odd K's last pair is half made), and whole blocks
+  // of 16 columns that reach past N.
+  uint32_t* w = reinterpret_cast<uint32_t*>(p.data.data());
+  const int64_t J = p.Kp / 2, made = K / 2;
+  for (int64_t n16 = 0; n16 < p.Np / 16; ++n16)
+    std::fill(w + (n16 * J + ((n16 + 1) * 16 > N ? 0 : made)) * 16, w + (n16 + 1) * J * 16, 0u);
+}
+
+void put_b_row(PackedB& p, int k, const uint16_t* row) {
+  uint16_t* o = p.data.data() + (int64_t)(k / 2) * 32;
+  const int64_t block = (int64_t)p.Kp * 16;  // u16 per 16-column block
+  for (int n0 = 0; n0 < p.N; n0 += 16) put_half_words(o + n0 / 16 * block, row + n0, std::min(16, p.N - n0), k % 2 == 1);
 }
 
 void convert_columns(const float* A, int lda, int M, int K, int Kp, int ldo, int r0, int r1, uint16_t* out) {
@@ -251,31 +269,49 @@ void pack_b_bf16_into(PackedB& p, const float* src, int ld, bool trans, int K, i
 namespace {
 // Rows 2j and 2j + 1 of a block (j < 16) as 16 words from column n0 on (mask m): fp32 converted, bf16 as it is.
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-__m512i block_pair(const float* src, int ld, int j, int rows, int n0, __mmask16 m) {
+__m512i block_pair(const float* src, int64_t ld, int j, int rows, int n0, __mmask16 m) {
   const __m512 lo = 2 * j < rows ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j) * ld + n0) : _mm512_setzero_ps();
   const __m512 hi = 2 * j + 1 < rows ? _mm512_maskz_loadu_ps(m, src + (int64_t)(2 * j + 1) * ld + n0) : _mm512_setzero_ps();
   return pair_words(lo, hi);
 }
 __attribute__((target("avx512f,avx512vl,avx512bw")))
-__m512i block_pair(const uint16_t* src, int ld, int j, int rows, int n0, __mmask16 m) {
+__m512i block_pair(const uint16_t* src, int64_t ld, int j, int rows, int n0, __mmask16 m) {
   auto row = [&](int r) {
     return r < rows ? _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(m, src + (int64_t)r * ld + n0))
                     : _mm512_setzero_si512();
   };
   return _mm512_or_si512(row(2 * j), _mm512_maskz_slli_epi32(0xffff, row(2 * j + 1), 16));
 }
+// With `stream`, the lines go around the caches (a pack kept for a later pass; the caller fences).
 template <class T>
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-void pack_block(PackedB& p, const T* src, int ld, int k0, int rows, int n) {
+void pack_block(PackedB& p, const T* src, int64_t ld, int k0, int rows, int n, bool stream = false) {
   uint32_t* dst = reinterpret_cast<uint32_t*>(p.data.data());
   const int J = p.Kp / 2, end = std::min(round_up(n, 32), p.Np);
   for (int n0 = 0; n0 < end; n0 += 16) {
     const __mmask16 m = (__mmask16)((1u << std::clamp(n - n0, 0, 16)) - 1);
-    for (int j = 0; j < 16; ++j)
-      _mm512_storeu_si512(dst + ((int64_t)(n0 / 16) * J + k0 / 2 + j) * 16, block_pair(src, ld, j, rows, n0, m));
+    for (int j = 0; j < 16; ++j) {
+      uint32_t* o = dst + ((int64_t)(n0 / 16) * J + k0 / 2 + j) * 16;
+      if (stream) store_words<true>(o, block_pair(src, ld, j, rows, n0, m));
+      else store_words<false>(o, block_pair(src, ld, j, rows, n0, m));
+    }
   }
 }
 }  // namespace
+
+void put_b_rows(PackedB& p, int k0, int n, const uint16_t* rows, int64_t ld) {
+  const int k1 = k0 + n;
+  for (int k = k0; k < k1;) {
+    const int g = k / 32 * 32, g_end = std::min(g + 32, p.K);
+    if (k == g && g_end <= k1) {  // a whole block of rows, no other caller's among them: whole lines
+      pack_block(p, rows + (int64_t)(k - k0) * ld, ld, g, g_end - g, p.N, true);
+      k = g_end;
+    } else {
+      for (const int e = std::min(g_end, k1); k < e; ++k) put_b_row(p, k, rows + (int64_t)(k - k0) * ld);
+    }
+  }
+  _mm_sfence();
+}
 
 void pack_b_bf16_block(PackedB& p, const float* src, int ld, int k0, int rows, int n) {
   pack_block(p, src, ld, k0, rows, n);

@@ -32,6 +32,7 @@ struct LayerActs {
   Buf<float> probs, weights, xg, y, logits;  // MoE: [N, E], [N, K], [N·K, C], [N·K, C], [N, E]
   Buf<int32_t> topk, offsets, slot_row, slot_of, cursor;
   std::array<Buf<float>, kLoraTargets> lora_u;  // [N, R]; expert targets [N·K, R] (one row per slot)
+  std::vector<PackedB> xg_packs, h_packs;       // MoE, for backward: E each (MoeSaved), sized where used
   MoeSaved moe_saved();
 };
 

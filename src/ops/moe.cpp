@@ -136,10 +136,22 @@ bool adapts(const MoeLora* lora, int j) {
   return false;
 }
 
-// Whether the forward gathers the experts' input rows into bf16 only (no s.xg): on bf16 packs, where no gate or up
-// gradient (keep_h) and no LoRA on gate or up reads xg after it.
-bool gathers_bf16(const MoeWeights& w, const MoeLora* lora, bool keep_h) {
-  return w.packed_gate && w.packed_gate->bf16() && !keep_h && !adapts(lora, 0) && !adapts(lora, 1);
+bool on_bf16_packs(const MoeWeights& w) { return w.packed_gate && w.packed_gate->bf16(); }
+
+// Whether a trainer's forward (keep_h) keeps the gate and up gradients' B, the experts' input rows, packed
+// (s.xg_packs): on bf16 packs, where no LoRA on gate or up reads xg.
+bool packs_xg(const MoeWeights& w, const MoeLora* lora, bool keep_h, const MoeSaved& s) {
+  return keep_h && s.xg_packs && on_bf16_packs(w) && !adapts(lora, 0) && !adapts(lora, 1);
+}
+// The same for the down gradient's B, h (s.h_packs), where no LoRA on down reads h.
+bool packs_h(const MoeWeights& w, const MoeLora* lora, bool keep_h, const MoeSaved& s) {
+  return keep_h && s.h_packs && on_bf16_packs(w) && w.packed_down && !adapts(lora, 2);
+}
+
+// Whether the forward gathers the experts' input rows into bf16 only (no s.xg): on bf16 packs, where no LoRA on
+// gate or up reads xg after it, and no gate or up gradient (keep_h) unless it keeps them packed.
+bool gathers_bf16(const MoeWeights& w, const MoeLora* lora, bool keep_h, const MoeSaved& s) {
+  return on_bf16_packs(w) && !adapts(lora, 0) && !adapts(lora, 1) && (!keep_h || packs_xg(w, lora, keep_h, s));
 }
 
 // On packs, the products after SwiGLU make their input rows as they go (packed_product_of_rows, ops/matmul.h):
@@ -215,10 +227,17 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
-  const bool make_h = !keep_h && makes_h(w.packed_down, lora);
   // On bf16 packs each expert gathers its rows into bf16 once for both products, and into fp32 (xg) only where
-  // something after the forward reads them (the base's gate and up gradients, a LoRA on gate or up).
-  const bool bf16 = w.packed_gate && w.packed_gate->bf16(), keep_xg = !gathers_bf16(w, lora, keep_h);
+  // something after the forward reads them in fp32 (a LoRA on gate or up; the base's gate and up gradients
+  // where s has no packs to keep them in). Where a trainer keeps h packed, h's rows are made in bf16 first, put
+  // into the pack (whole lines, around the caches) and multiplied as they are: the bits the backward reads.
+  const bool bf16 = on_bf16_packs(w), keep_xg = !gathers_bf16(w, lora, keep_h, s);
+  const bool xg_packed = packs_xg(w, lora, keep_h, s), h_packed = packs_h(w, lora, keep_h, s);
+  const bool make_h = !keep_h && makes_h(w.packed_down, lora);
+  for (int e = 0; e < E; ++e) {  // sized before the experts: both halves of an expert put rows into its packs
+    if (xg_packed) size_b_rows(s.xg_packs[e], s.offsets[e + 1] - s.offsets[e], C);
+    if (h_packed) size_b_rows(s.h_packs[e], s.offsets[e + 1] - s.offsets[e], F);
+  }
   for_each_expert(s.offsets, E, true, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     RowExact mode(exact);
@@ -232,6 +251,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
       thread_local std::vector<uint16_t> rows;  // per expert's thread
       if ((int64_t)rows.size() < n_e * ld) rows.resize(n_e * ld);
       gather_bf16_rows(x, C, s.slot_row + o, n_e, gate, rows.data(), ld);
+      if (xg_packed) put_b_rows(s.xg_packs[e], o - s.offsets[e], n_e, rows.data(), ld);
       fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
       gemm_bf16_on_rows(rows.data(), ld, n_e, gate, s.hg + (int64_t)o * F, F, false);
       fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
@@ -247,10 +267,22 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
     const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
-    if (!make_h) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
+    if (!make_h && !h_packed) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
     const int next = claim_next();
     fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
-    if (make_h)
+    if (h_packed) {  // h's rows made in bf16, put into its pack, then multiplied as they are
+      const PackedB& down = w.packed_down[e].fwd;
+      const int64_t ld = bf16_rows_stride(n_e, down);
+      thread_local std::vector<uint16_t> rows;  // per expert's thread
+      if ((int64_t)rows.size() < n_e * ld) rows.resize(n_e * ld);
+      for (int r = 0; r < n_e; ++r) {
+        uint16_t* row = rows.data() + r * ld;
+        swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
+        std::fill(row + F, row + down.Kp, (uint16_t)0);
+      }
+      put_b_rows(s.h_packs[e], o - s.offsets[e], n_e, rows.data(), ld);
+      gemm_bf16_on_rows(rows.data(), ld, n_e, down, s.y + (int64_t)o * C, C, false);
+    } else if (make_h)
       packed_product_of_rows(w.packed_down[e], false, n_e,
                              [&](int r, auto* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
                              s.y + (int64_t)o * C, C, false);
@@ -282,6 +314,8 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
   const int64_t fc = (int64_t)F * C;
   const bool bf16 = w.packed_down && w.packed_down->bf16();
+  // The weight gradients' B as the forward kept them: packed, or xg and h in fp32.
+  const bool xg_packed = packs_xg(w, lora, h_kept, s), h_packed = packs_h(w, lora, h_kept, s);
   // As in forward: experts in parallel, disjoint outputs; halves of experts only with no expert's weight or
   // LoRA gradient to write.
   const bool split = !g.gate && !g.up && !g.down && !adapts(lora, 0) && !adapts(lora, 1) && !adapts(lora, 2);
@@ -300,7 +334,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   // the packs are bf16, they write it in bf16, and the up product copies its rows instead of converting them.
   const bool dhu_bf16 = make_dh && bf16 && sc.dhu16 && (!g.up || dh_pairs) && !adapts(lora, 1);
   const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora);
-  if ((g.gate || g.up) && gathers_bf16(w, lora, h_kept))
+  if ((g.gate || g.up) && gathers_bf16(w, lora, h_kept, s) && !xg_packed)
     throw Error("backward: the experts' gate and up weight gradients need the rows their forward gathered, and it "
                 "did not keep them",
                 "run the forward with ForwardOptions::base_grads (moe_forward's keep_h) before asking for them");
@@ -341,8 +375,14 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     else
       matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
     if (remake_h) swiglu_forward(h, hg, hu, n_e, F);
-    if (dy_pairs) gemm_bf16_tn(dy_rows, F, h, F, g.down + e * fc, F, !g.write);
-    else if (g.down) weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
+    if (g.down) {
+      const PairProduct paired{&dy_rows, g.down + e * fc};
+      const BfProduct stored{dy, g.down + e * fc};
+      if (dy_pairs && h_packed) gemm_bf16_tn(&paired, 1, s.h_packs[e], F, !g.write);
+      else if (dy_pairs) gemm_bf16_tn(dy_rows, F, h, F, g.down + e * fc, F, !g.write);
+      else if (h_packed) gemm_bf16_tn(C, &stored, 1, C, s.h_packs[e], F, !g.write);
+      else weight_grad(C, F, n_e, dy, C, h, F, g.down + e * fc, bf16, g.write);
+    }
     expert_lora_backward(lora, 2, s, e, o, n_e, s.h, F, sc.dy, C, sc.dh);
     float* dxg = sc.dxg + (int64_t)o * C;
     // dhg is needed whole only for the gate's weight gradient or LoRA; else, on packs, the gate's
@@ -375,7 +415,12 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     expert_lora_backward(lora, 1, s, e, o, n_e, s.xg, C, sc.dhu, F, sc.dxg);
     if (dh_pairs) {  // both against xg, packed once
       const PairProduct both[2] = {{&dhg_rows, g.gate + e * fc}, {&dhu_rows, g.up + e * fc}};
-      gemm_bf16_tn(both, 2, C, xg, C, C, !g.write);
+      if (xg_packed) gemm_bf16_tn(both, 2, s.xg_packs[e], C, !g.write);
+      else gemm_bf16_tn(both, 2, C, xg, C, C, !g.write);
+    } else if (xg_packed) {
+      const BfProduct both[2] = {{dhg, g.gate ? g.gate + e * fc : nullptr}, {dhu, g.up ? g.up + e * fc : nullptr}};
+      const BfProduct* first = g.gate ? both : both + 1;
+      gemm_bf16_tn(F, first, (int)(g.gate != nullptr) + (int)(g.up != nullptr), F, s.xg_packs[e], C, !g.write);
     } else if (bf16 && g.gate && g.up) {
       const BfProduct both[2] = {{dhg, g.gate + e * fc}, {dhu, g.up + e * fc}};
       gemm_bf16_tn(F, C, n_e, both, 2, F, xg, C, C, !g.write);

@@ -15,6 +15,7 @@ struct MoeShape {
 };
 
 struct PackedWeight;
+struct PackedB;
 
 struct MoeWeights {
   const float* router;  // [E, C]
@@ -50,6 +51,10 @@ struct MoeSaved {
   float* y;            // [N·K, C] expert outputs (unweighted)
   float* logits;       // [N, E] router logits
   int32_t* cursor;     // [E] work space of the grouping sort
+  // E each, or null: where a trainer's forward on bf16 packs keeps the weight gradients' B operands packed as
+  // it makes their rows, in place of xg (the gate and up gradients') and h (the down gradient's) in fp32.
+  PackedB* xg_packs = nullptr;
+  PackedB* h_packs = nullptr;
 };
 
 struct MoeScratch {  // backward work space
@@ -87,9 +92,10 @@ struct MoeLora {
 // left them (to add a router LoRA); otherwise they are computed here. lora may be null. With fixed_routing the experts in s.topk are kept (the weights are still
 // recomputed from the current logits) — used to hold routing fixed across finite-difference probes.
 // Returns the load-balancing loss value.
-// keep_h: store h = silu(hg) ⊙ hu in s.h for the down weight's gradient (else, on packs, the down product
-// makes h's rows as it goes and h is not stored; ops/moe.cpp), and the gathered input rows s.xg for the gate and
-// up weights' (else, on bf16 packs with no LoRA on gate or up, each expert gathers them into bf16 only).
+// keep_h: keep h = silu(hg) ⊙ hu for the down weight's gradient (else, on packs, the down product makes h's rows
+// as it goes and h is not kept; ops/moe.cpp), and the gathered input rows for the gate and up weights' (else,
+// on bf16 packs with no LoRA on gate or up, each expert gathers them into bf16 only). Kept in s.h and s.xg, or
+// on bf16 packs, where s has them and no LoRA reads them, packed in s.h_packs and s.xg_packs.
 // residual: out = residual + the experts' sum (the block's skip connection added as each row is combined, the
 // same arithmetic as adding it after).
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,

@@ -30,7 +30,9 @@ struct MoeBuffers {
   std::vector<int32_t> topk, offsets, slot_row, slot_of, cursor;
   std::vector<float> dy, dh, dhg, dhu, dxg, dlogits, dw, gaux;
   std::vector<uint16_t> dhu16;
-  explicit MoeBuffers(const MoeShape& sh) {
+  std::vector<PackedB> xg_packs, h_packs;  // E each where the buffers offer packs to a trainer's forward
+  explicit MoeBuffers(const MoeShape& sh, bool packs = false) {
+    if (packs) xg_packs.resize(sh.E), h_packs.resize(sh.E);
     const size_t N = sh.N, NK = (size_t)sh.N * sh.K;
     probs.assign(N * sh.E, kNaN), weights.assign(NK, kNaN);
     xg.assign(NK * sh.C, kNaN), hg.assign(NK * sh.F, kNaN), hu.assign(NK * sh.F, kNaN), h.assign(NK * sh.F, kNaN);
@@ -43,7 +45,8 @@ struct MoeBuffers {
   }
   MoeSaved saved() {
     return {probs.data(), topk.data(), weights.data(), offsets.data(), slot_row.data(), slot_of.data(),
-            xg.data(),    hg.data(),   hu.data(),      h.data(),       y.data(),        logits.data(), cursor.data()};
+            xg.data(),    hg.data(),   hu.data(),      h.data(),       y.data(),        logits.data(), cursor.data(),
+            xg_packs.empty() ? nullptr : xg_packs.data(), h_packs.empty() ? nullptr : h_packs.data()};
   }
   MoeScratch scratch() {
     return {dy.data(), dh.data(), dhg.data(), dhu.data(), dxg.data(), dlogits.data(), dw.data(), gaux.data(), dhu16.data()};
@@ -287,8 +290,9 @@ void run_moe_made_rows_case(bool bf16) {
   for (size_t i = 0; i < g_down.down.size(); ++i) ASSERT_EQ(g_down.down[i], g_stored.down[i]) << "d down at " << i;
 
   // All three weight gradients with no LoRA: on bf16 packs whose weight gradients take pair rows
-  // (tn_takes_pairs), dy, dhg and dhu go from the made rows into those pairs, none stored in fp32.
-  MoeBuffers paired(sh);
+  // (tn_takes_pairs), dy, dhg and dhu go from the made rows into those pairs, none stored in fp32; and the
+  // forward keeps xg and h packed (halves of experts putting rows into one pack), neither in fp32.
+  MoeBuffers paired(sh, true);
   Vec out_paired((size_t)N * C);
   MoeGradBufs g_paired(sh);
   moe_forward(out_paired.data(), paired.saved(), x.data(), w, sh, false, nullptr, false, true);  // as a trainer
@@ -300,6 +304,10 @@ void run_moe_made_rows_case(bool bf16) {
     for (float v : paired.dhg) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dhg";
     for (float v : paired.dhu) ASSERT_TRUE(std::isnan(v)) << "the backward on pair rows stored dhu";
   }
+  if (bf16) {
+    for (float v : paired.xg) ASSERT_TRUE(std::isnan(v)) << "the trainer's forward with packs stored xg";
+    for (float v : paired.h) ASSERT_TRUE(std::isnan(v)) << "the trainer's forward with packs stored h";
+  }
   for (size_t i = 0; i < g_paired.dx.size(); ++i) ASSERT_EQ(g_paired.dx[i], g_stored.dx[i]) << "dx (all three) at " << i;
   for (size_t i = 0; i < g_paired.gate.size(); ++i) {
     ASSERT_EQ(g_paired.gate[i], g_stored.gate[i]) << "d gate at " << i;
@@ -307,7 +315,18 @@ void run_moe_made_rows_case(bool bf16) {
     ASSERT_EQ(g_paired.down[i], g_stored.down[i]) << "d down (all three) at " << i;
   }
 
-  // A forward asked to keep h (a trainer of the base's weights) stores it, and its backward reads it.
+  // Up and down without gate, from the kept packs: the up gradient's fp32 dhu against xg's pack.
+  MoeGradBufs g_up(sh);
+  const MoeGrads up_down{nullptr, nullptr, g_up.up.data(), g_up.down.data()};
+  moe_backward(g_up.dx.data(), up_down, paired.scratch(), dout.data(), 0.f, paired.saved(), x.data(), w, sh, nullptr,
+               true);
+  for (size_t i = 0; i < g_up.up.size(); ++i) {
+    ASSERT_EQ(g_up.up[i], g_stored.up[i]) << "d up (no gate) at " << i;
+    ASSERT_EQ(g_up.down[i], g_stored.down[i]) << "d down (no gate) at " << i;
+  }
+
+  // A forward asked to keep h (a trainer of the base's weights) with no packs to keep it in stores it, and its
+  // backward reads it.
   MoeBuffers kept(sh);
   Vec out_kept((size_t)N * C);
   MoeGradBufs g_kept(sh);

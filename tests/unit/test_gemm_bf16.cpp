@@ -296,6 +296,51 @@ TEST(Bf16, TransposedGemmOnPairRowsEqualsItOnStoredRows) {
   set_num_threads(threads);
 }
 
+// A B kept packed as its rows are made (a trainer's forward keeps the experts' input rows and h so): rows put in
+// runs that start and end off the 32-row blocks, one at a time and backwards, into a buffer left with other
+// values, give the pack of the stored rows bit for bit, and the weight gradients on it (A in fp32, or in pair
+// rows) equal those that pack B themselves. Odd K, N off the 16-column blocks.
+TEST(Bf16, KeptPackOfPutRowsEqualsThePackOfStoredRows) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  PackedB kept;
+  PairRows pairs;
+  for (const auto& [K, N, M] : {std::tuple{75, 40, 33}, {256, 512, 64}, {1, 17, 5}, {64, 32, 300}}) {
+    SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N));
+    Rng rng(K + N);
+    const int ldr = N + 5;
+    std::vector<float> B((size_t)K * N), A((size_t)K * M);
+    std::vector<uint16_t> rows((size_t)K * ldr, 0xFFFF), A16(A.size());
+    for (auto& v : B) v = rng.normal();
+    for (size_t i = 0; i < A.size(); ++i) A[i] = rng.normal(), A16[i] = to_bf16(A[i]);
+    for (int k = 0; k < K; ++k)
+      for (int n = 0; n < N; ++n) rows[(size_t)k * ldr + n] = to_bf16(B[(size_t)k * N + n]);
+    const PackedB want = pack_b_bf16(B.data(), N, false, K, N);
+    std::fill(kept.data.begin(), kept.data.end(), (uint16_t)0x7FC1);  // NaNs left by the last use
+    size_b_rows(kept, K, N);
+    const int a = K / 3, b = 2 * K / 3;
+    put_b_rows(kept, 0, a, rows.data(), ldr);
+    for (int k = b - 1; k >= a; --k) put_b_row(kept, k, rows.data() + (size_t)k * ldr);
+    put_b_rows(kept, b, K - b, rows.data() + (size_t)b * ldr, ldr);
+    ASSERT_EQ(kept.Kp, want.Kp);
+    ASSERT_EQ(kept.Np, want.Np);
+    for (size_t i = 0; i < (size_t)want.Kp * want.Np; ++i) ASSERT_EQ(kept.data[i], want.data[i]) << "pack word " << i;
+    for (bool accumulate : {false, true}) {
+      std::vector<float> expected((size_t)M * N, 0.25f), got = expected;
+      gemm_bf16_tn(M, N, K, A.data(), M, B.data(), N, expected.data(), N, accumulate);
+      const BfProduct product{A.data(), got.data()};
+      gemm_bf16_tn(M, &product, 1, M, kept, N, accumulate);
+      EXPECT_EQ(got, expected) << "A in fp32" << (accumulate ? ", accumulate" : "");
+      if (!tn_takes_pairs()) continue;
+      size_pair_rows(pairs, K, M);
+      for (int k = 0; k < K; ++k) put_pair_row(pairs, k, A16.data() + (size_t)k * M);
+      std::fill(got.begin(), got.end(), 0.25f);
+      const PairProduct paired{&pairs, got.data()};
+      gemm_bf16_tn(&paired, 1, kept, N, accumulate);
+      EXPECT_EQ(got, expected) << "A in pair rows" << (accumulate ? ", accumulate" : "");
+    }
+  }
+}
+
 // gemm_bf16_tn on an A already in bf16 (the trained head's dlogits, made in bf16): bit for bit the product on A in
 // fp32. Edges off the 16 x 32 blocks, wide strides, accumulate, one thread and two; and the head's case itself,
 // cross-entropy rows made in bf16 against xent_backward_write's fp32 rows (ignored rows, targets in the tails).
