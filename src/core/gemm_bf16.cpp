@@ -295,33 +295,30 @@ void tn_product(int M, const TA* A, int lda, const PackedB& packed, float* C, in
     convert_pairs(A, lda, M, K, Kp, ld, r0, r1, reinterpret_cast<uint32_t*>(a));
   });
 }
-// Several weight gradients against one B packed per call, B packed once and timed with the first product.
-template <class TA>
-void tn_products(int M, int N, int K, const TA* const* A, float* const* C, int count, int lda, const float* B, int ldb,
-                 int ldc, bool accumulate) {
+// Weight gradients against one B: each(i, packed) runs product i on B packed (into packed_activations() here,
+// once, timed with the first product) or given packed (kept from a forward).
+template <class Each>
+void on_one_b(int count, int M, int N, int K, const PackedB* given, const float* B, int ldb, Each&& each) {
   if (M <= 0 || N <= 0) return;
-  PackedB& packed = packed_activations();
+  const PackedB& packed = given ? *given : packed_activations();
   for (int i = 0; i < count; ++i) {
     TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
-    if (i == 0) pack_b_bf16_into(packed, B, ldb, false, K, N);
-    tn_product(M, A[i], lda, packed, C[i], ldc, accumulate);
+    if (i == 0 && !given) pack_b_bf16_into(packed_activations(), B, ldb, false, K, N);
+    each(i, packed);
   }
 }
-// The pair-row products against one B: packed here (timed with the first product), or given packed.
+// The pair-row products against one B, packed here or given packed.
 void pair_products(const PairProduct* products, int count, const PackedB* given, int N, const float* B, int ldb,
                    int ldc, bool accumulate) {
   if (count <= 0 || products[0].A->M <= 0 || N <= 0) return;
   if (!tn_takes_pairs()) throw Error("internal: pair rows on a CPU whose weight gradients do not take them", "report this as a bug");
   const int M = products[0].A->M, K = products[0].A->K;
   if (given && (given->K != K || given->N != N)) throw Error("internal: a kept B of another shape", "report this as a bug");
-  const PackedB& packed = given ? *given : packed_activations();
-  for (int i = 0; i < count; ++i) {
+  on_one_b(count, M, N, K, given, B, ldb, [&](int i, const PackedB& packed) {
     const PairRows& A = *products[i].A;
     if (A.M != M || A.K != K) throw Error("internal: pair rows of different shapes against one B", "report this as a bug");
-    TimedProduct timed(ProductKind::bf16_weight_grad, M, N, K);
-    if (i == 0 && !given) pack_b_bf16_into(packed_activations(), B, ldb, false, K, N);
     dot_gemm(M, packed, products[i].C, ldc, accumulate, ALayout::pairs, nullptr, A.words.data(), A.ld);
-  }
+  });
 }
 uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
   thread_local std::vector<uint16_t> rows;
@@ -387,30 +384,25 @@ void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, c
 
 void gemm_bf16_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
-  tn_products(M, N, K, &A, &C, 1, lda, B, ldb, ldc, accumulate);
+  on_one_b(1, M, N, K, nullptr, B, ldb, [&](int, const PackedB& p) { tn_product(M, A, lda, p, C, ldc, accumulate); });
 }
 
 void gemm_bf16_tn(int M, int N, int K, const BfProduct* products, int count, int lda, const float* B, int ldb, int ldc,
                   bool accumulate) {
-  constexpr int kMost = 4;
-  if (count > kMost) throw Error("internal: more than 4 weight gradients against one B", "report this as a bug");
-  const float* A[kMost];
-  float* C[kMost];
-  for (int i = 0; i < count; ++i) A[i] = products[i].A, C[i] = products[i].C;
-  tn_products(M, N, K, A, C, count, lda, B, ldb, ldc, accumulate);
+  on_one_b(count, M, N, K, nullptr, B, ldb, [&](int i, const PackedB& p) {
+    tn_product(M, products[i].A, lda, p, products[i].C, ldc, accumulate);
+  });
 }
 
 void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* B, int ldb, float* C, int ldc,
                   bool accumulate) {
-  tn_products(M, N, K, &A, &C, 1, lda, B, ldb, ldc, accumulate);
+  on_one_b(1, M, N, K, nullptr, B, ldb, [&](int, const PackedB& p) { tn_product(M, A, lda, p, C, ldc, accumulate); });
 }
 
 void gemm_bf16_tn(int M, const BfProduct* products, int count, int lda, const PackedB& B, int ldc, bool accumulate) {
-  if (M <= 0 || B.N <= 0) return;
-  for (int i = 0; i < count; ++i) {
-    TimedProduct timed(ProductKind::bf16_weight_grad, M, B.N, B.K);
-    tn_product(M, products[i].A, lda, B, products[i].C, ldc, accumulate);
-  }
+  on_one_b(count, M, B.N, B.K, &B, nullptr, 0, [&](int i, const PackedB& p) {
+    tn_product(M, products[i].A, lda, p, products[i].C, ldc, accumulate);
+  });
 }
 
 bool tn_takes_pairs() { return bf16_gemm_available() && !bf16_amx_available(); }

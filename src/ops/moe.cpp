@@ -242,20 +242,24 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     const int n_e = o_end - o;
     RowExact mode(exact);
     const int64_t fc = (int64_t)F * C;
+    thread_local std::vector<uint16_t> rows;  // per expert's thread: its bf16 rows (gathered, then h's)
+    auto rows_at = [&](int64_t ld) {
+      if ((int64_t)rows.size() < n_e * ld) rows.resize(n_e * ld);
+      return rows.data();
+    };
     // The expert's thread gathers its own rows: they are then in its core's cache for the products.
     if (keep_xg)
       for (int i = o; i < o + n_e; ++i) std::memcpy(s.xg + (int64_t)i * C, x + (int64_t)s.slot_row[i] * C, sizeof(float) * C);
     if (bf16) {
       const PackedB& gate = w.packed_gate[e].fwd;
       const int64_t ld = bf16_rows_stride(n_e, gate);
-      thread_local std::vector<uint16_t> rows;  // per expert's thread
-      if ((int64_t)rows.size() < n_e * ld) rows.resize(n_e * ld);
-      gather_bf16_rows(x, C, s.slot_row + o, n_e, gate, rows.data(), ld);
-      if (xg_packed) put_b_rows(s.xg_packs[e], o - s.offsets[e], n_e, rows.data(), ld);
+      uint16_t* xr = rows_at(ld);
+      gather_bf16_rows(x, C, s.slot_row + o, n_e, gate, xr, ld);
+      if (xg_packed) put_b_rows(s.xg_packs[e], o - s.offsets[e], n_e, xr, ld);
       fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
-      gemm_bf16_on_rows(rows.data(), ld, n_e, gate, s.hg + (int64_t)o * F, F, false);
+      gemm_bf16_on_rows(xr, ld, n_e, gate, s.hg + (int64_t)o * F, F, false);
       fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
-      gemm_bf16_on_rows(rows.data(), ld, n_e, w.packed_up[e].fwd, s.hu + (int64_t)o * F, F, false);
+      gemm_bf16_on_rows(xr, ld, n_e, w.packed_up[e].fwd, s.hu + (int64_t)o * F, F, false);
     } else {
       fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
       matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
@@ -273,15 +277,14 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     if (h_packed) {  // h's rows made in bf16, put into its pack, then multiplied as they are
       const PackedB& down = w.packed_down[e].fwd;
       const int64_t ld = bf16_rows_stride(n_e, down);
-      thread_local std::vector<uint16_t> rows;  // per expert's thread
-      if ((int64_t)rows.size() < n_e * ld) rows.resize(n_e * ld);
+      uint16_t* hr = rows_at(ld);  // the gathered rows are done with
       for (int r = 0; r < n_e; ++r) {
-        uint16_t* row = rows.data() + r * ld;
+        uint16_t* row = hr + r * ld;
         swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
         std::fill(row + F, row + down.Kp, (uint16_t)0);
       }
-      put_b_rows(s.h_packs[e], o - s.offsets[e], n_e, rows.data(), ld);
-      gemm_bf16_on_rows(rows.data(), ld, n_e, down, s.y + (int64_t)o * C, C, false);
+      put_b_rows(s.h_packs[e], o - s.offsets[e], n_e, hr, ld);
+      gemm_bf16_on_rows(hr, ld, n_e, down, s.y + (int64_t)o * C, C, false);
     } else if (make_h)
       packed_product_of_rows(w.packed_down[e], false, n_e,
                              [&](int r, auto* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
