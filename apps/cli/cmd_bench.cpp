@@ -83,7 +83,7 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_option("--experiment", o->experiment,
                   "a trial of a local change under experiment(NAME) (src/core/experiment.h): the traced run alternates "
                   "steps without and with it, each pair on one window, and reports the median B/A (implies --trace); "
-                  "the full-step rows run 20 such pairs on their batch too");
+                  "the full, norm-only and LoRA step rows run 20 such pairs on their batch too");
   auto plot_path = std::make_shared<std::string>();
   sub->add_option("--plot", *plot_path, "also write the report as charts to this SVG file (each task's share of the "
                                         "GEMM peak; with --trace, each step's time and the ceiling)");
@@ -97,9 +97,11 @@ Action add_bench(CLI::App& app, Common& common) {
       return fleet();
     }
     auto runs = [&](const char* task) { return std::find(o->only.begin(), o->only.end(), task) != o->only.end(); };
-    if (!o->experiment.empty() && !o->only.empty() && !runs("personalize") && !runs("full"))
-      throw Error("--experiment runs a trial on the personalize and full tasks, which --only leaves out",
-                  "add personalize or full to --only");
+    if (!o->experiment.empty() && !o->only.empty() && !runs("personalize") && !runs("full") && !runs("norm") &&
+        !runs("lora"))
+      throw Error("--experiment runs a trial on the training tasks (personalize, full, norm, lora), which --only "
+                  "leaves out",
+                  "add one of them to --only");
     if (!plot_path->empty()) {  // said before the run, not after minutes of it
       const std::filesystem::path dir = std::filesystem::path(*plot_path).parent_path();
       if (!dir.empty() && !std::filesystem::is_directory(dir))

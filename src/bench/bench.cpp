@@ -41,7 +41,7 @@ double median(std::vector<double> t) {
   return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
-constexpr int kFullTrialSteps = 40;  // a full-step trial's steps: 20 pairs, about 10 s
+constexpr int kTrialSteps = 40;  // a batch-step trial's steps: 20 pairs, about 10 s for a full step
 
 // A trial's pairs of traced steps into the row's experiment fields. ceilings: the run measured the instruction
 // ceiling every kTraceSteps steps (the personalize task's traced run).
@@ -295,22 +295,25 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   };
   const std::string shape = std::to_string(o.batch) + "x" + std::to_string(o.seq);
 
+  // A trial on the last row's batch steps (full, norm-only, LoRA): kTrialSteps steps, alternating.
+  auto batch_trial = [&](auto&& step) {
+    if (o.experiment.empty()) return;
+    BenchRow& row = rep.rows.back();
+    for (int s = 0; s < kTrialSteps; ++s) {
+      set_experiment(o.experiment, trial_step_on(s));
+      const auto s0 = std::chrono::steady_clock::now();
+      step();
+      row.step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
+    }
+    set_experiment("", false);
+    trial_result(row, false);
+  };
   if (want("full")) {  // every weight trained; bf16 = mixed precision, the weights repacked every step (timed)
     for (Precision p : precisions) {
       BaseTrainer tr(m, trainable_mask(m, "all"), AdamwConfig{1e-5f}, p);
       add("train step full " + shape, p, timing(o.repeats, [&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); }), N,
           3.0 * fwd_flop);
-      if (!o.experiment.empty()) {  // a trial here too: kFullTrialSteps steps on the batch, alternating
-        BenchRow& row = rep.rows.back();
-        for (int s = 0; s < kFullTrialSteps; ++s) {
-          set_experiment(o.experiment, trial_step_on(s));
-          const auto s0 = std::chrono::steady_clock::now();
-          tr.step(m, *ws, batch, 1e-5f, 0.01f);
-          row.step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
-        }
-        set_experiment("", false);
-        trial_result(row, false);
-      }
+      batch_trial([&] { tr.step(m, *ws, batch, 1e-5f, 0.01f); });
     }
     bar.update(++done);
   }
@@ -320,6 +323,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       Adapter a = make_adapter(m, kind, ls);
       AdapterTrainer tr(m, a, AdamwConfig{1e-5f}, p);
       add(name + " " + shape, p, timing(o.repeats, [&] { tr.step(*ws, batch, 1e-5f); }), N, adapter_step_flop(o.seq) * N);
+      batch_trial([&] { tr.step(*ws, batch, 1e-5f); });
     }
     bar.update(++done);
   };

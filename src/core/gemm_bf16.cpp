@@ -250,13 +250,19 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
 }
 
 // The products of many rows: on AMX tiles where the CPU has them, else on AVX512-BF16 dot products.
+// With `rank`, the dot products add it as they store C (core/rank_update.h); the tiles add it after.
 template <class Convert>
-void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert) {
+void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert,
+               const RankUpdate* rank = nullptr) {
   if (bf16_amx_available()) {
     take_fetch_ahead(0);  // AMX blocks fetch their own next column block; a hint is not used there
-    return amx_gemm(M, B, C, ldc, accumulate, convert);
+    amx_gemm(M, B, C, ldc, accumulate, convert);
+    if (rank) apply_rank_update(*rank, C, ldc, M);
+    return;
   }
-  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert);
+  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert, nullptr, 0,
+           rank && fusable_in_panels(*rank, B.N) ? rank : nullptr);
+  if (rank && !fusable_in_panels(*rank, B.N)) apply_rank_update(*rank, C, ldc, M);
 }
 
 // The few-row path (M ≤ kGemvRows, or any M under RowExact) on rows already in bf16, row stride B.Kp.
@@ -328,16 +334,19 @@ uint16_t* few_rows_buffer(int M, int Kp) {  // per calling thread
 
 }  // namespace
 
-void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate) {
+void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate,
+               const RankUpdate* rank) {
   if (M <= 0 || B.N <= 0) return;
   TimedProduct timed(ProductKind::bf16, M, B.N, B.K);
   if (takes_few_rows(M)) {
     uint16_t* rows = few_rows_buffer(M, B.Kp);
     convert_rows(A, lda, M, B.K, B.Kp, B.Kp, 0, M, rows);
-    return few_rows(rows, M, B, C, ldc, accumulate);
+    few_rows(rows, M, B, C, ldc, accumulate);
+    if (rank) apply_rank_update(*rank, C, ldc, M);
+    return;
   }
   many_rows(M, B, C, ldc, accumulate,
-           [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); });
+           [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); }, rank);
 }
 
 int64_t bf16_rows_stride(int M, const PackedB& B) {

@@ -5,6 +5,7 @@
 // fp32 products. Used for frozen weights, and for trained ones repacked as the optimizer updates them
 // (BaseTrainer's mixed precision: its master weights stay fp32).
 #pragma once
+#include "core/rank_update.h"
 #include "heirloom/cache_line.h"
 
 #include <cstdint>
@@ -38,9 +39,11 @@ void size_b_bf16(PackedB& p, int K, int N);
 void pack_b_bf16_block(PackedB& p, const float* src, int ld, int k0, int rows, int n);
 void pack_b_bf16_block(PackedB& p, const uint16_t* src, int ld, int k0, int rows, int n);
 
-// C[M, N] (row stride ldc) = (accumulate ? C : 0) + bf16(A)[M, K] · B, A fp32 with row stride lda.
+// C[M, N] (row stride ldc) = (accumulate ? C : 0) + bf16(A)[M, K] · B, A fp32 with row stride lda; then, with
+// `rank`, + that low-rank update in fp32 (core/rank_update.h: inside the product where its kernel can).
 // Requires bf16_gemm_available().
-void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate);
+void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int ldc, bool accumulate,
+               const RankUpdate* rank = nullptr);
 
 // C[M, N] (+)= bf16(A)ᵀ · bf16(B) with both operands fp32 and converted per call: A stored [K, M] (row stride
 // lda), B stored [K, N] (row stride ldb). For weight gradients (doutᵀ · inp). Requires bf16_gemm_available().

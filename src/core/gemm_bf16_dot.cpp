@@ -17,6 +17,7 @@
 #include "core/fetch_ahead.h"
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
+#include "heirloom/error.h"
 
 namespace heirloom {
 
@@ -36,8 +37,16 @@ template <int R, ALayout L>
 __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
                                                          int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next,
-                                                         bool stream) {
+                                                         bool stream, const RankTiles* rank, int rank_row) {
   __m512 c0[R], c1[R];
+  // A rank update's sums first, while every register is free (core/rank_update.h); added as the tile stores.
+  alignas(64) float ranked[RankUpdate::kMaxParts][R][32];
+  const int parts = rank ? rank->n : 0;
+  for (int i = 0; i < parts; ++i) {
+    rank_tile<R>(c0, c1, rank->part[i], rank_row, mask0, mask1);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) _mm512_store_ps(ranked[i][r], c0[r]), _mm512_store_ps(ranked[i][r] + 16, c1[r]);
+  }
   const uint32_t* b1 = b0 + bstride;
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
@@ -55,11 +64,22 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
           : "+v"(c0[r]), "+v"(c1[r])
           : "m"(aj[L == ALayout::rows ? r * lda : r]), "v"(v0), "v"(v1));
   }
-  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream);
+  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream, &ranked[0][0][0], parts);
 }
 
 using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float*, int64_t, __mmask16, __mmask16,
-                       bool, const uint32_t*, bool);
+                       bool, const uint32_t*, bool, const RankTiles*, int);
+
+// The parts of `u` on the panel from column col (a micro-tile's rows from its first row, rank_row).
+RankTiles panel_parts(const RankUpdate* u, int col) {
+  RankTiles t;
+  for (int i = 0; u && i < u->n; ++i) {
+    const RankPart& p = u->parts[i];
+    if (col >= p.c0 && col < p.c1) t.part[t.n++] = {p.U, p.ldu, p.Bt + (col - p.c0), p.ldbt, p.rank};
+  }
+  return t;
+}
+
 
 template <ALayout L, int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
@@ -76,7 +96,9 @@ int pair_stride(int words) {
 }
 
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
-              const uint32_t* given, int64_t given_ld) {
+              const uint32_t* given, int64_t given_ld, const RankUpdate* rank) {
+  if (rank && !fusable_in_panels(*rank, B.N))
+    throw Error("internal: a rank update off the product's panels", "report this as a bug");
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
   const int row_tasks = (M + kTaskRows - 1) / kTaskRows, tasks = row_tasks * panels;
   // A B that stays in L2 is walked row block by row block (the rows then come from L1), and the first row
@@ -123,10 +145,11 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;
     if (rows_first && r0 == 0 && (int64_t)p * panel_words * 4 < ahead.bytes)
       next = reinterpret_cast<const uint32_t*>(ahead.p) + p * panel_words;
+    const RankTiles parts = panel_parts(rank, col);
     for (int m = r0; m < r1; m += kMr)
       micro[std::min(kMr, r1 - m) - 1](a + (pairs ? m + shift : (int64_t)m * ja), ja, J, b0, (int64_t)J * kWords,
                                        C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16),
-                                       accumulate, m == r0 ? next : nullptr, stream);
+                                       accumulate, m == r0 ? next : nullptr, stream, parts.n ? &parts : nullptr, m);
     if (stream) _mm_sfence();
   };
   auto run = [&](int t) { rows_first ? task(t / panels, t % panels, 0) : task(t % row_tasks, t / row_tasks, 0); };
@@ -162,7 +185,7 @@ void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const Packe
     for (int m = 0; m < M; m += kMr)
       kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
                                        C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16), accumulate,
-                                       nullptr, false);
+                                       nullptr, false, nullptr, 0);
   }
 }
 

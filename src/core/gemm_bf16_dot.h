@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "core/gemm_bf16.h"
+#include "core/rank_update.h"
 
 namespace heirloom {
 
@@ -19,9 +20,10 @@ using ConvertRows = std::function<void(int r0, int r1, uint16_t* out, int ld)>;
 
 // C[M, N] (+)= bf16(A) · B, A supplied by convert, or `given` already in the layout (stride given_ld words; then
 // convert is not called). Every output element is one dot-product chain over the k-pairs in order, whatever the
-// layout.
+// layout. With `rank` (its parts on the 32-column panels: fusable_in_panels), that update is added as each
+// micro-tile stores its rows (core/rank_update.h).
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
-              const uint32_t* given = nullptr, int64_t given_ld = 0);
+              const uint32_t* given = nullptr, int64_t given_ld = 0, const RankUpdate* rank = nullptr);
 
 // The stride in words of rows of `words` 32-bit words (A's rows in pairs of k, or k-pairs of M rows) in an A:
 // a whole and odd number of cache lines, so that rows read side by side, or walked, do not fall in a few L1 sets.

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "core/rank_update.h"
+
 namespace heirloom {
 
 // Rows [0, M) cut into n = ⌈M / mr⌉ micro-tiles whose heights differ by at most one: for the fp32 kernel
@@ -26,22 +28,62 @@ inline bool can_stream(const float* C, int64_t ldc, bool accumulate) {
   return !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
 }
 
+// A RankUpdate's parts on one panel of 32 columns: Bt at its first column.
+struct RankTiles {
+  struct Part {
+    const float* U;
+    int64_t ldu;
+    const float* Bt;
+    int64_t ldbt;
+    int rank;
+  };
+  int n = 0;
+  Part part[RankUpdate::kMaxParts];
+};
+
+// c0[r], c1[r] = Σ_k U[row + r][k] · Bt[k][0:32] for r < R: one part of a rank update on a micro-tile, each element one
+// FMA chain over k from zero (core/rank_update.h), the R rows' chains side by side.
+template <int R>
+__attribute__((target("avx512f"), always_inline)) inline void rank_tile(__m512 (&c0)[R], __m512 (&c1)[R],
+                                                                       const RankTiles::Part& p, int64_t row,
+                                                                       __mmask16 mask0, __mmask16 mask1) {
+  const float* u = p.U + row * p.ldu;
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int k = 0; k < p.rank; ++k) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, p.Bt + k * p.ldbt);
+    const __m512 b1 = _mm512_maskz_loadu_ps(mask1, p.Bt + k * p.ldbt + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_set1_ps(u[r * p.ldu + k]);
+      c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
+    }
+  }
+}
+
 // C[r][0:16] and C[r][16:32] (+)= c0[r], c1[r] for r < R; the masks guard C's columns past its edge.
 // With `stream` (and not accumulating) whole rows of 32 go around the caches (non-temporal stores; C's rows
 // 64-byte aligned): an output the step reads much later, or from the other core, would otherwise first be read
 // into this core's caches and evict the weight and rows the product is still multiplying. The caller fences
-// (_mm_sfence) before anything else reads C.
+// (_mm_sfence) before anything else reads C. With `parts` rank tiles (rank_tile's sums, [parts][R][32] at
+// `ranked`), they are added last, in order (after what the tile accumulates onto), before the store.
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void store_tile(float* C, int64_t ldc, __m512 (&c0)[R],
                                                                         __m512 (&c1)[R], __mmask16 mask0,
                                                                         __mmask16 mask1, bool accumulate,
-                                                                        bool stream = false) {
+                                                                        bool stream = false,
+                                                                        const float* ranked = nullptr, int parts = 0) {
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     float* c = C + r * ldc;
     if (accumulate) {
       c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(mask0, c));
       c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(mask1, c + 16));
+    }
+    for (int i = 0; i < parts; ++i) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_load_ps(ranked + (i * R + r) * 32));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_load_ps(ranked + (i * R + r) * 32 + 16));
     }
     if (stream && !accumulate && mask0 == 0xFFFF && mask1 == 0xFFFF) {
       _mm512_stream_ps(c, c0[r]);

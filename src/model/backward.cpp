@@ -87,22 +87,62 @@ void norm_backward(const Ctx& x, int j, float* dinp, const float* dout, const fl
   }
 }
 
-// LoRA backward for one target: out += s·(inp·Aᵀ)·Bᵀ.  dinp += s·(dout·B)·A; dB += s·doutᵀ·u; dA += (s·dout·B)ᵀ·inp.
+// LoRA backward for one target (out += s·(inp·Aᵀ)·Bᵀ) on a segment's n rows from r0: du = s·(dout·B), and,
+// where the adapter trains, dB += s·doutᵀ·u and dA += duᵀ·inp. The input's gradient dinp += du·A is the caller's.
+void lora_grads(const Ctx& x, const Segment& sg, int l, int t, float* du, const float* dout, int ldo,
+                const float* inp, int ldi, int I, int O) {
+  const AdapterView* a = sg.adapter;
+  const int64_t r0 = (int64_t)sg.b0 * x.T, n = (int64_t)(sg.b1 - sg.b0) * x.T;
+  const int R = a->lora_rank;
+  const float* u = x.ws.layers[l].lora_u[t].data() + r0 * x.ws.lora_rmax;
+  gemm(false, false, (int)n, R, O, a->lora_scale, dout + r0 * ldo, ldo, a->lora_b[l][t], R, 0.f, du, R);
+  if (x.trains(sg) && !x.da->lora_b.empty() && x.da->lora_b[l][t])
+    gemm(true, false, O, R, (int)n, a->lora_scale, dout + r0 * ldo, ldo, u, R, 1.f, x.da->lora_b[l][t], R);
+  if (x.trains(sg) && !x.da->lora_a.empty() && x.da->lora_a[l][t])
+    gemm(true, false, R, I, (int)n, 1.f, du, R, inp + r0 * ldi, ldi, 1.f, x.da->lora_a[l][t], I);
+}
+
+bool has_lora(const AdapterView* a, int l, int t) { return a && !a->lora_a.empty() && a->lora_a[l][t]; }
+
+// dinp += du·A for each segment's LoRA on target t (outs[i]: target i's dout and its row stride).
 void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const float* dout, int ldo, const float* inp,
                    int ldi, int I, int O) {
   for (const Segment& sg : x.ws.segments) {
-    const AdapterView* a = sg.adapter;
-    if (!a || a->lora_a.empty() || !a->lora_a[l][t]) continue;
+    if (!has_lora(sg.adapter, l, t)) continue;
     const int64_t r0 = (int64_t)sg.b0 * x.T, n = (int64_t)(sg.b1 - sg.b0) * x.T;
-    const int R = a->lora_rank;
-    const float* u = x.ws.layers[l].lora_u[t].data() + r0 * x.ws.lora_rmax;
     float* du = x.ws.du.data();
-    gemm(false, false, (int)n, R, O, a->lora_scale, dout + r0 * ldo, ldo, a->lora_b[l][t], R, 0.f, du, R);
-    if (x.trains(sg) && !x.da->lora_b.empty() && x.da->lora_b[l][t])
-      gemm(true, false, O, R, (int)n, a->lora_scale, dout + r0 * ldo, ldo, u, R, 1.f, x.da->lora_b[l][t], R);
-    if (x.trains(sg) && !x.da->lora_a.empty() && x.da->lora_a[l][t])
-      gemm(true, false, R, I, (int)n, 1.f, du, R, inp + r0 * ldi, ldi, 1.f, x.da->lora_a[l][t], I);
-    gemm(false, false, (int)n, I, R, 1.f, du, R, a->lora_a[l][t], I, 1.f, dinp + r0 * ldi_d, ldi_d);
+    lora_grads(x, sg, l, t, du, dout, ldo, inp, ldi, I, O);
+    gemm(false, false, (int)n, I, sg.adapter->lora_rank, 1.f, du, sg.adapter->lora_rank, sg.adapter->lora_a[l][t], I,
+         1.f, dinp + r0 * ldi_d, ldi_d);
+  }
+}
+
+// A layer product's input gradient dinp = dout · W (matmul_backward, written), then each segment's LoRA on the
+// product's targets (their outputs at columns off[i] of dout). Where one adapter covers the whole batch, its
+// dinp += du·A go into the product as a rank update (core/rank_update.h), the same sums in the same order.
+void product_backward(const Ctx& x, int l, std::initializer_list<int> targets, const int* off, const int* width,
+                      float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
+                      const float* weight, int I, int O, const PackedWeight* packed, bool write_dweight) {
+  const std::vector<Segment>& segs = x.ws.segments;
+  const int N = x.ws.N();
+  const bool whole = segs.size() == 1 && segs[0].b0 == 0 && segs[0].b1 == x.ws.B;
+  RankUpdate ru;
+  int i = 0;
+  for (int t : targets) {
+    if (whole && has_lora(segs[0].adapter, l, t)) {
+      const AdapterView* a = segs[0].adapter;
+      float* du = x.ws.du.data() + (int64_t)i * N * a->lora_rank;
+      lora_grads(x, segs[0], l, t, du, dout + off[i], ldo, inp, ldi, I, width[i]);
+      ru.add({0, I, a->lora_rank, du, a->lora_rank, a->lora_a[l][t], I});
+    }
+    ++i;
+  }
+  matmul_backward(dinp, ldi_d, dweight, dout, ldo, inp, ldi, weight, N, I, O, packed, true, write_dweight,
+                  ru.n ? &ru : nullptr);
+  i = 0;
+  for (int t : targets) {
+    if (!whole) lora_backward(x, l, t, dinp, ldi_d, dout + off[i], ldo, inp, ldi, I, width[i]);
+    ++i;
   }
 }
 
@@ -195,19 +235,17 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     }
     norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
     // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
-    matmul_backward(ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C,
-                    P ? &P->wo : nullptr, true, dbase_write);
-    lora_backward(x, l, kLoraO, ws.datty.data(), HD, ws.dres.data(), C, A.atty.data(), HD, HD, C);
+    const int o_off[1] = {0}, o_width[1] = {C};
+    product_backward(x, l, {kLoraO}, o_off, o_width, ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD,
+                     W.wo, HD, C, P ? &P->wo : nullptr, dbase_write);
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true, &ws.rope,
                        A.att_probs.data());  // written, and rotated back
-    matmul_backward(ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV,
-                    P ? &P->wq : nullptr, true, dbase_write);
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
-    for (int t = kLoraQ; t <= kLoraV; ++t)
-      lora_backward(x, l, t, ws.dln.data(), C, ws.dqkv.data() + off[t], QKV, A.ln1.data(), C, C, width[t]);
+    product_backward(x, l, {kLoraQ, kLoraK, kLoraV}, off, width, ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV,
+                     A.ln1.data(), C, W.wq, C, QKV, P ? &P->wq : nullptr, dbase_write);
     norm_backward(x, 2 * l, ws.dres.data(), ws.dln.data(), A.x.data(), A.rstd1.data(), G.attn_norm);
   }
   if (g.token_embd) embed_backward(g.token_embd, ws.dres.data(), ws.tokens.data(), (int)N, C);

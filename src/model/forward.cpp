@@ -101,11 +101,52 @@ void add_into(float* y, const float* x, int64_t n) {
   });
 }
 
-// out[n, O] (stride ldo) += scale · (inp · Aᵀ) · Bᵀ for the segment's rows; u[n, R] keeps inp · Aᵀ.
-void lora_forward(float* out, int ldo, float* u, const float* inp, int ldi, const float* A, const float* Bm, int n,
-                  int I, int O, int R, float scale) {
+// A LoRA's out[n, O] += scale · (inp · Aᵀ) · Bᵀ as a part of a rank update (core/rank_update.h) on the columns
+// [c0, c0 + O) of its product's output: u[n, R] = inp · Aᵀ now (kept for the backward), scale · Bᵀ into those
+// columns of bt [R, ldbt].
+void add_lora_part(RankUpdate& ru, float* u, const float* inp, int ldi, const float* A, const float* Bm, int n, int I,
+                   int O, int R, float scale, float* bt, int ldbt, int c0) {
   gemm(false, true, n, R, I, 1.f, inp, ldi, A, I, 0.f, u, R);
-  gemm(false, true, n, O, R, scale, u, R, Bm, R, 1.f, out, ldo);
+  for (int k = 0; k < R; ++k)
+    for (int j = 0; j < O; ++j) bt[(int64_t)k * ldbt + c0 + j] = scale * Bm[(int64_t)j * R + k];
+  ru.add({c0, c0 + O, R, u, R, bt + c0, ldbt});
+}
+
+// A layer product out = inp · Wᵀ (matmul_forward) and each segment's LoRA on its targets (their outputs at
+// columns off[i] of out, width[i] wide). Where one adapter covers the whole batch the product adds its LoRA as
+// it stores out; else each segment's is added after, on its own rows. The same sums in the same order.
+void product_forward(Workspace& ws, LayerActs& A, int l, std::initializer_list<int> targets, const int* off,
+                     const int* width, float* out, int ldo, const float* inp, int ldi, const float* W, int I, int O,
+                     const PackedWeight* packed) {
+  const int N = ws.N();
+  const bool whole = ws.segments.size() == 1 && ws.segments[0].b0 == 0 && ws.segments[0].b1 == ws.B;
+  auto lora_of = [&](const Segment& sg, int t) {
+    const AdapterView* a = sg.adapter;
+    return a && !a->lora_a.empty() && a->lora_a[l][t] ? a : nullptr;
+  };
+  RankUpdate whole_ru;
+  int i = 0;
+  for (int t : targets) {
+    if (const AdapterView* a = whole ? lora_of(ws.segments[0], t) : nullptr)
+      add_lora_part(whole_ru, A.lora_u[t].data(), inp, ldi, a->lora_a[l][t], a->lora_b[l][t], N, I, width[i],
+                    a->lora_rank, a->lora_scale, ws.lora_bt.data(), O, off[i]);
+    ++i;
+  }
+  matmul_forward(out, ldo, inp, ldi, W, N, I, O, false, packed, whole_ru.n ? &whole_ru : nullptr);
+  if (whole) return;
+  for (const Segment& sg : ws.segments) {
+    const int64_t r0 = (int64_t)sg.b0 * ws.T, n = (int64_t)(sg.b1 - sg.b0) * ws.T;
+    i = 0;
+    for (int t : targets) {
+      if (const AdapterView* a = lora_of(sg, t)) {
+        RankUpdate ru;
+        add_lora_part(ru, A.lora_u[t].data() + r0 * ws.lora_rmax, inp + r0 * ldi, ldi, a->lora_a[l][t],
+                      a->lora_b[l][t], (int)n, I, width[i], a->lora_rank, a->lora_scale, ws.lora_bt.data(), O, off[i]);
+        apply_rank_update(ru, out + r0 * ldo, ldo, (int)n);
+      }
+      ++i;
+    }
+  }
 }
 
 // Attention for B sequences at one position pos0, over their own rows or a shared B-sequence cache.
@@ -223,28 +264,14 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       rmsnorm_forward(A.ln1.data() + r0 * C, A.rstd1.data() + r0, A.x.data() + r0 * C, ws.gain(m, s, 2 * l), (int)n, C, eps);
     }
     const FrozenLayer* P = fz ? &fz->layers[l] : nullptr;
-    matmul_forward(A.qkv.data(), QKV, A.ln1.data(), C, W.wq, (int)N, C, QKV, false, P ? &P->wq : nullptr);  // q|k|v adjacent
-    for (const Segment& sg : ws.segments) {
-      const AdapterView* a = sg.adapter;
-      if (!a || a->lora_a.empty()) continue;
-      const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
-      const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
-      for (int t = kLoraQ; t <= kLoraV; ++t)
-        if (a->lora_a[l][t])
-          lora_forward(A.qkv.data() + r0 * QKV + off[t], QKV, A.lora_u[t].data() + r0 * ws.lora_rmax,
-                       A.ln1.data() + r0 * C, C, a->lora_a[l][t], a->lora_b[l][t], (int)n, C, width[t], a->lora_rank,
-                       a->lora_scale);
-    }
+    const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};  // q|k|v adjacent
+    product_forward(ws, A, l, {kLoraQ, kLoraK, kLoraV}, off, width, A.qkv.data(), QKV, A.ln1.data(), C, W.wq, C, QKV,
+                    P ? &P->wq : nullptr);
     if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D, bf16);
     else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0, opt.for_backward, bf16);
-    matmul_forward(A.mid.data(), C, A.atty.data(), HD, W.wo, (int)N, HD, C, false, P ? &P->wo : nullptr);
-    for (const Segment& sg : ws.segments) {
-      const AdapterView* a = sg.adapter;
-      if (!a || a->lora_a.empty() || !a->lora_a[l][kLoraO]) continue;
-      const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
-      lora_forward(A.mid.data() + r0 * C, C, A.lora_u[kLoraO].data() + r0 * ws.lora_rmax, A.atty.data() + r0 * HD, HD,
-                   a->lora_a[l][kLoraO], a->lora_b[l][kLoraO], (int)n, HD, C, a->lora_rank, a->lora_scale);
-    }
+    const int o_off[1] = {0}, o_width[1] = {C};
+    product_forward(ws, A, l, {kLoraO}, o_off, o_width, A.mid.data(), C, A.atty.data(), HD, W.wo, HD, C,
+                    P ? &P->wo : nullptr);
     // --- feed-forward block (mid = x + attention, normed in the same pass)
     for (size_t s = 0; s < ws.segments.size(); ++s) {
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
@@ -259,15 +286,9 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       for (const Segment& sg : ws.segments)
         router_lora |= sg.adapter && !sg.adapter->lora_a.empty() && sg.adapter->lora_a[l][kLoraRouter];
       if (router_lora) {
-        const int E = c.n_expert;
-        gemm(false, true, (int)N, E, C, 1.f, A.ln2.data(), C, W.router, C, 0.f, A.logits.data(), E);
-        for (const Segment& sg : ws.segments) {
-          const AdapterView* a = sg.adapter;
-          if (!a || a->lora_a.empty() || !a->lora_a[l][kLoraRouter]) continue;
-          const int64_t r0 = (int64_t)sg.b0 * T, n = (int64_t)(sg.b1 - sg.b0) * T;
-          lora_forward(A.logits.data() + r0 * E, E, A.lora_u[kLoraRouter].data() + r0 * ws.lora_rmax, A.ln2.data() + r0 * C,
-                       C, a->lora_a[l][kLoraRouter], a->lora_b[l][kLoraRouter], (int)n, C, E, a->lora_rank, a->lora_scale);
-        }
+        const int E = c.n_expert, r_off[1] = {0}, r_width[1] = {E};
+        product_forward(ws, A, l, {kLoraRouter}, r_off, r_width, A.logits.data(), E, A.ln2.data(), C, W.router, C, E,
+                        nullptr);
       }
       const std::vector<MoeLoraPart> parts = moe_lora_parts(ws, l, nullptr, nullptr);
       const MoeLora ml = moe_lora(ws, l, parts);

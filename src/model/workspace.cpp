@@ -64,12 +64,14 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
     }
     for (int t = 0; t < kLoraTargets; ++t) fit(a.lora_u[t], (is_expert_target(t) ? N * std::max<int64_t>(K, 1) : N) * lora_rank);
   }
+  fit(ws.lora_bt, std::max<int64_t>(QKV, C) * lora_rank);
   fit(ws.xf, N * C); fit(ws.lnf, N * C); fit(ws.rstdf, N); fit(ws.losses, N); fit(ws.row_lse, N); fit(ws.targets, N);
   if (!for_backward) return;
   fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV);
   fit(ws.datty, N * H * D); fit(ws.dlnf, N * C); fit(ws.dlogits, N * (int64_t)c.n_vocab); fit(ws.dgain, C);
   if (bf16_amx_available()) fit(ws.dlogits16, N * (int64_t)c.n_vocab);
-  fit(ws.du, N * std::max<int64_t>(K, 1) * std::max(lora_rank, 1));  // expert LoRA: one row per slot
+  // expert LoRA: one row per slot; q, k and v's of one adapter over the batch side by side (model/backward.cpp)
+  fit(ws.du, N * std::max<int64_t>(K, 3) * std::max(lora_rank, 1));
   fit(ws.dh, NF); fit(ws.dhg, NF); fit(ws.dhu, NF);
   if (c.is_moe()) { fit(ws.dhu16, NF); fit(ws.ddy, N * K * C); fit(ws.ddxg, N * K * C); fit(ws.ddlogits, N * E); fit(ws.ddw, N * K); fit(ws.dgaux, E); }
 }

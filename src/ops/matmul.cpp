@@ -48,19 +48,22 @@ void fetch_weight_ahead(const PackedWeight* p, const float* weight, int64_t floa
 }
 
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
-                    bool accumulate, const PackedWeight* packed) {
-  if (packed && packed->bf16()) return gemm_bf16(N, inp, ldi, packed->fwd, out, ldo, accumulate);
-  if (packed) return gemm_f32_packed(N, inp, ldi, packed->fwd32, out, ldo, accumulate);
-  gemm(false, true, N, O, I, 1.f, inp, ldi, weight, I, accumulate ? 1.f : 0.f, out, ldo);
+                    bool accumulate, const PackedWeight* packed, const RankUpdate* rank) {
+  if (packed && packed->bf16()) return gemm_bf16(N, inp, ldi, packed->fwd, out, ldo, accumulate, rank);
+  if (packed) gemm_f32_packed(N, inp, ldi, packed->fwd32, out, ldo, accumulate);
+  else gemm(false, true, N, O, I, 1.f, inp, ldi, weight, I, accumulate ? 1.f : 0.f, out, ldo);
+  if (rank) apply_rank_update(*rank, out, ldo, N);
 }
 
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed, bool write_dinp,
-                     bool write_dweight) {
+                     bool write_dweight, const RankUpdate* rank) {
+  if (rank && !dinp) throw Error("internal: a rank update on an input gradient not asked for", "report this as a bug");
   const bool bf16 = packed && packed->bf16();
-  if (dinp && bf16) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, !write_dinp);
+  if (dinp && bf16) gemm_bf16(N, dout, ldo, packed->bwd, dinp, ldi_d, !write_dinp, rank);
   else if (dinp && packed) gemm_f32_packed(N, dout, ldo, packed->bwd32, dinp, ldi_d, !write_dinp);
   else if (dinp) gemm(false, false, N, I, O, 1.f, dout, ldo, weight, I, write_dinp ? 0.f : 1.f, dinp, ldi_d);
+  if (rank && !bf16) apply_rank_update(*rank, dinp, ldi_d, N);
   if (dweight && bf16) gemm_bf16_tn(O, I, N, dout, ldo, inp, ldi, dweight, I, !write_dweight);
   else if (dweight) gemm(true, false, O, I, N, 1.f, dout, ldo, inp, ldi, write_dweight ? 0.f : 1.f, dweight, I);
 }

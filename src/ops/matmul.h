@@ -4,6 +4,7 @@
 
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/rank_update.h"
 
 #include <functional>
 
@@ -35,15 +36,17 @@ void fetch_weight_ahead(const PackedWeight* p, const float* weight, int64_t floa
 
 // out[N, O] (row stride ldo) = (accumulate ? out : 0) + inp[N, I] (row stride ldi) · weight[O, I]ᵀ
 // With `packed` (the same W, packed), the product runs on the pack: in bf16 with fp32 accumulation, or fp32.
+// With `rank`, that low-rank update is added to out after (core/rank_update.h; inside the bf16 product).
 void matmul_forward(float* out, int ldo, const float* inp, int ldi, const float* weight, int N, int I, int O,
-                    bool accumulate = false, const PackedWeight* packed = nullptr);
+                    bool accumulate = false, const PackedWeight* packed = nullptr, const RankUpdate* rank = nullptr);
 // dinp[N, I] += dout · W ; dweight[O, I] += doutᵀ · inp.  Either output may be null (skipped).
 // A bf16 `packed` computes both in bf16 with fp32 accumulation: dinp on the packed W, dweight with dout and
 // inp converted per call; an fp32 one computes dinp on the packed W. write_dinp: dinp = dout · W instead (saves clearing it first).
 // write_dweight: dweight = doutᵀ · inp instead (its memory is not read: a weight gradient known to be zero).
+// With `rank`, that low-rank update is added to dinp after its product, as matmul_forward adds it to out.
 void matmul_backward(float* dinp, int ldi_d, float* dweight, const float* dout, int ldo, const float* inp, int ldi,
                      const float* weight, int N, int I, int O, const PackedWeight* packed = nullptr,
-                     bool write_dinp = false, bool write_dweight = false);
+                     bool write_dinp = false, bool write_dweight = false, const RankUpdate* rank = nullptr);
 
 // The product on p's forward pack (inp · Wᵀ) or, with backward, its backward pack (dout · W), with the left
 // operand made a row at a time by row(r, values) (I or O values): those rows never go to memory

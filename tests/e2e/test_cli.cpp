@@ -124,9 +124,13 @@ TEST(Cli, BenchExperimentReportsItsPairsOrSaysWhatIsMissing) {
   const auto full_trial = nlohmann::json::parse(full.out)["results"][0]["trace"]["experiment"];
   EXPECT_EQ(full_trial["pairs"].get<int>(), 20) << full_trial.dump();
   EXPECT_GT(full_trial["b_over_a"].get<double>(), 0.0) << full_trial.dump();
-  const CliResult bad = run("bench --preset tiny --only norm --experiment probe");
+  const CliResult lora = run("bench --preset tiny --only lora --precision fp32 --repeats 1 --experiment probe --json");
+  ASSERT_EQ(lora.code, 0) << lora.out;
+  const auto lora_trial = nlohmann::json::parse(lora.out)["results"][0]["trace"]["experiment"];
+  EXPECT_EQ(lora_trial["pairs"].get<int>(), 20) << lora_trial.dump();
+  const CliResult bad = run("bench --preset tiny --only forward --experiment probe");
   EXPECT_NE(bad.code, 0);
-  EXPECT_NE(bad.out.find("add personalize or full to --only"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("add one of them to --only"), std::string::npos) << bad.out;
 }
 
 TEST(Cli, PretrainEvalGenerateEndToEnd) {
