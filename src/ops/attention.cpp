@@ -179,6 +179,13 @@ float* block_scratch(int slot, int S) {
   return b[slot].data();
 }
 
+// The same in bf16: a block of kRows rows of round_up(S, 32) values.
+uint16_t* bf16_block_scratch(int S) {
+  thread_local std::vector<uint16_t> b;
+  if (b.size() < (size_t)kRows * round_up(S, 32)) b.resize((size_t)kRows * round_up(S, 32));
+  return b.data();
+}
+
 // A row's exp(scale·score − mx) over its n_keys keys, times inv, and the rest of the block's nk keys zero: its
 // probabilities. The forward (inv from this row's sum) and the backward (inv kept by the forward) both end
 // here after the same row_exp, so the backward's probabilities are the forward's bit for bit.
@@ -268,10 +275,13 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     float* pb = block_scratch(0, S);
     HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
     const bool kept = keeps_probs(probs, s);
+    // On bf16 products the probabilities go into bf16 rows as they are made: the kept ones, or else a block of
+    // this thread's (the same bits as converting them after: finish_probabilities rounds as to_bf16_rows).
+    uint16_t* own = !kept && bf16_products(s) ? bf16_block_scratch(S) : nullptr;
     for (int t0 = 0; t0 < s.T; t0 += kRows) {
       const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, ldk = round_up(nk, 32);
       head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
-      uint16_t* a = kept ? kept_block(probs, s, b, h, t0) : nullptr;
+      uint16_t* a = kept ? kept_block(probs, s, b, h, t0) : own;
       for (int t = t0; t < t1; ++t) {
         float* p = pb + (int64_t)(t - t0) * S;
         const int n_keys = s.pos0 + t + 1;
@@ -284,8 +294,8 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
           st[0] = mx, st[1] = inv;
         }
       }
-      if (kept) {  // rows past the block's last (T not a multiple of kRows) are zeros
-        std::fill(a + (int64_t)(t1 - t0) * ldk, a + (int64_t)kRows * ldk, (uint16_t)0);
+      if (a) {  // kept: rows past the block's last (T not a multiple of kRows) are zeros
+        if (kept) std::fill(a + (int64_t)(t1 - t0) * ldk, a + (int64_t)kRows * ldk, (uint16_t)0);
         head.times_values(ob + (int64_t)t0 * HD, HD, a, ldk, t1 - t0, nk, false);
       } else {
         head.times_values(ob + (int64_t)t0 * HD, HD, pb, S, t1 - t0, nk, false);
