@@ -80,7 +80,6 @@ RankTiles panel_parts(const RankUpdate* u, int col) {
   return t;
 }
 
-
 template <ALayout L, int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
   return std::array<Micro, sizeof...(R)>{&micro<R + 1, L>...};

@@ -41,8 +41,8 @@ struct RankTiles {
   Part part[RankUpdate::kMaxParts];
 };
 
-// c0[r], c1[r] = Σ_k U[row + r][k] · Bt[k][0:32] for r < R: one part of a rank update on a micro-tile, each element one
-// FMA chain over k from zero (core/rank_update.h), the R rows' chains side by side.
+// c0[r], c1[r] = Σ_k U[row + r][k] · Bt[k][0:32] for r < R: one part of a rank update on a micro-tile, each
+// element one FMA chain over k from zero (core/rank_update.h), the R rows' chains side by side.
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void rank_tile(__m512 (&c0)[R], __m512 (&c1)[R],
                                                                        const RankTiles::Part& p, int64_t row,

@@ -104,7 +104,7 @@ void lora_grads(const Ctx& x, const Segment& sg, int l, int t, float* du, const 
 
 bool has_lora(const AdapterView* a, int l, int t) { return a && !a->lora_a.empty() && a->lora_a[l][t]; }
 
-// dinp += du·A for each segment's LoRA on target t (outs[i]: target i's dout and its row stride).
+// Each segment's LoRA on target t: lora_grads, then dinp += du·A on the segment's rows.
 void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const float* dout, int ldo, const float* inp,
                    int ldi, int I, int O) {
   for (const Segment& sg : x.ws.segments) {

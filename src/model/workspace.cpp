@@ -64,7 +64,7 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
     }
     for (int t = 0; t < kLoraTargets; ++t) fit(a.lora_u[t], (is_expert_target(t) ? N * std::max<int64_t>(K, 1) : N) * lora_rank);
   }
-  fit(ws.lora_bt, std::max<int64_t>(QKV, C) * lora_rank);
+  fit(ws.lora_bt, std::max({QKV, C, E}) * lora_rank);
   fit(ws.xf, N * C); fit(ws.lnf, N * C); fit(ws.rstdf, N); fit(ws.losses, N); fit(ws.row_lse, N); fit(ws.targets, N);
   if (!for_backward) return;
   fit(ws.dres, N * C); fit(ws.dln, N * C); fit(ws.dqkv, N * QKV);

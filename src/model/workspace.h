@@ -55,7 +55,7 @@ struct Workspace {
   std::vector<LayerActs> layers;
   LayerActs& acts(int l) { return layers[has_backward_state ? l : l % 2]; }
   Buf<float> xf, lnf, rstdf, last_rows, logits, losses, row_lse;  // final residual, norm, head
-  Buf<float> lora_bt;  // [R, QKV or C]: a product's LoRA s·Bᵀ, its targets' columns side by side (model/forward.cpp)
+  Buf<float> lora_bt;  // [R, QKV, C or E]: a product's LoRA s·Bᵀ, its targets' columns side by side (model/forward.cpp)
   Buf<int32_t> targets, tokens;
   std::vector<Segment> segments;
   std::vector<std::vector<float>> gains;  // per segment: effective norm gains [(2L + 1)·C], if it has a delta
