@@ -260,9 +260,9 @@ void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conv
     if (rank) apply_rank_update(*rank, C, ldc, M);
     return;
   }
-  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert, nullptr, 0,
-           rank && fusable_in_panels(*rank, B.N) ? rank : nullptr);
-  if (rank && !fusable_in_panels(*rank, B.N)) apply_rank_update(*rank, C, ldc, M);
+  const bool fused = rank && fusable_in_panels(*rank, B.N);
+  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert, nullptr, 0, fused ? rank : nullptr);
+  if (rank && !fused) apply_rank_update(*rank, C, ldc, M);
 }
 
 // The few-row path (M ≤ kGemvRows, or any M under RowExact) on rows already in bf16, row stride B.Kp.

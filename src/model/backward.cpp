@@ -102,8 +102,6 @@ void lora_grads(const Ctx& x, const Segment& sg, int l, int t, float* du, const 
     gemm(true, false, R, I, (int)n, 1.f, du, R, inp + r0 * ldi, ldi, 1.f, x.da->lora_a[l][t], I);
 }
 
-bool has_lora(const AdapterView* a, int l, int t) { return a && !a->lora_a.empty() && a->lora_a[l][t]; }
-
 // Each segment's LoRA on target t: lora_grads, then dinp += du·A on the segment's rows.
 void lora_backward(const Ctx& x, int l, int t, float* dinp, int ldi_d, const float* dout, int ldo, const float* inp,
                    int ldi, int I, int O) {
@@ -125,7 +123,7 @@ void product_backward(const Ctx& x, int l, std::initializer_list<int> targets, c
                       const float* weight, int I, int O, const PackedWeight* packed, bool write_dweight) {
   const std::vector<Segment>& segs = x.ws.segments;
   const int N = x.ws.N();
-  const bool whole = segs.size() == 1 && segs[0].b0 == 0 && segs[0].b1 == x.ws.B;
+  const bool whole = x.ws.one_segment();
   RankUpdate ru;
   int i = 0;
   for (int t : targets) {

@@ -119,11 +119,8 @@ void product_forward(Workspace& ws, LayerActs& A, int l, std::initializer_list<i
                      const int* width, float* out, int ldo, const float* inp, int ldi, const float* W, int I, int O,
                      const PackedWeight* packed) {
   const int N = ws.N();
-  const bool whole = ws.segments.size() == 1 && ws.segments[0].b0 == 0 && ws.segments[0].b1 == ws.B;
-  auto lora_of = [&](const Segment& sg, int t) {
-    const AdapterView* a = sg.adapter;
-    return a && !a->lora_a.empty() && a->lora_a[l][t] ? a : nullptr;
-  };
+  const bool whole = ws.one_segment();
+  auto lora_of = [&](const Segment& sg, int t) { return has_lora(sg.adapter, l, t) ? sg.adapter : nullptr; };
   RankUpdate whole_ru;
   int i = 0;
   for (int t : targets) {
@@ -284,7 +281,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       // A router LoRA adds to the logits before routing, per segment.
       bool router_lora = false;
       for (const Segment& sg : ws.segments)
-        router_lora |= sg.adapter && !sg.adapter->lora_a.empty() && sg.adapter->lora_a[l][kLoraRouter];
+        router_lora |= has_lora(sg.adapter, l, kLoraRouter);
       if (router_lora) {
         const int E = c.n_expert, r_off[1] = {0}, r_width[1] = {E};
         product_forward(ws, A, l, {kLoraRouter}, r_off, r_width, A.logits.data(), E, A.ln2.data(), C, W.router, C, E,

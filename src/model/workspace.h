@@ -36,6 +36,9 @@ struct LayerActs {
   MoeSaved moe_saved();
 };
 
+// Whether adapter a (may be null) has a LoRA on target t of layer l.
+inline bool has_lora(const AdapterView* a, int l, int t) { return a && !a->lora_a.empty() && a->lora_a[l][t]; }
+
 struct Segment {
   int b0, b1;  // sequences [b0, b1)
   const AdapterView* adapter;
@@ -68,6 +71,8 @@ struct Workspace {
   PairRows dlogits_pairs;   // the same as its dot products take it (sized when first used)
 
   int N() const { return B * T; }
+  // One segment over the whole batch: its adapter's LoRA can go into the base's products (core/rank_update.h).
+  bool one_segment() const { return segments.size() == 1 && segments[0].b0 == 0 && segments[0].b1 == B; }
   // Effective gain j (2l: attn, 2l+1: ffn, 2L: output) for a segment.
   const float* gain(const Model& m, int seg, int j) const;
 };

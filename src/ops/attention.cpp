@@ -172,18 +172,14 @@ class HeadProducts {
   std::optional<Bf16Tiles> tiles_;
 };
 
-// A per-thread block of kRows rows of S floats: probabilities or their gradients, kept in cache.
-float* block_scratch(int slot, int S) {
-  thread_local std::vector<float> b[2];
-  if (b[slot].size() < (size_t)kRows * S) b[slot].resize((size_t)kRows * S);
+// A per-thread block of kRows rows of S values (fp32, or bf16 rows of round_up(S, 32)): probabilities or their
+// gradients, kept in cache.
+template <class T = float>
+T* block_scratch(int slot, int S) {
+  thread_local std::vector<T> b[2];
+  const size_t n = (size_t)kRows * round_up(S, 32);
+  if (b[slot].size() < n) b[slot].resize(n);
   return b[slot].data();
-}
-
-// The same in bf16: a block of kRows rows of round_up(S, 32) values.
-uint16_t* bf16_block_scratch(int S) {
-  thread_local std::vector<uint16_t> b;
-  if (b.size() < (size_t)kRows * round_up(S, 32)) b.resize((size_t)kRows * round_up(S, 32));
-  return b.data();
 }
 
 // A row's exp(scale·score − mx) over its n_keys keys, times inv, and the rest of the block's nk keys zero: its
@@ -277,7 +273,7 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     const bool kept = keeps_probs(probs, s);
     // On bf16 products the probabilities go into bf16 rows as they are made: the kept ones, or else a block of
     // this thread's (the same bits as converting them after: finish_probabilities rounds as to_bf16_rows).
-    uint16_t* own = !kept && bf16_products(s) ? bf16_block_scratch(S) : nullptr;
+    uint16_t* own = !kept && bf16_products(s) ? block_scratch<uint16_t>(0, S) : nullptr;
     for (int t0 = 0; t0 < s.T; t0 += kRows) {
       const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, ldk = round_up(nk, 32);
       head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
