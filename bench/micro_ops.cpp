@@ -142,6 +142,27 @@ void BM_dense_product_256(benchmark::State& st) {
 }
 BENCHMARK(BM_dense_product_256)->ArgsProduct({{768}, {256}, {0, 1}})->ArgsProduct({{256}, {768, 256}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+// The bf16 micro-tiles' pace against K, on one core: M = 60 rows (one row task: four 15-row tiles) of bf16 rows
+// stored as a product takes them, times a packed B [K, 512] (in L2), range(0) = K. A tile's fixed cost (its
+// accumulators, its stores, its call) is paid once per K/2 pairs: the attention's per-head products have K = 32
+// (D) and the experts' K = 256 and 512.
+void BM_bf16_tile_depth(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  const int M = 60, Nw = 512, Kw = (int)st.range(0);
+  const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
+  const PackedB b = pack_b_bf16(w.data(), Nw, false, Kw, Nw);
+  const int64_t ld = bf16_rows_stride(M, b);
+  std::vector<uint16_t> rows((size_t)(M + 32) * ld, 0);  // to_bf16_rows writes whole blocks of 32 rows
+  to_bf16_rows(a.data(), Kw, false, M, Kw, rows.data(), (int)ld);
+  AlignedFloats c((size_t)M * Nw);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (auto _ : st) gemm_bf16_on_rows(rows.data(), ld, M, b, c.data(), Nw, false);
+  omp_set_num_threads(threads);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_bf16_tile_depth)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // An expert's down projection, M x 256 x 512, as a step's forward runs it on bf16 packs, one per thread at
 // once: range(0) 0 on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes
 // (gemm_bf16_produced, what the step does), 2 the SwiGLU rows alone (swiglu_forward); range(1) M.

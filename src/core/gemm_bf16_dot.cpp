@@ -29,6 +29,88 @@ constexpr int kTaskRows = 4 * kMr;  // rows per task
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
+// Pair j of the panel's two 16-column blocks (b0, and b0 + bstride), and with kFetch the same pair of the next
+// panel on its way to L2.
+template <bool kFetch>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void panel_pair(__m512bh& v0, __m512bh& v1,
+                                                                                   const uint32_t* b0,
+                                                                                   int64_t bstride, int j,
+                                                                                   const uint32_t* next) {
+  if constexpr (kFetch) {
+    _mm_prefetch((const char*)(next + (int64_t)j * kWords), _MM_HINT_T1);
+    _mm_prefetch((const char*)(next + bstride + (int64_t)j * kWords), _MM_HINT_T1);
+  }
+  v0 = (__m512bh)_mm512_loadu_si512(b0 + (int64_t)j * kWords);
+  v1 = (__m512bh)_mm512_loadu_si512(b0 + bstride + (int64_t)j * kWords);
+}
+
+// The K loop of a micro-tile: c0[r], c1[r] += a[r, J pairs] · (b0 | b1)[J, 16 + 16], b1 = b0 + bstride. With
+// kFetch it also fetches `next` (the next 32 columns) into L2 as it goes. Nothing else lives in the loop: with a
+// rank update's sums or the fetch in the same loop GCC ran out of registers for the rows' addresses and one
+// accumulator, and reloaded them from the stack on every k-pair (heirloom_microbench BM_bf16_tile_depth and the
+// protocol's trial: bench/RESULTS.md, eleventh session).
+// Rows (ALayout::rows) are addressed from three bases, five rows each, and two strides (lda, 3·lda): five
+// registers for 15 rows. ALayout::pairs reads pair j of every row from one line (offsets 4·r).
+template <int R, ALayout L, bool kFetch>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_loop(__m512 (&c0)[R], __m512 (&c1)[R],
+                                                                                  const uint32_t* a, int64_t lda,
+                                                                                  int J, const uint32_t* b0,
+                                                                                  int64_t bstride,
+                                                                                  const uint32_t* next) {
+  if constexpr (L == ALayout::rows) {
+    const char* base[3] = {reinterpret_cast<const char*>(a), reinterpret_cast<const char*>(a + 5 * lda),
+                           reinterpret_cast<const char*>(a + 10 * lda)};
+    const int64_t s1 = lda * 4, s3 = lda * 12;
+    for (int j = 0; j < J; ++j) {
+      __m512bh v0, v1;
+      panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
+      // the k-pair broadcast from memory inside the instruction: no register for it
+#define HEIRLOOM_DOT_ROW(r, ADDR)                                                                              \
+  if constexpr (R > (r))                                                                                     \
+    asm("vdpbf16ps " ADDR "%{1to16%}, %3, %0\n\tvdpbf16ps " ADDR "%{1to16%}, %4, %1"                          \
+        : "+v"(c0[(r) % R]), "+v"(c1[(r) % R])                                                               \
+        : "r"(base[(r) / 5]), "v"(v0), "v"(v1), "r"(s1), "r"(s3));
+#define HEIRLOOM_DOT_FIVE(q)                 \
+  HEIRLOOM_DOT_ROW(5 * (q), "(%2)")          \
+  HEIRLOOM_DOT_ROW(5 * (q) + 1, "(%2,%5,1)") \
+  HEIRLOOM_DOT_ROW(5 * (q) + 2, "(%2,%5,2)") \
+  HEIRLOOM_DOT_ROW(5 * (q) + 3, "(%2,%6,1)") \
+  HEIRLOOM_DOT_ROW(5 * (q) + 4, "(%2,%5,4)")
+      HEIRLOOM_DOT_FIVE(0)
+      HEIRLOOM_DOT_FIVE(1)
+      HEIRLOOM_DOT_FIVE(2)
+#undef HEIRLOOM_DOT_FIVE
+#undef HEIRLOOM_DOT_ROW
+      base[0] += 4, base[1] += 4, base[2] += 4;
+    }
+  } else {
+    for (int j = 0; j < J; ++j) {
+      __m512bh v0, v1;
+      panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
+      const uint32_t* aj = a + (int64_t)j * lda;
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        asm("vdpbf16ps %2%{1to16%}, %3, %0\n\tvdpbf16ps %2%{1to16%}, %4, %1"
+            : "+v"(c0[r]), "+v"(c1[r])
+            : "m"(aj[r]), "v"(v0), "v"(v1));
+    }
+  }
+}
+
+// A rank update's sums for a micro-tile's R rows into ranked [parts][R][32] (core/rank_update.h), apart from the
+// tile's loop (see tile_loop).
+template <int R>
+__attribute__((target("avx512f"), noinline)) void rank_sums(float* ranked, const RankTiles& rank, int row,
+                                                           __mmask16 mask0, __mmask16 mask1) {
+  __m512 c0[R], c1[R];
+  for (int i = 0; i < rank.n; ++i) {
+    rank_tile<R>(c0, c1, rank.part[i], row, mask0, mask1);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+      _mm512_store_ps(ranked + (i * R + r) * 32, c0[r]), _mm512_store_ps(ranked + (i * R + r) * 32 + 16, c1[r]);
+  }
+}
+
 // C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], b1 = b0 + bstride, pair j of row r at a[r·lda + j]
 // (ALayout::rows) or a[j·lda + r] (ALayout::pairs); masks guard C's columns (B's padding is zeros). With `next`,
 // this micro-tile also fetches the next 32 columns into L2; with `stream`, whole rows of C are written around
@@ -38,33 +120,16 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
                                                          int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next,
                                                          bool stream, const RankTiles* rank, int rank_row) {
-  __m512 c0[R], c1[R];
-  // A rank update's sums first, while every register is free (core/rank_update.h); added as the tile stores.
-  alignas(64) float ranked[RankUpdate::kMaxParts][R][32];
+  // A rank update's sums first (core/rank_update.h); added as the tile stores.
+  alignas(64) float ranked[RankUpdate::kMaxParts * R * 32];
   const int parts = rank ? rank->n : 0;
-  for (int i = 0; i < parts; ++i) {
-    rank_tile<R>(c0, c1, rank->part[i], rank_row, mask0, mask1);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) _mm512_store_ps(ranked[i][r], c0[r]), _mm512_store_ps(ranked[i][r] + 16, c1[r]);
-  }
-  const uint32_t* b1 = b0 + bstride;
+  if (parts) rank_sums<R>(ranked, *rank, rank_row, mask0, mask1);
+  __m512 c0[R], c1[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
-  for (int j = 0; j < J; ++j) {
-    if (next) {
-      _mm_prefetch((const char*)(next + (int64_t)j * kWords), _MM_HINT_T1);
-      _mm_prefetch((const char*)(next + bstride + (int64_t)j * kWords), _MM_HINT_T1);
-    }
-    const __m512bh v0 = (__m512bh)_mm512_loadu_si512(b0 + (int64_t)j * kWords);
-    const __m512bh v1 = (__m512bh)_mm512_loadu_si512(b1 + (int64_t)j * kWords);
-    const uint32_t* aj = L == ALayout::rows ? a + j : a + (int64_t)j * lda;
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r)  // the k-pair broadcast from memory inside the instruction: no register for it
-      asm("vdpbf16ps %2%{1to16%}, %3, %0\n\tvdpbf16ps %2%{1to16%}, %4, %1"
-          : "+v"(c0[r]), "+v"(c1[r])
-          : "m"(aj[L == ALayout::rows ? r * lda : r]), "v"(v0), "v"(v1));
-  }
-  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream, &ranked[0][0][0], parts);
+  if (next) tile_loop<R, L, true>(c0, c1, a, lda, J, b0, bstride, next);
+  else tile_loop<R, L, false>(c0, c1, a, lda, J, b0, bstride, nullptr);
+  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream, ranked, parts);
 }
 
 using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float*, int64_t, __mmask16, __mmask16,
