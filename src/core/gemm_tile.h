@@ -12,7 +12,7 @@ namespace heirloom {
 // Rows [0, M) cut into n = ⌈M / mr⌉ micro-tiles whose heights differ by at most one: for the fp32 kernel
 // (mr = 12) a product of 64 rows runs as 11, 11, 11, 11, 10, 10 rather than 12, 12, 12, 12, 12, 4, whose last
 // tile loads two panel vectors for every 8 multiply-adds. Each row's arithmetic is the same in a tile of any
-// height, so the cut changes no result. (The bf16 kernel's 15-row tiles gained nothing from it.)
+// height, so the cut changes no result. (The bf16 kernel cuts each task's rows so: core/gemm_bf16_dot.cpp.)
 struct RowTiles {
   int n, q, rem;  // n tiles; the first rem have q + 1 rows, the rest q
   RowTiles(int M, int mr) : n((M + mr - 1) / mr), q(n ? M / n : 0), rem(n ? M % n : 0) {}
