@@ -142,13 +142,25 @@ void BM_dense_product_256(benchmark::State& st) {
 }
 BENCHMARK(BM_dense_product_256)->ArgsProduct({{768}, {256}, {0, 1}})->ArgsProduct({{256}, {768, 256}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
-// The bf16 micro-tiles' pace against K, on one core: M = 60 rows (one row task: four 15-row tiles) of bf16 rows
-// stored as a product takes them, times a packed B [K, 512] (in L2), range(0) = K. A tile's fixed cost (its
-// accumulators, its stores, its call) is paid once per K/2 pairs: the attention's per-head products have K = 32
-// (D) and the experts' K = 256 and 512.
-void BM_bf16_tile_depth(benchmark::State& st) {
-  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+// The micro-tiles' pace against K, on one core: M = 60 rows times a packed B [K, 512] (in L2), range(0) = K;
+// range(1) 0 = bf16 (rows stored in bf16 as a product takes them: one row task, four 15-row tiles), 1 = fp32
+// panels (five 12-row tiles). A tile's fixed cost (its accumulators, its stores, its call) is paid once per K:
+// the attention's per-head products have K = 32 (D) and the experts' K = 256 and 512.
+void BM_tile_depth(benchmark::State& st) {
   const int M = 60, Nw = 512, Kw = (int)st.range(0);
+  if (st.range(1) == 1) {
+    if (!f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512");
+    const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
+    const PackedF32 b = pack_b_f32(w.data(), Nw, false, Kw, Nw);
+    AlignedFloats c((size_t)M * Nw);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (auto _ : st) gemm_f32_packed(M, a.data(), Kw, b, c.data(), Nw, false);
+    omp_set_num_threads(threads);
+    st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw, benchmark::Counter::kIsIterationInvariantRate);
+    return;
+  }
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
   const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
   const PackedB b = pack_b_bf16(w.data(), Nw, false, Kw, Nw);
   const int64_t ld = bf16_rows_stride(M, b);
@@ -161,7 +173,7 @@ void BM_bf16_tile_depth(benchmark::State& st) {
   omp_set_num_threads(threads);
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_bf16_tile_depth)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_tile_depth)->ArgsProduct({{32, 64, 128, 256, 512, 1024}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // An expert's down projection, M x 256 x 512, as a step's forward runs it on bf16 packs, one per thread at
 // once: range(0) 0 on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes

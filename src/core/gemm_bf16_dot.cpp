@@ -47,10 +47,10 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void panel_p
 // The K loop of a micro-tile: c0[r], c1[r] += a[r, J pairs] · (b0 | b1)[J, 16 + 16], b1 = b0 + bstride. With
 // kFetch it also fetches `next` (the next 32 columns) into L2 as it goes. Nothing else lives in the loop: with a
 // rank update's sums or the fetch in the same loop GCC ran out of registers for the rows' addresses and one
-// accumulator, and reloaded them from the stack on every k-pair (heirloom_microbench BM_bf16_tile_depth and the
+// accumulator, and reloaded them from the stack on every k-pair (heirloom_microbench BM_tile_depth and the
 // protocol's trial: bench/RESULTS.md, eleventh session).
-// Rows (ALayout::rows) are addressed from three bases, five rows each, and two strides (lda, 3·lda): five
-// registers for 15 rows. ALayout::pairs reads pair j of every row from one line (offsets 4·r).
+// Rows (ALayout::rows) are addressed from three bases and two strides (HEIRLOOM_TILE_ROWS, core/gemm_tile.h).
+// ALayout::pairs reads pair j of every row from one line (offsets 4·r).
 template <int R, ALayout L, bool kFetch>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_loop(__m512 (&c0)[R], __m512 (&c1)[R],
                                                                                   const uint32_t* a, int64_t lda,
@@ -64,23 +64,7 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
     for (int j = 0; j < J; ++j) {
       __m512bh v0, v1;
       panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
-      // the k-pair broadcast from memory inside the instruction: no register for it
-#define HEIRLOOM_DOT_ROW(r, ADDR)                                                                              \
-  if constexpr (R > (r))                                                                                     \
-    asm("vdpbf16ps " ADDR "%{1to16%}, %3, %0\n\tvdpbf16ps " ADDR "%{1to16%}, %4, %1"                          \
-        : "+v"(c0[(r) % R]), "+v"(c1[(r) % R])                                                               \
-        : "r"(base[(r) / 5]), "v"(v0), "v"(v1), "r"(s1), "r"(s3));
-#define HEIRLOOM_DOT_FIVE(q)                 \
-  HEIRLOOM_DOT_ROW(5 * (q), "(%2)")          \
-  HEIRLOOM_DOT_ROW(5 * (q) + 1, "(%2,%5,1)") \
-  HEIRLOOM_DOT_ROW(5 * (q) + 2, "(%2,%5,2)") \
-  HEIRLOOM_DOT_ROW(5 * (q) + 3, "(%2,%6,1)") \
-  HEIRLOOM_DOT_ROW(5 * (q) + 4, "(%2,%5,4)")
-      HEIRLOOM_DOT_FIVE(0)
-      HEIRLOOM_DOT_FIVE(1)
-      HEIRLOOM_DOT_FIVE(2)
-#undef HEIRLOOM_DOT_FIVE
-#undef HEIRLOOM_DOT_ROW
+      HEIRLOOM_TILE_ROWS("vdpbf16ps")  // the k-pair broadcast from memory: no register for it
       base[0] += 4, base[1] += 4, base[2] += 4;
     }
   } else {

@@ -43,34 +43,44 @@ bool detect_avx512f() {
   return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 16));
 }
 
+// c0[r], c1[r] += A[R, K] · (b0 | b1)[K, 16 + 16] (row k of B at B + k·ldb, masked); with kFetch, `next` (the next
+// panel's row k, two lines) on its way to L2 as it goes. The rows' values are read from three bases and two
+// strides (ars, 3·ars; HEIRLOOM_TILE_ROWS, core/gemm_tile.h), broadcast inside the FMA: with twelve row pointers
+// and the fetch's test in the loop, GCC kept the pointers in vector registers and moved them back on every k
+// (BM_tile_depth, bench/RESULTS.md). Each element is the same FMA chain over k as with a broadcast register.
+template <int R, bool kFetch>
+__attribute__((target("avx512f"), always_inline)) inline void f32_loop(__m512 (&c0)[R], __m512 (&c1)[R],
+                                                                      const float* A, int64_t ars, int64_t aks,
+                                                                      const float* B, int64_t ldb, int K,
+                                                                      __mmask16 mask0, __mmask16 mask1,
+                                                                      const float* next) {
+  const char* base[3] = {reinterpret_cast<const char*>(A), reinterpret_cast<const char*>(A + 5 * ars),
+                         reinterpret_cast<const char*>(A + 10 * ars)};
+  const int64_t s1 = ars * 4, s3 = ars * 12, step = aks * 4;
+  for (int k = 0; k < K; ++k) {
+    if constexpr (kFetch) {  // the next panel's row k (its two lines) on its way to L2 while this one is multiplied
+      _mm_prefetch((const char*)(next + k * kNr), _MM_HINT_T1);
+      _mm_prefetch((const char*)(next + k * kNr + 16), _MM_HINT_T1);
+    }
+    const float* b = B + k * ldb;
+    const __m512 v0 = _mm512_maskz_loadu_ps(mask0, b), v1 = _mm512_maskz_loadu_ps(mask1, b + 16);
+    HEIRLOOM_TILE_ROWS("vfmadd231ps")
+    base[0] += step, base[1] += step, base[2] += step;
+  }
+}
+
 // C[R, w] (+)= A[R, K] · B[K, w] for w ≤ 32 columns, A(r, k) at A[r·ars + k·aks], row k of B at B + k·ldb.
 // The masks (w columns) guard B's loads and C's stores alike.
 template <int R>
 __attribute__((target("avx512f"))) void micro(const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
                                               int K, float* C, int64_t ldc, __mmask16 mask0, __mmask16 mask1,
                                               bool accumulate, const float* next, bool stream) {
+  static_assert(R <= 15, "three bases of five rows");
   __m512 c0[R], c1[R];
-  const float* a[R];
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    c0[r] = c1[r] = _mm512_setzero_ps();
-    a[r] = A + r * ars;
-  }
-  for (int k = 0; k < K; ++k) {
-    if (next) {  // the next panel's row k (its two lines) on its way to L2 while this one is multiplied
-      _mm_prefetch((const char*)(next + k * kNr), _MM_HINT_T1);
-      _mm_prefetch((const char*)(next + k * kNr + 16), _MM_HINT_T1);
-    }
-    const float* b = B + k * ldb;
-    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
-    const int64_t ak = k * aks;
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512 x = _mm512_set1_ps(a[r][ak]);
-      c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
-    }
-  }
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  if (next) f32_loop<R, true>(c0, c1, A, ars, aks, B, ldb, K, mask0, mask1, next);
+  else f32_loop<R, false>(c0, c1, A, ars, aks, B, ldb, K, mask0, mask1, nullptr);
   store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream);
 }
 
