@@ -448,9 +448,8 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       "ahead': each product also fetches the thread's next weight into L2 while it multiplies, as a step's expert "
       "products do (core/fetch_ahead.h)",
       "fp32 = the frozen base's matrix products on fp32 panels packed once (AVX-512) for norm, LoRA, personalize, "
-      "forward and generate; the full step's products (weights change every step) through gemm(): OpenBLAS, or "
-      "heirloom's panels with the weight packed per call where OpenBLAS runs a pre-AVX-512 kernel on an AVX-512 CPU "
-      "(gemm_fp32 in --json)"};
+      "forward and generate; the full step's products (weights change every step) through gemm(): heirloom's panels "
+      "with the weight packed per call on an AVX-512 CPU, else OpenBLAS (gemm_fp32 in --json)"};
   rep.notes.insert(rep.notes.end(), setup_notes.begin(), setup_notes.end());
   return rep;
 }

@@ -1,11 +1,10 @@
-// gemm(): OpenBLAS's sgemm, or heirloom's fp32 panels (core/gemm_f32.h) where OpenBLAS runs a pre-AVX-512
-// kernel on an AVX-512 CPU; set_num_threads() keeps OpenMP and the BLAS in step.
+// gemm(): heirloom's fp32 panels (core/gemm_f32.h) for the larger products on an AVX-512 CPU, else OpenBLAS's
+// sgemm; set_num_threads() keeps OpenMP and the BLAS in step.
 #include "core/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>
 
-#include <cctype>
 
 #include "core/gemm_f32.h"
 #include "core/gemm_thin.h"
@@ -19,20 +18,11 @@ thread_local bool t_row_exact = false;
 constexpr int kOwnMinRows = 64;
 }  // namespace
 
-// OpenBLAS runs an AVX2 (or older) kernel on this AVX-512 CPU: OPENBLAS_CORETYPE=Haswell, as this project's
-// machine sets it, or a library too old for the CPU. heirloom's panels then beat it by far on the fp32 full
-// step; OpenBLAS's own AVX-512 kernels beat them by a little, so those keep the products (bench/RESULTS.md).
-bool own_fp32_products() {
-  static const bool own = [] {
-    if (!f32_packed_available()) return false;
-    std::string k = blas_kernel();
-    for (char& ch : k) ch = (char)std::tolower((unsigned char)ch);
-    for (const char* avx512 : {"skylakex", "cooperlake", "sapphirerapids"})
-      if (k == avx512) return false;
-    return true;
-  }();
-  return own;
-}
+// heirloom's panels take the fp32 products wherever the CPU has AVX-512. OpenBLAS's AVX-512 kernels (SkylakeX,
+// Cooperlake) beat them by a little until the panels' micro-tiles stopped reloading their row addresses from
+// the stack: since, the fp32 full step runs 0.92 of its time on the panels, LoRA 0.94 (bench/ab.sh, eleventh
+// session in bench/RESULTS.md). An AVX2 (or older) OpenBLAS kernel on an AVX-512 CPU lost to them by far.
+bool own_fp32_products() { return f32_packed_available(); }
 
 RowExact::RowExact(bool on) : prev_(t_row_exact) { t_row_exact = on; }
 bool row_exact() { return t_row_exact; }

@@ -33,7 +33,7 @@ class RowExact {
 bool row_exact();  // is a RowExact alive on this thread?
 
 // Whether gemm() runs its larger products (64 rows or more, beta 0 or 1) on heirloom's fp32 panels here:
-// on AVX-512 CPUs where OpenBLAS runs an older kernel (core/gemm.cpp says why).
+// on every AVX-512 CPU (core/gemm.cpp says why); else OpenBLAS.
 bool own_fp32_products();
 // The kernel OpenBLAS runs on this CPU ("Cooperlake", "Haswell", ...): its own choice, or OPENBLAS_CORETYPE's.
 std::string blas_kernel();
