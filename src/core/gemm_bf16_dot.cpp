@@ -64,7 +64,13 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
     for (int j = 0; j < J; ++j) {
       __m512bh v0, v1;
       panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
-      HEIRLOOM_TILE_ROWS("vdpbf16ps")  // the k-pair broadcast from memory: no register for it
+      // the k-pair broadcast from memory inside the instruction: no register for it
+#define HEIRLOOM_DOT_ROW(r, q, ADDR)                                                               \
+  asm("vdpbf16ps " ADDR "%{1to16%}, %[v0], %[c0]\n\tvdpbf16ps " ADDR "%{1to16%}, %[v1], %[c1]"  \
+      : [c0] "+v"(c0[r]), [c1] "+v"(c1[r])                                                       \
+      : [base] "r"(base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(s1), [s3] "r"(s3));
+      HEIRLOOM_TILE_ROWS(HEIRLOOM_DOT_ROW)
+#undef HEIRLOOM_DOT_ROW
       base[0] += 4, base[1] += 4, base[2] += 4;
     }
   } else {

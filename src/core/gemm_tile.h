@@ -28,26 +28,22 @@ inline bool can_stream(const float* C, int64_t ldc, bool accumulate) {
   return !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
 }
 
-// The rows r < R of a micro-tile's step, each one asm of two `INSN`s (vfmadd231ps, vdpbf16ps) with the row's value
-// broadcast from memory inside the instruction, against v0 and v1 into c0[r] and c1[r]. Row r is read at
-// base[r / 5] + (0, 1, 2, 3, 4)·s1 (s3 = 3·s1): three bases and two strides hold fifteen rows' addresses, where
-// a pointer per row left the compiler short of registers (core/gemm_bf16_dot.cpp, core/gemm_f32.cpp). Expects
-// R, c0, c1, base, v0, v1, s1 and s3 in scope.
-#define HEIRLOOM_TILE_ROW(INSN, r, ADDR)                                                                     \
-  if constexpr (R > (r))                                                                                    \
-    asm(INSN " " ADDR "%{1to16%}, %3, %0\n\t" INSN " " ADDR "%{1to16%}, %4, %1"                               \
-        : "+v"(c0[(r) % R]), "+v"(c1[(r) % R])                                                              \
-        : "r"(base[(r) / 5]), "v"(v0), "v"(v1), "r"(s1), "r"(s3));
-#define HEIRLOOM_TILE_FIVE(INSN, q)                 \
-  HEIRLOOM_TILE_ROW(INSN, 5 * (q), "(%2)")          \
-  HEIRLOOM_TILE_ROW(INSN, 5 * (q) + 1, "(%2,%5,1)") \
-  HEIRLOOM_TILE_ROW(INSN, 5 * (q) + 2, "(%2,%5,2)") \
-  HEIRLOOM_TILE_ROW(INSN, 5 * (q) + 3, "(%2,%6,1)") \
-  HEIRLOOM_TILE_ROW(INSN, 5 * (q) + 4, "(%2,%5,4)")
-#define HEIRLOOM_TILE_ROWS(INSN) \
-  HEIRLOOM_TILE_FIVE(INSN, 0)    \
-  HEIRLOOM_TILE_FIVE(INSN, 1)    \
-  HEIRLOOM_TILE_FIVE(INSN, 2)
+// The rows r < R of a micro-tile's step: OP(r, ADDR) for each, ADDR the row's value in memory as an operand of
+// asm with the named operands [base] (base[r / 5]), [s1] and [s3] (= 3·s1): row r is read at base[r / 5] +
+// (0, 1, 2, 3, 4)·s1. Three bases and two strides hold fifteen rows' addresses, where a pointer per row left the
+// compiler short of registers (core/gemm_bf16_dot.cpp, core/gemm_f32.cpp).
+#define HEIRLOOM_TILE_ROW(OP, r, ADDR) \
+  if constexpr (R > (r)) OP((r) % R, (r) / 5, ADDR)
+#define HEIRLOOM_TILE_FIVE(OP, q)                             \
+  HEIRLOOM_TILE_ROW(OP, 5 * (q), "(%[base])")                 \
+  HEIRLOOM_TILE_ROW(OP, 5 * (q) + 1, "(%[base],%[s1],1)")     \
+  HEIRLOOM_TILE_ROW(OP, 5 * (q) + 2, "(%[base],%[s1],2)")     \
+  HEIRLOOM_TILE_ROW(OP, 5 * (q) + 3, "(%[base],%[s3],1)")     \
+  HEIRLOOM_TILE_ROW(OP, 5 * (q) + 4, "(%[base],%[s1],4)")
+#define HEIRLOOM_TILE_ROWS(OP) \
+  HEIRLOOM_TILE_FIVE(OP, 0)    \
+  HEIRLOOM_TILE_FIVE(OP, 1)    \
+  HEIRLOOM_TILE_FIVE(OP, 2)
 
 // A RankUpdate's parts on one panel of 32 columns: Bt at its first column.
 struct RankTiles {
