@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 
 #include "core/gemm_f32.h"
 #include "core/gemm_thin.h"
@@ -38,6 +39,11 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   }
   TimedProduct timed(ProductKind::blas, M, N, K);
   if (t_row_exact && !trans_a && trans_b) return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // Thin products over A's rows (the router's logits, a LoRA's u = x·Aᵀ and its update u·Bᵀ) keep each row's
+  // sums its own on every CPU: gemm_thin's tiles need AVX-512, and without them the BLAS summed a row
+  // differently beside others (a sequence decoded in a batch then differed from itself alone).
+  if (!trans_a && trans_b && std::min(N, K) <= kThinSide && !f32_packed_available())
+    return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (gemm_thin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing
     const int incx = trans_a ? lda : 1;
