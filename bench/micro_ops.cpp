@@ -148,30 +148,26 @@ BENCHMARK(BM_dense_product_256)->ArgsProduct({{768}, {256}, {0, 1}})->ArgsProduc
 // the attention's per-head products have K = 32 (D) and the experts' K = 256 and 512.
 void BM_tile_depth(benchmark::State& st) {
   const int M = 60, Nw = 512, Kw = (int)st.range(0);
-  if (st.range(1) == 1) {
-    if (!f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512");
-    const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
-    const PackedF32 b = pack_b_f32(w.data(), Nw, false, Kw, Nw);
-    AlignedFloats c((size_t)M * Nw);
+  const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
+  AlignedFloats c((size_t)M * Nw);
+  auto on_one_core = [&](auto&& product) {
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    for (auto _ : st) gemm_f32_packed(M, a.data(), Kw, b, c.data(), Nw, false);
+    for (auto _ : st) product();
     omp_set_num_threads(threads);
     st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw, benchmark::Counter::kIsIterationInvariantRate);
-    return;
+  };
+  if (st.range(1) == 1) {
+    if (!f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512");
+    const PackedF32 b = pack_b_f32(w.data(), Nw, false, Kw, Nw);
+    return on_one_core([&] { gemm_f32_packed(M, a.data(), Kw, b, c.data(), Nw, false); });
   }
   if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
-  const auto w = randn((size_t)Kw * Nw), a = randn((size_t)M * Kw);
   const PackedB b = pack_b_bf16(w.data(), Nw, false, Kw, Nw);
   const int64_t ld = bf16_rows_stride(M, b);
   std::vector<uint16_t> rows((size_t)(M + 32) * ld, 0);  // to_bf16_rows writes whole blocks of 32 rows
   to_bf16_rows(a.data(), Kw, false, M, Kw, rows.data(), (int)ld);
-  AlignedFloats c((size_t)M * Nw);
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  for (auto _ : st) gemm_bf16_on_rows(rows.data(), ld, M, b, c.data(), Nw, false);
-  omp_set_num_threads(threads);
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw, benchmark::Counter::kIsIterationInvariantRate);
+  on_one_core([&] { gemm_bf16_on_rows(rows.data(), ld, M, b, c.data(), Nw, false); });
 }
 BENCHMARK(BM_tile_depth)->ArgsProduct({{32, 64, 128, 256, 512, 1024}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 

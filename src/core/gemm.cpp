@@ -38,11 +38,11 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     return;
   }
   TimedProduct timed(ProductKind::blas, M, N, K);
-  if (t_row_exact && !trans_a && trans_b) return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  // Thin products over A's rows (the router's logits, a LoRA's u = x·Aᵀ and its update u·Bᵀ) keep each row's
-  // sums its own on every CPU: gemm_thin's tiles need AVX-512, and without them the BLAS summed a row
-  // differently beside others (a sequence decoded in a batch then differed from itself alone).
-  if (!trans_a && trans_b && std::min(N, K) <= kThinSide && !f32_packed_available())
+  // Row by row under RowExact, and for thin products over A's rows (the router's logits, a LoRA's u = x·Aᵀ and
+  // its update u·Bᵀ) on CPUs without AVX-512: gemm_thin's tiles keep each row's sums its own there, and without
+  // them the BLAS summed a row differently beside others (a sequence decoded in a batch then differed from
+  // itself alone).
+  if (!trans_a && trans_b && (t_row_exact || (std::min(N, K) <= kThinSide && !f32_packed_available())))
     return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (gemm_thin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing

@@ -58,9 +58,7 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
                                                                                   int64_t bstride,
                                                                                   const uint32_t* next) {
   if constexpr (L == ALayout::rows) {
-    const char* base[3] = {reinterpret_cast<const char*>(a), reinterpret_cast<const char*>(a + 5 * lda),
-                           reinterpret_cast<const char*>(a + 10 * lda)};
-    const int64_t s1 = lda * 4, s3 = lda * 12;
+    TileRows rows(a, lda);
     for (int j = 0; j < J; ++j) {
       __m512bh v0, v1;
       panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
@@ -68,10 +66,10 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
 #define HEIRLOOM_DOT_ROW(r, q, ADDR)                                                               \
   asm("vdpbf16ps " ADDR "%{1to16%}, %[v0], %[c0]\n\tvdpbf16ps " ADDR "%{1to16%}, %[v1], %[c1]"  \
       : [c0] "+v"(c0[r]), [c1] "+v"(c1[r])                                                       \
-      : [base] "r"(base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(s1), [s3] "r"(s3));
+      : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));
       HEIRLOOM_TILE_ROWS(HEIRLOOM_DOT_ROW)
 #undef HEIRLOOM_DOT_ROW
-      base[0] += 4, base[1] += 4, base[2] += 4;
+      rows.advance(4);
     }
   } else {
     for (int j = 0; j < J; ++j) {

@@ -54,9 +54,8 @@ __attribute__((target("avx512f"), always_inline)) inline void f32_loop(__m512 (&
                                                                       const float* B, int64_t ldb, int K,
                                                                       __mmask16 mask0, __mmask16 mask1,
                                                                       const float* next) {
-  const char* base[3] = {reinterpret_cast<const char*>(A), reinterpret_cast<const char*>(A + 5 * ars),
-                         reinterpret_cast<const char*>(A + 10 * ars)};
-  const int64_t s1 = ars * 4, s3 = ars * 12, step = aks * 4;
+  TileRows rows(A, ars);
+  const int64_t step = aks * 4;
   for (int k = 0; k < K; ++k) {
     if constexpr (kFetch) {  // the next panel's row k (its two lines) on its way to L2 while this one is multiplied
       _mm_prefetch((const char*)(next + k * kNr), _MM_HINT_T1);
@@ -64,18 +63,18 @@ __attribute__((target("avx512f"), always_inline)) inline void f32_loop(__m512 (&
     }
     const float* b = B + k * ldb;
     const __m512 v0 = _mm512_maskz_loadu_ps(mask0, b), v1 = _mm512_maskz_loadu_ps(mask1, b + 16);
-    // the row's value broadcast once into a register for its two FMAs (read twice from memory, rows a power of
-    // two apart met each other in L1's sets: K = 1024 ran slower than with a pointer per row, BM_tile_depth)
+    // the row's value broadcast once into a register for its two FMAs (read from memory by both, K = 1024 ran
+    // slower than with a pointer per row, BM_tile_depth: rows a power of two apart, likely meeting in L1's sets)
 #define HEIRLOOM_FMA_ROW(r, q, ADDR)                                                                        \
   {                                                                                                         \
     __m512 x;                                                                                               \
     asm("vbroadcastss " ADDR ", %[x]\n\tvfmadd231ps %[x], %[v0], %[c0]\n\tvfmadd231ps %[x], %[v1], %[c1]"     \
         : [c0] "+v"(c0[r]), [c1] "+v"(c1[r]), [x] "=&v"(x)                                                 \
-        : [base] "r"(base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(s1), [s3] "r"(s3));                    \
+        : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));     \
   }
     HEIRLOOM_TILE_ROWS(HEIRLOOM_FMA_ROW)
 #undef HEIRLOOM_FMA_ROW
-    base[0] += step, base[1] += step, base[2] += step;
+    rows.advance(step);
   }
 }
 

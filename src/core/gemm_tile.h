@@ -28,10 +28,22 @@ inline bool can_stream(const float* C, int64_t ldc, bool accumulate) {
   return !accumulate && reinterpret_cast<uintptr_t>(C) % 64 == 0 && ldc % 16 == 0;
 }
 
-// The rows r < R of a micro-tile's step: OP(r, ADDR) for each, ADDR the row's value in memory as an operand of
-// asm with the named operands [base] (base[r / 5]), [s1] and [s3] (= 3·s1): row r is read at base[r / 5] +
-// (0, 1, 2, 3, 4)·s1. Three bases and two strides hold fifteen rows' addresses, where a pointer per row left the
-// compiler short of registers (core/gemm_bf16_dot.cpp, core/gemm_f32.cpp).
+// A micro-tile's rows of 4-byte values (fp32, or bf16 pairs), row r at a + r·stride: three bases five rows apart
+// and two strides (s1, s3 = 3·s1, in bytes) hold fifteen rows' addresses, where a pointer per row left the
+// compiler short of registers (core/gemm_bf16_dot.cpp, core/gemm_f32.cpp). advance() moves every row on.
+struct TileRows {
+  const char* base[3];
+  int64_t s1, s3;
+  TileRows(const void* a, int64_t stride)
+      : base{static_cast<const char*>(a), static_cast<const char*>(a) + 20 * stride,
+             static_cast<const char*>(a) + 40 * stride},
+        s1(4 * stride), s3(12 * stride) {}
+  void advance(int64_t bytes) { base[0] += bytes, base[1] += bytes, base[2] += bytes; }
+};
+
+// The rows r < R of a micro-tile's step: OP(r, q, ADDR) for each, ADDR the row's value in memory as an operand of
+// asm with the named operands [base] (rows.base[q], q = r / 5), [s1] and [s3] (rows.s1, rows.s3): row r is read
+// at base[r / 5] + (0, 1, 2, 3, 4)·s1.
 #define HEIRLOOM_TILE_ROW(OP, r, ADDR) \
   if constexpr (R > (r)) OP((r) % R, (r) / 5, ADDR)
 #define HEIRLOOM_TILE_FIVE(OP, q)                             \
