@@ -42,8 +42,13 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   // its update u·Bᵀ) on CPUs without AVX-512: gemm_thin's tiles keep each row's sums its own there, and without
   // them the BLAS summed a row differently beside others (a sequence decoded in a batch then differed from
   // itself alone).
-  if (!trans_a && trans_b && (t_row_exact || (std::min(N, K) <= kThinSide && !f32_packed_available())))
+  // There the attention's A·B products under RowExact go row by row too: OpenBLAS's sgemv gave one row
+  // different last bits at another address (its Haswell kernels, which it runs on a Zen 5; not its Cooperlake).
+  const bool no_avx512 = !f32_packed_available();
+  if (!trans_a && trans_b && (t_row_exact || (std::min(N, K) <= kThinSide && no_avx512)))
     return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (!trans_a && !trans_b && t_row_exact && no_avx512)
+    return gemm_rows_nn(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (gemm_thin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   if (M == 1) {  // one row (generation): a matrix-vector product reads each weight once, without packing
     const int incx = trans_a ? lda : 1;

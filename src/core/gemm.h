@@ -14,8 +14,8 @@ namespace heirloom {
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
 
-// While a RowExact is alive on this thread, products of the form A·Bᵀ (the engine's forward products)
-// compute each output row with arithmetic that does not depend on the other rows or on how many there
+// While a RowExact is alive on this thread, products of the form A·Bᵀ (the engine's forward products), and
+// A·B on CPUs without AVX-512 (whose attention runs through gemm()), compute each output row with arithmetic that does not depend on the other rows or on how many there
 // are: a batch of sequences then gives every sequence exactly the numbers it gets alone (the server's
 // continuous batching). Other products still go to the BLAS.
 // The mode is per thread: a parallel region that calls gemm() passes it on with RowExact(row_exact()).
@@ -40,6 +40,10 @@ std::string blas_kernel();
 
 // C[M,N] = alpha·A[M,K]·B[N,K]ᵀ + beta·C, row by row as above (what gemm() runs under RowExact).
 void gemm_rows_nt(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
+                  float* C, int ldc);
+// C[M,N] = alpha·A[M,K]·B[K,N] + beta·C, row by row: under RowExact on CPUs without AVX-512 (attention's
+// probabilities times values go to gemm() there).
+void gemm_rows_nn(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
                   float* C, int ldc);
 
 // Naive triple loop in double accumulation: the reference the tests compare gemm() against.

@@ -39,8 +39,11 @@ const float* token_losses(const Workspace& ws) { return ws.losses.data(); }
 namespace {
 // The head and the cross-entropy on the rows that have a target only, when some have none and no backward
 // follows: a sliding window scores only its second half, and the head is a fifth of the forward's work.
-// Each row's logits and loss are the same numbers as with every row (a product's element does not depend on
-// the other rows). Returns false, having done nothing, when every row is scored.
+// Each row's logits and loss are the same numbers as with every row: on the frozen packs a product's element
+// does not depend on the other rows. Without packs (fp32 on a CPU without AVX-512) the head goes to OpenBLAS,
+// whose Haswell kernels sum a row differently with other rows beside it: there every row goes through the
+// head, and the scored rows' logits are then moved together.
+// Returns false, having done nothing, when every row is scored.
 bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int N, const FrozenWeights* fz,
                       ForwardResult& res) {
   const int C = m.config.n_embd, V = m.config.n_vocab;
@@ -51,12 +54,20 @@ bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int
   if (n == N) return false;
   std::copy(targets, targets + N, ws.targets.begin());
   std::fill(ws.losses.begin(), ws.losses.begin() + N, 0.f);
-  ws.logits.resize((size_t)n * V);  // none at all when no row is scored
-  if (n == 0) return true;
-  ws.last_rows.resize((size_t)n * C);
-  for (int i = 0; i < n; ++i)
-    std::memcpy(ws.last_rows.data() + (size_t)i * C, ws.lnf.data() + (int64_t)rows[i] * C, sizeof(float) * C);
-  matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, n, C, V, false, fz ? &fz->output : nullptr);
+  if (n == 0) return ws.logits.clear(), true;
+  if (fz) {
+    ws.logits.resize((size_t)n * V);
+    ws.last_rows.resize((size_t)n * C);
+    for (int i = 0; i < n; ++i)
+      std::memcpy(ws.last_rows.data() + (size_t)i * C, ws.lnf.data() + (int64_t)rows[i] * C, sizeof(float) * C);
+    matmul_forward(ws.logits.data(), V, ws.last_rows.data(), C, m.w.output, n, C, V, false, &fz->output);
+  } else {
+    ws.logits.resize((size_t)N * V);
+    matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, N, C, V, false, nullptr);
+    for (int i = 0; i < n; ++i)  // rows[i] >= i: each row moves towards the front, never over one not yet moved
+      std::memmove(ws.logits.data() + (size_t)i * V, ws.logits.data() + (size_t)rows[i] * V, sizeof(float) * V);
+    ws.logits.resize((size_t)n * V);
+  }
   std::vector<float> loss(n);
   res.loss_sum = xent_forward(loss.data(), ws.logits.data(), tgt.data(), n, V, &res.n_scored);
   for (int i = 0; i < n; ++i) ws.losses[rows[i]] = loss[i];

@@ -259,8 +259,11 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
                    const RopeTable* rope, float* qm, float* km, uint16_t* probs) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
   const float scale = 1.0f / std::sqrt((float)D);
-  // (b, h) units in shares that a thread done first takes from: the two cores do not run at one speed
+  // (b, h) units in shares that a thread done first takes from: the two cores do not run at one speed.
+  // Each unit keeps its caller's RowExact: on CPUs without AVX-512 its products go through gemm().
+  const bool exact = row_exact();
   parallel_for((int64_t)s.B * s.H, true, [&](int64_t unit) {
+    RowExact mode(exact);
     const int b = (int)(unit / s.H), h = (int)(unit % s.H), g = h / group;
     if (rope) {
       rope_forward(qm + (int64_t)b * s.T * s.ldq + h * D, s.ldq, *rope, 1, s.T, 1, D, 0);

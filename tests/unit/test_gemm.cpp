@@ -239,5 +239,27 @@ TEST(GemmTest, RowExactRowsDoNotDependOnTheBatch) {
   }
 }
 
+// gemm_rows_nn (RowExact's A·B on CPUs without AVX-512) is correct, and each row's result is bit-identical
+// alone, at another address, whatever rows surround it: the 64- and 16-column blocks and the last columns.
+TEST(GemmTest, RowsTimesMatrixDoNotDependOnTheBatch) {
+  for (int N : {7, 16, 83, 144}) {
+    const int M = 6, K = 37, lda = K + 1, ldb = N + 3;
+    Rng rng(91 + N);
+    std::vector<float> A((size_t)M * lda), B((size_t)K * ldb), C0((size_t)M * N);
+    for (auto* v : {&A, &B, &C0})
+      for (auto& x : *v) x = rng.normal();
+    std::vector<float> all = C0, ref = C0;
+    gemm_rows_nn(M, N, K, 0.7f, A.data(), lda, B.data(), ldb, 0.3f, all.data(), N);
+    gemm_ref(false, false, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, 0.3f, ref.data(), N);
+    for (size_t i = 0; i < all.size(); ++i) ASSERT_NEAR(all[i], ref[i], 1e-4f) << "N=" << N << " at " << i;
+    for (int i = 0; i < M; ++i) {
+      std::vector<float> a(K + 3), one(C0.begin() + (size_t)i * N, C0.begin() + (size_t)(i + 1) * N);
+      std::copy(A.begin() + (size_t)i * lda, A.begin() + (size_t)i * lda + K, a.begin() + 3);  // unaligned
+      gemm_rows_nn(1, N, K, 0.7f, a.data() + 3, K, B.data(), ldb, 0.3f, one.data(), N);
+      for (int j = 0; j < N; ++j) ASSERT_EQ(one[j], all[(size_t)i * N + j]) << "N=" << N << " row " << i << " col " << j;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace heirloom
