@@ -43,7 +43,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   // them the BLAS summed a row differently beside others (a sequence decoded in a batch then differed from
   // itself alone).
   // There the attention's A·B products under RowExact go row by row too: OpenBLAS's sgemv gave one row
-  // different last bits at another address (its Haswell kernels, which it runs on a Zen 5; not its Cooperlake).
+  // different last bits at another address (its Haswell kernels, an AVX2 CPU's, here forced by this machine's
+  // OPENBLAS_CORETYPE=Haswell; its Cooperlake ones did not).
   const bool no_avx512 = !f32_packed_available();
   if (!trans_a && trans_b && (t_row_exact || (std::min(N, K) <= kThinSide && no_avx512)))
     return gemm_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

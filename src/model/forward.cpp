@@ -41,8 +41,8 @@ namespace {
 // follows: a sliding window scores only its second half, and the head is a fifth of the forward's work.
 // Each row's logits and loss are the same numbers as with every row: on the frozen packs a product's element
 // does not depend on the other rows. Without packs (fp32 on a CPU without AVX-512) the head goes to OpenBLAS,
-// whose Haswell kernels sum a row differently with other rows beside it: there every row goes through the
-// head, and the scored rows' logits are then moved together.
+// whose Haswell kernels (an AVX2 CPU's) sum a row differently with other rows beside it: there every row goes
+// through the head, and the scored rows' logits are then moved together.
 // Returns false, having done nothing, when every row is scored.
 bool head_scored_rows(Workspace& ws, const Model& m, const int32_t* targets, int N, const FrozenWeights* fz,
                       ForwardResult& res) {
