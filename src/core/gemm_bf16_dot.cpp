@@ -1,16 +1,21 @@
 // bf16 GEMM on AVX512-BF16 dot products. The packed B (core/gemm_bf16.h) holds each 16-column block as rows of
 // 16 words, word (j, c) = the k-pair (2j, 2j + 1) of column c: exactly what vdpbf16ps multiplies against one
-// broadcast k-pair of a row of A. Blocking as the fp32 kernel's (core/gemm_f32.cpp): a micro-tile is kMr rows
-// × 32 columns (two blocks) in 2·kMr zmm accumulators over all of K (the two panel vectors take the last two
-// registers; the broadcast is read inside the instruction); a task is kTaskRows rows × 32 columns, run row
-// block by row block when B fits L2, else panel by panel.
+// broadcast k-pair of a row of A. Blocking as the fp32 kernel's (core/gemm_f32.cpp): a micro-tile is up to mr
+// rows × 32 columns (two blocks) in 2·mr zmm accumulators over all of K, the two panel vectors in two more
+// registers; a task is 4·mr rows × 32 columns, run row block by row block when B fits L2, else panel by panel.
+// The k-pair's broadcast (DotBroadcast, core/gemm_bf16_dot.h) is read inside each instruction (mr = 15, what a
+// Zen 4 runs fastest) or broadcast once into a register for both (mr = 14, what a Zen 5 runs fastest).
 #include "core/gemm_bf16_dot.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -24,8 +29,10 @@ namespace heirloom {
 namespace {
 
 constexpr int kNr = 32;             // columns per task: two 16-column blocks
-constexpr int kMr = 15;             // rows per micro-tile (30 accumulators; 12, 13 and 14 measured slower)
-constexpr int kTaskRows = 4 * kMr;  // rows per task
+constexpr int kMr = 15;             // rows per micro-tile at most (30 accumulators)
+// Rows per micro-tile: 15 with the broadcast inside the instructions (12, 13 and 14 measured slower on a Zen 4),
+// 14 with it in a register of its own.
+int tile_rows(DotBroadcast b) { return b == DotBroadcast::in_register ? kMr - 1 : kMr; }
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
@@ -51,7 +58,7 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void panel_p
 // protocol's trial: bench/RESULTS.md, eleventh session).
 // Rows (ALayout::rows) are addressed from three bases and two strides (HEIRLOOM_TILE_ROWS, core/gemm_tile.h).
 // ALayout::pairs reads pair j of every row from one line (offsets 4·r).
-template <int R, ALayout L, bool kFetch>
+template <int R, ALayout L, DotBroadcast Bc, bool kFetch>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_loop(__m512 (&c0)[R], __m512 (&c1)[R],
                                                                                   const uint32_t* a, int64_t lda,
                                                                                   int J, const uint32_t* b0,
@@ -62,13 +69,26 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
     for (int j = 0; j < J; ++j) {
       __m512bh v0, v1;
       panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
-      // the k-pair broadcast from memory inside the instruction: no register for it
+      if constexpr (Bc == DotBroadcast::in_instruction) {
+        // the k-pair broadcast from memory inside the instruction: no register for it
 #define HEIRLOOM_DOT_ROW(r, q, ADDR)                                                               \
   asm("vdpbf16ps " ADDR "%{1to16%}, %[v0], %[c0]\n\tvdpbf16ps " ADDR "%{1to16%}, %[v1], %[c1]"  \
       : [c0] "+v"(c0[r]), [c1] "+v"(c1[r])                                                       \
       : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));
-      HEIRLOOM_TILE_ROWS(HEIRLOOM_DOT_ROW)
+        HEIRLOOM_TILE_ROWS(HEIRLOOM_DOT_ROW)
 #undef HEIRLOOM_DOT_ROW
+      } else {
+        // the k-pair broadcast into a register (a load), then both instructions read it there
+#define HEIRLOOM_DOT_ROW(r, q, ADDR)                                                                              \
+  {                                                                                                             \
+    __m512i x;                                                                                                  \
+    asm("vpbroadcastd " ADDR ", %[x]\n\tvdpbf16ps %[x], %[v0], %[c0]\n\tvdpbf16ps %[x], %[v1], %[c1]"           \
+        : [c0] "+v"(c0[r]), [c1] "+v"(c1[r]), [x] "=&v"(x)                                                      \
+        : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));          \
+  }
+        HEIRLOOM_TILE_ROWS(HEIRLOOM_DOT_ROW)
+#undef HEIRLOOM_DOT_ROW
+      }
       rows.advance(4);
     }
   } else {
@@ -77,10 +97,18 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
       panel_pair<kFetch>(v0, v1, b0, bstride, j, next);
       const uint32_t* aj = a + (int64_t)j * lda;
 #pragma GCC unroll 16
-      for (int r = 0; r < R; ++r)
-        asm("vdpbf16ps %2%{1to16%}, %3, %0\n\tvdpbf16ps %2%{1to16%}, %4, %1"
-            : "+v"(c0[r]), "+v"(c1[r])
-            : "m"(aj[r]), "v"(v0), "v"(v1));
+      for (int r = 0; r < R; ++r) {
+        if constexpr (Bc == DotBroadcast::in_instruction) {
+          asm("vdpbf16ps %2%{1to16%}, %3, %0\n\tvdpbf16ps %2%{1to16%}, %4, %1"
+              : "+v"(c0[r]), "+v"(c1[r])
+              : "m"(aj[r]), "v"(v0), "v"(v1));
+        } else {
+          __m512i x;
+          asm("vpbroadcastd %3, %2\n\tvdpbf16ps %2, %4, %0\n\tvdpbf16ps %2, %5, %1"
+              : "+v"(c0[r]), "+v"(c1[r]), "=&v"(x)
+              : "m"(aj[r]), "v"(v0), "v"(v1));
+        }
+      }
     }
   }
 }
@@ -103,7 +131,7 @@ __attribute__((target("avx512f"), noinline)) void rank_sums(float* ranked, const
 // (ALayout::rows) or a[j·lda + r] (ALayout::pairs); masks guard C's columns (B's padding is zeros). With `next`,
 // this micro-tile also fetches the next 32 columns into L2; with `stream`, whole rows of C are written around
 // the caches (core/gemm_tile.h).
-template <int R, ALayout L>
+template <int R, ALayout L, DotBroadcast Bc>
 __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
                                                          int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next,
@@ -115,8 +143,8 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
   __m512 c0[R], c1[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
-  if (next) tile_loop<R, L, true>(c0, c1, a, lda, J, b0, bstride, next);
-  else tile_loop<R, L, false>(c0, c1, a, lda, J, b0, bstride, nullptr);
+  if (next) tile_loop<R, L, Bc, true>(c0, c1, a, lda, J, b0, bstride, next);
+  else tile_loop<R, L, Bc, false>(c0, c1, a, lda, J, b0, bstride, nullptr);
   store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream, ranked, parts);
 }
 
@@ -133,14 +161,51 @@ RankTiles panel_parts(const RankUpdate* u, int col) {
   return t;
 }
 
-template <ALayout L, int... R>
+// The micro-tiles of 1..15 rows (the broadcast in a register: 1..14; its table's 15th is never called).
+template <ALayout L, DotBroadcast Bc, int... R>
 constexpr auto micro_table(std::integer_sequence<int, R...>) {
-  return std::array<Micro, sizeof...(R)>{&micro<R + 1, L>...};
+  constexpr bool kFifteen = Bc == DotBroadcast::in_instruction;
+  return std::array<Micro, sizeof...(R)>{&micro<(R + 1 < kMr || kFifteen ? R + 1 : kMr - 1), L, Bc>...};
 }
-constexpr auto kMicro = micro_table<ALayout::rows>(std::make_integer_sequence<int, kMr>{});
-constexpr auto kMicroPairs = micro_table<ALayout::pairs>(std::make_integer_sequence<int, kMr>{});
+template <ALayout L, DotBroadcast Bc>
+constexpr auto kMicro = micro_table<L, Bc>(std::make_integer_sequence<int, kMr>{});
+const std::array<Micro, kMr>& micro_tiles(ALayout layout, DotBroadcast b) {
+  using enum DotBroadcast;
+  if (layout == ALayout::pairs)
+    return b == in_register ? kMicro<ALayout::pairs, in_register> : kMicro<ALayout::pairs, in_instruction>;
+  return b == in_register ? kMicro<ALayout::rows, in_register> : kMicro<ALayout::rows, in_instruction>;
+}
+
+std::atomic<int> g_broadcast{-1};  // DotBroadcast, or -1: not yet chosen
+
+// HEIRLOOM_DOT_BROADCAST=instruction|register, else a register on AMD's family 1Ah (Zen 5) and later: there the
+// protocol's steps took 0.954–0.958 of their time with it (`heirloom bench --experiment`, bench/RESULTS.md,
+// twelfth session). A Zen 4 ran its tiles faster with the broadcast inside the instruction (cde7ca7), and other
+// CPUs were not measured: they keep that.
+DotBroadcast chosen_broadcast() {
+  if (const char* e = std::getenv("HEIRLOOM_DOT_BROADCAST"); e && *e) {
+    if (std::string(e) == "register") return DotBroadcast::in_register;
+    if (std::string(e) == "instruction") return DotBroadcast::in_instruction;
+    throw Error(std::string("HEIRLOOM_DOT_BROADCAST is '") + e + "'",
+                "set it to 'register' or 'instruction', or unset it");
+  }
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return DotBroadcast::in_instruction;
+  const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
+  if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return DotBroadcast::in_instruction;
+  const unsigned base = (a >> 8) & 0xf, family = base + (base == 0xf ? (a >> 20) & 0xff : 0);
+  return family >= 0x1a ? DotBroadcast::in_register : DotBroadcast::in_instruction;
+}
 
 }  // namespace
+
+DotBroadcast dot_broadcast() {
+  int b = g_broadcast.load(std::memory_order_relaxed);
+  if (b < 0) g_broadcast.store(b = (int)chosen_broadcast(), std::memory_order_relaxed);
+  return (DotBroadcast)b;
+}
+
+void set_dot_broadcast(DotBroadcast b) { g_broadcast.store((int)b, std::memory_order_relaxed); }
 
 int pair_stride(int words) {
   const int lines = (words + 15) / 16;
@@ -151,8 +216,10 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
               const uint32_t* given, int64_t given_ld, const RankUpdate* rank) {
   if (rank && !fusable_in_panels(*rank, B.N))
     throw Error("internal: a rank update off the product's panels", "report this as a bug");
+  const DotBroadcast bc = dot_broadcast();
+  const int mr = tile_rows(bc), task_rows = 4 * mr;  // rows per task
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
-  const int row_tasks = (M + kTaskRows - 1) / kTaskRows, tasks = row_tasks * panels;
+  const int row_tasks = (M + task_rows - 1) / task_rows, tasks = row_tasks * panels;
   // A B that stays in L2 is walked row block by row block (the rows then come from L1), and the first row
   // block's tasks (one per panel) fetch the next product's weight (core/fetch_ahead.h), a panel's bytes each.
   // A larger B (the head's) is walked panel by panel, each panel's first micro-tile fetching the next panel.
@@ -166,7 +233,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // its first row: the threads would otherwise write the same line of every pair as they convert side by side.
   auto first_task = [&](int t) { return (int)((int64_t)row_tasks * t / threads); };
   const bool shifted = pairs && shares && convert_here;
-  auto shift_of = [&](int t) { return shifted ? 16 * t + (16 - first_task(t) * kTaskRows % 16) % 16 : 0; };
+  auto shift_of = [&](int t) { return shifted ? 16 * t + (16 - first_task(t) * task_rows % 16) % 16 : 0; };
   auto shift_of_task = [&](int rt) {  // the shift of the share that owns row task rt
     int t = 0;
     while (shifted && t + 1 < threads && rt >= first_task(t + 1)) ++t;
@@ -190,9 +257,9 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // (BM_expert_product_cache, outputs cycled, 250 rows: 365 GFLOP/s, 384-406 streamed; bench/RESULTS.md). Each task
   // fences its streamed lines before the product returns or another thread reads them.
   const bool stream = can_stream(C, ldc, accumulate);
-  const auto& micro = pairs ? kMicroPairs : kMicro;
+  const auto& micro = micro_tiles(layout, bc);
   auto task = [&](int rt, int p, int shift) {
-    const int r0 = rt * kTaskRows, r1 = std::min(M, r0 + kTaskRows), col = p * kNr, w = std::min(kNr, B.N - col);
+    const int r0 = rt * task_rows, r1 = std::min(M, r0 + task_rows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + p * panel_words;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;
     if (rows_first && r0 == 0 && (int64_t)p * panel_words * 4 < ahead.bytes)
@@ -201,7 +268,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     // The task's rows in tiles of even heights: the 16 rows left of 256 (four tasks of 60 before them) ran as
     // 15 + 1, and a tile of one row waits on its two chains (8 + 8: the protocol's steps took 0.996–0.999 of
     // their time in three trials; the attention's 32 rows as 11 + 11 + 10 took 1.002–1.004, and stay 15 + 15 + 2).
-    const RowTiles tiles(r1 - r0, kMr);
+    const RowTiles tiles(r1 - r0, mr);
     for (int i = 0; i < tiles.n; ++i) {
       const int m = r0 + tiles.start(i), h = tiles.start(i + 1) - tiles.start(i);
       micro[h - 1](a + (pairs ? m + shift : (int64_t)m * ja), ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
@@ -221,7 +288,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     // row tasks.
     parallel_shares(row_tasks, panels, false, [&](int t, int) {
       if (convert_here)
-        convert(first_task(t) * kTaskRows, std::min(Mp, first_task(t + 1) * kTaskRows), a16 + 2 * shift_of(t), lda);
+        convert(first_task(t) * task_rows, std::min(Mp, first_task(t + 1) * task_rows), a16 + 2 * shift_of(t), lda);
     }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels), shift_of_task((int)(u / panels))); });
     return;
   }
@@ -237,11 +304,14 @@ void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const Packe
   const int J = (K + 1) / 2, JB = B.Kp / 2;
   const uint32_t* a32 = reinterpret_cast<const uint32_t*>(a);
   const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
+  const DotBroadcast bc = dot_broadcast();
+  const int mr = tile_rows(bc);
+  const auto& micro = micro_tiles(ALayout::rows, bc);
   for (int col = 0; col < N; col += kNr) {
     const uint32_t* b0 = b + (int64_t)(col / 16) * JB * kWords;
     const int w = std::min(kNr, N - col);
-    for (int m = 0; m < M; m += kMr)
-      kMicro[std::min(kMr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
+    for (int m = 0; m < M; m += mr)
+      micro[std::min(mr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
                                        C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16), accumulate,
                                        nullptr, false, nullptr, 0);
   }

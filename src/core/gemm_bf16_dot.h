@@ -9,6 +9,14 @@
 
 namespace heirloom {
 
+// How a micro-tile gives vdpbf16ps a row's k-pair: broadcast from memory inside each instruction (fifteen rows a
+// tile), or broadcast once into a register that both instructions read (fourteen). The bits are the same; the
+// speed is the CPU's: dot_broadcast() picks a register on AMD's Zen 5 (family 1Ah) and later, the instruction
+// elsewhere, HEIRLOOM_DOT_BROADCAST=register|instruction overriding; set_dot_broadcast() for tests and trials.
+enum class DotBroadcast { in_instruction, in_register };
+DotBroadcast dot_broadcast();
+void set_dot_broadcast(DotBroadcast b);
+
 // How dot_gemm holds bf16(A): rows = row r at r·ld values (B.Kp of them); pairs = k-pair j of every row as
 // one row of 32-bit words at j·ld words, word r = bf16(A[r][2j]) | bf16(A[r][2j + 1]) << 16 (B.Kp / 2 such
 // rows): what two rows of a stored Aᵀ make with no transpose (the weight gradients' doutᵀ).
