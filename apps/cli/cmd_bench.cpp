@@ -132,7 +132,8 @@ Action add_bench(CLI::App& app, Common& common) {
                                                      {"ceiling_gflops", x.ceiling_trace}};
         if (x.experiment_pairs > 0)
           a.back()["trace"]["experiment"] = {{"pairs", x.experiment_pairs}, {"b_over_a", x.experiment_ratio},
-                                             {"a_ms", x.experiment_a_ms}, {"b_ms", x.experiment_b_ms}};
+                                             {"a_ms", x.experiment_a_ms}, {"b_ms", x.experiment_b_ms},
+                                             {"reached", x.experiment_reached}};
       }
       return a;
     };
@@ -188,6 +189,10 @@ Action add_bench(CLI::App& app, Common& common) {
         std::printf("Trial of %s: steps with it / without it, median over %d pairs, each on one batch: %.3f "
                     "(medians %.2f ms with, %.2f without)\n",
                     o->experiment.c_str(), x.experiment_pairs, x.experiment_ratio, x.experiment_b_ms, x.experiment_a_ms);
+      if (x.experiment_pairs > 0 && !x.experiment_reached)
+        std::printf("Warning: no code asked for experiment(\"%s\") in the steps with it: A and B ran the same code, a "
+                    "null trial. Is the hook in this binary (built with `make heirloom_cli` after the change)?\n",
+                    o->experiment.c_str());
     }
     std::printf("\n");
     for (const auto& n : r.notes) std::printf("- %s\n", n.c_str());

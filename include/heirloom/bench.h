@@ -62,6 +62,7 @@ struct BenchRow {
   // (those whose first step follows a ceiling measurement are left out: it evicted the caches), and each half's median.
   double experiment_ratio = 0, experiment_a_ms = 0, experiment_b_ms = 0;
   int experiment_pairs = 0;
+  bool experiment_reached = false;  // some code asked experiment(NAME) in a B step (else a null trial)
 };
 
 struct BenchReport {

@@ -59,6 +59,7 @@ void trial_result(BenchRow& row, bool ceilings) {
   row.experiment_pairs = (int)ratios.size();
   row.experiment_a_ms = median(a);
   row.experiment_b_ms = median(b);
+  row.experiment_reached = experiment_reached();
 }
 
 struct Runs {

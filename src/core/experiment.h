@@ -15,4 +15,9 @@ bool experiment(const char* name);
 // The trial of `name` in its B half (on) or its A half (off); an empty name ends it.
 void set_experiment(const std::string& name, bool on);
 
+// Whether any code asked experiment(name) while the trial of `name` was on, since that name was last set: false
+// after a trial means no B step ran a change (a binary built without the hook, or a name spelled otherwise),
+// and its B/A is a null trial's.
+bool experiment_reached();
+
 }  // namespace heirloom

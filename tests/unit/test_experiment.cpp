@@ -23,6 +23,24 @@ TEST(Experiment, OnOnlyForItsOwnNameWhileOn) {
   set_experiment("", false);
 }
 
+// A trial knows whether anything asked for it while on: a hook that never runs (a binary built without it) makes
+// A and B the same code, and the report says so.
+TEST(Experiment, ReachedOnlyWhenItsNameIsAskedWhileOn) {
+  set_experiment("probe", false);
+  EXPECT_FALSE(experiment("probe"));
+  EXPECT_FALSE(experiment_reached());  // asked, but off
+  set_experiment("probe", true);
+  EXPECT_FALSE(experiment("other"));
+  EXPECT_FALSE(experiment_reached());  // on, but another name asked
+  EXPECT_TRUE(experiment("probe"));
+  EXPECT_TRUE(experiment_reached());
+  set_experiment("", false);  // the trial over: what it reached is still there to report
+  EXPECT_TRUE(experiment_reached());
+  set_experiment("next", true);  // a new trial starts unreached
+  EXPECT_FALSE(experiment_reached());
+  set_experiment("", false);
+}
+
 // A thread watching the switch during a trial sees it turn on and off many times (100 steps, every other one
 // on), and off once the trial is over. The trial's report pairs its 100 steps: 50 pairs less the 9 whose first
 // step follows a ceiling measurement.
@@ -54,6 +72,13 @@ TEST(Experiment, BenchTrialAlternatesStepsOffAndOn) {
   EXPECT_GT(row.experiment_ratio, 0.0);
   EXPECT_GT(row.experiment_a_ms, 0.0);
   EXPECT_GT(row.experiment_b_ms, 0.0);
+  EXPECT_TRUE(row.experiment_reached);  // the watcher asked for it
+  // No code asks for this one: a null trial, and the row says so.
+  o.experiment = "nothing-asks";
+  const BenchReport null_trial = run_bench(o, false);
+  ASSERT_EQ(null_trial.rows.size(), 1u);
+  EXPECT_EQ(null_trial.rows[0].experiment_pairs, 41);
+  EXPECT_FALSE(null_trial.rows[0].experiment_reached);
 }
 
 }  // namespace
