@@ -15,9 +15,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
           const float* B, int ldb, float beta, float* C, int ldc);
 
 // While a RowExact is alive on this thread, products of the form A·Bᵀ (the engine's forward products), and
-// A·B on CPUs without AVX-512 (whose attention runs through gemm()), compute each output row with arithmetic that does not depend on the other rows or on how many there
-// are: a batch of sequences then gives every sequence exactly the numbers it gets alone (the server's
-// continuous batching). Other products still go to the BLAS.
+// A·B on CPUs without AVX-512 (whose attention runs through gemm()), compute each output row with arithmetic
+// that does not depend on the other rows or on how many there are: a batch of sequences then gives every
+// sequence exactly the numbers it gets alone (the server's continuous batching). Other products still go to the
+// BLAS.
 // The mode is per thread: a parallel region that calls gemm() passes it on with RowExact(row_exact()).
 class RowExact {
  public:

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -79,13 +80,7 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_lo
 #undef HEIRLOOM_DOT_ROW
       } else {
         // the k-pair broadcast into a register (a load), then both instructions read it there
-#define HEIRLOOM_DOT_ROW(r, q, ADDR)                                                                              \
-  {                                                                                                             \
-    __m512i x;                                                                                                  \
-    asm("vpbroadcastd " ADDR ", %[x]\n\tvdpbf16ps %[x], %[v0], %[c0]\n\tvdpbf16ps %[x], %[v1], %[c1]"           \
-        : [c0] "+v"(c0[r]), [c1] "+v"(c1[r]), [x] "=&v"(x)                                                      \
-        : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));          \
-  }
+#define HEIRLOOM_DOT_ROW(r, q, ADDR) HEIRLOOM_TILE_BROADCAST_ROW("vpbroadcastd", "vdpbf16ps", __m512i, r, q, ADDR)
         HEIRLOOM_TILE_ROWS(HEIRLOOM_DOT_ROW)
 #undef HEIRLOOM_DOT_ROW
       }
@@ -181,13 +176,13 @@ std::atomic<int> g_broadcast{-1};  // DotBroadcast, or -1: not yet chosen
 // HEIRLOOM_DOT_BROADCAST=instruction|register, else a register on AMD's family 1Ah (Zen 5) and later: there the
 // protocol's steps took 0.954–0.958 of their time with it (`heirloom bench --experiment`, bench/RESULTS.md,
 // twelfth session). A Zen 4 ran its tiles faster with the broadcast inside the instruction (cde7ca7), and other
-// CPUs were not measured: they keep that.
+// CPUs were not measured: they keep that. Another value is warned of and ignored, not thrown: the first product
+// may run inside a parallel region, where an exception ends the process.
 DotBroadcast chosen_broadcast() {
   if (const char* e = std::getenv("HEIRLOOM_DOT_BROADCAST"); e && *e) {
     if (std::string(e) == "register") return DotBroadcast::in_register;
     if (std::string(e) == "instruction") return DotBroadcast::in_instruction;
-    throw Error(std::string("HEIRLOOM_DOT_BROADCAST is '") + e + "'",
-                "set it to 'register' or 'instruction', or unset it");
+    std::fprintf(stderr, "heirloom: HEIRLOOM_DOT_BROADCAST is '%s', not 'register' or 'instruction': ignored\n", e);
   }
   unsigned a, b, c, d;
   if (!__get_cpuid(0, &a, &b, &c, &d)) return DotBroadcast::in_instruction;
@@ -267,7 +262,8 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     const RankTiles parts = panel_parts(rank, col);
     // The task's rows in tiles of even heights: the 16 rows left of 256 (four tasks of 60 before them) ran as
     // 15 + 1, and a tile of one row waits on its two chains (8 + 8: the protocol's steps took 0.996–0.999 of
-    // their time in three trials; the attention's 32 rows as 11 + 11 + 10 took 1.002–1.004, and stay 15 + 15 + 2).
+    // their time in three trials). The attention's 32 rows (dot_gemm_small) stay 15 + 15 + 2, or 14 + 14 + 4:
+    // as 11 + 11 + 10 they were no faster on a Zen 4 or a Zen 5.
     const RowTiles tiles(r1 - r0, mr);
     for (int i = 0; i < tiles.n; ++i) {
       const int m = r0 + tiles.start(i), h = tiles.start(i + 1) - tiles.start(i);
@@ -312,8 +308,8 @@ void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const Packe
     const int w = std::min(kNr, N - col);
     for (int m = 0; m < M; m += mr)
       micro[std::min(mr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
-                                       C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16), accumulate,
-                                       nullptr, false, nullptr, 0);
+                                     C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16),
+                                     accumulate, nullptr, false, nullptr, 0);
   }
 }
 

@@ -65,13 +65,7 @@ __attribute__((target("avx512f"), always_inline)) inline void f32_loop(__m512 (&
     const __m512 v0 = _mm512_maskz_loadu_ps(mask0, b), v1 = _mm512_maskz_loadu_ps(mask1, b + 16);
     // the row's value broadcast once into a register for its two FMAs (read from memory by both, K = 1024 ran
     // slower than with a pointer per row, BM_tile_depth: rows a power of two apart, likely meeting in L1's sets)
-#define HEIRLOOM_FMA_ROW(r, q, ADDR)                                                                        \
-  {                                                                                                         \
-    __m512 x;                                                                                               \
-    asm("vbroadcastss " ADDR ", %[x]\n\tvfmadd231ps %[x], %[v0], %[c0]\n\tvfmadd231ps %[x], %[v1], %[c1]"     \
-        : [c0] "+v"(c0[r]), [c1] "+v"(c1[r]), [x] "=&v"(x)                                                 \
-        : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));     \
-  }
+#define HEIRLOOM_FMA_ROW(r, q, ADDR) HEIRLOOM_TILE_BROADCAST_ROW("vbroadcastss", "vfmadd231ps", __m512, r, q, ADDR)
     HEIRLOOM_TILE_ROWS(HEIRLOOM_FMA_ROW)
 #undef HEIRLOOM_FMA_ROW
     rows.advance(step);

@@ -57,6 +57,17 @@ struct TileRows {
   HEIRLOOM_TILE_FIVE(OP, 1)    \
   HEIRLOOM_TILE_FIVE(OP, 2)
 
+// One row's step with its value broadcast once into a register (BCAST, into a T), then two instructions OP
+// (x, v0, c0[r]) and (x, v1, c1[r]) reading it there: an OP(r, q, ADDR) for HEIRLOOM_TILE_ROWS, inside a loop
+// with c0, c1, v0, v1 and a TileRows `rows`.
+#define HEIRLOOM_TILE_BROADCAST_ROW(BCAST, OP, T, r, q, ADDR)                                                    \
+  {                                                                                                            \
+    T x;                                                                                                       \
+    asm(BCAST " " ADDR ", %[x]\n\t" OP " %[x], %[v0], %[c0]\n\t" OP " %[x], %[v1], %[c1]"                         \
+        : [c0] "+v"(c0[r]), [c1] "+v"(c1[r]), [x] "=&v"(x)                                                     \
+        : [base] "r"(rows.base[q]), [v0] "v"(v0), [v1] "v"(v1), [s1] "r"(rows.s1), [s3] "r"(rows.s3));         \
+  }
+
 // A RankUpdate's parts on one panel of 32 columns: Bt at its first column.
 struct RankTiles {
   struct Part {
