@@ -192,6 +192,8 @@ bool bf16_amx_available() {
 
 const char* bf16_gemm_kind() { return bf16_amx_available() ? "AMX" : "AVX512-BF16"; }
 
+int bf16_task_rows() { return bf16_amx_available() ? kBlock : dot_task_rows(); }
+
 namespace {
 
 // C[M, N] (+)= bf16 A · B for packed B, A supplied by convert(r0, r1, out, Kp): rows [r0, r1) of A as bf16,

@@ -202,6 +202,8 @@ DotBroadcast dot_broadcast() {
 
 void set_dot_broadcast(DotBroadcast b) { g_broadcast.store((int)b, std::memory_order_relaxed); }
 
+int dot_task_rows() { return 4 * tile_rows(dot_broadcast()); }
+
 int pair_stride(int words) {
   const int lines = (words + 15) / 16;
   return (lines + 1 + (lines % 2 == 1)) * 16;

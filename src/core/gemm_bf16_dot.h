@@ -16,6 +16,8 @@ namespace heirloom {
 enum class DotBroadcast { in_instruction, in_register };
 DotBroadcast dot_broadcast();
 void set_dot_broadcast(DotBroadcast b);
+// Rows per task of dot_gemm under the current broadcast: four micro-tiles (60 or 56).
+int dot_task_rows();
 
 // How dot_gemm holds bf16(A): rows = row r at r·ld values (B.Kp of them); pairs = k-pair j of every row as
 // one row of 32-bit words at j·ld words, word r = bf16(A[r][2j]) | bf16(A[r][2j + 1]) << 16 (B.Kp / 2 such

@@ -169,16 +169,19 @@ void fetch_expert_ahead(const PackedWeight* packs, const float* raw, int e, int6
   fetch_weight_ahead(pack(packs, e), raw + e * fc, fc, backward);
 }
 
+// Rows per task of the experts' products: bf16's here, or the fp32 kernel's (core/gemm_f32.cpp: four tiles of 12).
+int expert_task_rows(bool bf16) { return bf16 ? bf16_task_rows() : 48; }
+
 // body(e, i0, i1, claim_next) for slots [i0, i1) of every expert with rows, experts in parallel, each on one
 // thread, taken from a queue in decreasing load (the largest first leave the shortest tail). The body calls
 // claim_next() once, before its last product: it takes the thread's next unit from the queue then and returns
 // its expert (−1 when none is left), so the body can fetch that expert's weights while it multiplies by the
-// current one's (core/fetch_ahead.h). With split_tail, the last experts in the queue, one per thread, go as
-// two halves of their slots that either thread may take: the loop then ends within about half an expert's
-// time of both threads (the faster vCPU waited up to a whole expert). Only for bodies whose outputs are the
-// slots' own (no weight gradients, which both halves would write).
+// current one's (core/fetch_ahead.h). With task_rows > 0, the last experts in the queue, one per thread, go as
+// two halves of their slots, in whole product tasks of task_rows rows, that either thread may take: the loop
+// then ends within about half an expert's time of both threads (the faster vCPU waited up to a whole expert).
+// Only for bodies whose outputs are the slots' own (no weight gradients, which both halves would write).
 template <class Body>
-void for_each_expert(const int32_t* offsets, int E, bool split_tail, Body&& body) {
+void for_each_expert(const int32_t* offsets, int E, int task_rows, Body&& body) {
   std::vector<int> order;
   for (int e = 0; e < E; ++e)
     if (offsets[e + 1] > offsets[e]) order.push_back(e);
@@ -187,14 +190,11 @@ void for_each_expert(const int32_t* offsets, int E, bool split_tail, Body&& body
   struct Unit {
     int e, i0, i1;
   };
-  // Halves are whole bf16 row tasks (60 rows); the fp32 kernel's tasks are 48 rows, so there a half ends in
-  // one short block.
-  constexpr int kHalfRows = 60;
-  const int halved = split_tail ? std::min((int)order.size(), omp_get_max_threads()) : 0;
+  const int halved = task_rows > 0 ? std::min((int)order.size(), omp_get_max_threads()) : 0;
   std::vector<Unit> units;
   for (size_t k = 0; k < order.size(); ++k) {
     const int e = order[k], i0 = offsets[e], i1 = offsets[e + 1];
-    const int h = (i1 - i0 + kHalfRows) / (2 * kHalfRows) * kHalfRows;  // half the slots, in whole tasks
+    const int h = task_rows > 0 ? (i1 - i0 + task_rows) / (2 * task_rows) * task_rows : 0;  // half, in whole tasks
     if ((int)k >= (int)order.size() - halved && h > 0 && i0 + h < i1) {
       units.push_back({e, i0, i0 + h});
       units.push_back({e, i0 + h, i1});
@@ -238,7 +238,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     if (xg_packed) size_b_rows(s.xg_packs[e], s.offsets[e + 1] - s.offsets[e], C);
     if (h_packed) size_b_rows(s.h_packs[e], s.offsets[e + 1] - s.offsets[e], F);
   }
-  for_each_expert(s.offsets, E, true, [&](int e, int o, int o_end, auto&& claim_next) {
+  for_each_expert(s.offsets, E, expert_task_rows(bf16), [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     RowExact mode(exact);
     const int64_t fc = (int64_t)F * C;
@@ -341,7 +341,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     throw Error("backward: the experts' gate and up weight gradients need the rows their forward gathered, and it "
                 "did not keep them",
                 "run the forward with ForwardOptions::base_grads (moe_forward's keep_h) before asking for them");
-  for_each_expert(s.offsets, E, split, [&](int e, int o, int o_end, auto&& claim_next) {
+  for_each_expert(s.offsets, E, split ? expert_task_rows(bf16) : 0, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
     thread_local std::vector<float> slot_weights;  // per expert's thread: read below by whichever makes the rows

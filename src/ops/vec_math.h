@@ -95,6 +95,53 @@ inline f32x16 load16(const uint16_t* p) {
   return v;
 #endif
 }
+// A row's last, partial block of n < 16 values in the vector lanes (the lanes from n on hold `fill`), and back:
+// its elements then get the full blocks' vector arithmetic, where a scalar loop took as long as the whole
+// vector part on the attention's rows (n_keys = t + 1 leaves 7.5 values a row on average).
+inline f32x16 load_first(const float* p, int n, float fill = 0.f) {
+#if defined(__AVX512F__)
+  return (f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1), p);
+#else
+  f32x16 v = f32x16{} + fill;
+  for (int i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+inline f32x16 load_first(const uint16_t* p, int n, float fill = 0.f) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const __mmask16 m = (__mmask16)((1u << n) - 1);
+  const __m512i w = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(m, p));
+  return (f32x16)_mm512_mask_blend_ps(m, _mm512_set1_ps(fill), _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, w, 16)));
+#else
+  f32x16 v = f32x16{} + fill;
+  for (int i = 0; i < n; ++i) v[i] = bf16_to_f32(p[i]);
+  return v;
+#endif
+}
+inline void store_first(float* p, f32x16 v, int n) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  for (int i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+inline void store_first(uint16_t* p, f32x16 v, int n) {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  _mm256_mask_storeu_epi16(p, (__mmask16)((1u << n) - 1), (__m256i)_mm512_cvtneps_pbh((__m512)v));
+#else
+  for (int i = 0; i < n; ++i) p[i] = to_bf16(v[i]);
+#endif
+}
+// v with the lanes from n on zero
+inline f32x16 first_lanes(f32x16 v, int n) {
+#if defined(__AVX512F__)
+  return (f32x16)_mm512_maskz_mov_ps((__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  for (int i = n; i < 16; ++i) v[i] = 0.f;
+  return v;
+#endif
+}
+
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }  // exact
 inline void store1(float* p, float v) { *p = v; }
@@ -105,7 +152,7 @@ template <class Out>
 inline void scale_row(Out* out, const float* x, float s, int n) {
   int i = 0;
   for (; i + 16 <= n; i += 16) store16(out + i, load16(x + i) * s);
-  for (; i < n; ++i) store1(out + i, s * x[i]);
+  if (i < n) store_first(out + i, load_first(x + i, n - i) * s, n - i);
 }
 inline float hsum(f32x16 v) {  // a fixed tree: the same sum on every CPU
   float h[8];
@@ -119,9 +166,8 @@ inline float row_dot(const X* x, const float* y, int n) {
   f32x16 s{};
   int i = 0;
   for (; i + 16 <= n; i += 16) s += load16(x + i) * load16(y + i);
-  float r = hsum(s);
-  for (; i < n; ++i) r += load1(x + i) * y[i];
-  return r;
+  if (i < n) s += load_first(x + i, n - i) * load_first(y + i, n - i);
+  return hsum(s);
 }
 
 // max of x[0..n)
@@ -132,9 +178,12 @@ inline float row_max(const float* x, int n) {
     const f32x16 v = load16(x + i);
     m = v > m ? v : m;
   }
+  if (i < n) {
+    const f32x16 v = load_first(x + i, n - i, -3.0e38f);
+    m = v > m ? v : m;
+  }
   float r = m[0];
   for (int j = 1; j < 16; ++j) r = m[j] > r ? m[j] : r;
-  for (; i < n; ++i) r = x[i] > r ? x[i] : r;
   return r;
 }
 
@@ -143,9 +192,8 @@ inline float row_sum_exp(const float* x, int n, float m) {
   f32x16 s{};
   int i = 0;
   for (; i + 16 <= n; i += 16) s += exp_fast(load16(x + i) - m);
-  float r = hsum(s);
-  for (; i < n; ++i) r += exp_fast(x[i] - m);
-  return r;
+  if (i < n) s += first_lanes(exp_fast(load_first(x + i, n - i) - m), n - i);
+  return hsum(s);
 }
 
 // y[i] = exp(scale·x[i] − m) (in place allowed); returns the sum
@@ -157,9 +205,12 @@ inline float row_exp(float* y, const float* x, int n, float m, float scale = 1.0
     store16(y + i, e);
     s += e;
   }
-  float r = hsum(s);
-  for (; i < n; ++i) r += (y[i] = exp_fast(x[i] * scale - m));
-  return r;
+  if (i < n) {
+    const f32x16 e = first_lanes(exp_fast(load_first(x + i, n - i) * scale - m), n - i);
+    store_first(y + i, e, n - i);
+    s += e;
+  }
+  return hsum(s);
 }
 
 }  // namespace heirloom

@@ -1,8 +1,10 @@
 // ops/vec_math.h: the 16-lane exp clamps with vmaxps/vminps where the compiler targets AVX-512, and must give
 // the compare-and-select clamp's numbers bit for bit (NaN, infinities and the clamp's edges included), within
-// its stated accuracy of e^x.
+// its stated accuracy of e^x. The row functions take a row's last, partial block of 16 in the vector lanes:
+// they must read and write nothing past the row, and give each element the full blocks' arithmetic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -39,6 +41,53 @@ TEST(VecMath, ExpClampedEitherWayIsTheSameBitForBit) {
       ASSERT_EQ(bits(fast[j]), bits(plain[j])) << "x = " << v;
       const double want = std::exp(std::min(88.0, std::max(-87.0, (double)v)));
       EXPECT_NEAR(fast[j] / want, 1.0, 3e-7) << "x = " << v;  // ≤ 2 ulp
+    }
+  }
+}
+
+// Row of n values at the front of a buffer whose values past n are poison (NaN, or a huge value for the max):
+// a row function that read them would show it in its result.
+TEST(VecMath, RowFunctionsReadAndWriteNothingPastTheRow) {
+  Rng rng(11);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int n = 1; n <= 49; ++n) {
+    std::vector<float> x(64, nan), y(64, nan), big(64, 1e30f);
+    for (int i = 0; i < n; ++i) x[i] = big[i] = (float)(rng.uniform() * 8.0 - 4.0), y[i] = (float)(rng.uniform() - 0.5);
+    // the max: exactly the largest of the n, whatever lies past them
+    EXPECT_EQ(row_max(big.data(), n), *std::max_element(x.begin(), x.begin() + n)) << "n = " << n;
+    // a dot product: within float rounding of the exact one, with no NaN from past the row
+    double dot = 0;
+    for (int i = 0; i < n; ++i) dot += (double)x[i] * y[i];
+    EXPECT_NEAR(row_dot(x.data(), y.data(), n), dot, 1e-5 * (1 + std::fabs(dot))) << "n = " << n;
+    // exp: each value the 16-lane exp of its own input, the sum theirs, and the output past n untouched
+    std::vector<float> e(64, -7.f);
+    const float m = 0.75f, scale = 0.5f;
+    const float sum = row_exp(e.data(), x.data(), n, m, scale);
+    double want_sum = 0;
+    for (int i = 0; i < n; ++i) {
+      const float lane = exp_fast(f32x16{} + (x[i] * scale - m))[0];
+      ASSERT_EQ(bits(e[i]), bits(lane)) << "n = " << n << ", i = " << i;
+      want_sum += lane;
+    }
+    EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << "n = " << n;
+    for (int i = n; i < 64; ++i) ASSERT_EQ(e[i], -7.f) << "n = " << n << ": wrote past the row at " << i;
+    // scaling into bf16 and fp32: each value rounded once, nothing written past n
+    std::vector<uint16_t> h(64, 0xABCD);
+    std::vector<float> f(64, -7.f);
+    scale_row(h.data(), x.data(), 3.f, n);
+    scale_row(f.data(), x.data(), 3.f, n);
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(h[i], to_bf16(3.f * x[i])) << "n = " << n << ", i = " << i;
+      ASSERT_EQ(f[i], 3.f * x[i]) << "n = " << n << ", i = " << i;
+    }
+    for (int i = n; i < 64; ++i) {
+      ASSERT_EQ(h[i], 0xABCD) << "n = " << n << ": wrote past the row at " << i;
+      ASSERT_EQ(f[i], -7.f) << "n = " << n << ": wrote past the row at " << i;
+    }
+    // bf16 rows read back exactly, the lanes past n holding the fill
+    if (n < 16) {
+      const f32x16 v = load_first(h.data(), n, -2.f);
+      for (int i = 0; i < 16; ++i) ASSERT_EQ(v[i], i < n ? bf16_to_f32(h[i]) : -2.f) << "n = " << n << ", lane " << i;
     }
   }
 }
