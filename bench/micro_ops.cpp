@@ -71,6 +71,34 @@ void BM_attention(benchmark::State& st) {
 }
 BENCHMARK(BM_attention)->ArgsProduct({{0, 1}, {0, 1}, {1, 16}, {T, 2 * T}})->Unit(benchmark::kMillisecond);
 
+// One head's forward products at 256 keys, as attention runs them on bf16 (D = 32, blocks of 32 query rows,
+// each against the keys up to its last row), on one core: range(0) 0 = scores q·kᵀ (K = D = 32), 1 = p·v
+// (N = D = 32, K = the block's keys). GFLOP/s as issued (whole blocks, masked entries included).
+void BM_head_products(benchmark::State& st) {
+  if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
+  constexpr int S = 256, R = 32;
+  const bool pv = st.range(0) == 1;
+  const auto k = randn((size_t)S * D), a = randn((size_t)R * S);
+  const PackedB b = pv ? pack_b_bf16(k.data(), D, false, S, D) : pack_b_bf16(k.data(), D, true, D, S);
+  const int lda = pv ? S : 32;
+  std::vector<uint16_t> rows((size_t)R * S);
+  to_bf16_rows(a.data(), S, false, R, pv ? S : D, rows.data(), lda);
+  AlignedFloats c((size_t)R * S);
+  double flops = 0;
+  for (int nk = R; nk <= S; nk += R) flops += 2.0 * R * nk * D;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (auto _ : st)
+    for (int nk = R; nk <= S; nk += R) {
+      if (pv) gemm_bf16_small(R, D, nk, rows.data(), lda, b, c.data(), S, false);
+      else gemm_bf16_small(R, nk, D, rows.data(), lda, b, c.data(), S, false);
+      benchmark::DoNotOptimize(c.data());
+    }
+  omp_set_num_threads(threads);
+  st.counters["GFLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_head_products)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
 void BM_xent(benchmark::State& st) {
   auto logits = randn((size_t)N * V), dl = randn((size_t)N * V);
   std::vector<float> losses(N);

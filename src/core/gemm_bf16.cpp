@@ -461,4 +461,13 @@ void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const Pack
   }
 }
 
+void gemm_bf16_small_pairs(int M, int N, int K, const uint32_t* a, int64_t ja, const PackedB& B, float* C, int ldc,
+                           bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (bf16_amx_available())
+    throw Error("internal: gemm_bf16_small_pairs on AMX tiles", "report this as a bug (its callers take dot products)");
+  TimedProduct timed(ProductKind::bf16_small, M, N, K);
+  dot_gemm_small_pairs(M, N, K, a, ja, B, C, ldc, accumulate);
+}
+
 }  // namespace heirloom

@@ -131,6 +131,11 @@ void to_bf16_rows(const float* A, int lda, bool trans, int M, int K, uint16_t* o
 // depends only on row r of a: the same rows give the same results however many are multiplied.
 void gemm_bf16_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
                      bool accumulate);
+// The same with a in pairs of k (core/gemm_bf16_dot.h ALayout::pairs): word j·ja + m holds bf16(A[m][2j]) |
+// bf16(A[m][2j + 1]) << 16, zero past K: what two rows of Aᵀ make side by side, with no transpose. On dot
+// products only (not AMX tiles).
+void gemm_bf16_small_pairs(int M, int N, int K, const uint32_t* a, int64_t ja, const PackedB& B, float* C, int ldc,
+                           bool accumulate);
 
 // True when this CPU has AVX512-BF16 (and AVX-512F, not switched off by HEIRLOOM_NO_AVX512).
 bool bf16_gemm_available();

@@ -296,23 +296,36 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   parallel_for(tasks, true, [&](int64_t t) { run((int)t); });
 }
 
-void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
-                    bool accumulate) {
+namespace {
+// dot_gemm_small's loop for A in either layout: a pairs-layout tile starts m words in, a rows-layout one m rows.
+void small_tiles(int M, int N, int K, const uint32_t* a, int64_t ja, ALayout layout, const PackedB& B, float* C,
+                 int ldc, bool accumulate) {
   // a is zero past K, so an odd K's last pair multiplies B's next row by zero.
   const int J = (K + 1) / 2, JB = B.Kp / 2;
-  const uint32_t* a32 = reinterpret_cast<const uint32_t*>(a);
   const uint32_t* b = reinterpret_cast<const uint32_t*>(B.data.data());
   const DotBroadcast bc = dot_broadcast();
   const int mr = tile_rows(bc);
-  const auto& micro = micro_tiles(ALayout::rows, bc);
+  const auto& micro = micro_tiles(layout, bc);
+  const bool pairs = layout == ALayout::pairs;
   for (int col = 0; col < N; col += kNr) {
     const uint32_t* b0 = b + (int64_t)(col / 16) * JB * kWords;
     const int w = std::min(kNr, N - col);
     for (int m = 0; m < M; m += mr)
-      micro[std::min(mr, M - m) - 1](a32 + (int64_t)m * (lda / 2), lda / 2, J, b0, (int64_t)JB * kWords,
+      micro[std::min(mr, M - m) - 1](a + (pairs ? m : m * ja), ja, J, b0, (int64_t)JB * kWords,
                                      C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16),
                                      accumulate, nullptr, false, nullptr, 0);
   }
+}
+}  // namespace
+
+void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
+                    bool accumulate) {
+  small_tiles(M, N, K, reinterpret_cast<const uint32_t*>(a), lda / 2, ALayout::rows, B, C, ldc, accumulate);
+}
+
+void dot_gemm_small_pairs(int M, int N, int K, const uint32_t* a, int64_t ja, const PackedB& B, float* C, int ldc,
+                          bool accumulate) {
+  small_tiles(M, N, K, a, ja, ALayout::pairs, B, C, ldc, accumulate);
 }
 
 }  // namespace heirloom

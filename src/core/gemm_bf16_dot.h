@@ -42,5 +42,8 @@ int pair_stride(int words);
 // gemm_bf16_small (core/gemm_bf16.h) on dot products: the calling thread only, no tiles to configure.
 void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
                     bool accumulate);
+// The same with A in the pairs layout (ALayout::pairs): pair j of row m at a[j·ja + m], zero past K.
+void dot_gemm_small_pairs(int M, int N, int K, const uint32_t* a, int64_t ja, const PackedB& B, float* C, int ldc,
+                          bool accumulate);
 
 }  // namespace heirloom

@@ -11,12 +11,12 @@
 // blocks only, half of fp32's bytes per entry) and the backward reads them: no q·kᵀ and no exp a second time.
 // The protocol's steps took 0.979–0.995 of their time with them in four trials (heirloom bench --experiment).
 #include "ops/attention.h"
+#include "ops/attention_keys.h"
 
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
-#include "core/transpose16.h"
 #include "heirloom/error.h"
 #include "ops/vec_math.h"
 
@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 namespace heirloom {
@@ -204,53 +205,6 @@ void softmax_grad_row(float* d, const P* p, int n_keys, int nk, float scale) {
   std::fill(d + n_keys, d + nk, 0.f);
 }
 
-// The backward's products into the keys' rows (dv += pᵀ·dout, dk += dsᵀ·q) on the dot-product path where the
-// forward kept p: made transposed, dvᵀ += doutᵀ·p, in a per-thread [D, S] scratch. Then a block's p (the kept
-// bf16 rows) and ds are packed as B by pairing their rows, where pᵀ and dsᵀ each needed a transposed
-// conversion (convert_columns) of S values per row; the transposes left are doutᵀ's and qᵀ's, 32 x D each,
-// and one of the scratch per unit, into dv and dk, which need no clearing first. The protocol's steps took
-// 0.984–0.994 of their time with it in six trials, null trials 0.995–0.999 (heirloom bench --experiment).
-struct KeyGrads {
-  PackedB b;                    // one block's p or ds as B [R, nk]
-  std::vector<uint16_t> at;     // one block's doutᵀ or qᵀ [D, 32] in bf16
-  std::vector<float> dvT, dkT;  // [D, S]
-  // C[D, nk] += xᵀ·B for the block's rows of x [R, D] (row stride ld)
-  void times(const float* x, int ld, int R, int D, int nk, float* C, int S) {
-    to_bf16_rows(x, ld, true, D, R, at.data(), 32);
-    gemm_bf16_small(D, nk, R, at.data(), 32, b, C, S, true);
-  }
-};
-KeyGrads& key_grads(const AttnShape& s) {
-  thread_local KeyGrads k;
-  const size_t n = (size_t)s.D * s.S();
-  if (k.at.size() < (size_t)round_up(s.D, 32) * 32) k.at.resize((size_t)round_up(s.D, 32) * 32);
-  if (k.dvT.size() < n) k.dvT.resize(n), k.dkT.resize(n);
-  std::fill_n(k.dvT.data(), n, 0.f);
-  std::fill_n(k.dkT.data(), n, 0.f);
-  return k;
-}
-
-// y[j][d] = (add ? y[j][d] : 0) + xᵀ[d][j] for j < S, d < D; y with row stride ld, xᵀ [D, S]. 16 x 16 at a time.
-__attribute__((target("avx512f"))) void put_transposed(float* y, int ld, const float* xt, int S, int D, bool add) {
-  for (int d0 = 0; d0 < D; d0 += 16) {
-    const __mmask16 md = (__mmask16)((1u << std::min(16, D - d0)) - 1);
-    for (int j0 = 0; j0 < S; j0 += 16) {
-      const __mmask16 mj = (__mmask16)((1u << std::min(16, S - j0)) - 1);
-      __m512i w[16];
-      for (int i = 0; i < 16; ++i)
-        w[i] = d0 + i < D ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mj, xt + (int64_t)(d0 + i) * S + j0))
-                          : _mm512_setzero_si512();
-      transpose16(w);
-      for (int i = 0; i < 16 && j0 + i < S; ++i) {
-        float* row = y + (int64_t)(j0 + i) * ld + d0;
-        __m512 v = _mm512_castsi512_ps(w[i]);
-        if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(md, row));
-        _mm512_mask_storeu_ps(row, md, v);
-      }
-    }
-  }
-}
-
 }  // namespace
 
 namespace {
@@ -330,7 +284,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     float* dkb = dk + b * s.kv_bstride + g * D;
     float* dvb = dv + b * s.kv_bstride + g * D;
     const bool kept = keeps_probs(probs, s);
-    KeyGrads* keys = kept && !bf16_amx_available() ? &key_grads(s) : nullptr;
+    KeyGrads* keys = kept && !bf16_amx_available() ? &key_grads(kRows, S, D) : nullptr;
     if (write) {  // dq's blocks are each written once (by dq = ds·k below); dk and dv, unless keys, are added to
       for (int t = 0; t < s.T && !keys; ++t)
         std::fill_n(dq + ((int64_t)b * s.T + t) * s.ldq + g * group * D, group * D, 0.f);
@@ -365,32 +319,37 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
           }
         }
-        if (keys) {  // dvᵀ += doutᵀ·p
-          size_b_bf16(keys->b, R, nk);
-          pack_b_bf16_block(keys->b, p16, round_up(nk, 32), 0, R, nk);
-          keys->times(dob, HD, R, D, nk, keys->dvT.data(), S);
-        } else {
-          grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
+        if (keys) {
+          const int ldk = round_up(nk, 32);
+          grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
+          softmax_grad_pairs(*keys, p16, ldk, ds, S, R, t0 + 1, scale);
+          grads.times_values(dqb, s.ldq, keys->ds_rows.data(), ldk, R, nk, !write);  // dq (+)= ds·k
+          // dv += pᵀ·dout, dk += dsᵀ·q: the keys from t0 on are new to the group's first head
+          const int seen = h == g * group ? t0 : nk;
+          size_b_bf16(keys->dout_b, R, D), size_b_bf16(keys->q_b, R, D);
+          pack_b_bf16_block(keys->dout_b, dob, HD, 0, R, D);
+          pack_b_bf16_block(keys->q_b, qb, s.ldq, 0, R, D);
+          for (const auto& [at, rows, out] : {std::tuple{keys->p_pairs.data(), &keys->dout_b, keys->dv.data()},
+                                              std::tuple{keys->ds_pairs.data(), &keys->q_b, keys->dk.data()}}) {
+            gemm_bf16_small_pairs(seen, D, R, at, keys->ja, *rows, out, D, true);
+            gemm_bf16_small_pairs(nk - seen, D, R, at + seen, keys->ja, *rows, out + (int64_t)seen * D, D, false);
+          }
+          continue;
         }
+        grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
         grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
         for (int t = 0; t < R; ++t) {
           float* d = ds + (int64_t)t * S;
           const int n_keys = s.pos0 + t0 + t + 1;
-          if (keys) softmax_grad_row(d, p16 + (int64_t)t * round_up(nk, 32), n_keys, nk, scale);  // read as bf16
-          else softmax_grad_row(d, pb + (int64_t)t * S, n_keys, nk, scale);
+          softmax_grad_row(d, pb + (int64_t)t * S, n_keys, nk, scale);
         }
-        grads.times_values(dqb, s.ldq, ds, S, R, nk, !(keys && write));  // dq (+)= ds·k
-        if (keys) {  // dkᵀ += qᵀ·ds
-          pack_b_bf16_block(keys->b, ds, S, 0, R, nk);
-          keys->times(qb, s.ldq, R, D, nk, keys->dkT.data(), S);
-        } else {
-          grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
-        }
+        grads.times_values(dqb, s.ldq, ds, S, R, nk, true);  // dq += ds·k
+        grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
       }
     }
     if (keys) {
-      put_transposed(dvb, s.ldkv, keys->dvT.data(), S, D, !write);
-      put_transposed(dkb, s.ldkv, keys->dkT.data(), S, D, !write);
+      put_rows(dvb, s.ldkv, keys->dv.data(), S, D, !write);
+      put_rows(dkb, s.ldkv, keys->dk.data(), S, D, !write);
     }
     if (rope) {  // this unit's dq (its group's heads) and dk, still in its cache
       rope_backward(dq + (int64_t)b * s.T * s.ldq + g * group * D, s.ldq, *rope, 1, s.T, group, D, s.pos0);

@@ -89,5 +89,43 @@ TEST(Bf16Broadcast, BothBroadcastsGiveTheSameBits) {
   set_num_threads(threads);
 }
 
+// gemm_bf16_small_pairs takes A in pairs of k (the attention's pᵀ and dsᵀ): the same bits as gemm_bf16_small on
+// the same values in rows, under both broadcasts, written and added to, for row counts around the tiles and odd K
+// (its last pair half zero).
+TEST(Bf16Broadcast, SmallProductOnPairsGivesTheRowsBits) {
+  if (!bf16_gemm_available() || bf16_amx_available()) GTEST_SKIP() << "no AVX512-BF16 dot-product tiles here";
+  for (int K : {32, 31, 7})
+    for (int M : {1, 13, 14, 15, 29, 64, 256}) {
+      const int N = 40, J = (K + 1) / 2, ja = M + 16, ldo = (K + 31) / 32 * 32;
+      const std::vector<float> A = normals((size_t)M * K, 19 + M + K), W = normals((size_t)K * N, 23 + K);
+      const PackedB B = pack_b_bf16(W.data(), N, false, K, N);
+      std::vector<uint16_t> rows((size_t)(M + 31) / 32 * 32 * ldo);
+      to_bf16_rows(A.data(), K, false, M, K, rows.data(), ldo);
+      std::vector<uint32_t> pairs((size_t)J * ja, 0u);
+      for (int j = 0; j < J; ++j)
+        for (int m = 0; m < M; ++m) {
+          const uint32_t lo = f32_to_bf16(A[(size_t)m * K + 2 * j]);
+          const uint32_t hi = 2 * j + 1 < K ? f32_to_bf16(A[(size_t)m * K + 2 * j + 1]) : 0u;
+          pairs[(size_t)j * ja + m] = lo | hi << 16;
+        }
+      const std::vector<float> start = normals((size_t)M * N, 29 + M);
+      for (bool accumulate : {false, true}) {
+        const std::string at = "M=" + std::to_string(M) + " K=" + std::to_string(K) + (accumulate ? " added" : " written");
+        const std::vector<float> want = same_under_both("rows " + at, [&] {
+          std::vector<float> c = start;
+          gemm_bf16_small(M, N, K, rows.data(), ldo, B, c.data(), N, accumulate);
+          return c;
+        });
+        const std::vector<float> got = same_under_both("pairs " + at, [&] {
+          std::vector<float> c = start;
+          gemm_bf16_small_pairs(M, N, K, pairs.data(), ja, B, c.data(), N, accumulate);
+          return c;
+        });
+        ASSERT_EQ(got.size(), want.size());
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << at;
+      }
+    }
+}
+
 }  // namespace
 }  // namespace heirloom
