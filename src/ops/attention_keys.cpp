@@ -3,8 +3,6 @@
 
 #include <immintrin.h>
 
-#include <algorithm>
-
 #include "core/gemm_tile.h"
 #include "ops/vec_math.h"
 
@@ -58,13 +56,12 @@ void softmax_grad_pairs(KeyGrads& g, const uint16_t* p16, int ldk, const float* 
 }
 
 void put_rows(float* y, int ld, const float* x, int S, int D, bool add) {
-  for (int j = 0; j < S; ++j) {
+  for (int j = 0; j < S; ++j) {  // rows of D = 32: a memmove call per row took longer than the moving
     float* row = y + (int64_t)j * ld;
     const float* src = x + (int64_t)j * D;
-    if (add)
-      for (int d = 0; d < D; ++d) row[d] += src[d];
-    else
-      std::copy(src, src + D, row);
+    int d = 0;
+    for (; d + 16 <= D; d += 16) store16(row + d, add ? load16(row + d) + load16(src + d) : load16(src + d));
+    for (; d < D; ++d) row[d] = add ? row[d] + src[d] : src[d];
   }
 }
 
