@@ -33,6 +33,26 @@ class RowExact {
 
 bool row_exact();  // is a RowExact alive on this thread?
 
+// The packed kernels write an output they overwrite around the caches (non-temporal stores, core/gemm_tile.h):
+// most outputs are read long after, and write-allocating them evicted the weights and rows the products were
+// using. While a CachedOutputs is alive on this thread, the products it calls write through the caches instead:
+// for outputs the very next op reads (a norm's backward reading the input gradient, attention's backward its
+// dout, an expert's second input-gradient product adding to its first), which went to memory and came back.
+// Decided on the calling thread, for all of a split product's threads. With the three scopes in
+// model/backward.cpp and ops/moe.cpp the protocol's steps took 0.990-0.993 of their time in four trials
+// (`heirloom bench --experiment`, bench/RESULTS.md). The values are the same either way.
+class CachedOutputs {
+ public:
+  CachedOutputs();
+  ~CachedOutputs();
+  CachedOutputs(const CachedOutputs&) = delete;
+  CachedOutputs& operator=(const CachedOutputs&) = delete;
+
+ private:
+  bool prev_;
+};
+bool outputs_cached();  // is a CachedOutputs alive on this thread?
+
 // Whether gemm() runs its larger products (64 rows or more, beta 0 or 1) on heirloom's fp32 panels here:
 // on every AVX-512 CPU (core/gemm.cpp says why); else OpenBLAS.
 bool own_fp32_products();

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/fetch_ahead.h"
+#include "core/gemm.h"
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
 #include "heirloom/error.h"
@@ -253,7 +254,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // products of other experts or layers, and write-allocating it evicted this product's weight and rows
   // (BM_expert_product_cache, outputs cycled, 250 rows: 365 GFLOP/s, 384-406 streamed; bench/RESULTS.md). Each task
   // fences its streamed lines before the product returns or another thread reads them.
-  const bool stream = can_stream(C, ldc, accumulate);
+  const bool stream = !outputs_cached() && can_stream(C, ldc, accumulate);
   const auto& micro = micro_tiles(layout, bc);
   auto task = [&](int rt, int p, int shift) {
     const int r0 = rt * task_rows, r1 = std::min(M, r0 + task_rows), col = p * kNr, w = std::min(kNr, B.N - col);

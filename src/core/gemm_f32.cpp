@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/fetch_ahead.h"
+#include "core/gemm.h"
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
 #include "core/product_time.h"
@@ -116,7 +117,7 @@ void panel_rows(int M, int K, const float* A, int64_t ars, int64_t aks, const fl
 // from `first` on; for the first rows of all (first = 0), the next panel and `later` (a panel's bytes of
 // another weight, or null) are fetched into L2 as these rows are multiplied.
 void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int64_t aks, const PackedF32& B, float* C,
-                   int ldc, bool accumulate, const float* later) {
+                   int ldc, bool accumulate, const float* later, bool may_stream) {
   const int col = p * kNr;
   const float* panel = B.data.data() + (int64_t)p * B.K * kNr;
   // A panel's first rows fetch the next panel, which this thread most likely takes after this one.
@@ -124,7 +125,7 @@ void rows_by_panel(int first, int rows, int p, const float* A, int64_t ars, int6
   // A long K (the head's input gradient: 8192) runs in slices: a whole panel (1 MB there) and the rows' A no
   // longer fit L2 together, and each micro-tile fetched the panel again from L3.
   // An output written over in one slice goes around the caches, as the bf16 kernel's (core/gemm_bf16_dot.cpp).
-  const bool stream = B.K <= kKSlice && can_stream(C, ldc, accumulate);
+  const bool stream = may_stream && B.K <= kKSlice && can_stream(C, ldc, accumulate);
   for (int k0 = 0; k0 < B.K; k0 += kKSlice)
     panel_rows(rows, std::min(kKSlice, B.K - k0), A + (int64_t)k0 * aks, ars, aks, panel + (int64_t)k0 * kNr, kNr,
                std::min(kNr, B.N - col), C + col, ldc, accumulate || k0 > 0, k0 == 0 ? next : nullptr,
@@ -250,12 +251,13 @@ void gemm_f32_produced(int M, const std::function<void(int, float*)>& row, const
   thread_local std::vector<float> buf;  // per calling thread: experts multiply inside parallel regions
   if (buf.size() < (size_t)kTaskTiles * kMr * lda) buf.resize((size_t)kTaskTiles * kMr * lda);
   const RowTiles tiles(M, kMr);
+  const bool may_stream = !outputs_cached();
   for (int t0 = 0; t0 < tiles.n; t0 += kTaskTiles) {  // a row block made, then multiplied by every panel
     const int r0 = tiles.start(t0), rows = tiles.start(std::min(tiles.n, t0 + kTaskTiles)) - r0;
     for (int r = 0; r < rows; ++r) row(r0 + r, buf.data() + (int64_t)r * lda);
     for (int p = 0; p < panels; ++p) {
       const float* later = r0 == 0 ? later_panel(ahead, p, panel_floats) : nullptr;
-      rows_by_panel(r0, rows, p, buf.data(), lda, 1, B, C + (int64_t)r0 * ldc, ldc, accumulate, later);
+      rows_by_panel(r0, rows, p, buf.data(), lda, 1, B, C + (int64_t)r0 * ldc, ldc, accumulate, later, may_stream);
     }
   }
 }
@@ -287,12 +289,13 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
   // panel's bytes each.
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_floats = (int64_t)B.K * kNr;
+  const bool may_stream = !outputs_cached();  // on the calling thread: a CachedOutputs holds for every task
   auto task = [&](int t) {
     const int p = rows_first ? t % panels : t / row_tasks, t0 = (rows_first ? t / panels : t % row_tasks) * kTaskTiles;
     const int r0 = tiles.start(t0), r1 = tiles.start(std::min(tiles.n, t0 + kTaskTiles));
     const float* later = rows_first ? later_panel(ahead, p, panel_floats) : nullptr;
     rows_by_panel(r0, r1 - r0, p, A + (int64_t)r0 * ars, ars, aks, B, C + (int64_t)r0 * ldc, ldc,
-                  accumulate, later);
+                  accumulate, later, may_stream);
   };
   parallel_for(tasks, (int64_t)M * B.Np * B.K >= (1 << 16), [&](int64_t t) { task((int)t); });
 }

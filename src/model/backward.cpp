@@ -234,16 +234,22 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
     // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
     const int o_off[1] = {0}, o_width[1] = {C};
-    product_backward(x, l, {kLoraO}, o_off, o_width, ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(), HD,
-                     W.wo, HD, C, P ? &P->wo : nullptr, dbase_write);
+    {
+      CachedOutputs read_next;  // datty: attention's backward reads it right away
+      product_backward(x, l, {kLoraO}, o_off, o_width, ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(),
+                       HD, W.wo, HD, C, P ? &P->wo : nullptr, dbase_write);
+    }
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true, &ws.rope,
                        A.att_probs.data());  // written, and rotated back
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
-    product_backward(x, l, {kLoraQ, kLoraK, kLoraV}, off, width, ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV,
-                     A.ln1.data(), C, W.wq, C, QKV, P ? &P->wq : nullptr, dbase_write);
+    {
+      CachedOutputs read_next;  // dln: the norm's backward reads it right away
+      product_backward(x, l, {kLoraQ, kLoraK, kLoraV}, off, width, ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV,
+                       A.ln1.data(), C, W.wq, C, QKV, P ? &P->wq : nullptr, dbase_write);
+    }
     norm_backward(x, 2 * l, ws.dres.data(), ws.dln.data(), A.x.data(), A.rstd1.data(), G.attn_norm);
   }
   if (g.token_embd) embed_backward(g.token_embd, ws.dres.data(), ws.tokens.data(), (int)N, C);

@@ -405,8 +405,11 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
     };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
-    if (make_dh) packed_product_of_rows(w.packed_gate[e], true, n_e, dgate_row, dxg, C, false);
-    else matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
+    {
+      CachedOutputs read_next;  // dxg: the up product adds to it right away
+      if (make_dh) packed_product_of_rows(w.packed_gate[e], true, n_e, dgate_row, dxg, C, false);
+      else matmul_backward(dxg, C, nullptr, dhg, F, nullptr, C, w.gate + e * fc, n_e, C, F, pack(w.packed_gate, e), true);
+    }
     const int next = claim_next();
     fetch_expert_ahead(w.packed_down, w.down, next, fc, true);
     if (dhu16)

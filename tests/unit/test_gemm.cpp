@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "heirloom/cache_line.h"
 #include "core/rng.h"
 #include "heirloom/threads.h"
 
@@ -258,6 +261,45 @@ TEST(GemmTest, RowsTimesMatrixDoNotDependOnTheBatch) {
       gemm_rows_nn(1, N, K, 0.7f, a.data() + 3, K, B.data(), ldb, 0.3f, one.data(), N);
       for (int j = 0; j < N; ++j) ASSERT_EQ(one[j], all[(size_t)i * N + j]) << "N=" << N << " row " << i << " col " << j;
     }
+  }
+}
+
+// CachedOutputs changes where the packed kernels write (through the caches, not around them), never what: the
+// same bits for a product split across the threads, fp32 panels and bf16 alike, written and added to; the scope
+// nests and restores.
+TEST(GemmTest, CachedOutputsChangeNoValue) {
+  EXPECT_FALSE(outputs_cached());
+  {
+    CachedOutputs outer;
+    { CachedOutputs inner; EXPECT_TRUE(outputs_cached()); }
+    EXPECT_TRUE(outputs_cached()) << "an inner scope ended the outer one";
+  }
+  EXPECT_FALSE(outputs_cached());
+  const int M = 256, N = 256, K = 256;
+  Rng rng(5);
+  std::vector<float> A((size_t)M * K), W((size_t)K * N), C0((size_t)M * N);
+  for (float& x : A) x = rng.normal();
+  for (float& x : W) x = rng.normal();
+  for (float& x : C0) x = rng.normal();
+  auto both = [&](const std::string& what, auto&& product) {
+    for (bool accumulate : {false, true}) {
+      AlignedFloats streamed(C0.begin(), C0.end()), cached(C0.begin(), C0.end());  // lines: they may stream
+      product(streamed.data(), accumulate);
+      {
+        CachedOutputs scope;
+        product(cached.data(), accumulate);
+      }
+      EXPECT_EQ(std::memcmp(streamed.data(), cached.data(), sizeof(float) * streamed.size()), 0)
+          << what << (accumulate ? ", added to" : ", written");
+    }
+  };
+  if (f32_packed_available()) {
+    const PackedF32 b = pack_b_f32(W.data(), N, false, K, N);
+    both("fp32 panels", [&](float* c, bool acc) { gemm_f32_packed(M, A.data(), K, b, c, N, acc); });
+  }
+  if (bf16_gemm_available()) {
+    const PackedB b = pack_b_bf16(W.data(), N, false, K, N);
+    both("bf16", [&](float* c, bool acc) { gemm_bf16(M, A.data(), K, b, c, N, acc); });
   }
 }
 
