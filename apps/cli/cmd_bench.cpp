@@ -142,6 +142,8 @@ Action add_bench(CLI::App& app, Common& common) {
                   {"bf16_peak_gflops", r.bf16_peak_gflops}, {"bf16_kernel", r.bf16_kernel}, {"blas_kernel", r.blas_kernel},
                   {"gemm_fp32", r.gemm_fp32},
                   {"fp32_ceiling_gflops", r.fp32_ceiling_gflops}, {"bf16_ceiling_gflops", r.bf16_ceiling_gflops},
+                  {"fp32_ceiling_one_thread_gflops", r.fp32_ceiling_one_thread_gflops},
+                  {"thread_scaling", r.thread_scaling},
                   {"sgemm", rows(r.gemm_rows)}, {"results", rows(r.rows)}, {"notes", r.notes}});
       return 0;
     }
@@ -156,6 +158,14 @@ Action add_bench(CLI::App& app, Common& common) {
                   r.fp32_ceiling_gflops, 100 * r.sgemm_peak_gflops / r.fp32_ceiling_gflops);
       if (r.bf16_ceiling_gflops > 0)
         std::printf(", bf16 dot products %.1f GFLOP/s (%.0f%%)", r.bf16_ceiling_gflops, 100 * r.bf16_peak_gflops / r.bf16_ceiling_gflops);
+    }
+    if (r.thread_scaling > 0) {
+      std::printf(".\nThreads: %d issued %.2fx one thread's FMAs (%.1f GFLOP/s alone; the lowest over the run's "
+                  "measurements)", r.threads, r.thread_scaling, r.fp32_ceiling_one_thread_gflops);
+      if (r.thread_scaling < 0.75 * r.threads)
+        std::printf(".\nwarning: the threads did not each have a core's vector units for at least part of the run "
+                    "(SMT siblings, vCPUs placed on one core, or another busy process): its times are not this "
+                    "machine's best; --threads sets how many run");
     }
     std::printf("\n\n| task | ms | tokens/s | GFLOP/s | of the ceiling | of its GEMM peak | in products | products at |\n"
                 "|---|---:|---:|---:|---:|---:|---:|---:|\n");

@@ -75,6 +75,11 @@ struct BenchReport {
   std::string gemm_fp32;         // what gemm() (the fp32 full step's products) runs on: "OpenBLAS" or "heirloom panels"
   // The instruction ceiling (bench/ceiling.h): register-only FMA and bf16 dot-product loops on all threads.
   double fp32_ceiling_gflops = 0, bf16_ceiling_gflops = 0;
+  // The fp32 FMA ceiling on one thread, and the lowest ratio of all threads' to one thread's over the run's
+  // measurements: about `threads` where each thread has a core's vector units to itself, near 1 where they share
+  // them (SMT siblings, or a VM's vCPUs placed on one core, as this project's 2-vCPU VM sometimes is). 0 with one
+  // thread or without AVX-512F.
+  double fp32_ceiling_one_thread_gflops = 0, thread_scaling = 0;
   std::vector<BenchRow> gemm_rows, rows;
   std::vector<std::string> notes;  // FLOP formulas
 };

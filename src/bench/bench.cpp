@@ -237,7 +237,13 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
         if (threads > 1) time_row(kernel + ", one per thread,", rep.bf16_peak_gflops, [&] { per_thread(product); }, threads);
       }
     }
-    rep.fp32_ceiling_gflops = std::max(rep.fp32_ceiling_gflops, fma_ceiling_gflops(rep.threads, 3));
+    const double all_threads = fma_ceiling_gflops(rep.threads, 3);
+    rep.fp32_ceiling_gflops = std::max(rep.fp32_ceiling_gflops, all_threads);
+    if (rep.threads > 1 && all_threads > 0) {
+      const double one = fma_ceiling_gflops(1, 3), scaling = all_threads / one;
+      rep.fp32_ceiling_one_thread_gflops = std::max(rep.fp32_ceiling_one_thread_gflops, one);
+      rep.thread_scaling = rep.thread_scaling > 0 ? std::min(rep.thread_scaling, scaling) : scaling;
+    }
     if (!bf16_amx_available())  // AMX: no tile ceiling yet
       rep.bf16_ceiling_gflops = std::max(rep.bf16_ceiling_gflops, bf16_dot_ceiling_gflops(rep.threads, 3));
   };

@@ -67,6 +67,18 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
       for (double c : ceiling) EXPECT_GT(c, 0.0);
     }
   }
+  // With more than one thread (and AVX-512F), how the threads' FMA rate scales against one thread's: between
+  // sharing one core's vector units (about 1) and a core each (about the thread count).
+  const int threads = j["threads"];
+  const double scaling = j["thread_scaling"], one = j["fp32_ceiling_one_thread_gflops"];
+  if (threads > 1 && j["fp32_ceiling_gflops"].get<double>() > 0) {
+    EXPECT_GT(one, 0.0) << r.out;
+    EXPECT_GT(scaling, 0.5) << r.out;
+    EXPECT_LT(scaling, 1.25 * threads) << r.out;
+  } else {
+    EXPECT_EQ(scaling, 0.0) << r.out;
+    EXPECT_EQ(one, 0.0) << r.out;
+  }
   // The sgemm rows run on OpenBLAS, the fp32 full step's products on gemm()'s choice: the report names both.
   EXPECT_FALSE(j["blas_kernel"].get<std::string>().empty()) << r.out;
   EXPECT_NE(j["blas_kernel"].get<std::string>(), "unknown") << r.out;
