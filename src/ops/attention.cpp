@@ -201,7 +201,7 @@ void softmax_grad_row(float* d, const P* p, int n_keys, int nk, float scale) {
   const float pdp = row_dot(p, d, n_keys);
   int j = 0;
   for (; j + 16 <= n_keys; j += 16) store16(d + j, load16(p + j) * (load16(d + j) - pdp) * scale);
-  if (j < n_keys) store_first(d + j, load_first(p + j, n_keys - j) * (load_first(d + j, n_keys - j) - pdp) * scale, n_keys - j);
+  if (const int r = n_keys - j; r > 0) store_first(d + j, load_first(p + j, r) * (load_first(d + j, r) - pdp) * scale, r);
   std::fill(d + n_keys, d + nk, 0.f);
 }
 
