@@ -27,12 +27,12 @@ bool own_fp32_products() { return f32_packed_available(); }
 
 RowExact::RowExact(bool on) : prev_(t_row_exact) { t_row_exact = on; }
 bool row_exact() { return t_row_exact; }
+RowExact::~RowExact() { t_row_exact = prev_; }
 
 thread_local bool t_outputs_cached = false;
 CachedOutputs::CachedOutputs() : prev_(t_outputs_cached) { t_outputs_cached = true; }
 CachedOutputs::~CachedOutputs() { t_outputs_cached = prev_; }
 bool outputs_cached() { return t_outputs_cached; }
-RowExact::~RowExact() { t_row_exact = prev_; }
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {

@@ -143,6 +143,11 @@ bool bf16_gemm_available();
 // no, to run the dot-product path on an AMX CPU).
 bool bf16_amx_available();
 const char* bf16_gemm_kind();  // "AMX" or "AVX512-BF16": what gemm_bf16 runs on here
+
+// The stride in words of rows of `words` 32-bit words (A's rows in pairs of k, or k-pairs of M rows) in an A:
+// a whole and odd number of cache lines, so that rows read side by side, or walked, do not fall in a few L1 sets.
+int pair_stride(int words);
+
 // Rows per task of gemm_bf16 here (32 on AMX tiles; four micro-tiles of dot products, 60 or 56): a caller
 // splitting a product's rows between threads splits them in whole tasks.
 int bf16_task_rows();

@@ -2,7 +2,7 @@
 // 16 words, word (j, c) = the k-pair (2j, 2j + 1) of column c: exactly what vdpbf16ps multiplies against one
 // broadcast k-pair of a row of A. Blocking as the fp32 kernel's (core/gemm_f32.cpp): a micro-tile is up to mr
 // rows × 32 columns (two blocks) in 2·mr zmm accumulators over all of K, the two panel vectors in two more
-// registers; a task is 4·mr rows × 32 columns, run row block by row block when B fits L2, else panel by panel.
+// registers; a task is kTaskTiles·mr rows × 32 columns, run row block by row block when B fits L2, else panel by panel.
 // The k-pair's broadcast (DotBroadcast, core/gemm_bf16_dot.h) is read inside each instruction (mr = 15, what a
 // Zen 4 runs fastest) or broadcast once into a register for both (mr = 14, what a Zen 5 runs fastest).
 #include "core/gemm_bf16_dot.h"
@@ -35,6 +35,7 @@ constexpr int kMr = 15;             // rows per micro-tile at most (30 accumulat
 // Rows per micro-tile: 15 with the broadcast inside the instructions (12, 13 and 14 measured slower on a Zen 4),
 // 14 with it in a register of its own.
 int tile_rows(DotBroadcast b) { return b == DotBroadcast::in_register ? kMr - 1 : kMr; }
+constexpr int kTaskTiles = 4;  // micro-tiles per task
 constexpr int kWords = 16;          // 32-bit words (k-pairs) per row of a block
 constexpr int64_t kRowsFirstBytes = 1 << 20;
 
@@ -203,7 +204,7 @@ DotBroadcast dot_broadcast() {
 
 void set_dot_broadcast(DotBroadcast b) { g_broadcast.store((int)b, std::memory_order_relaxed); }
 
-int dot_task_rows() { return 4 * tile_rows(dot_broadcast()); }
+int dot_task_rows() { return kTaskTiles * tile_rows(dot_broadcast()); }
 
 int pair_stride(int words) {
   const int lines = (words + 15) / 16;
@@ -215,7 +216,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   if (rank && !fusable_in_panels(*rank, B.N))
     throw Error("internal: a rank update off the product's panels", "report this as a bug");
   const DotBroadcast bc = dot_broadcast();
-  const int mr = tile_rows(bc), task_rows = 4 * mr;  // rows per task
+  const int mr = tile_rows(bc), task_rows = kTaskTiles * mr;
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
   const int row_tasks = (M + task_rows - 1) / task_rows, tasks = row_tasks * panels;
   // A B that stays in L2 is walked row block by row block (the rows then come from L1), and the first row

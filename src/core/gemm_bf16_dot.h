@@ -35,10 +35,6 @@ using ConvertRows = std::function<void(int r0, int r1, uint16_t* out, int ld)>;
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
               const uint32_t* given = nullptr, int64_t given_ld = 0, const RankUpdate* rank = nullptr);
 
-// The stride in words of rows of `words` 32-bit words (A's rows in pairs of k, or k-pairs of M rows) in an A:
-// a whole and odd number of cache lines, so that rows read side by side, or walked, do not fall in a few L1 sets.
-int pair_stride(int words);
-
 // gemm_bf16_small (core/gemm_bf16.h) on dot products: the calling thread only, no tiles to configure.
 void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
                     bool accumulate);

@@ -176,6 +176,8 @@ bool f32_packed_available() {
   return ok;
 }
 
+int f32_task_rows() { return kTaskTiles * kMr; }
+
 namespace {
 // Panel rows [0, K) of 16 of B's columns, src's rows [n0, n0 + w) (w ≤ 16; the rest zeros): 16 × 16 blocks
 // read as 16 rows of src, transposed in registers, stored as 16 panel rows (dst's row stride kNr).

@@ -49,6 +49,9 @@ void gemm_f32_general(bool trans_a, bool trans_b, int M, int N, int K, float alp
                       const float* B, int ldb, bool accumulate, float* C, int ldc);
 
 bool f32_packed_available();  // this CPU has AVX-512F
+// Rows per task of the packed kernel (four micro-tiles): a caller splitting a product's rows between threads
+// splits them in whole tasks.
+int f32_task_rows();
 
 // The building block of small strided products (attention), single-threaded; requires f32_packed_available():
 // C[M, w] (+)= A[M, K] · B[K, w] for w ≤ 32, where A(r, k) = A[r·ars + k·aks] (a transposed A is ars = 1)

@@ -195,9 +195,9 @@ void finish_probabilities(uint16_t* out, const float* p, int n_keys, int ld, flo
   scale_row(out, p, inv, n_keys);
   std::fill(out + n_keys, out + ld, (uint16_t)0);
 }
-// ds = p ⊙ (dp − rowsum(p ⊙ dp))·scale over a row's n_keys keys (d holds dp), zero to nk: p in fp32 or bf16.
-template <class P>
-void softmax_grad_row(float* d, const P* p, int n_keys, int nk, float scale) {
+// ds = p ⊙ (dp − rowsum(p ⊙ dp))·scale over a row's n_keys keys (d holds dp), zero to nk (softmax_grad_pairs,
+// ops/attention_keys.h, does the same from the kept bf16 p).
+void softmax_grad_row(float* d, const float* p, int n_keys, int nk, float scale) {
   const float pdp = row_dot(p, d, n_keys);
   int j = 0;
   for (; j + 16 <= n_keys; j += 16) store16(d + j, load16(p + j) * (load16(d + j) - pdp) * scale);

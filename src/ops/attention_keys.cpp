@@ -11,7 +11,7 @@ namespace heirloom {
 KeyGrads& key_grads(int rows_max, int S, int D) {
   thread_local KeyGrads k;
   const int S32 = (S + 31) / 32 * 32;
-  k.ja = (S32 / 16 + 1) * 16;
+  k.ja = pair_stride(S32);  // a block's row writes whole lines up to round_up(nk, 32) ≤ S32
   const size_t pairs = (size_t)(rows_max + 1) / 2 * k.ja, rows = (size_t)rows_max * S32, sd = (size_t)S * D;
   if (k.p_pairs.size() < pairs) k.p_pairs.resize(pairs), k.ds_pairs.resize(pairs);
   if (k.ds_rows.size() < rows) k.ds_rows.resize(rows);

@@ -22,7 +22,7 @@ struct KeyGrads {
   std::vector<uint32_t> p_pairs, ds_pairs;  // pᵀ and dsᵀ: pair of rows i at [i·ja, i·ja + nk)
   std::vector<uint16_t> ds_rows;            // ds in bf16, row t at t·ldk: dq's A
   std::vector<float> dv, dk;                // [S, D]
-  int64_t ja = 0;                           // words per pair of rows: an odd number of lines
+  int64_t ja = 0;                           // words per pair of rows (pair_stride: an odd number of lines)
 };
 // This thread's buffers for blocks of at most `rows` query rows against S keys of D values.
 KeyGrads& key_grads(int rows, int S, int D);

@@ -14,6 +14,7 @@
 
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "ops/matmul.h"
 #include "ops/swiglu.h"
@@ -169,8 +170,8 @@ void fetch_expert_ahead(const PackedWeight* packs, const float* raw, int e, int6
   fetch_weight_ahead(pack(packs, e), raw + e * fc, fc, backward);
 }
 
-// Rows per task of the experts' products: bf16's here, or the fp32 kernel's (core/gemm_f32.cpp: four tiles of 12).
-int expert_task_rows(bool bf16) { return bf16 ? bf16_task_rows() : 48; }
+// Rows per task of the experts' products: bf16's here, or the packed fp32 kernel's.
+int expert_task_rows(bool bf16) { return bf16 ? bf16_task_rows() : f32_task_rows(); }
 
 // body(e, i0, i1, claim_next) for slots [i0, i1) of every expert with rows, experts in parallel, each on one
 // thread, taken from a queue in decreasing load (the largest first leave the shortest tail). The body calls
