@@ -374,6 +374,21 @@ void gemm_bf16_on_rows(const uint16_t* rows, int64_t ld, int M, const PackedB& B
   dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, nullptr, reinterpret_cast<const uint32_t*>(rows), ld / 2);
 }
 
+void gemm_bf16_on_rows(const uint16_t* rows, int64_t ld, int M, const PackedB& B, uint16_t* C, int ldc) {
+  if (M <= 0 || B.N <= 0) return;
+  if (!takes_few_rows(M) && !bf16_amx_available()) {
+    if (ld != bf16_rows_stride(M, B)) throw Error("internal: bf16 rows at a stride the product does not take", "report this as a bug");
+    TimedProduct timed(ProductKind::bf16, M, B.N, B.K);
+    return dot_gemm(M, B, nullptr, ldc, false, ALayout::rows, nullptr, reinterpret_cast<const uint32_t*>(rows), ld / 2,
+                    nullptr, C);
+  }
+  // Elsewhere in fp32 first, then rounded row by row as the dot products' tiles round theirs.
+  thread_local std::vector<float> out;  // per calling thread
+  if (out.size() < (size_t)M * B.N) out.resize((size_t)M * B.N);
+  gemm_bf16_on_rows(rows, ld, M, B, out.data(), B.N, false);
+  convert_rows(out.data(), B.N, M, B.N, B.N, ldc, 0, M, C);
+}
+
 void gemm_bf16_produced(int M, const std::function<void(int, uint16_t*)>& row, const PackedB& B, float* C, int ldc,
                         bool accumulate) {
   if (M <= 0 || B.N <= 0) return;

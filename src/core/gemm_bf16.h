@@ -68,6 +68,10 @@ void gemm_bf16_tn(int M, int N, int K, const uint16_t* A, int lda, const float* 
 int64_t bf16_rows_stride(int M, const PackedB& B);
 void gather_bf16_rows(const float* x, int64_t ldx, const int32_t* rows, int M, const PackedB& B, uint16_t* out, int64_t ld);
 void gemm_bf16_on_rows(const uint16_t* rows, int64_t ld, int M, const PackedB& B, float* C, int ldc, bool accumulate);
+// The same C written over in bf16 (row stride ldc values), each value that product's fp32 one rounded to nearest
+// even (ops/vec_math.h: to_bf16): an output read only as bf16 rounds or through a sigmoid (the experts' gate
+// and up projections) goes to memory and back at half the bytes.
+void gemm_bf16_on_rows(const uint16_t* rows, int64_t ld, int M, const PackedB& B, uint16_t* C, int ldc);
 
 // Aᵀ as gemm_bf16_tn's dot products take it, filled a row of A at a time as the rows are made (the trained
 // head's dlogits, made in bf16 row by row): for A [K, M], ⌈K/32⌉·16 rows of M 32-bit words (stride ld), word m

@@ -124,15 +124,40 @@ __attribute__((target("avx512f"), noinline)) void rank_sums(float* ranked, const
   }
 }
 
+// A micro-tile's rows written over C in bf16 (c16, rounded to nearest even as ops/vec_math.h's to_bf16): with
+// `stream` and all 32 columns, each row's 64 bytes (one line) around the caches (C's rows 64-byte aligned).
+template <int R>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void store_tile_bf16(
+    uint16_t* c16, int64_t ldc, __m512 (&c0)[R], __m512 (&c1)[R], __mmask16 mask0, __mmask16 mask1, bool stream,
+    const float* ranked, int parts) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    uint16_t* c = c16 + r * ldc;
+    for (int i = 0; i < parts; ++i) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_load_ps(ranked + (i * R + r) * 32));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_load_ps(ranked + (i * R + r) * 32 + 16));
+    }
+    const __m256i lo = (__m256i)_mm512_cvtneps_pbh(c0[r]), hi = (__m256i)_mm512_cvtneps_pbh(c1[r]);
+    if (stream && mask0 == 0xFFFF && mask1 == 0xFFFF) {
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(c), lo);  // the line's two halves, combined on the way
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(c + 16), hi);
+    } else {
+      _mm256_mask_storeu_epi16(c, mask0, lo);
+      _mm256_mask_storeu_epi16(c + 16, mask1, hi);
+    }
+  }
+}
+
 // C[R, ≤ 32] (+)= a[R, J pairs] · (b0 | b1)[J, 16 + 16], b1 = b0 + bstride, pair j of row r at a[r·lda + j]
 // (ALayout::rows) or a[j·lda + r] (ALayout::pairs); masks guard C's columns (B's padding is zeros). With `next`,
 // this micro-tile also fetches the next 32 columns into L2; with `stream`, whole rows of C are written around
-// the caches (core/gemm_tile.h).
+// the caches (core/gemm_tile.h). With c_bf16, C holds bf16 values (ldc of them a row), written over.
 template <int R, ALayout L, DotBroadcast Bc>
 __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int64_t lda, int J, const uint32_t* b0,
-                                                         int64_t bstride, float* C, int64_t ldc, __mmask16 mask0,
+                                                         int64_t bstride, void* C, int64_t ldc, __mmask16 mask0,
                                                          __mmask16 mask1, bool accumulate, const uint32_t* next,
-                                                         bool stream, const RankTiles* rank, int rank_row) {
+                                                         bool stream, const RankTiles* rank, int rank_row,
+                                                         bool c_bf16) {
   // A rank update's sums first (core/rank_update.h); added as the tile stores.
   alignas(64) float ranked[RankUpdate::kMaxParts * R * 32];
   const int parts = rank ? rank->n : 0;
@@ -142,11 +167,12 @@ __attribute__((target("avx512f,avx512bf16"))) void micro(const uint32_t* a, int6
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
   if (next) tile_loop<R, L, Bc, true>(c0, c1, a, lda, J, b0, bstride, next);
   else tile_loop<R, L, Bc, false>(c0, c1, a, lda, J, b0, bstride, nullptr);
-  store_tile<R>(C, ldc, c0, c1, mask0, mask1, accumulate, stream, ranked, parts);
+  if (c_bf16) store_tile_bf16<R>(static_cast<uint16_t*>(C), ldc, c0, c1, mask0, mask1, stream, ranked, parts);
+  else store_tile<R>(static_cast<float*>(C), ldc, c0, c1, mask0, mask1, accumulate, stream, ranked, parts);
 }
 
-using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, float*, int64_t, __mmask16, __mmask16,
-                       bool, const uint32_t*, bool, const RankTiles*, int);
+using Micro = void (*)(const uint32_t*, int64_t, int, const uint32_t*, int64_t, void*, int64_t, __mmask16, __mmask16,
+                       bool, const uint32_t*, bool, const RankTiles*, int, bool);
 
 // The parts of `u` on the panel from column col (a micro-tile's rows from its first row, rank_row).
 RankTiles panel_parts(const RankUpdate* u, int col) {
@@ -212,9 +238,10 @@ int pair_stride(int words) {
 }
 
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
-              const uint32_t* given, int64_t given_ld, const RankUpdate* rank) {
+              const uint32_t* given, int64_t given_ld, const RankUpdate* rank, uint16_t* C16) {
   if (rank && !fusable_in_panels(*rank, B.N))
     throw Error("internal: a rank update off the product's panels", "report this as a bug");
+  if (C16 && (C || accumulate)) throw Error("internal: a bf16 output beside an fp32 one, or added to", "report this as a bug");
   const DotBroadcast bc = dot_broadcast();
   const int mr = tile_rows(bc), task_rows = kTaskTiles * mr;
   const int Kp = B.Kp, J = Kp / 2, Mp = (M + 15) / 16 * 16, panels = B.Np / kNr;
@@ -255,7 +282,13 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // products of other experts or layers, and write-allocating it evicted this product's weight and rows
   // (BM_expert_product_cache, outputs cycled, 250 rows: 365 GFLOP/s, 384-406 streamed; bench/RESULTS.md). Each task
   // fences its streamed lines before the product returns or another thread reads them.
-  const bool stream = !outputs_cached() && can_stream(C, ldc, accumulate);
+  const bool stream = !outputs_cached() && (C16 ? reinterpret_cast<uintptr_t>(C16) % 64 == 0 && ldc % 32 == 0
+                                                : can_stream(C, ldc, accumulate));
+  // Row m, column col of the output, in whichever type it holds.
+  auto out_at = [&](int m, int col) -> void* {
+    const int64_t i = (int64_t)m * ldc + col;
+    return C16 ? static_cast<void*>(C16 + i) : static_cast<void*>(C + i);
+  };
   const auto& micro = micro_tiles(layout, bc);
   auto task = [&](int rt, int p, int shift) {
     const int r0 = rt * task_rows, r1 = std::min(M, r0 + task_rows), col = p * kNr, w = std::min(kNr, B.N - col);
@@ -271,9 +304,9 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     const RowTiles tiles(r1 - r0, mr);
     for (int i = 0; i < tiles.n; ++i) {
       const int m = r0 + tiles.start(i), h = tiles.start(i + 1) - tiles.start(i);
-      micro[h - 1](a + (pairs ? m + shift : (int64_t)m * ja), ja, J, b0, (int64_t)J * kWords, C + (int64_t)m * ldc + col,
-                   ldc, first_columns(w), first_columns(w - 16), accumulate, i == 0 ? next : nullptr, stream,
-                   parts.n ? &parts : nullptr, m);
+      micro[h - 1](a + (pairs ? m + shift : (int64_t)m * ja), ja, J, b0, (int64_t)J * kWords, out_at(m, col), ldc,
+                   first_columns(w), first_columns(w - 16), accumulate, i == 0 ? next : nullptr, stream,
+                   parts.n ? &parts : nullptr, m, C16 != nullptr);
     }
     if (stream) _mm_sfence();
   };
@@ -315,7 +348,7 @@ void small_tiles(int M, int N, int K, const uint32_t* a, int64_t ja, ALayout lay
     for (int m = 0; m < M; m += mr)
       micro[std::min(mr, M - m) - 1](a + (pairs ? m : m * ja), ja, J, b0, (int64_t)JB * kWords,
                                      C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16),
-                                     accumulate, nullptr, false, nullptr, 0);
+                                     accumulate, nullptr, false, nullptr, 0, false);
   }
 }
 }  // namespace

@@ -15,7 +15,7 @@ MoeSaved LayerActs::moe_saved() {
   return MoeSaved{probs.data(), topk.data(), weights.data(), offsets.data(), slot_row.data(), slot_of.data(),
                   xg.data(),    hg.data(),   hu.data(),      h.data(),       y.data(),        logits.data(),
                   cursor.data(), xg_packs.empty() ? nullptr : xg_packs.data(),
-                  h_packs.empty() ? nullptr : h_packs.data()};
+                  h_packs.empty() ? nullptr : h_packs.data(), hg16.data(), hu16.data()};
 }
 
 const float* Workspace::gain(const Model& m, int seg, int j) const {
@@ -59,7 +59,7 @@ void ensure_shape(Workspace& ws, const Model& m, int B, int T, int S, int lora_r
     if (c.is_moe()) {
       fit(a.probs, N * E); fit(a.weights, N * K); fit(a.xg, N * K * C); fit(a.y, N * K * C);
       fit(a.topk, N * K); fit(a.offsets, E + 1); fit(a.slot_row, N * K); fit(a.slot_of, N * K);
-      fit(a.logits, N * E); fit(a.cursor, E);
+      fit(a.logits, N * E); fit(a.cursor, E); fit(a.hg16, NF); fit(a.hu16, NF);
       if (for_backward) a.xg_packs.resize(E), a.h_packs.resize(E);
     }
     for (int t = 0; t < kLoraTargets; ++t) fit(a.lora_u[t], (is_expert_target(t) ? N * std::max<int64_t>(K, 1) : N) * lora_rank);

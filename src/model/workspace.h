@@ -29,6 +29,7 @@ struct LayerActs {
   Buf<float> mid;                // [N, C] residual after attention
   Buf<float> ln2, rstd2;         // [N, C], [N]
   Buf<float> hg, hu, h;          // dense: [N, F]; MoE: [N·K, F]
+  Buf<uint16_t> hg16, hu16;      // MoE: [N·K, F], hg and hu in bf16 where the experts keep them so (MoeSaved)
   Buf<float> probs, weights, xg, y, logits;  // MoE: [N, E], [N, K], [N·K, C], [N·K, C], [N, E]
   Buf<int32_t> topk, offsets, slot_row, slot_of, cursor;
   std::array<Buf<float>, kLoraTargets> lora_u;  // [N, R]; expert targets [N·K, R] (one row per slot)

@@ -155,6 +155,20 @@ bool gathers_bf16(const MoeWeights& w, const MoeLora* lora, bool keep_h, const M
   return on_bf16_packs(w) && !adapts(lora, 0) && !adapts(lora, 1) && (!keep_h || packs_xg(w, lora, keep_h, s));
 }
 
+// Whether the gate and up products write hg and hu in bf16 (s.hg16, s.hu16) in their place: on bf16 packs
+// where no LoRA adds to them. The SwiGLU after reads them once in the forward and once in the backward, from
+// memory both times (written around the caches), and rounds what it makes to bf16 for the next product.
+bool keeps_h16(const MoeWeights& w, const MoeLora* lora, const MoeSaved& s) {
+  return on_bf16_packs(w) && s.hg16 && s.hu16 && !adapts(lora, 0) && !adapts(lora, 1);
+}
+
+// f(hg, hu) on the slots from o: in bf16 where keeps_h16, else in fp32.
+template <class F>
+void on_h(bool h16, const MoeSaved& s, int64_t o, int64_t F_, F&& f) {
+  if (h16) f(s.hg16 + o * F_, s.hu16 + o * F_);
+  else f(s.hg + o * F_, s.hu + o * F_);
+}
+
 // On packs, the products after SwiGLU make their input rows as they go (packed_product_of_rows, ops/matmul.h):
 // the down projection's h = silu(hg) ⊙ hu, and in the backward the gate's dhg and the down's wk · dout (below).
 // Those rows then never go to memory and back; the values are the same bits as stored ones. The forward keeps
@@ -234,7 +248,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
   // into the pack (whole lines, around the caches) and multiplied as they are: the bits the backward reads.
   const bool bf16 = on_bf16_packs(w), keep_xg = !gathers_bf16(w, lora, keep_h, s);
   const bool xg_packed = packs_xg(w, lora, keep_h, s), h_packed = packs_h(w, lora, keep_h, s);
-  const bool make_h = !keep_h && makes_h(w.packed_down, lora);
+  const bool make_h = !keep_h && makes_h(w.packed_down, lora), h16 = keeps_h16(w, lora, s);
   for (int e = 0; e < E; ++e) {  // sized before the experts: both halves of an expert put rows into its packs
     if (xg_packed) size_b_rows(s.xg_packs[e], s.offsets[e + 1] - s.offsets[e], C);
     if (h_packed) size_b_rows(s.h_packs[e], s.offsets[e + 1] - s.offsets[e], F);
@@ -258,9 +272,11 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
       gather_bf16_rows(x, C, s.slot_row + o, n_e, gate, xr, ld);
       if (xg_packed) put_b_rows(s.xg_packs[e], o - s.offsets[e], n_e, xr, ld);
       fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
-      gemm_bf16_on_rows(xr, ld, n_e, gate, s.hg + (int64_t)o * F, F, false);
+      if (h16) gemm_bf16_on_rows(xr, ld, n_e, gate, s.hg16 + (int64_t)o * F, F);
+      else gemm_bf16_on_rows(xr, ld, n_e, gate, s.hg + (int64_t)o * F, F, false);
       fetch_expert_ahead(w.packed_down, w.down, e, fc, false);
-      gemm_bf16_on_rows(xr, ld, n_e, w.packed_up[e].fwd, s.hu + (int64_t)o * F, F, false);
+      if (h16) gemm_bf16_on_rows(xr, ld, n_e, w.packed_up[e].fwd, s.hu16 + (int64_t)o * F, F);
+      else gemm_bf16_on_rows(xr, ld, n_e, w.packed_up[e].fwd, s.hu + (int64_t)o * F, F, false);
     } else {
       fetch_expert_ahead(w.packed_up, w.up, e, fc, false);
       matmul_forward(s.hg + (int64_t)o * F, F, s.xg + (int64_t)o * C, C, w.gate + e * fc, n_e, C, F, false,
@@ -271,28 +287,29 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     }
     expert_lora_forward(lora, 0, s, e, o, n_e, s.xg, C, s.hg, F);
     expert_lora_forward(lora, 1, s, e, o, n_e, s.xg, C, s.hu, F);
-    const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
-    if (!make_h && !h_packed) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
-    const int next = claim_next();
-    fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
-    if (h_packed) {  // h's rows made in bf16, put into its pack, then multiplied as they are
-      const PackedB& down = w.packed_down[e].fwd;
-      const int64_t ld = bf16_rows_stride(n_e, down);
-      uint16_t* hr = rows_at(ld);  // the gathered rows are done with
-      for (int r = 0; r < n_e; ++r) {
-        uint16_t* row = hr + r * ld;
-        swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
-        std::fill(row + F, row + down.Kp, (uint16_t)0);
-      }
-      put_b_rows(s.h_packs[e], o - s.offsets[e], n_e, hr, ld);
-      gemm_bf16_on_rows(hr, ld, n_e, down, s.y + (int64_t)o * C, C, false);
-    } else if (make_h)
-      packed_product_of_rows(w.packed_down[e], false, n_e,
-                             [&](int r, auto* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
-                             s.y + (int64_t)o * C, C, false);
-    else
-      matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
-                     pack(w.packed_down, e));
+    on_h(h16, s, o, F, [&](const auto* hg, const auto* hu) {
+      if (!make_h && !h_packed) swiglu_forward(s.h + (int64_t)o * F, hg, hu, n_e, F);
+      const int next = claim_next();
+      fetch_expert_ahead(w.packed_gate, w.gate, next, fc, false);
+      if (h_packed) {  // h's rows made in bf16, put into its pack, then multiplied as they are
+        const PackedB& down = w.packed_down[e].fwd;
+        const int64_t ld = bf16_rows_stride(n_e, down);
+        uint16_t* hr = rows_at(ld);  // the gathered rows are done with
+        for (int r = 0; r < n_e; ++r) {
+          uint16_t* row = hr + r * ld;
+          swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F);
+          std::fill(row + F, row + down.Kp, (uint16_t)0);
+        }
+        put_b_rows(s.h_packs[e], o - s.offsets[e], n_e, hr, ld);
+        gemm_bf16_on_rows(hr, ld, n_e, down, s.y + (int64_t)o * C, C, false);
+      } else if (make_h)
+        packed_product_of_rows(w.packed_down[e], false, n_e,
+                               [&](int r, auto* row) { swiglu_forward_row(row, hg + (int64_t)r * F, hu + (int64_t)r * F, F); },
+                               s.y + (int64_t)o * C, C, false);
+      else
+        matmul_forward(s.y + (int64_t)o * C, C, s.h + (int64_t)o * F, F, w.down + e * fc, n_e, F, C, false,
+                       pack(w.packed_down, e));
+    });
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
     fetch_expert_ahead(nullptr, nullptr, -1, 0, false);  // a hint no product took is not left for the next caller's
   });
@@ -337,7 +354,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
   // Those rows write dhu beside them; where only the up product reads it (no up gradient, no LoRA on up) and
   // the packs are bf16, they write it in bf16, and the up product copies its rows instead of converting them.
   const bool dhu_bf16 = make_dh && bf16 && sc.dhu16 && (!g.up || dh_pairs) && !adapts(lora, 1);
-  const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora);
+  const bool remake_h = g.down && !h_kept && makes_h(w.packed_down, lora), h16 = keeps_h16(w, lora, s);
   if ((g.gate || g.up) && gathers_bf16(w, lora, h_kept, s) && !xg_packed)
     throw Error("backward: the experts' gate and up weight gradients need the rows their forward gathered, and it "
                 "did not keep them",
@@ -363,7 +380,6 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     float* dhg = sc.dhg + (int64_t)o * F;
     float* dhu = sc.dhu + (int64_t)o * F;
     const float* xg = s.xg + (int64_t)o * C;
-    const float *hg = s.hg + (int64_t)o * F, *hu = s.hu + (int64_t)o * F;
     float* h = s.h + (int64_t)o * F;
     // Input gradients through matmul_backward (on the packs when there are any). Weight gradients (full
     // training) in bf16 with fp32 accumulation when the packs are bf16, as the other matrices' are.
@@ -378,7 +394,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
       }, dh, F, false);
     else
       matmul_backward(dh, F, nullptr, dy, C, nullptr, F, w.down + e * fc, n_e, F, C, pack(w.packed_down, e), true);
-    if (remake_h) swiglu_forward(h, hg, hu, n_e, F);
+    if (remake_h) on_h(h16, s, o, F, [&](const auto* hg, const auto* hu) { swiglu_forward(h, hg, hu, n_e, F); });
     if (g.down) {
       const PairProduct paired{&dy_rows, g.down + e * fc};
       const BfProduct stored{dy, g.down + e * fc};
@@ -392,18 +408,20 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     // dhg is needed whole only for the gate's weight gradient or LoRA; else, on packs, the gate's
     // input-gradient product makes its rows as it goes, writing dhu's beside them for the up product (one
     // sigmoid for both).
-    if (!make_dh) swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F);
+    if (!make_dh) on_h(h16, s, o, F, [&](const auto* hg, const auto* hu) { swiglu_backward(dhg, dhu, dh, hg, hu, n_e, F); });
     uint16_t* dhu16 = dhu_bf16 ? sc.dhu16 + (int64_t)o * F : nullptr;
     if (dh_pairs) size_pair_rows(dhg_rows, n_e, F), size_pair_rows(dhu_rows, n_e, F);
     auto dgate_row = [&](int r, auto* row) {
       const int64_t i = (int64_t)r * F;
-      if constexpr (std::is_same_v<decltype(row), uint16_t*>)
-        if (dhu16) {
-          swiglu_backward_row(row, dhu16 + i, dh + i, hg + i, hu + i, F);
-          if (dh_pairs) put_pair_row(dhg_rows, r, row), put_pair_row(dhu_rows, r, dhu16 + i);
-          return;
-        }
-      swiglu_backward_row(row, dhu + i, dh + i, hg + i, hu + i, F);
+      on_h(h16, s, o + r, F, [&](const auto* hg, const auto* hu) {
+        if constexpr (std::is_same_v<decltype(row), uint16_t*>)
+          if (dhu16) {
+            swiglu_backward_row(row, dhu16 + i, dh + i, hg, hu, F);
+            if (dh_pairs) put_pair_row(dhg_rows, r, row), put_pair_row(dhu_rows, r, dhu16 + i);
+            return;
+          }
+        swiglu_backward_row(row, dhu + i, dh + i, hg, hu, F);
+      });
     };
     fetch_expert_ahead(w.packed_up, w.up, e, fc, true);
     {

@@ -55,6 +55,11 @@ struct MoeSaved {
   // it makes their rows, in place of xg (the gate and up gradients') and h (the down gradient's) in fp32.
   PackedB* xg_packs = nullptr;
   PackedB* h_packs = nullptr;
+  // [N·K, F] each, or null: hg and hu in bf16, written in their place where the experts' products run on bf16
+  // packs and no LoRA adds to gate or up (ops/moe.cpp: keeps_h16). Only the SwiGLU reads them, and it rounds
+  // its output to bf16 for the down product anyway: half the bytes to memory and back, twice a step.
+  uint16_t* hg16 = nullptr;
+  uint16_t* hu16 = nullptr;
 };
 
 struct MoeScratch {  // backward work space

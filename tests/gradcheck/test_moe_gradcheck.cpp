@@ -16,6 +16,7 @@
 #include "heirloom/threads.h"
 #include "ops/matmul.h"
 #include "ops/moe.h"
+#include "ops/vec_math.h"
 
 namespace heirloom {
 namespace {
@@ -30,9 +31,11 @@ struct MoeBuffers {
   std::vector<int32_t> topk, offsets, slot_row, slot_of, cursor;
   std::vector<float> dy, dh, dhg, dhu, dxg, dlogits, dw, gaux;
   std::vector<uint16_t> dhu16;
+  std::vector<uint16_t> hg16, hu16;        // where the buffers offer hg and hu in bf16
   std::vector<PackedB> xg_packs, h_packs;  // E each where the buffers offer packs to a trainer's forward
-  explicit MoeBuffers(const MoeShape& sh, bool packs = false) {
+  explicit MoeBuffers(const MoeShape& sh, bool packs = false, bool h16 = false) {
     if (packs) xg_packs.resize(sh.E), h_packs.resize(sh.E);
+    if (h16) hg16.assign((size_t)sh.N * sh.K * sh.F, 0x7fc1), hu16.assign(hg16.size(), 0x7fc1);
     const size_t N = sh.N, NK = (size_t)sh.N * sh.K;
     probs.assign(N * sh.E, kNaN), weights.assign(NK, kNaN);
     xg.assign(NK * sh.C, kNaN), hg.assign(NK * sh.F, kNaN), hu.assign(NK * sh.F, kNaN), h.assign(NK * sh.F, kNaN);
@@ -46,7 +49,8 @@ struct MoeBuffers {
   MoeSaved saved() {
     return {probs.data(), topk.data(), weights.data(), offsets.data(), slot_row.data(), slot_of.data(),
             xg.data(),    hg.data(),   hu.data(),      h.data(),       y.data(),        logits.data(), cursor.data(),
-            xg_packs.empty() ? nullptr : xg_packs.data(), h_packs.empty() ? nullptr : h_packs.data()};
+            xg_packs.empty() ? nullptr : xg_packs.data(), h_packs.empty() ? nullptr : h_packs.data(),
+            hg16.empty() ? nullptr : hg16.data(), hu16.empty() ? nullptr : hu16.data()};
   }
   MoeScratch scratch() {
     return {dy.data(), dh.data(), dhg.data(), dhu.data(), dxg.data(), dlogits.data(), dw.data(), gaux.data(), dhu16.data()};
@@ -220,6 +224,27 @@ TEST(OpMoe, GradCheckForcedRoutingEmptyExpert) {
   run_moe_case(0.1f, {0, 1, 1, 0, 2, 0, 0, 2, 1, 2, 0, 1, 2, 0});
 }
 
+// Random experts (N·C inputs, their output gradient, router, gate, up, down) with each expert's weights packed
+// (bf16 or fp32); rng goes on from there for what a case draws next.
+struct PackedExperts {
+  Rng rng;
+  Vec x, dout, router, gate, up, down;
+  std::vector<PackedWeight> pg, pu, pd;
+  PackedExperts(const MoeShape& sh, uint64_t seed, bool bf16) : rng(seed) {
+    const int N = sh.N, C = sh.C, F = sh.F, E = sh.E;
+    x = randn((size_t)N * C, rng), router = randn((size_t)E * C, rng, 0.5f), dout = randn((size_t)N * C, rng);
+    gate = randn((size_t)E * F * C, rng, 0.2f), up = randn(gate.size(), rng, 0.2f), down = randn(gate.size(), rng, 0.2f);
+    for (int e = 0; e < E; ++e) {
+      pg.push_back(pack_weight(gate.data() + (size_t)e * F * C, F, C, bf16));
+      pu.push_back(pack_weight(up.data() + (size_t)e * F * C, F, C, bf16));
+      pd.push_back(pack_weight(down.data() + (size_t)e * C * F, C, F, bf16));
+    }
+  }
+  MoeWeights weights() const {
+    return {router.data(), gate.data(), up.data(), down.data(), pg.data(), pu.data(), pd.data()};
+  }
+};
+
 // On packs (bf16 or fp32) the down projection makes its input rows h = silu(hg) ⊙ hu as it goes; in the
 // backward, the gate's input-gradient product makes its rows from dh, hg and hu, and the down's from the
 // routing weights and dout: no h, dhg or dy in memory. The results must be the same bits as with those rows
@@ -232,16 +257,10 @@ void run_moe_made_rows_case(bool bf16) {
   SCOPED_TRACE(bf16 ? "bf16 packs" : "fp32 packs");
   const MoeShape sh{160, 32, 40, 4, 2};  // about 80 slots an expert: the last experts go as two halves
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, R = 2;
-  Rng rng(62);
-  Vec x = randn((size_t)N * C, rng), router = randn((size_t)E * C, rng, 0.5f), dout = randn((size_t)N * C, rng);
-  Vec gate = randn((size_t)E * F * C, rng, 0.2f), up = randn(gate.size(), rng, 0.2f), down = randn(gate.size(), rng, 0.2f);
-  std::vector<PackedWeight> pg, pu, pd;
-  for (int e = 0; e < E; ++e) {
-    pg.push_back(pack_weight(gate.data() + (size_t)e * F * C, F, C, bf16));
-    pu.push_back(pack_weight(up.data() + (size_t)e * F * C, F, C, bf16));
-    pd.push_back(pack_weight(down.data() + (size_t)e * C * F, C, F, bf16));
-  }
-  const MoeWeights w{router.data(), gate.data(), up.data(), down.data(), pg.data(), pu.data(), pd.data()};
+  PackedExperts ex(sh, 62, bf16);
+  Rng& rng = ex.rng;
+  const Vec &x = ex.x, &dout = ex.dout;
+  const MoeWeights w = ex.weights();
   Vec a_gate = randn((size_t)E * R * C, rng), a_up = randn(a_gate.size(), rng), a_down = randn((size_t)E * R * F, rng);
   Vec b_in((size_t)E * F * R, 0.f), b_down((size_t)E * C * R, 0.f);
   Vec u_gate((size_t)N * sh.K * R), u_up(u_gate.size()), u_down(u_gate.size()), du(u_gate.size());
@@ -335,6 +354,74 @@ void run_moe_made_rows_case(bool bf16) {
   const MoeGrads kept_down{nullptr, nullptr, nullptr, g_kept.down.data()};
   moe_backward(g_kept.dx.data(), kept_down, kept.scratch(), dout.data(), 0.f, kept.saved(), x.data(), w, sh, nullptr, true);
   for (size_t i = 0; i < g_kept.down.size(); ++i) ASSERT_EQ(g_kept.down[i], g_stored.down[i]) << "d down (h kept) at " << i;
+}
+
+// On bf16 packs the gate and up products may write hg and hu in bf16 (MoeSaved::hg16, hu16): each value is the
+// fp32 product's rounded, nothing is written in fp32, and what the experts compute from them stays within
+// bf16's rounding of the fp32 path: the output, dx and all three weight gradients of a trainer's backward (whose
+// forward keeps packs), and dx of a backward without weight gradients. A LoRA on gate or up (which adds to hg
+// and hu in fp32) keeps them in fp32.
+TEST(OpMoe, GateAndUpKeptInBf16AreTheirFp32ValuesRounded) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const MoeShape sh{160, 32, 40, 4, 2};
+  const int N = sh.N, C = sh.C, F = sh.F, E = sh.E;
+  PackedExperts ex(sh, 63, true);
+  Rng& rng = ex.rng;
+  const Vec &x = ex.x, &dout = ex.dout;
+  const MoeWeights w = ex.weights();
+  auto relative = [](const Vec& a, const Vec& b) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < a.size(); ++i) d += std::pow((double)a[i] - b[i], 2), r += std::pow((double)b[i], 2);
+    return std::sqrt(d / r);
+  };
+  for (bool trainer : {false, true}) {
+    SCOPED_TRACE(trainer ? "a trainer's forward and backward" : "no weight gradients");
+    MoeBuffers fp32(sh, trainer), kept16(sh, trainer, true);
+    Vec out32((size_t)N * C), out16((size_t)N * C);
+    moe_forward(out32.data(), fp32.saved(), x.data(), w, sh, false, nullptr, false, trainer);
+    moe_forward(out16.data(), kept16.saved(), x.data(), w, sh, false, nullptr, false, trainer);
+    const size_t values = (size_t)N * sh.K * F;
+    for (size_t i = 0; i < values; ++i) {
+      ASSERT_EQ(kept16.hg16[i], to_bf16(fp32.hg[i])) << "hg at " << i;
+      ASSERT_EQ(kept16.hu16[i], to_bf16(fp32.hu[i])) << "hu at " << i;
+      ASSERT_TRUE(std::isnan(kept16.hg[i]) && std::isnan(kept16.hu[i])) << "hg or hu also written in fp32 at " << i;
+    }
+    const double d_out = relative(out16, out32);
+    EXPECT_GT(d_out, 0.0) << "the bf16 values were not the ones read";
+    {  // against the experts in fp32 (no packs): at most half again the bf16 packs' own error (4.2e-3, 5.1e-3 measured)
+      const MoeWeights plain{ex.router.data(), ex.gate.data(), ex.up.data(), ex.down.data(), nullptr, nullptr, nullptr};
+      MoeBuffers unpacked(sh);
+      Vec exact((size_t)N * C);
+      moe_forward(exact.data(), unpacked.saved(), x.data(), plain, sh, false);
+      EXPECT_LT(relative(out16, exact), 1.5 * relative(out32, exact)) << "output against fp32";
+    }
+    MoeGradBufs g32(sh), g16(sh);
+    const MoeGrads three32{nullptr, g32.gate.data(), g32.up.data(), g32.down.data()};
+    const MoeGrads three16{nullptr, g16.gate.data(), g16.up.data(), g16.down.data()};
+    const MoeGrads none{nullptr, nullptr, nullptr, nullptr};
+    moe_backward(g32.dx.data(), trainer ? three32 : none, fp32.scratch(), dout.data(), 0.f, fp32.saved(), x.data(), w,
+                 sh, nullptr, trainer);
+    moe_backward(g16.dx.data(), trainer ? three16 : none, kept16.scratch(), dout.data(), 0.f, kept16.saved(), x.data(),
+                 w, sh, nullptr, trainer);
+    EXPECT_LT(relative(g16.dx, g32.dx), 1e-2) << "dx";
+    if (trainer) {
+      EXPECT_LT(relative(g16.gate, g32.gate), 1e-2) << "d gate";
+      EXPECT_LT(relative(g16.up, g32.up), 1e-2) << "d up";
+      EXPECT_LT(relative(g16.down, g32.down), 1e-2) << "d down";
+    }
+    std::printf("  %s: relative differences out %.2e, dx %.2e\n", trainer ? "trainer" : "no grads", d_out,
+                relative(g16.dx, g32.dx));
+  }
+  // With a LoRA on gate or up, hg and hu stay fp32: the bf16 buffers are not touched.
+  const int R = 2;
+  Vec a_in = randn((size_t)E * R * C, rng), b_in((size_t)E * F * R, 0.f), u_gate((size_t)N * sh.K * R), du(u_gate.size());
+  const MoeLoraPart part{0, N, R, 1.f, {a_in.data(), nullptr, nullptr}, {b_in.data(), nullptr, nullptr}, {}, {}};
+  MoeLora lora;
+  lora.parts = &part, lora.n_parts = 1, lora.rmax = R, lora.du = du.data(), lora.u[0] = u_gate.data();
+  MoeBuffers adapted(sh, false, true);
+  Vec out((size_t)N * C);
+  moe_forward(out.data(), adapted.saved(), x.data(), w, sh, false, &lora);
+  for (uint16_t v : adapted.hg16) ASSERT_EQ(v, 0x7fc1) << "hg written in bf16 under a LoRA on gate";
 }
 
 TEST(OpMoe, PacksMakeTheSwigluRowsTheyReadWithTheSameBits) {

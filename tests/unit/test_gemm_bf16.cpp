@@ -14,6 +14,7 @@
 
 #include "heirloom/cache_line.h"
 #include "core/gemm_bf16.h"
+#include "core/gemm_bf16_pack.h"
 #include "core/half.h"
 #include "core/rng.h"
 #include "ops/swiglu.h"
@@ -138,6 +139,49 @@ TEST(Bf16, StreamedOutputEqualsStoredOutput) {
         if (j >= N) ASSERT_TRUE(std::isnan(a) && std::isnan(b)) << "wrote padding at " << i << "," << j;
         else ASSERT_EQ(a, b) << "threads " << nt << " at " << i << "," << j;
       }
+  }
+  set_num_threads(threads);
+}
+
+// A product written in bf16 (the experts' gate and up projections) is its fp32 product rounded, value for value:
+// many rows (dot products' tiles, streamed where C is aligned) and few (the row-by-row path), 520 columns (a
+// panel of 8 past the last whole one), one thread and two; nothing written past N.
+TEST(Bf16, ProductWrittenInBf16IsItsFp32ProductRounded) {
+  if (!bf16_gemm_available()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const int N = 520, K = 200, ldc = 544;
+  const uint16_t kSentinel = 0x7fc1;  // a bf16 NaN no product writes
+  Rng rng(31);
+  std::vector<float> W((size_t)N * K);
+  for (float& x : W) x = rng.normal();
+  const PackedB packed = pack_b_bf16(W.data(), K, true, K, N);
+  const int threads = num_threads();
+  for (int M : {3, 100}) {
+    std::vector<float> X((size_t)M * K);
+    for (float& x : X) x = rng.normal();
+    std::vector<int32_t> order(M);
+    for (int i = 0; i < M; ++i) order[i] = i;
+    const int64_t ld = bf16_rows_stride(M, packed);
+    std::vector<uint16_t> rows((size_t)M * ld);
+    gather_bf16_rows(X.data(), K, order.data(), M, packed, rows.data(), ld);
+    std::vector<float> f32((size_t)M * N);
+    gemm_bf16_on_rows(rows.data(), ld, M, packed, f32.data(), N, false);
+    std::vector<uint16_t> want((size_t)M * N);
+    convert_rows(f32.data(), N, M, N, N, N, 0, M, want.data());
+    for (int nt : {1, 2}) {
+      set_num_threads(nt);
+      std::vector<uint16_t, CacheLineAllocator<uint16_t>> buf((size_t)M * ldc + 32, kSentinel);
+      for (int shift : {0, 1}) {  // C on cache lines (streamed), and one value off them
+        SCOPED_TRACE("M " + std::to_string(M) + ", threads " + std::to_string(nt) + ", shift " + std::to_string(shift));
+        std::fill(buf.begin(), buf.end(), kSentinel);
+        gemm_bf16_on_rows(rows.data(), ld, M, packed, buf.data() + shift, ldc);
+        for (int i = 0; i < M; ++i)
+          for (int j = 0; j < ldc; ++j) {
+            const uint16_t got = buf[shift + (size_t)i * ldc + j];
+            if (j >= N) ASSERT_EQ(got, kSentinel) << "wrote padding at " << i << "," << j;
+            else ASSERT_EQ(got, want[(size_t)i * N + j]) << "at " << i << "," << j;
+          }
+      }
+    }
   }
   set_num_threads(threads);
 }
@@ -426,6 +470,18 @@ TEST(Bf16, RowsMadeInBf16AreTheirFp32RowsRounded) {
   swiglu_backward_row(b16.data(), dup16.data(), d.data(), g.data(), u.data(), F);
   EXPECT_EQ(b16, rounded(f32)) << "swiglu backward";
   EXPECT_EQ(dup16, dup) << "swiglu backward's fp32 half";
+  {  // gate and up read in bf16 (as the experts keep them): the values of the same rows in fp32
+    const std::vector<uint16_t> g16 = rounded(g), u16 = rounded(u);
+    std::vector<float> gf(F), uf(F), from16(F), dup_from16(F);
+    for (int i = 0; i < F; ++i) gf[i] = bf16_to_f32(g16[i]), uf[i] = bf16_to_f32(u16[i]);
+    swiglu_forward_row(f32.data(), gf.data(), uf.data(), F);
+    swiglu_forward_row(from16.data(), g16.data(), u16.data(), F);
+    EXPECT_EQ(from16, f32) << "swiglu forward on bf16 gate and up";
+    swiglu_backward_row(f32.data(), dup.data(), d.data(), gf.data(), uf.data(), F);
+    swiglu_backward_row(from16.data(), dup_from16.data(), d.data(), g16.data(), u16.data(), F);
+    EXPECT_EQ(from16, f32) << "swiglu backward on bf16 gate and up";
+    EXPECT_EQ(dup_from16, dup) << "swiglu backward's up half on bf16 gate and up";
+  }
   scale_row(f32.data(), d.data(), 0.37f, F);
   scale_row(b16.data(), d.data(), 0.37f, F);
   EXPECT_EQ(b16, rounded(f32)) << "scaled row";
