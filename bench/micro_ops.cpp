@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/rng.h"
+#include "core/thread_team.h"
 #include "heirloom/engine.h"
 #include "heirloom/train.h"
 #include "ops/attention.h"
@@ -33,6 +35,23 @@ std::vector<float> randn(size_t n, float s = 1.f) {
   for (auto& x : v) x = s * rng.normal();
   return v;
 }
+
+// One team of the machine's threads doing nothing, opened and joined: heirloom's own (Arg 1, core/thread_team.h),
+// then an OpenMP parallel region (Arg 0), in that order: OpenMP's threads spin for a while after their last
+// region, and heirloom's sleep 0.5 ms after theirs.
+void BM_team_fork_join(benchmark::State& st) {
+  const int nt = omp_get_max_threads();
+  std::atomic<int> sink{0};
+  for (auto _ : st) {
+    if (st.range(0) == 1) {
+      run_team(nt, [&](int t, int) { sink.fetch_add(t, std::memory_order_relaxed); });
+    } else {
+#pragma omp parallel num_threads(nt)
+      sink.fetch_add(omp_get_thread_num(), std::memory_order_relaxed);
+    }
+  }
+}
+BENCHMARK(BM_team_fork_join)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_rmsnorm_fwd_bwd(benchmark::State& st) {
   auto x = randn(N * C), w = randn(C), out = randn(N * C), dx = randn(N * C), dw = randn(C);

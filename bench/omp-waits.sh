@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How long each thread of a heirloom run waits for the other: samples the run with `perf record -g`, counts each
-# thread's samples inside libgomp's waiting (its own code outside GOMP_parallel: barriers, the team's dock),
+# thread's samples waiting (libgomp's own code outside GOMP_parallel, or heirloom's team threads idle or joining),
 # and names what the other thread was doing at the nearest sample (its innermost frames), most frequent first.
 #
 #   bench/omp-waits.sh [--freq HZ] [--delay MS] [--top N] HEIRLOOM [heirloom arguments...]
@@ -47,8 +47,13 @@ threads = [t for t, _ in collections.Counter(s[0] for s in samples).most_common(
 if len(threads) < 2:
     sys.exit("omp-waits.sh: fewer than two threads were sampled")
 
+# libgomp's own code (an OpenMP team's barriers and dock), or heirloom's team threads idle or joining
+# (core/thread_team.cpp: a worker between teams, the caller waiting for the others, a barrier)
+TEAM_WAITS = ('next_generation', 'run_team_erased', 'Barrier::wait')
 def waiting(frames):
-    return bool(frames) and 'libgomp' in frames[0] and 'GOMP_parallel' not in frames[0]
+    if not frames: return False
+    if 'libgomp' in frames[0]: return 'GOMP_parallel' not in frames[0]
+    return any(w in frames[0] for w in TEAM_WAITS)
 
 def name(frames):
     names = []

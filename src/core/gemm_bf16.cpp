@@ -11,6 +11,7 @@
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "core/product_time.h"
+#include "core/thread_team.h"
 #include "heirloom/error.h"
 
 #include <cpuid.h>
@@ -223,32 +224,30 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
     tiles_off();
   };
   const int tasks = MB * NB, threads = omp_get_max_threads();
-  if (omp_in_parallel() || tasks < 4 || threads == 1) {
+  if (in_team() || tasks < 4 || threads == 1) {
     convert(0, Mp, a, Kp);
     return rows(0, MB);
   }
   if ((int64_t)Kp * B.Np * 2 <= kRowSplitBytes && MB >= 4 * threads) {
     // B fits each core's L2: every thread converts its own rows and multiplies them by all of B, with no
     // barrier between the two and no rows converted on another core (a per-thread product's speed).
-#pragma omp parallel
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    run_team(threads, [&](int t, int nt) {
       const int mb0 = (int)((int64_t)MB * t / nt), mb1 = (int)((int64_t)MB * (t + 1) / nt);
       convert(mb0 * kBlock, mb1 * kBlock, a, Kp);
       rows(mb0, mb1);
-    }
+    });
     return;
   }
   auto task = [&](int t) { run(t / MB, t % MB, t % MB, MB); };  // consecutive tasks share a B column block
-#pragma omp parallel
-  {
-#pragma omp for schedule(static)
-    for (int r = 0; r < Mp; r += 16) convert(r, r + 16, a, Kp);
+  run_team(threads, [&](int t, int nt) {
+    const int blocks = Mp / 16;
+    for (int b = (int)((int64_t)blocks * t / nt); b < (int)((int64_t)blocks * (t + 1) / nt); ++b)
+      convert(b * 16, b * 16 + 16, a, Kp);
+    team_barrier();
     tiles_on();
-#pragma omp for schedule(static)
-    for (int t = 0; t < tasks; ++t) task(t);
+    for (int u = (int)((int64_t)tasks * t / nt); u < (int)((int64_t)tasks * (t + 1) / nt); ++u) task(u);
     tiles_off();
-  }
+  });
 }
 
 // The products of many rows: on AMX tiles where the CPU has them, else on AVX512-BF16 dot products.
@@ -273,14 +272,12 @@ void few_rows(const uint16_t* rows, int M, const PackedB& B, float* C, int ldc, 
   const uint32_t* pairs = reinterpret_cast<const uint32_t*>(rows);
   const int blocks = (B.N + 15) / 16;
   // Split across threads only when each gets enough weight to read (≥ 256 KB of bf16).
-  if (omp_in_parallel() || (int64_t)B.Kp * B.N < (1 << 18) || omp_get_max_threads() == 1)
+  if (in_team() || (int64_t)B.Kp * B.N < (1 << 18) || omp_get_max_threads() == 1)
     return gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, 0, blocks);
-#pragma omp parallel
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+  run_team(omp_get_max_threads(), [&](int t, int nt) {
     gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, (int)((int64_t)blocks * t / nt),
                 (int)((int64_t)blocks * (t + 1) / nt));
-  }
+  });
 }
 bool takes_few_rows(int M) { return M <= kGemvRows || row_exact(); }
 // The weight gradients' B changes every call (activations): packed per call into a reused buffer.

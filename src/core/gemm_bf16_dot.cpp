@@ -24,6 +24,7 @@
 #include "core/gemm.h"
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
+#include "core/thread_team.h"
 #include "heirloom/error.h"
 
 namespace heirloom {
@@ -251,7 +252,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // A larger B (the head's) is walked panel by panel, each panel's first micro-tile fetching the next panel.
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
   const int threads = omp_get_max_threads();
-  const bool one_thread = omp_in_parallel() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16);
+  const bool one_thread = in_team() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16);
   // Each thread converts its own rows and multiplies them by all of B (see below).
   const bool shares = !one_thread && rows_first && row_tasks >= 2 * threads;
   const bool pairs = layout == ALayout::pairs, convert_here = given == nullptr;

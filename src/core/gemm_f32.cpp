@@ -23,6 +23,7 @@
 #include "core/parallel.h"
 #include "core/product_time.h"
 #include "core/transpose16.h"
+#include "core/thread_team.h"
 #include "heirloom/error.h"
 
 namespace heirloom {
@@ -144,7 +145,7 @@ void slices_by_row_group(const RowTiles& tiles, const float* A, int64_t ars, int
                          float* C, int ldc, bool accumulate) {
   // As many groups for every thread (of at most kGroupTiles tiles): 22 tiles as groups of 8, 8 and 6 left one
   // of two threads with 14.
-  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads(), panels = B.Np / kNr;
+  const int nt = in_team() ? 1 : omp_get_max_threads(), panels = B.Np / kNr;
   const int groups = nt * ((tiles.n + nt * kGroupTiles - 1) / (nt * kGroupTiles));
   parallel_for(groups, true, [&](int64_t g) {
     const int r0 = tiles.start((int)(tiles.n * g / groups)), r1 = tiles.start((int)(tiles.n * (g + 1) / groups));

@@ -22,6 +22,7 @@
 #include "core/gemm_f32.h"
 #include "core/gemm_tile.h"
 #include "core/product_time.h"
+#include "core/thread_team.h"
 
 namespace heirloom {
 
@@ -86,7 +87,7 @@ constexpr auto kOuterCols = outer_table(std::make_integer_sequence<int, kThinSid
 // (C = op(A)·op(B) when A is Uᵀ; Cᵀ when B is U). Threads take equal shares of X's columns.
 void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X, int64_t ldx, float* C, int64_t crs,
                int64_t cjs, bool accumulate) {
-  const int shares = !omp_in_parallel() && (int64_t)R * W * K >= (1 << 16) ? omp_get_max_threads() : 1;
+  const int shares = !in_team() && (int64_t)R * W * K >= (1 << 16) ? omp_get_max_threads() : 1;
   auto share = [&](int t, int nt) {
     const int blocks = (W + 15) / 16;
     const int j0 = blocks * t / nt * 16, j1 = std::min(W, blocks * (t + 1) / nt * 16), w = j1 - j0;
@@ -102,12 +103,11 @@ void outer_sum(int R, int W, int K, const float* U, int64_t ldu, const float* X,
         }
     }
   };
-  if (shares == 1) return share(0, 1);  // no OpenMP call: a one-thread team costs a GOMP_parallel too
-#pragma omp parallel num_threads(shares)
-  {
+  if (shares == 1) return share(0, 1);  // no team: even a one-thread team costs a call
+  run_team(shares, [&](int t, int nt) {
     const PartOfProduct part;  // of gemm()'s product, which holds every thread
-    share(omp_get_thread_num(), omp_get_num_threads());
-  }
+    share(t, nt);
+  });
 }
 
 // C[r0:r1, 0:N] (+)= A[r0:r1, 0:K] · B[K, N] for K ≤ kThinSide (a rank-K update: LoRA's out += s·u·Bᵀ and
@@ -224,13 +224,11 @@ void broadcast_rows(int r0, int r1, int K, const float* A, int64_t lda, const fl
 template <class Fn>
 void rows_across_threads(int M, int step, bool worth, Fn&& fn) {
   const int units = (M + step - 1) / step;
-  if (omp_in_parallel() || !worth || units < 2) return fn(0, M);
-#pragma omp parallel
-  {
+  if (in_team() || !worth || units < 2) return fn(0, M);
+  run_team(omp_get_max_threads(), [&](int t, int nt) {
     const PartOfProduct part;  // of gemm()'s product, which holds every thread
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     fn(std::min(M, step * (int)((int64_t)units * t / nt)), std::min(M, step * (int)((int64_t)units * (t + 1) / nt)));
-  }
+  });
 }
 
 bool broadcast_rows_available() {
@@ -289,17 +287,15 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
     gemm_f32_panel(std::min(kTaskRows, M - r0), K, A + r0 * ars, ars, aks, b + col, ldb_rows, std::min(kPanel, N - col),
                    C + (int64_t)r0 * ldc + col, ldc, beta == 1.f);
   };
-  const bool parallel = !omp_in_parallel() && tasks > 1 && (int64_t)M * N * K >= (1 << 16);
+  const bool parallel = !in_team() && tasks > 1 && (int64_t)M * N * K >= (1 << 16);
   if (!parallel) {
     for (int t = 0; t < tasks; ++t) task(t);
     return true;
   }
-#pragma omp parallel
-  {
+  run_team(omp_get_max_threads(), [&](int th, int nt) {
     const PartOfProduct part;  // of gemm()'s product, which holds every thread
-#pragma omp for schedule(static)
-    for (int t = 0; t < tasks; ++t) task(t);
-  }
+    for (int t = (int)((int64_t)tasks * th / nt); t < (int)((int64_t)tasks * (th + 1) / nt); ++t) task(t);
+  });
   return true;
 }
 

@@ -1,6 +1,6 @@
-// Loops split across the threads only when worth it. An OpenMP `parallel ... if (false)` still builds a
-// one-thread team on every call (a GOMP_parallel each time); attention packed its small per-head operands
-// that way thousands of times a step, so a loop not worth splitting here makes no OpenMP call at all.
+// Loops split across the threads (core/thread_team.h) only when worth it: a team costs a wake-up and a join even
+// with one thread to run (an OpenMP `parallel ... if (false)` built one every call, and attention packed its small
+// per-head operands that way thousands of times a step), so a loop not worth splitting here makes no call at all.
 #pragma once
 #include <omp.h>
 
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/thread_team.h"
 #include "heirloom/error.h"
 
 namespace heirloom {
@@ -54,35 +55,31 @@ void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first
   const int nt = omp_get_max_threads();
   std::unique_ptr<UnitShare[]> shares(new UnitShare[nt]);
   for (int t = 0; t < nt; ++t) shares[t].set(n_groups * t / nt * per_group, n_groups * (t + 1) / nt * per_group);
-#pragma omp parallel num_threads(nt)
-  {
-    if (omp_get_num_threads() != nt) {  // a smaller team than asked for (a thread limit): one thread does it all
-#pragma omp single
-      for (int t = 0; t < nt; ++t) {
-        prepare(t, nt);
-        for (int64_t u; (u = shares[t].take(false)) >= 0;) unit(u);
-      }
-    } else {
-      const int t = omp_get_thread_num();
-      prepare(t, nt);
-      // The owner claims its first unit before others may take from its share: it always starts at its front.
-      const int64_t first = shares[t].take(false);
-      shares[t].prepared.store(true, std::memory_order_release);
-      if (prepare_all_first) {
-#pragma omp barrier
-      }
-      for (int64_t u = first; u >= 0; u = shares[t].take(false)) unit(u);
-      for (int k = 1; k < nt; ++k) {
-        UnitShare& other = shares[(t + k) % nt];
-        while (!other.prepared.load(std::memory_order_acquire)) {
-#if defined(__x86_64__)
-          __builtin_ia32_pause();
-#endif
+  run_team(nt, [&](int t, int n) {
+    if (n != nt) {  // a smaller team than asked for (an OpenMP thread limit): one thread does it all
+      if (t == 0)
+        for (int s = 0; s < nt; ++s) {
+          prepare(s, nt);
+          for (int64_t u; (u = shares[s].take(false)) >= 0;) unit(u);
         }
-        for (int64_t u; (u = other.take(true)) >= 0;) unit(u);
-      }
+      return;
     }
-  }
+    prepare(t, nt);
+    // The owner claims its first unit before others may take from its share: it always starts at its front.
+    const int64_t first = shares[t].take(false);
+    shares[t].prepared.store(true, std::memory_order_release);
+    if (prepare_all_first) team_barrier();
+    for (int64_t u = first; u >= 0; u = shares[t].take(false)) unit(u);
+    for (int k = 1; k < nt; ++k) {
+      UnitShare& other = shares[(t + k) % nt];
+      while (!other.prepared.load(std::memory_order_acquire)) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      }
+      for (int64_t u; (u = other.take(true)) >= 0;) unit(u);
+    }
+  });
 }
 
 // body(i) for i in [0, n): across the threads (in parallel_shares: a share each, the rest taken by whichever
@@ -90,10 +87,11 @@ void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first
 // parallel region; else in order on the calling thread.
 template <class Body>
 void parallel_for(int64_t n, bool worth, Body&& body) {
-  if (worth && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+  if (worth && n > 1 && omp_get_max_threads() > 1 && !in_team()) {
     if (n < kMaxShareUnits) return parallel_shares(n, 1, false, [](int, int) {}, body);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
+    run_team(omp_get_max_threads(), [&](int t, int nt) {
+      for (int64_t i = n * t / nt; i < n * (t + 1) / nt; ++i) body(i);
+    });
     return;
   }
   for (int64_t i = 0; i < n; ++i) body(i);

@@ -1,6 +1,7 @@
 // See product_time.h. Each thread adds into its own slot (no shared cache line written per product); the
 // slots live until exit, as OpenMP's pool threads do.
 #include "core/product_time.h"
+#include "core/thread_team.h"
 
 #include <omp.h>
 
@@ -92,7 +93,7 @@ TimedProduct::TimedProduct(ProductKind kind, int64_t M, int64_t N, int64_t K) {
   if (t_depth++ > 0) return;
   counting_ = true;
   kind_ = kind;
-  threads_ = omp_in_parallel() ? 1 : omp_get_max_threads();
+  threads_ = in_team() ? 1 : omp_get_max_threads();
   M_ = M, N_ = N, K_ = K;
   flop_ = 2.0 * (double)M * (double)N * (double)K;
   start_ = std::chrono::steady_clock::now();

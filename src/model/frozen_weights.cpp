@@ -1,9 +1,13 @@
 // pack_frozen(). See frozen_weights.h.
 #include "model/frozen_weights.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
+#include "core/thread_team.h"
 #include "heirloom/error.h"
 #include "model/workspace.h"
 
@@ -76,9 +80,11 @@ std::shared_ptr<FrozenWeights> pack_frozen(const Model& m, Precision precision, 
   std::vector<Job> jobs;
   for_each_matrix(*packs, m, [&](PackedWeight& w, const float* src, int O, int I) { jobs.push_back({&w, src, O, I}); });
   std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return (int64_t)a.O * a.I > (int64_t)b.O * b.I; });
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t j = 0; j < jobs.size(); ++j)
-    *jobs[j].w = pack_weight(jobs[j].src, jobs[j].O, jobs[j].I, bf16, for_backward);
+  std::atomic<size_t> next{0};  // the largest first, each to the first thread free
+  run_team(omp_get_max_threads(), [&](int, int) {
+    for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < jobs.size();)
+      *jobs[j].w = pack_weight(jobs[j].src, jobs[j].O, jobs[j].I, bf16, for_backward);
+  });
   return packs;
 }
 

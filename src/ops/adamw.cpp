@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "core/parallel.h"
 
 namespace heirloom {
 
@@ -36,9 +39,9 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
                   float lr) {
   const AdamwStep s(h, step, lr);
   constexpr int64_t kChunk = 4096;  // whole cache lines per thread
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i += kChunk)
-    adamw_values(s, param + i, grad + i, m + i, v + i, std::min(kChunk, n - i));
+  parallel_blocks(n, kChunk, n >= kSplitValues, [&](int64_t i0, int64_t i1) {
+    adamw_values(s, param + i0, grad + i0, m + i0, v + i0, i1 - i0);
+  });
 }
 
 void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64_t n, const AdamwHparams& h, int step,
@@ -54,10 +57,16 @@ void adamw_update_ref(float* param, const float* grad, float* m, float* v, int64
   }
 }
 
+// Blocks summed alone, then their sums in order: the same bits for any number of threads.
 double sum_squares(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  if (blocks <= 1) return sum_squares_serial(x, n);
+  std::vector<double> part(blocks);
+  parallel_for(blocks, n >= kSplitValues,
+               [&](int64_t b) { part[b] = sum_squares_serial(x + b * kBlock, std::min(kBlock, n - b * kBlock)); });
   double s = 0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < n; ++i) s += (double)x[i] * x[i];
+  for (double v : part) s += v;
   return s;
 }
 
@@ -69,8 +78,9 @@ double sum_squares_serial(const float* x, int64_t n) {
 }
 
 void scale_inplace(float* x, int64_t n, float s) {
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+  parallel_blocks(n, 4096, n >= kSplitValues, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) x[i] *= s;
+  });
 }
 
 float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {

@@ -16,6 +16,7 @@
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/parallel.h"
+#include "core/thread_team.h"
 #include "ops/matmul.h"
 #include "ops/swiglu.h"
 #include "ops/vec_math.h"
@@ -220,16 +221,17 @@ void for_each_expert(const int32_t* offsets, int E, int task_rows, Body&& body) 
   const int n = (int)units.size();
   std::atomic<int> queue{0};
   auto take = [&] { return queue.fetch_add(1, std::memory_order_relaxed); };
-#pragma omp parallel if (n > 1)
-  for (int u = take(); u < n;) {
-    int next = n;
-    bool claimed = false;
-    body(units[u].e, units[u].i0, units[u].i1, [&] {
-      if (!claimed) next = take(), claimed = true;
-      return next < n ? units[next].e : -1;
-    });
-    u = claimed ? next : take();
-  }
+  run_team(n > 1 ? omp_get_max_threads() : 1, [&](int, int) {
+    for (int u = take(); u < n;) {
+      int next = n;
+      bool claimed = false;
+      body(units[u].e, units[u].i0, units[u].i1, [&] {
+        if (!claimed) next = take(), claimed = true;
+        return next < n ? units[next].e : -1;
+      });
+      u = claimed ? next : take();
+    }
+  });
 }
 
 }  // namespace

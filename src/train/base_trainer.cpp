@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "heirloom/error.h"
 #include "heirloom/train.h"
@@ -103,8 +104,7 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   // The gradient norm from per-piece sums added in piece order: the same for any thread count.
   const int P = (int)pieces_.size();
   std::vector<double> part(P);
-#pragma omp parallel for schedule(dynamic, 8)
-  for (int p = 0; p < P; ++p) part[p] = sum_squares_serial(grads.data() + pieces_[p].offset, pieces_[p].n);
+  parallel_for(P, true, [&](int64_t p) { part[p] = sum_squares_serial(grads.data() + pieces_[p].offset, pieces_[p].n); });
   double ss = 0;
   for (double x : part) ss += x;
   const double norm = std::sqrt(ss);
@@ -116,8 +116,7 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
   std::vector<PackedMatrix> mats;
   if (packs_) mats = packed_matrices(*packs_, m);
   float* w = m.data.data();
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int p = 0; p < P; ++p) {
+  parallel_for(P, true, [&](int64_t p) {
     const Piece& x = pieces_[p];
     (m.tensors[x.tensor].is_norm() ? gains : decayed)
         .apply(w + x.offset, grads.data() + x.offset, m1.data() + x.offset, m2.data() + x.offset, x.n);
@@ -125,7 +124,7 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
       const PackedMatrix& mat = mats[x.matrix];
       repack_weight_rows(*mat.pack, w + mat.offset, mat.O, mat.I, x.r0, x.r1);
     }
-  }
+  });
   packs_current_ = packs_ != nullptr;
   return {r.mean_loss(), r.aux, norm, lr};
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/thread_team.h"
 #include "heirloom/error.h"
 
 namespace heirloom {
@@ -21,7 +22,7 @@ TEST(ParallelFor, TopLevelCoversEveryIndexOnceAcrossTheThreads) {
   std::vector<int> hits(n, 0), thread_of(n, -1);
   parallel_for(n, true, [&](int64_t i) {
     hits[i]++;
-    thread_of[i] = omp_get_thread_num();
+    thread_of[i] = team_thread();
   });
   for (int i = 0; i < n; ++i) EXPECT_EQ(hits[i], 1) << i;
   EXPECT_EQ(thread_of.front(), 0);  // each thread starts at the front of its own share
@@ -58,7 +59,7 @@ TEST(ParallelShares, AThreadThatFinishesTakesTheSlowThreadsUnits) {
   const int groups = 8, per_group = 4, n = groups * per_group;
   std::vector<int> hits(n, 0), thread_of(n, -1);
   parallel_shares(groups, per_group, false, [](int, int) {}, [&](int64_t u) {
-    const int t = omp_get_thread_num();
+    const int t = team_thread();
     if (u == n / 2 && t == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     hits[u]++;
     thread_of[u] = t;

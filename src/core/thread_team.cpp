@@ -1,0 +1,171 @@
+// Teams on heirloom's own threads. See thread_team.h.
+#include "core/thread_team.h"
+
+#include <omp.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "core/gemm_f32.h"
+
+namespace heirloom {
+
+namespace {
+
+inline void pause() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// How long an idle thread spins before it sleeps: a step's serial stretches are shorter, so a team rarely
+// waits for a thread to wake; a process that stops computing gives its cores back within this.
+constexpr auto kSpin = std::chrono::microseconds(500);
+
+enum class Kind { none, own, openmp };
+thread_local Kind t_kind = Kind::none;
+thread_local int t_index = 0;  // in a team of Kind::own
+
+struct Barrier {  // a counter and a phase; a thread reads the phase before it arrives
+  alignas(64) std::atomic<int> arrived{0};
+  alignas(64) std::atomic<int> phase{0};
+  void wait(int n) {
+    const int ph = phase.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      phase.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    while (phase.load(std::memory_order_acquire) == ph) pause();
+  }
+};
+
+struct Pool {
+  std::mutex use;   // one team at a time (callers on several threads take turns)
+  int workers = 0;  // threads 1..workers
+  alignas(64) std::atomic<uint32_t> generation{0};  // a new team's work: its fields below are set before it moves
+  alignas(64) std::atomic<int> done{0};             // workers finished with this generation
+  alignas(64) std::atomic<int> sleepers{0};
+  void* fn = nullptr;
+  void (*call)(void*, int, int) = nullptr;
+  int nt = 0;
+  std::mutex error_mu;
+  std::exception_ptr error;  // a worker's first exception of this generation
+  Barrier barrier;
+};
+Pool* g_pool = new Pool;  // never freed: workers outlive static destruction
+
+// Waits until the generation moves on from `seen`: spinning for kSpin, then asleep (a futex) until woken.
+uint32_t next_generation(Pool& p, uint32_t seen) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    const uint32_t g = p.generation.load(std::memory_order_acquire);
+    if (g != seen) return g;
+    pause();
+    if (i % 256 == 0 && std::chrono::steady_clock::now() - start > kSpin) break;
+  }
+  for (;;) {
+    p.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    p.generation.wait(seen, std::memory_order_seq_cst);
+    p.sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    const uint32_t g = p.generation.load(std::memory_order_acquire);
+    if (g != seen) return g;
+  }
+}
+
+void work(Pool* p, int index, uint32_t seen) {
+  for (;;) {
+    seen = next_generation(*p, seen);
+    if (index < p->nt) {
+      t_kind = Kind::own, t_index = index;
+      try {
+        p->call(p->fn, index, p->nt);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(p->error_mu);
+        if (!p->error) p->error = std::current_exception();
+      }
+      t_kind = Kind::none;
+    }
+    p->done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+// A forked child has none of the parent's workers: it starts a pool of its own (the old one's memory is left).
+void after_fork_in_child() { g_pool = new Pool; }
+const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+
+}  // namespace
+
+bool own_teams() {
+  static const bool own = [] {
+    const char* e = std::getenv("HEIRLOOM_TEAMS");
+    return f32_packed_available() && !(e && std::strcmp(e, "openmp") == 0);
+  }();
+  return own;
+}
+
+int team_thread() { return t_kind == Kind::own ? t_index : omp_get_thread_num(); }
+
+bool in_team() { return t_kind != Kind::none || omp_in_parallel(); }
+
+void team_barrier() {
+  if (t_kind == Kind::own) return g_pool->barrier.wait(g_pool->nt);
+  if (t_kind == Kind::openmp) {
+#pragma omp barrier
+  }
+}
+
+namespace detail {
+
+void run_team_erased(int nt, void* fn, void (*call)(void*, int, int)) {
+  (void)g_atfork;
+  if (nt <= 1 || in_team()) return call(fn, 0, 1);
+  if (!own_teams()) {
+    std::mutex error_mu;
+    std::exception_ptr error;  // the first thrown: an exception may not leave an OpenMP region
+#pragma omp parallel num_threads(nt)
+    {
+      t_kind = Kind::openmp;
+      try {
+        call(fn, omp_get_thread_num(), omp_get_num_threads());
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+      }
+      t_kind = Kind::none;
+    }
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+  Pool& p = *g_pool;
+  std::lock_guard<std::mutex> lock(p.use);
+  const uint32_t before = p.generation.load(std::memory_order_relaxed);
+  for (; p.workers < nt - 1; ++p.workers) std::thread(work, &p, p.workers + 1, before).detach();
+  p.fn = fn, p.call = call, p.nt = nt;
+  p.done.store(0, std::memory_order_relaxed);
+  p.generation.fetch_add(1, std::memory_order_seq_cst);
+  if (p.sleepers.load(std::memory_order_seq_cst) > 0) p.generation.notify_all();
+  std::exception_ptr mine;
+  t_kind = Kind::own, t_index = 0;
+  try {
+    call(fn, 0, nt);
+  } catch (...) {
+    mine = std::current_exception();
+  }
+  t_kind = Kind::none;
+  while (p.done.load(std::memory_order_acquire) != p.workers) pause();  // every worker, in the team or not
+  std::exception_ptr theirs;
+  std::swap(theirs, p.error);
+  if (mine) std::rethrow_exception(mine);
+  if (theirs) std::rethrow_exception(theirs);
+}
+
+}  // namespace detail
+
+}  // namespace heirloom
