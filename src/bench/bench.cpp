@@ -4,7 +4,6 @@
 // norm-only = 2× forward + attention once more (activation gradients flow through every frozen matrix, weight
 // gradients are skipped, and attention's backward has four products to its forward's two);
 // LoRA = the same + the LoRA matmuls (negligible at rank 8).
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -22,6 +21,7 @@
 #include "core/product_time.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/thread_team.h"
 #include "heirloom/adapter_train.h"
 #include "heirloom/bench.h"
 #include "heirloom/engine.h"
@@ -136,8 +136,9 @@ void streamed_expert_rows(BenchReport& rep, const ModelConfig& c, int M, int rep
     BenchRow r;
     r.name = kernel + " " + shape;
     r.ms = median_ms(repeats, [&] {
-#pragma omp parallel num_threads(threads)
-      for (int i = omp_get_thread_num(); i < W; i += omp_get_num_threads()) product(i, out[omp_get_thread_num()].data());
+      run_team(threads, [&](int t, int n) {
+        for (int i = t; i < W; i += n) product(i, out[t].data());
+      });
     });
     r.gflop = 2.0 * M * F * C * W / 1e9;
     r.gflops = r.gflop / (r.ms / 1e3);
@@ -147,7 +148,7 @@ void streamed_expert_rows(BenchReport& rep, const ModelConfig& c, int M, int rep
   auto rows = [&](const std::string& kernel, const auto& w, auto&& product) {  // product(weight, out)
     row(kernel, [&](int i, float* y) { product(w[i], y); });
     row(kernel + " fetching ahead", [&](int i, float* y) {
-      const int nx = i + omp_get_num_threads();
+      const int nx = i + threads;  // this thread's next weight (a team of `threads`)
       if (nx < W) fetch_ahead(w[nx].data.data(), (int64_t)(w[nx].data.size() * sizeof(w[nx].data[0])));
       product(w[i], y);
     });
@@ -219,8 +220,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       const int threads = rep.threads;
       std::vector<std::vector<float>> own_c(threads > 1 ? threads : 0, std::vector<float>(Cm.size()));
       auto per_thread = [&](auto&& product) {
-#pragma omp parallel num_threads(threads)
-        product(own_c[omp_get_thread_num()].data());
+        run_team(threads, [&](int t, int) { product(own_c[t].data()); });
       };
       if (f32_packed_available()) {  // heirloom's own fp32 kernel on panels
         const PackedF32 packed = pack_b_f32(B.data(), s.K, true, s.K, s.N);

@@ -2,13 +2,14 @@
 #include "bench/ceiling.h"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/thread_team.h"
 
 namespace heirloom {
 namespace {
@@ -61,9 +62,10 @@ double ceiling(int threads, int repeats, double flop_per_instruction, Loop loop)
   volatile float sink = 0;
   for (int r = 0; r < repeats + 1; ++r) {  // the first run warms the cores up and is not counted
     const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> part(threads, 0.f);
+    run_team(threads, [&](int t, int) { part[t] = loop(kIterations); });
     float s = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : s)
-    s += loop(kIterations);
+    for (float x : part) s += x;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     sink = sink + s;
     if (r > 0) best = std::max(best, flop_per_instruction * kChains * kIterations * threads / secs / 1e9);
