@@ -61,8 +61,9 @@ struct Pool {
 };
 Pool* g_pool = new Pool;  // never freed: workers outlive static destruction
 
-// Waits until the generation moves on from `seen`: spinning for kSpin, then asleep (a futex) until woken.
-uint32_t next_generation(Pool& p, uint32_t seen) {
+// Waits until the generation moves on from `seen`: spinning for kSpin, then asleep (a futex) until woken. Not
+// inlined: a profile then names a worker's idle time (bench/omp-waits.sh).
+__attribute__((noinline)) uint32_t next_generation(Pool& p, uint32_t seen) {
   const auto start = std::chrono::steady_clock::now();
   for (int i = 1;; ++i) {
     const uint32_t g = p.generation.load(std::memory_order_acquire);
