@@ -28,6 +28,20 @@ inline void pause() {
 // waits for a thread to wake; a process that stops computing gives its cores back within this.
 constexpr auto kSpin = std::chrono::microseconds(500);
 
+// Inside a team, what asks OpenMP how many threads it may use (OpenBLAS's OpenMP build, called by a product
+// inside an expert's loop) hears 1, as it would inside an OpenMP region: else each team thread's call opened a
+// team of its own, two threads per core. The caller's own count is put back after.
+class OneThreadForOpenMP {
+ public:
+  OneThreadForOpenMP() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneThreadForOpenMP() { omp_set_num_threads(saved_); }
+  OneThreadForOpenMP(const OneThreadForOpenMP&) = delete;
+  OneThreadForOpenMP& operator=(const OneThreadForOpenMP&) = delete;
+
+ private:
+  int saved_;
+};
+
 enum class Kind { none, own, openmp };
 thread_local Kind t_kind = Kind::none;
 thread_local int t_index = 0;  // in a team of Kind::own
@@ -81,6 +95,7 @@ __attribute__((noinline)) uint32_t next_generation(Pool& p, uint32_t seen) {
 }
 
 void work(Pool* p, int index, uint32_t seen) {
+  omp_set_num_threads(1);  // what this thread calls runs on it alone (see OneThreadForOpenMP)
   for (;;) {
     seen = next_generation(*p, seen);
     if (index < p->nt) {
@@ -154,10 +169,13 @@ void run_team_erased(int nt, void* fn, void (*call)(void*, int, int)) {
   if (p.sleepers.load(std::memory_order_seq_cst) > 0) p.generation.notify_all();
   std::exception_ptr mine;
   t_kind = Kind::own, t_index = 0;
-  try {
-    call(fn, 0, nt);
-  } catch (...) {
-    mine = std::current_exception();
+  {
+    const OneThreadForOpenMP alone;
+    try {
+      call(fn, 0, nt);
+    } catch (...) {
+      mine = std::current_exception();
+    }
   }
   t_kind = Kind::none;
   while (p.done.load(std::memory_order_acquire) != p.workers) pause();  // every worker, in the team or not

@@ -1,6 +1,7 @@
-// run_team: each t once, at once, on distinct threads; a team nested in a team runs on its caller; the barrier
-// holds every thread until all arrive; an exception on any thread reaches the caller and the team still works;
-// callers on two threads take turns; a forked child runs teams of its own (heirloom's threads; not OpenMP's).
+// run_team: each t once, at once, on distinct threads; a team nested in a team runs on its caller; OpenMP counts
+// one thread inside a team; the barrier holds every thread until all arrive; an exception on any thread reaches
+// the caller and the team still works; callers on two threads take turns; a forked child runs teams of its own
+// (heirloom's threads; not OpenMP's).
 #include <gtest/gtest.h>
 #include <omp.h>
 #include <sys/wait.h>
@@ -42,6 +43,18 @@ TEST(ThreadTeam, EachThreadRunsOnceAtOnceAndNestedTeamsRunOnTheirCaller) {
   for (int t = 0; t < nt; ++t) EXPECT_EQ(nested[t], 1) << t;
   EXPECT_EQ(ids[0], std::this_thread::get_id());
   EXPECT_NE(ids[0], ids[1]);
+}
+
+// What asks OpenMP for its thread count inside a team (OpenBLAS's OpenMP build) hears 1 on every thread, as in
+// an OpenMP region; the caller's count is back after.
+TEST(ThreadTeam, OpenMpSeesOneThreadInsideATeam) {
+  const int before = omp_get_max_threads();
+  std::vector<int> seen(2, -1);
+  // OpenBLAS's count: 1 inside an OpenMP region, else the calling thread's omp_get_max_threads()
+  run_team(2, [&](int t, int) { seen[t] = omp_in_parallel() ? 1 : omp_get_max_threads(); });
+  EXPECT_EQ(seen[0], 1);
+  EXPECT_EQ(seen[1], 1);
+  EXPECT_EQ(omp_get_max_threads(), before);
 }
 
 TEST(ThreadTeam, TheBarrierHoldsEveryThreadUntilAllArrive) {
