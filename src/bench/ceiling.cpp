@@ -60,9 +60,9 @@ template <class Loop>
 double ceiling(int threads, int repeats, double flop_per_instruction, Loop loop) {
   double best = 0;
   volatile float sink = 0;
+  std::vector<float> part(threads, 0.f);  // each thread's sum, kept so that its loop is not dropped
   for (int r = 0; r < repeats + 1; ++r) {  // the first run warms the cores up and is not counted
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<float> part(threads, 0.f);
     run_team(threads, [&](int t, int) { part[t] = loop(kIterations); });
     float s = 0;
     for (float x : part) s += x;

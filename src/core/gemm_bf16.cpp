@@ -232,20 +232,18 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
     // B fits each core's L2: every thread converts its own rows and multiplies them by all of B, with no
     // barrier between the two and no rows converted on another core (a per-thread product's speed).
     run_team(threads, [&](int t, int nt) {
-      const int mb0 = (int)((int64_t)MB * t / nt), mb1 = (int)((int64_t)MB * (t + 1) / nt);
-      convert(mb0 * kBlock, mb1 * kBlock, a, Kp);
-      rows(mb0, mb1);
+      const auto [mb0, mb1] = team_share(MB, t, nt);
+      convert((int)mb0 * kBlock, (int)mb1 * kBlock, a, Kp);
+      rows((int)mb0, (int)mb1);
     });
     return;
   }
   auto task = [&](int t) { run(t / MB, t % MB, t % MB, MB); };  // consecutive tasks share a B column block
   run_team(threads, [&](int t, int nt) {
-    const int blocks = Mp / 16;
-    for (int b = (int)((int64_t)blocks * t / nt); b < (int)((int64_t)blocks * (t + 1) / nt); ++b)
-      convert(b * 16, b * 16 + 16, a, Kp);
+    for (auto [b, last] = team_share(Mp / 16, t, nt); b < last; ++b) convert((int)b * 16, (int)b * 16 + 16, a, Kp);
     team_barrier();
     tiles_on();
-    for (int u = (int)((int64_t)tasks * t / nt); u < (int)((int64_t)tasks * (t + 1) / nt); ++u) task(u);
+    for (auto [u, last] = team_share(tasks, t, nt); u < last; ++u) task((int)u);
     tiles_off();
   });
 }
@@ -275,8 +273,8 @@ void few_rows(const uint16_t* rows, int M, const PackedB& B, float* C, int ldc, 
   if (in_team() || (int64_t)B.Kp * B.N < (1 << 18) || omp_get_max_threads() == 1)
     return gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, 0, blocks);
   run_team(omp_get_max_threads(), [&](int t, int nt) {
-    gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, (int)((int64_t)blocks * t / nt),
-                (int)((int64_t)blocks * (t + 1) / nt));
+    const TeamShare share = team_share(blocks, t, nt);
+    gemv_blocks(pairs, M, B.Kp, B, C, ldc, accumulate, (int)share.first, (int)share.last);
   });
 }
 bool takes_few_rows(int M) { return M <= kGemvRows || row_exact(); }

@@ -22,8 +22,8 @@
 #include "core/gemm_tile.h"
 #include "core/parallel.h"
 #include "core/product_time.h"
-#include "core/transpose16.h"
 #include "core/thread_team.h"
+#include "core/transpose16.h"
 #include "heirloom/error.h"
 
 namespace heirloom {

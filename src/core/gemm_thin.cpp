@@ -227,7 +227,8 @@ void rows_across_threads(int M, int step, bool worth, Fn&& fn) {
   if (in_team() || !worth || units < 2) return fn(0, M);
   run_team(omp_get_max_threads(), [&](int t, int nt) {
     const PartOfProduct part;  // of gemm()'s product, which holds every thread
-    fn(std::min(M, step * (int)((int64_t)units * t / nt)), std::min(M, step * (int)((int64_t)units * (t + 1) / nt)));
+    const TeamShare share = team_share(units, t, nt);
+    fn(std::min(M, step * (int)share.first), std::min(M, step * (int)share.last));
   });
 }
 
@@ -294,7 +295,7 @@ bool gemm_thin(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   }
   run_team(omp_get_max_threads(), [&](int th, int nt) {
     const PartOfProduct part;  // of gemm()'s product, which holds every thread
-    for (int t = (int)((int64_t)tasks * th / nt); t < (int)((int64_t)tasks * (th + 1) / nt); ++t) task(t);
+    for (auto [t, last] = team_share(tasks, th, nt); t < last; ++t) task((int)t);
   });
   return true;
 }

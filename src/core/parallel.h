@@ -72,11 +72,7 @@ void parallel_shares(int64_t n_groups, int64_t per_group, bool prepare_all_first
     for (int64_t u = first; u >= 0; u = shares[t].take(false)) unit(u);
     for (int k = 1; k < nt; ++k) {
       UnitShare& other = shares[(t + k) % nt];
-      while (!other.prepared.load(std::memory_order_acquire)) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-      }
+      while (!other.prepared.load(std::memory_order_acquire)) spin_pause();
       for (int64_t u; (u = other.take(true)) >= 0;) unit(u);
     }
   });
@@ -90,7 +86,7 @@ void parallel_for(int64_t n, bool worth, Body&& body) {
   if (worth && n > 1 && omp_get_max_threads() > 1 && !in_team()) {
     if (n < kMaxShareUnits) return parallel_shares(n, 1, false, [](int, int) {}, body);
     run_team(omp_get_max_threads(), [&](int t, int nt) {
-      for (int64_t i = n * t / nt; i < n * (t + 1) / nt; ++i) body(i);
+      for (auto [i, last] = team_share(n, t, nt); i < last; ++i) body(i);
     });
     return;
   }

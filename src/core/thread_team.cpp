@@ -18,12 +18,6 @@ namespace heirloom {
 
 namespace {
 
-inline void pause() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
-
 // How long an idle thread spins before it sleeps: a step's serial stretches are shorter, so a team rarely
 // waits for a thread to wake; a process that stops computing gives its cores back within this.
 constexpr auto kSpin = std::chrono::microseconds(500);
@@ -46,6 +40,36 @@ enum class Kind { none, own, openmp };
 thread_local Kind t_kind = Kind::none;
 thread_local int t_index = 0;  // in a team of Kind::own
 
+// The first exception a team's threads threw (none may leave a thread, nor an OpenMP region), for the caller.
+class FirstError {
+ public:
+  template <class F>
+  void run(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!first_) first_ = std::current_exception();
+    }
+  }
+  void rethrow() {  // and forget it: the next team starts with none
+    std::exception_ptr e;
+    std::swap(e, first_);
+    if (e) std::rethrow_exception(e);
+  }
+
+ private:
+  std::mutex mu_;
+  std::exception_ptr first_;
+};
+
+// One thread's part of a team: fn(index, n) as thread `index` of a team of `kind`, its exception into errors.
+void take_part(Kind kind, int index, int n, void* fn, void (*call)(void*, int, int), FirstError& errors) {
+  t_kind = kind, t_index = index;
+  errors.run([&] { call(fn, index, n); });
+  t_kind = Kind::none;
+}
+
 struct Barrier {  // a counter and a phase; a thread reads the phase before it arrives
   alignas(64) std::atomic<int> arrived{0};
   alignas(64) std::atomic<int> phase{0};
@@ -56,7 +80,7 @@ struct Barrier {  // a counter and a phase; a thread reads the phase before it a
       phase.fetch_add(1, std::memory_order_release);
       return;
     }
-    while (phase.load(std::memory_order_acquire) == ph) pause();
+    while (phase.load(std::memory_order_acquire) == ph) spin_pause();
   }
 };
 
@@ -69,8 +93,7 @@ struct Pool {
   void* fn = nullptr;
   void (*call)(void*, int, int) = nullptr;
   int nt = 0;
-  std::mutex error_mu;
-  std::exception_ptr error;  // a worker's first exception of this generation
+  FirstError errors;  // of this generation, the caller's included
   Barrier barrier;
 };
 Pool* g_pool = new Pool;  // never freed: workers outlive static destruction
@@ -82,7 +105,7 @@ __attribute__((noinline)) uint32_t next_generation(Pool& p, uint32_t seen) {
   for (int i = 1;; ++i) {
     const uint32_t g = p.generation.load(std::memory_order_acquire);
     if (g != seen) return g;
-    pause();
+    spin_pause();
     if (i % 256 == 0 && std::chrono::steady_clock::now() - start > kSpin) break;
   }
   for (;;) {
@@ -98,23 +121,14 @@ void work(Pool* p, int index, uint32_t seen) {
   omp_set_num_threads(1);  // what this thread calls runs on it alone (see OneThreadForOpenMP)
   for (;;) {
     seen = next_generation(*p, seen);
-    if (index < p->nt) {
-      t_kind = Kind::own, t_index = index;
-      try {
-        p->call(p->fn, index, p->nt);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(p->error_mu);
-        if (!p->error) p->error = std::current_exception();
-      }
-      t_kind = Kind::none;
-    }
+    if (index < p->nt) take_part(Kind::own, index, p->nt, p->fn, p->call, p->errors);
     p->done.fetch_add(1, std::memory_order_release);
   }
 }
 
 // A forked child has none of the parent's workers: it starts a pool of its own (the old one's memory is left).
 void after_fork_in_child() { g_pool = new Pool; }
-const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+[[maybe_unused]] const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
 
 }  // namespace
 
@@ -140,24 +154,12 @@ void team_barrier() {
 namespace detail {
 
 void run_team_erased(int nt, void* fn, void (*call)(void*, int, int)) {
-  (void)g_atfork;
   if (nt <= 1 || in_team()) return call(fn, 0, 1);
   if (!own_teams()) {
-    std::mutex error_mu;
-    std::exception_ptr error;  // the first thrown: an exception may not leave an OpenMP region
+    FirstError errors;
 #pragma omp parallel num_threads(nt)
-    {
-      t_kind = Kind::openmp;
-      try {
-        call(fn, omp_get_thread_num(), omp_get_num_threads());
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!error) error = std::current_exception();
-      }
-      t_kind = Kind::none;
-    }
-    if (error) std::rethrow_exception(error);
-    return;
+    take_part(Kind::openmp, omp_get_thread_num(), omp_get_num_threads(), fn, call, errors);
+    return errors.rethrow();
   }
   Pool& p = *g_pool;
   std::lock_guard<std::mutex> lock(p.use);
@@ -167,22 +169,12 @@ void run_team_erased(int nt, void* fn, void (*call)(void*, int, int)) {
   p.done.store(0, std::memory_order_relaxed);
   p.generation.fetch_add(1, std::memory_order_seq_cst);
   if (p.sleepers.load(std::memory_order_seq_cst) > 0) p.generation.notify_all();
-  std::exception_ptr mine;
-  t_kind = Kind::own, t_index = 0;
   {
     const OneThreadForOpenMP alone;
-    try {
-      call(fn, 0, nt);
-    } catch (...) {
-      mine = std::current_exception();
-    }
+    take_part(Kind::own, 0, nt, fn, call, p.errors);
   }
-  t_kind = Kind::none;
-  while (p.done.load(std::memory_order_acquire) != p.workers) pause();  // every worker, in the team or not
-  std::exception_ptr theirs;
-  std::swap(theirs, p.error);
-  if (mine) std::rethrow_exception(mine);
-  if (theirs) std::rethrow_exception(theirs);
+  while (p.done.load(std::memory_order_acquire) != p.workers) spin_pause();  // every worker, in the team or not
+  p.errors.rethrow();
 }
 
 }  // namespace detail

@@ -5,6 +5,7 @@
 // (which opens OpenMP regions of its own), the teams stay OpenMP's: two kinds of spinning threads on the same
 // cores would take turns at each other's expense. HEIRLOOM_TEAMS=openmp asks for OpenMP's anywhere.
 #pragma once
+#include <cstdint>
 #include <type_traits>
 
 namespace heirloom {
@@ -35,5 +36,18 @@ void team_barrier();
 
 // Whether teams run on heirloom's threads here (AVX-512), or as OpenMP's.
 bool own_teams();
+
+// Thread t's share [first, last) of n items split evenly in order across a team of nt.
+struct TeamShare {
+  int64_t first, last;
+};
+inline TeamShare team_share(int64_t n, int t, int nt) { return {n * t / nt, n * (t + 1) / nt}; }
+
+// What a thread does on each turn of a loop that waits for another thread.
+inline void spin_pause() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
 
 }  // namespace heirloom

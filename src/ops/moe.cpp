@@ -164,10 +164,10 @@ bool keeps_h16(const MoeWeights& w, const MoeLora* lora, const MoeSaved& s) {
 }
 
 // f(hg, hu) on the slots from o: in bf16 where keeps_h16, else in fp32.
-template <class F>
-void on_h(bool h16, const MoeSaved& s, int64_t o, int64_t F_, F&& f) {
-  if (h16) f(s.hg16 + o * F_, s.hu16 + o * F_);
-  else f(s.hg + o * F_, s.hu + o * F_);
+template <class Fn>
+void on_h(bool h16, const MoeSaved& s, int64_t o, int64_t F, Fn&& f) {
+  if (h16) f(s.hg16 + o * F, s.hu16 + o * F);
+  else f(s.hg + o * F, s.hu + o * F);
 }
 
 // On packs, the products after SwiGLU make their input rows as they go (packed_product_of_rows, ops/matmul.h):
