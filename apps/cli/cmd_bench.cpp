@@ -84,12 +84,16 @@ Action add_bench(CLI::App& app, Common& common) {
                   "a trial of a local change under experiment(NAME) (src/core/experiment.h): the traced run alternates "
                   "steps without and with it, each pair on one window, and reports the median B/A (implies --trace); "
                   "the full, norm-only and LoRA step rows run 20 such pairs on their batch too");
+  auto show_parts = std::make_shared<bool>(false);
+  sub->add_flag("--ops", *show_parts,
+                "also show each task's parts (the norms, attention, the experts, the head, ...): their time, share and "
+                "FLOPs, from the run with the product clock on (always in --json, as ops)");
   auto plot_path = std::make_shared<std::string>();
   sub->add_option("--plot", *plot_path, "also write the report as charts to this SVG file (each task's share of the "
                                         "GEMM peak; with --trace, each step's time and the ceiling)");
   add_common_flags(*sub, common);
   const Action fleet = add_bench_fleet(*sub, common);
-  return [o, &common, sub, fleet, plot_path] {
+  return [o, &common, sub, fleet, plot_path, show_parts] {
     if (sub->got_subcommand("fleet")) {
       if (!plot_path->empty())
         throw Error("--plot draws heirloom bench's own report, which bench fleet does not run",
@@ -118,6 +122,9 @@ Action add_bench(CLI::App& app, Common& common) {
         nlohmann::json by_kind = nlohmann::json::array();
         for (const auto& p : x.products_by_kind)
           by_kind.push_back({{"kind", p.kind}, {"share", p.share}, {"gflops", p.gflops}});
+        nlohmann::json parts = nlohmann::json::array();
+        for (const auto& p : x.parts)
+          parts.push_back({{"name", p.name}, {"ms", p.ms}, {"share", p.share}, {"gflop", p.gflop}, {"gflops", p.gflops}});
         nlohmann::json by_shape = nlohmann::json::array();
         for (const auto& p : x.products_by_shape)
           by_shape.push_back({{"kind", p.kind}, {"N", p.N}, {"K", p.K}, {"calls", p.calls}, {"rows", p.rows},
@@ -127,7 +134,7 @@ Action add_bench(CLI::App& app, Common& common) {
                      {"peak_fraction", x.peak_fraction}, {"ceiling_fraction", x.ceiling_fraction},
                      {"product_share", x.product_share}, {"product_gflops", x.product_gflops},
                      {"products_by_kind", by_kind}, {"products_by_shape", by_shape}, {"precision", x.precision},
-                     {"setup_ms", x.setup_ms}});
+                     {"setup_ms", x.setup_ms}, {"ops", parts}});
         if (!x.step_ms.empty()) a.back()["trace"] = {{"step_ms", x.step_ms}, {"ceiling_every", kTraceSteps},
                                                      {"ceiling_gflops", x.ceiling_trace}};
         if (x.experiment_pairs > 0)
@@ -179,6 +186,20 @@ Action add_bench(CLI::App& app, Common& common) {
                     x.product_gflops, 100 * x.product_gflops / peak);
       else  // the peak was not measured in this run (--only without sgemm)
         std::printf("— | %.0f%% | %.1f GFLOP/s |\n", 100 * x.product_share, x.product_gflops);
+    }
+    for (const auto& x : r.rows) {
+      if (!*show_parts || x.parts.empty()) continue;
+      const double peak = x.precision == "bf16" ? r.bf16_peak_gflops : r.sgemm_peak_gflops;
+      double run_ms = 0;  // the parts and the rest make the whole run
+      for (const auto& p : x.parts) run_ms += p.ms;
+      std::printf("\nParts of %s (the run with the product clock on, %.1f ms):\n\n"
+                  "| part | ms | share | GFLOP (products) | GFLOP/s | of the GEMM peak |\n|---|---:|---:|---:|---:|---:|\n",
+                  x.name.c_str(), run_ms);
+      for (const auto& p : x.parts) {
+        std::printf("| %s | %.2f | %.1f%% | %.3f | %.1f | ", p.name.c_str(), p.ms, 100 * p.share, p.gflop, p.gflops);
+        if (peak > 0 && p.gflop > 0) std::printf("%.0f%% |\n", 100 * p.gflops / peak);
+        else std::printf("— |\n");
+      }
     }
     for (const auto& x : r.rows) {
       if (x.step_ms.empty()) continue;

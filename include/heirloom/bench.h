@@ -52,6 +52,14 @@ struct BenchRow {
     int64_t N = 0, K = 0, calls = 0, rows = 0;  // rows = Σ M over the calls
   };
   std::vector<ShapeProducts> products_by_shape;  // the kShapesReported that took the most time, most first
+  // From the same run, its parts (core/op_time.h: the norms, attention, the experts, the head, ...): each part's
+  // wall time, its share of the run, and the FLOPs of the products run inside it (as issued); the last part,
+  // "the rest", is the run's time outside them (the trainer's own work; a whole run's setup).
+  struct Part {
+    std::string name;
+    double ms = 0, share = 0, gflop = 0, gflops = 0;
+  };
+  std::vector<Part> parts;
   std::string precision = "fp32";
   double setup_ms = 0;  // whole-run rows: of ms, the median time before the first step (packing the base, making the adapter)
   // --trace, whole-run rows: one more run (not among the timed ones), each step's milliseconds, and the

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/op_time.h"
 #include "model/frozen_weights.h"
 #include "ops/adamw.h"
 
@@ -39,6 +40,7 @@ double AdapterTrainer::step(Workspace& ws, const Batch& batch, float lr) {
     backward(base_, ws, views, frozen_, nullptr, &view_, &gview_, 0.f);
     return f;
   }();
+  const TimedOp timed("optimizer");
   // Block 0's steering vector stays zero: llama.cpp's control vectors cannot express it.
   if (a_.kind == AdapterKind::steer) std::fill_n(g_.begin(), base_.config.n_embd, 0.f);
   const double norm = std::sqrt(sum_squares(g_.data(), (int64_t)g_.size()));

@@ -18,6 +18,7 @@
 #include "core/fetch_ahead.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/op_time.h"
 #include "core/product_time.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -85,7 +86,8 @@ double median_ms(int repeats, F&& f) {
 
 struct Timing {
   Runs runs;
-  ProductTime products;  // of one more run, with the product clock on
+  ProductTime products;  // of one more run, with the product and part clocks on
+  OpTime parts;
   double clocked_ms = 0;
 };
 
@@ -96,10 +98,12 @@ Timing timing(int repeats, F&& f) {
   Timing t;
   t.runs = time_runs(repeats, f);
   const ProductClock clock;
+  const OpClock part_clock;
   const auto a = std::chrono::steady_clock::now();
   f();
   t.clocked_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
   t.products = clock.read();
+  t.parts = part_clock.read();
   return t;
 }
 
@@ -297,6 +301,15 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
       part.N = x.N, part.K = x.K, part.calls = x.calls, part.rows = x.rows;
       split(x.part, part.share, part.gflops);
     }
+    double parts_s = 0, parts_flop = 0;
+    auto add_part = [&](const std::string& part, double seconds, double flop) {
+      if (t.clocked_ms <= 0) return;
+      r.parts.push_back({part, seconds * 1e3, seconds / (t.clocked_ms / 1e3), flop / 1e9, seconds > 0 ? flop / 1e9 / seconds : 0});
+    };
+    for (const OpTime::Part& x : t.parts.parts)
+      add_part(x.name, x.seconds, x.flop), parts_s += x.seconds, parts_flop += x.flop;
+    if (!t.parts.parts.empty())
+      add_part("the rest", std::max(0.0, t.clocked_ms / 1e3 - parts_s), std::max(0.0, t.products.total.flop - parts_flop));
     r.precision = precision_name(p);
     rep.rows.push_back(r);
   };

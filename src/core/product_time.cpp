@@ -1,6 +1,7 @@
 // See product_time.h. Each thread adds into its own slot (no shared cache line written per product); the
 // slots live until exit, as OpenMP's pool threads do.
 #include "core/product_time.h"
+#include "core/op_time.h"
 #include "core/thread_team.h"
 
 #include <omp.h>
@@ -111,6 +112,7 @@ TimedProduct::~TimedProduct() {
   shape.kind = kind_, shape.N = N_, shape.K = K_;
   ++shape.calls, shape.rows += M_;
   shape.part.core_seconds += s * threads_, shape.part.flop += flop_;
+  add_op_flop(flop_);
 }
 
 }  // namespace heirloom

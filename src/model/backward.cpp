@@ -4,8 +4,10 @@
 // (d gain = d delta, since gain = base + delta). See include/heirloom/engine.h.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "core/gemm.h"
+#include "core/op_time.h"
 #include "core/parallel.h"
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
@@ -73,6 +75,7 @@ struct Ctx {
 // RMSNorm backward per segment: dinp += ...; gain gradient to the base slot and/or the adapter delta.
 void norm_backward(const Ctx& x, int j, float* dinp, const float* dout, const float* inp, const float* rstd,
                    float* dbase_gain) {
+  const TimedOp part("norms");
   for (size_t s = 0; s < x.ws.segments.size(); ++s) {
     const Segment& sg = x.ws.segments[s];
     const int64_t r0 = (int64_t)sg.b0 * x.T, n = (int64_t)(sg.b1 - sg.b0) * x.T;
@@ -170,6 +173,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
   // --- head: d objective / d logits = (softmax − onehot) / n_scored
   int n_scored = 0;
   for (int64_t i = 0; i < N; ++i) n_scored += ws.targets[i] >= 0;
+  std::optional<TimedOp> head_part(std::in_place, "head");  // with the cross-entropy's gradient rows, made in its product
   if (fz && fz->output.bf16() && n_scored > 0) {
     // A bf16 head: dlogits is made in bf16, a row at a time as dlnf = dlogits · W needs it, and never in fp32.
     // A frozen head's rows are not stored; a trained head's are (16 MB, not 32), for its gradient dlogitsᵀ · lnf.
@@ -194,6 +198,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
     matmul_backward(ws.dlnf.data(), C, g.output, ws.dlogits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V,
                     fz ? &fz->output : nullptr, true, dbase_write);
   }
+  head_part.reset();
   zero(ws.dres);
   norm_backward(x, 2 * L, ws.dres.data(), ws.dlnf.data(), ws.xf.data(), ws.rstdf.data(), g.output_norm);
 
@@ -210,6 +215,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
         for (int ch = 0; ch < C; ++ch) ds[ch] += ws.dres[r * C + ch];
     }
     // --- feed-forward block: x_{l+1} = mid + ffn(ln2(mid)); its first product writes dln
+    std::optional<TimedOp> ffn_part(std::in_place, c.is_moe() ? "experts" : "feed-forward");
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);
@@ -231,27 +237,33 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
       matmul_backward(ws.dln.data(), C, G.ffn_up, ws.dhu.data(), F, A.ln2.data(), C, W.ffn_up, (int)N, C, F,
                       P ? &P->ffn_up : nullptr, false, dbase_write);
     }
+    ffn_part.reset();
     norm_backward(x, 2 * l + 1, ws.dres.data(), ws.dln.data(), A.mid.data(), A.rstd2.data(), G.ffn_norm);
     // --- attention block: mid = x + wo(attn(rope(qkv(ln1(x)))))
     const int o_off[1] = {0}, o_width[1] = {C};
     {
+      const TimedOp part("output product");
       CachedOutputs read_next;  // datty: attention's backward reads it right away
       product_backward(x, l, {kLoraO}, o_off, o_width, ws.datty.data(), HD, G.wo, ws.dres.data(), C, A.atty.data(),
                        HD, W.wo, HD, C, P ? &P->wo : nullptr, dbase_write);
     }
     AttnShape shape{B, T, H, Hkv, D, 0, QKV, QKV, (int64_t)T * QKV, fz && fz->output.bf16()};
     float* dq = ws.dqkv.data();
+    std::optional<TimedOp> attention_part(std::in_place, "attention");
     attention_backward(dq, dq + HD, dq + HD + KD, ws.datty.data(), A.att_stats.data(), A.qkv.data(),
                        A.qkv.data() + HD, A.qkv.data() + HD + KD, shape, true, &ws.rope,
                        A.att_probs.data());  // written, and rotated back
+    attention_part.reset();
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};
     {
+      const TimedOp part("q, k, v product");
       CachedOutputs read_next;  // dln: the norm's backward reads it right away
       product_backward(x, l, {kLoraQ, kLoraK, kLoraV}, off, width, ws.dln.data(), C, G.wq, ws.dqkv.data(), QKV,
                        A.ln1.data(), C, W.wq, C, QKV, P ? &P->wq : nullptr, dbase_write);
     }
     norm_backward(x, 2 * l, ws.dres.data(), ws.dln.data(), A.x.data(), A.rstd1.data(), G.attn_norm);
   }
+  const TimedOp embed_part("embedding");
   if (g.token_embd) embed_backward(g.token_embd, ws.dres.data(), ws.tokens.data(), (int)N, C);
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/gemm.h"
+#include "core/op_time.h"
 #include "core/parallel.h"
 #include "heirloom/engine.h"
 #include "heirloom/error.h"
@@ -260,7 +261,10 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   const FrozenWeights* fz = frozen_for(ws, m);
   const bool bf16 = fz && fz->output.bf16();  // attention's products follow the base's arithmetic
 
-  embed_forward(ws.acts(0).x.data(), batch.tokens, m.w.token_embd, (int)N, C);
+  {
+    const TimedOp part("embedding");
+    embed_forward(ws.acts(0).x.data(), batch.tokens, m.w.token_embd, (int)N, C);
+  }
   double aux_total = 0;
   for (int l = 0; l < L; ++l) {
     LayerActs& A = ws.acts(l);
@@ -268,24 +272,36 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     float* xout = l + 1 < L ? ws.acts(l + 1).x.data() : ws.xf.data();
     // --- attention block
     for (size_t s = 0; s < ws.segments.size(); ++s) {
+      const TimedOp part("norms");
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
       rmsnorm_forward(A.ln1.data() + r0 * C, A.rstd1.data() + r0, A.x.data() + r0 * C, ws.gain(m, s, 2 * l), (int)n, C, eps);
     }
     const FrozenLayer* P = fz ? &fz->layers[l] : nullptr;
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};  // q|k|v adjacent
-    product_forward(ws, A, l, {kLoraQ, kLoraK, kLoraV}, off, width, A.qkv.data(), QKV, A.ln1.data(), C, W.wq, C, QKV,
-                    P ? &P->wq : nullptr);
-    if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D, bf16);
-    else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0, opt.for_backward, bf16);
+    {
+      const TimedOp part("q, k, v product");
+      product_forward(ws, A, l, {kLoraQ, kLoraK, kLoraV}, off, width, A.qkv.data(), QKV, A.ln1.data(), C, W.wq, C,
+                      QKV, P ? &P->wq : nullptr);
+    }
+    {
+      const TimedOp part("attention");
+      if (ragged) ragged_attention(A, opt.caches, l, ws.rope, T, H, Hkv, D, bf16);
+      else batch_attention(A, opt.cache, l, ws.rope, B, T, H, Hkv, D, pos0, opt.for_backward, bf16);
+    }
     const int o_off[1] = {0}, o_width[1] = {C};
-    product_forward(ws, A, l, {kLoraO}, o_off, o_width, A.mid.data(), C, A.atty.data(), HD, W.wo, HD, C,
-                    P ? &P->wo : nullptr);
+    {
+      const TimedOp part("output product");
+      product_forward(ws, A, l, {kLoraO}, o_off, o_width, A.mid.data(), C, A.atty.data(), HD, W.wo, HD, C,
+                      P ? &P->wo : nullptr);
+    }
     // --- feed-forward block (mid = x + attention, normed in the same pass)
     for (size_t s = 0; s < ws.segments.size(); ++s) {
+      const TimedOp part("norms");
       const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
       add_rmsnorm_forward(A.mid.data() + r0 * C, A.x.data() + r0 * C, A.ln2.data() + r0 * C, A.rstd2.data() + r0,
                           ws.gain(m, s, 2 * l + 1), (int)n, C, eps);
     }
+    const TimedOp ffn_part(c.is_moe() ? "experts" : "feed-forward");
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);
@@ -322,6 +338,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   if (opt.for_backward) ws.tokens.assign(batch.tokens, batch.tokens + N);
   // --- head
   for (size_t s = 0; s < ws.segments.size(); ++s) {
+    const TimedOp part("norms");
     const int64_t r0 = (int64_t)ws.segments[s].b0 * T, n = (int64_t)(ws.segments[s].b1 - ws.segments[s].b0) * T;
     rmsnorm_forward(ws.lnf.data() + r0 * C, ws.rstdf.data() + r0, ws.xf.data() + r0 * C, ws.gain(m, s, 2 * L), (int)n, C, eps);
   }
@@ -337,7 +354,11 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
   }
   if (batch.targets && !opt.for_backward && head_scored_rows(ws, m, batch.targets, (int)N, fz, res)) return res;
   ws.logits.resize((size_t)N * V);
-  matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V, false, fz ? &fz->output : nullptr);
+  {
+    const TimedOp part("head");
+    matmul_forward(ws.logits.data(), V, ws.lnf.data(), C, m.w.output, (int)N, C, V, false, fz ? &fz->output : nullptr);
+  }
+  const TimedOp xent_part("cross-entropy");
   if (batch.targets) {
     std::copy(batch.targets, batch.targets + N, ws.targets.begin());
     res.loss_sum = xent_forward(ws.losses.data(), ws.logits.data(), batch.targets, (int)N, V, &res.n_scored, ws.row_lse.data());

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/op_time.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "heirloom/error.h"
@@ -88,7 +89,10 @@ void BaseTrainer::plan_update(const Model& m) {
 }
 
 BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& batch, float lr, float aux_coef) {
-  if (packs_ && !packs_current_) repack_frozen(*packs_, m);
+  if (packs_ && !packs_current_) {
+    const TimedOp timed("optimizer");
+    repack_frozen(*packs_, m);
+  }
   packs_current_ = false;
   ForwardOptions fo;
   fo.for_backward = true;
@@ -101,6 +105,7 @@ BaseTrainer::StepStats BaseTrainer::step(Model& m, Workspace& ws, const Batch& b
     backward(m, ws, {}, trainable_, grads.data(), nullptr, nullptr, aux_coef, true);
     return f;
   }();
+  const TimedOp timed("optimizer");  // with the repacking of the weights it updates
   // The gradient norm from per-piece sums added in piece order: the same for any thread count.
   const int P = (int)pieces_.size();
   std::vector<double> part(P);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -91,6 +92,17 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     double by_kind = 0;  // the kernels' shares add up to the total
     for (const auto& part : row["products_by_kind"]) by_kind += part["share"].get<double>();
     EXPECT_NEAR(by_kind, share, 1e-9) << row.dump();
+    // The run's parts: the norms, attention, the experts, the head, ... and the rest make the whole run, and
+    // each product's FLOPs are the part's that ran it.
+    double parts = 0;
+    std::map<std::string, double> gflop;
+    for (const auto& part : row["ops"]) parts += part["share"].get<double>(), gflop[part["name"]] = part["gflop"];
+    EXPECT_NEAR(parts, 1.0, 1e-9) << row.dump();
+    ASSERT_FALSE(row["ops"].empty()) << row.dump();
+    EXPECT_EQ(row["ops"].back()["name"], "the rest") << row.dump();
+    for (const char* name : {"q, k, v product", "attention", "output product", "experts", "head"})
+      EXPECT_GT(gflop[name], 0.0) << name << " " << row.dump();
+    EXPECT_EQ(gflop.at("norms"), 0.0) << row.dump();
   }
 }
 
@@ -99,9 +111,11 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
 // draws its steps without and with the change as two lines.
 TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   Dir d("bench_plot");
-  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize --precision fp32 --repeats 1 --trace --plot " +
+  const CliResult r = run("bench --preset tiny --only sgemm,norm,personalize --precision fp32 --repeats 1 --trace --ops --plot " +
                           d / "bench.svg");
   ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("Parts of train step norm-only 8x128 [fp32]"), std::string::npos) << r.out;  // --ops
+  EXPECT_NE(r.out.find("| attention |"), std::string::npos) << r.out;
   const std::string svg = read_text_file(d / "bench.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u) << svg.substr(0, 200);
   EXPECT_NE(svg.find("Share of the GEMM peak"), std::string::npos);
