@@ -87,7 +87,7 @@ Action add_bench(CLI::App& app, Common& common) {
   auto show_parts = std::make_shared<bool>(false);
   sub->add_flag("--ops", *show_parts,
                 "also show each task's parts (the norms, attention, the experts, the head, ...): their time, share and "
-                "FLOPs, from the run with the product clock on (always in --json, as ops)");
+                "FLOPs, from one more run with the part clock on (always in --json, as ops)");
   auto plot_path = std::make_shared<std::string>();
   sub->add_option("--plot", *plot_path, "also write the report as charts to this SVG file (each task's share of the "
                                         "GEMM peak; with --trace, each step's time and the ceiling)");
@@ -192,7 +192,7 @@ Action add_bench(CLI::App& app, Common& common) {
       const double peak = x.precision == "bf16" ? r.bf16_peak_gflops : r.sgemm_peak_gflops;
       double run_ms = 0;  // the parts and the rest make the whole run
       for (const auto& p : x.parts) run_ms += p.ms;
-      std::printf("\nParts of %s (the run with the product clock on, %.1f ms):\n\n"
+      std::printf("\nParts of %s (one more run with the part clock on, %.1f ms):\n\n"
                   "| part | ms | share | GFLOP (products) | GFLOP/s | of the GEMM peak |\n|---|---:|---:|---:|---:|---:|\n",
                   x.name.c_str(), run_ms);
       for (const auto& p : x.parts) {

@@ -52,7 +52,7 @@ struct BenchRow {
     int64_t N = 0, K = 0, calls = 0, rows = 0;  // rows = Σ M over the calls
   };
   std::vector<ShapeProducts> products_by_shape;  // the kShapesReported that took the most time, most first
-  // From the same run, its parts (core/op_time.h: the norms, attention, the experts, the head, ...): each part's
+  // From one more run with the part clock on, its parts (core/op_time.h: the norms, attention, the experts, the head, ...): each part's
   // wall time, its share of the run, and the FLOPs of the products run inside it (as issued); the last part,
   // "the rest", is the run's time outside them (the trainer's own work; a whole run's setup).
   struct Part {

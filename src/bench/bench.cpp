@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <tuple>
 #include <vector>
 
 #include "bench/ceiling.h"
@@ -87,23 +88,28 @@ double median_ms(int repeats, F&& f) {
 struct Timing {
   Runs runs;
   ProductTime products;  // of one more run, with the product and part clocks on
-  OpTime parts;
-  double clocked_ms = 0;
+  OpTime parts;  // of one more, with the part clock on
+  double clocked_ms = 0, parts_ms = 0;
 };
 
 // The median of `repeats` runs; then one run more, not in the median, with the product clock on (its
-// clock reads cost a little, so the headline timing runs without them).
+// clock reads cost a little, so the headline timing runs without them), and one with the part clock on.
 template <class F>
 Timing timing(int repeats, F&& f) {
   Timing t;
   t.runs = time_runs(repeats, f);
-  const ProductClock clock;
+  auto clocked = [&](auto& clock) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+    return std::pair{ms, clock.read()};
+  };
+  {
+    const ProductClock clock;
+    std::tie(t.clocked_ms, t.products) = clocked(clock);
+  }
   const OpClock part_clock;
-  const auto a = std::chrono::steady_clock::now();
-  f();
-  t.clocked_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
-  t.products = clock.read();
-  t.parts = part_clock.read();
+  std::tie(t.parts_ms, t.parts) = clocked(part_clock);
   return t;
 }
 
@@ -303,13 +309,13 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     }
     double parts_s = 0, parts_flop = 0;
     auto add_part = [&](const std::string& part, double seconds, double flop) {
-      if (t.clocked_ms <= 0) return;
-      r.parts.push_back({part, seconds * 1e3, seconds / (t.clocked_ms / 1e3), flop / 1e9, seconds > 0 ? flop / 1e9 / seconds : 0});
+      if (t.parts_ms <= 0) return;
+      r.parts.push_back({part, seconds * 1e3, seconds / (t.parts_ms / 1e3), flop / 1e9, seconds > 0 ? flop / 1e9 / seconds : 0});
     };
     for (const OpTime::Part& x : t.parts.parts)
       add_part(x.name, x.seconds, x.flop), parts_s += x.seconds, parts_flop += x.flop;
     if (!t.parts.parts.empty())
-      add_part("the rest", std::max(0.0, t.clocked_ms / 1e3 - parts_s), std::max(0.0, t.products.total.flop - parts_flop));
+      add_part("the rest", std::max(0.0, t.parts_ms / 1e3 - parts_s), std::max(0.0, t.products.total.flop - parts_flop));
     r.precision = precision_name(p);
     rep.rows.push_back(r);
   };

@@ -89,6 +89,8 @@ TimedOp::~TimedOp() {
   g_current.store(outer_ ? outer_->index_ : -1, std::memory_order_relaxed);
 }
 
+bool op_clock_on() { return g_on.load(std::memory_order_relaxed); }
+
 void add_op_flop(double flop) {
   if (!g_on.load(std::memory_order_relaxed)) return;
   const int i = g_current.load(std::memory_order_relaxed);

@@ -3,7 +3,9 @@
 // peak. Off, at the cost of one flag test per part, unless an OpClock is alive.
 // A part is timed on the thread that runs the step (a TimedOp made inside a team is ignored), without the time
 // of the parts timed inside it. The products that run while a part is the innermost one, on any thread, add
-// their FLOPs to it: as core/product_time.h counts them (as issued), so only while a ProductClock is alive too.
+// their FLOPs to it, as core/product_time.h counts them (as issued; a product inside another once). Without a
+// ProductClock alive they read no clock for it: run the parts apart from the product clock, whose two clock
+// reads per product would be counted in the parts of many small products (attention's).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -46,5 +48,6 @@ class TimedOp {  // times the scope it lives in as the part `name` (a string lit
 
 // A product's FLOPs, for the innermost part alive (core/product_time.cpp calls it); nothing when none is.
 void add_op_flop(double flop);
+bool op_clock_on();
 
 }  // namespace heirloom

@@ -89,9 +89,12 @@ PartOfProduct::PartOfProduct() { ++t_depth; }
 PartOfProduct::~PartOfProduct() { --t_depth; }
 
 TimedProduct::TimedProduct(ProductKind kind, int64_t M, int64_t N, int64_t K) {
-  if (!g_on.load(std::memory_order_relaxed)) return;
+  const bool clock = g_on.load(std::memory_order_relaxed);
+  if (!clock && !op_clock_on()) return;
   entered_ = true;
   if (t_depth++ > 0) return;
+  add_op_flop(2.0 * (double)M * (double)N * (double)K);  // to the step's part running now (core/op_time.h)
+  if (!clock) return;  // parts only: their FLOPs, no clock read (tiny products would pay for two)
   counting_ = true;
   kind_ = kind;
   threads_ = in_team() ? 1 : omp_get_max_threads();
@@ -112,7 +115,6 @@ TimedProduct::~TimedProduct() {
   shape.kind = kind_, shape.N = N_, shape.K = K_;
   ++shape.calls, shape.rows += M_;
   shape.part.core_seconds += s * threads_, shape.part.flop += flop_;
-  add_op_flop(flop_);
 }
 
 }  // namespace heirloom

@@ -65,6 +65,21 @@ TEST(OpTime, ProductsGoToTheInnermostPartAndItsTimeLeavesTheOuterOne) {
   EXPECT_LE(outer.seconds, wall - 3e-3);
 }
 
+// Without the product clock the parts still get their products' FLOPs (one product inside another once), and
+// no product time is counted.
+TEST(OpTime, PartsCountFlopsWithoutTheProductClock) {
+  const OpClock clock;
+  {
+    const TimedOp part("no product clock");
+    const TimedProduct outer(ProductKind::bf16, 2, 3, 4);  // 48
+    const TimedProduct inner(ProductKind::bf16, 100, 100, 100);  // inside the first: not counted again
+  }
+  auto parts = by_name(clock.read());
+  EXPECT_EQ(parts["no product clock"].flop, 48.0);
+  const ProductClock products;  // made after: it starts from zero, and nothing ran since
+  EXPECT_EQ(products.read().total.flop, 0.0);
+}
+
 TEST(OpTime, ThePartsInTheirFirstOrderAndCalledAgainAddUp) {
   const ProductClock products;
   const OpClock clock;
