@@ -215,7 +215,7 @@ void backward(const Model& m, Workspace& ws, std::span<const AdapterView* const>
         for (int ch = 0; ch < C; ++ch) ds[ch] += ws.dres[r * C + ch];
     }
     // --- feed-forward block: x_{l+1} = mid + ffn(ln2(mid)); its first product writes dln
-    std::optional<TimedOp> ffn_part(std::in_place, c.is_moe() ? "experts" : "feed-forward");
+    std::optional<TimedOp> ffn_part(std::in_place, "feed-forward");  // with parts of its own in a MoE (ops/moe.cpp)
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);

@@ -301,7 +301,7 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
       add_rmsnorm_forward(A.mid.data() + r0 * C, A.x.data() + r0 * C, A.ln2.data() + r0 * C, A.rstd2.data() + r0,
                           ws.gain(m, s, 2 * l + 1), (int)n, C, eps);
     }
-    const TimedOp ffn_part(c.is_moe() ? "experts" : "feed-forward");
+    const TimedOp ffn_part("feed-forward");  // a MoE's routing, experts and mixing are parts of their own (ops/moe.cpp)
     if (c.is_moe()) {
       MoeShape ms{(int)N, C, c.n_ff, c.n_expert, c.n_expert_used};
       const MoeWeights mw = moe_weights(W, P);

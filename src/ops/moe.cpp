@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/op_time.h"
 #include "core/parallel.h"
 #include "core/thread_team.h"
 #include "ops/matmul.h"
@@ -239,8 +241,10 @@ void for_each_expert(const int32_t* offsets, int E, int task_rows, Body&& body) 
 float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeights& w, const MoeShape& sh,
                   bool fixed_routing, const MoeLora* lora, bool logits_ready, bool keep_h, const float* residual) {
   const int N = sh.N, C = sh.C, F = sh.F, E = sh.E, K = sh.K;
+  std::optional<TimedOp> part(std::in_place, "routing");  // a step's parts (core/op_time.h), one after another
   if (!logits_ready) gemm(false, true, N, E, C, 1.f, x, C, w.router, C, 0.f, s.logits, E);
   const float aux = route(s, s.logits, sh, fixed_routing);
+  part.reset(), part.emplace("experts");
   // Experts run in parallel, each with single-threaded GEMMs: a few hundred rows per expert are too few
   // to split one GEMM across threads efficiently. Each expert writes only its own slots: no races.
   const bool exact = row_exact();
@@ -315,6 +319,7 @@ float moe_forward(float* out, const MoeSaved& s, const float* x, const MoeWeight
     expert_lora_forward(lora, 2, s, e, o, n_e, s.h, F, s.y, C);
     fetch_expert_ahead(nullptr, nullptr, -1, 0, false);  // a hint no product took is not left for the next caller's
   });
+  part.reset(), part.emplace("mixing");
   parallel_blocks(N, 16, (int64_t)N * C * K >= kSplitValues, [&](int64_t r0, int64_t r1) {
     for (int n = (int)r0; n < (int)r1; ++n) {
       float* o = out + (int64_t)n * C;
@@ -361,6 +366,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     throw Error("backward: the experts' gate and up weight gradients need the rows their forward gathered, and it "
                 "did not keep them",
                 "run the forward with ForwardOptions::base_grads (moe_forward's keep_h) before asking for them");
+  std::optional<TimedOp> part(std::in_place, "experts");  // a step's parts (core/op_time.h)
   for_each_expert(s.offsets, E, split ? expert_task_rows(bf16) : 0, [&](int e, int o, int o_end, auto&& claim_next) {
     const int n_e = o_end - o;
     // The gradient reaching each of the expert's slots, and its routing weight's, on the expert's own thread.
@@ -457,6 +463,7 @@ void moe_backward(float* dx, const MoeGrads& g, const MoeScratch& sc, const floa
     }
     fetch_expert_ahead(nullptr, nullptr, -1, 0, true);
   });
+  part.reset(), part.emplace("mixing and routing");
   // Load-balancing gradient per expert, then the router logits' gradient.
   float* gaux = sc.gaux;
   for (int e = 0; e < E; ++e) gaux[e] = 0.f;

@@ -100,7 +100,7 @@ TEST(Cli, BenchSplitsEachTaskIntoProductsAndTheRest) {
     EXPECT_NEAR(parts, 1.0, 1e-9) << row.dump();
     ASSERT_FALSE(row["ops"].empty()) << row.dump();
     EXPECT_EQ(row["ops"].back()["name"], "the rest") << row.dump();
-    for (const char* name : {"q, k, v product", "attention", "output product", "experts", "head"})
+    for (const char* name : {"q, k, v product", "attention", "output product", "routing", "experts", "head"})
       EXPECT_GT(gflop[name], 0.0) << name << " " << row.dump();
     EXPECT_EQ(gflop.at("norms"), 0.0) << row.dump();
   }
