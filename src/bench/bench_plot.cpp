@@ -1,5 +1,6 @@
 // `heirloom bench --plot`: the report as charts (plot/svg.h), for a person who would rather look than read.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,36 @@ std::string bench_plot(const BenchReport& r) {
     bars.values[s][g] = peaks ? 100 * x.peak_fraction : x.gflops;
   }
   if (!bars.groups.empty()) charts.push_back(plot::render(bars));
+  // --ops: where each task's time goes, part by part, and how near the peak each part's products run; one
+  // precision at a time (columns are tasks).
+  for (const std::string& precision : bars.series_labels) {
+    plot::Heatmap share{"Where the time goes [" + precision + "]: each part's share of the run (%)", "part", "task", {}, {}, {}, 1};
+    plot::Heatmap peak{"Each part's products [" + precision + "]: % of the GEMM peak (— : none)", "part", "task", {}, {}, {}, 0};
+    std::vector<const BenchRow*> tasks;
+    for (const BenchRow& x : r.rows)
+      if (x.precision == precision && !x.parts.empty()) tasks.push_back(&x), share.cols.push_back(task_of(x.name));
+    for (const BenchRow* x : tasks)
+      for (const BenchRow::Part& p : x->parts)
+        if (std::find(share.rows.begin(), share.rows.end(), p.name) == share.rows.end()) share.rows.push_back(p.name);
+    if (tasks.empty()) continue;
+    const double gemm_peak = precision == "bf16" ? r.bf16_peak_gflops : r.sgemm_peak_gflops;
+    for (const std::string& part : share.rows) {
+      std::vector<double> s, f;
+      bool any_flop = false;
+      for (const BenchRow* x : tasks) {
+        const auto p = std::find_if(x->parts.begin(), x->parts.end(), [&](const BenchRow::Part& q) { return q.name == part; });
+        const bool has = p != x->parts.end();
+        s.push_back(has ? 100 * p->share : NAN);
+        f.push_back(has && p->gflop > 0 && gemm_peak > 0 ? 100 * p->gflops / gemm_peak : NAN);
+        any_flop |= has && p->gflop > 0;
+      }
+      share.values.push_back(s);
+      if (any_flop) peak.rows.push_back(part), peak.values.push_back(f);
+    }
+    peak.cols = share.cols;
+    charts.push_back(plot::render(share));
+    if (!peak.rows.empty() && gemm_peak > 0) charts.push_back(plot::render(peak));
+  }
   // Traced runs (--trace, --experiment): each step's time, and the instruction ceiling measured between them.
   for (const BenchRow& x : r.rows) {
     if (x.step_ms.empty()) continue;

@@ -180,11 +180,13 @@ std::string render(const Heatmap& c) {
       const int shade = (int)std::lround(235 - 150 * t);  // light (low) to dark blue (high)
       char fill[16];
       std::snprintf(fill, sizeof fill, "#%02x%02xff", shade, shade);
+      if (!std::isfinite(v)) std::snprintf(fill, sizeof fill, "#eeeeee");  // no value: grey, and a dash
       s += fmt("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" ", x0 + cw * j, y0 + ch * i, cw, ch) + "fill=\"" + fill +
            "\" stroke=\"white\"/>\n";
       char val[32];
       const double shown = std::abs(v) < 0.5 * std::pow(10.0, -c.decimals) ? 0.0 : v;  // no "-0"
       std::snprintf(val, sizeof val, "%.*f", c.decimals, shown);
+      if (!std::isfinite(v)) std::snprintf(val, sizeof val, "—");
       s += text(x0 + cw * (j + 0.5), y0 + ch * (i + 0.5) + 4, val, "middle", 10);
     }
   }

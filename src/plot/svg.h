@@ -27,7 +27,7 @@ struct BarChart {  // groups along x, one bar per series in each group
   std::vector<std::vector<double>> values;  // [series][group]
 };
 
-struct Heatmap {  // rows × columns of values, each cell labelled with its value
+struct Heatmap {  // rows × columns of values, each cell labelled with its value (a non-finite one: grey, "—")
   std::string title, row_label, col_label;
   std::vector<std::string> rows, cols;
   std::vector<std::vector<double>> values;  // [row][col]

@@ -122,6 +122,9 @@ TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   EXPECT_NE(svg.find("norm-only 8x128"), std::string::npos);
   EXPECT_NE(svg.find("protocol [fp32]: each step"), std::string::npos);
   EXPECT_NE(svg.find("instruction ceiling every 10 steps"), std::string::npos);
+  EXPECT_NE(svg.find("Where the time goes [fp32]"), std::string::npos);  // --ops: the parts
+  EXPECT_NE(svg.find("% of the GEMM peak (— : none)"), std::string::npos);
+  EXPECT_NE(svg.find(">attention<"), std::string::npos);
   const CliResult trial = run("bench --preset tiny --only full --precision fp32 --repeats 1 --experiment probe --plot " +
                               d / "trial.svg");  // a trial's steps: one line without the change, one with it
   ASSERT_EQ(trial.code, 0) << trial.out;
