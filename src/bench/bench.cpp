@@ -87,8 +87,8 @@ double median_ms(int repeats, F&& f) {
 
 struct Timing {
   Runs runs;
-  ProductTime products;  // of one more run, with the product and part clocks on
-  OpTime parts;  // of one more, with the part clock on
+  ProductTime products;  // of one more run, with the product clock on
+  OpTime parts;          // of one more, with the part clock on
   double clocked_ms = 0, parts_ms = 0;
 };
 
