@@ -25,12 +25,6 @@ std::atomic<bool> g_on{false};
 std::atomic<int> g_current{-1};    // the innermost part alive (on the step's thread), or -1
 thread_local TimedOp* t_innermost = nullptr;
 
-void add(std::atomic<double>& a, double v) {
-  double old = a.load(std::memory_order_relaxed);
-  while (!a.compare_exchange_weak(old, old + v, std::memory_order_relaxed)) {
-  }
-}
-
 // The slot of the part called `name` (by address, then by text), added at its first use; -1 when the table is full.
 int slot_of(const char* name) {
   const int used = g_used.load(std::memory_order_relaxed);
@@ -42,9 +36,7 @@ int slot_of(const char* name) {
   return used;
 }
 
-double since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
+double in_seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 }  // namespace
 
@@ -74,7 +66,7 @@ TimedOp::TimedOp(const char* name) {
   if (index_ < 0) return;
   const auto now = std::chrono::steady_clock::now();
   outer_ = t_innermost;
-  if (outer_) add(g_parts[outer_->index_].seconds, std::chrono::duration<double>(now - outer_->start_).count());
+  if (outer_) g_parts[outer_->index_].seconds.fetch_add(in_seconds(now - outer_->start_), std::memory_order_relaxed);
   t_innermost = this;
   g_current.store(index_, std::memory_order_relaxed);
   start_ = now;
@@ -82,7 +74,7 @@ TimedOp::TimedOp(const char* name) {
 
 TimedOp::~TimedOp() {
   if (index_ < 0) return;
-  add(g_parts[index_].seconds, since(start_));
+  g_parts[index_].seconds.fetch_add(in_seconds(std::chrono::steady_clock::now() - start_), std::memory_order_relaxed);
   g_parts[index_].calls.fetch_add(1, std::memory_order_relaxed);
   t_innermost = outer_;
   if (outer_) outer_->start_ = std::chrono::steady_clock::now();  // the outer part's time goes on from here
@@ -94,7 +86,7 @@ bool op_clock_on() { return g_on.load(std::memory_order_relaxed); }
 void add_op_flop(double flop) {
   if (!g_on.load(std::memory_order_relaxed)) return;
   const int i = g_current.load(std::memory_order_relaxed);
-  if (i >= 0) add(g_parts[i].flop, flop);
+  if (i >= 0) g_parts[i].flop.fetch_add(flop, std::memory_order_relaxed);  // from any thread of a product
 }
 
 }  // namespace heirloom
