@@ -6,10 +6,12 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "heirloom/cache_line.h"
+#include "core/experiment.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
@@ -28,6 +30,17 @@ namespace heirloom {
 namespace {
 
 constexpr int B = 8, T = 128, N = B * T, C = 256, H = 8, D = 32, F = 512, E = 8, K = 2, V = 8192;
+
+// HEIRLOOM_EXPERIMENT=NAME runs a benchmark that calls this with the trial `NAME` on (core/experiment.h): an A/B of a
+// local change in two runs of this program. (Called by the benchmark, not at static initialisation, which may run
+// before the trial's own name is constructed.)
+void trial_from_env() {
+  static const bool once = [] {
+    if (const char* name = std::getenv("HEIRLOOM_EXPERIMENT")) set_experiment(name, true);
+    return true;
+  }();
+  (void)once;
+}
 
 std::vector<float> randn(size_t n, float s = 1.f) {
   static Rng rng(1);
@@ -67,6 +80,7 @@ BENCHMARK(BM_rmsnorm_fwd_bwd)->Unit(benchmark::kMillisecond);
 // (16: out of cache as in a step, 1: kept in cache); range(3): sequence length (N tokens in all: 8 x 128 as in
 // the step, 4 x 256 as in the Bet 10 protocol's sequences).
 void BM_attention(benchmark::State& st) {
+  trial_from_env();
   const int QKV = 3 * H * D, L = (int)st.range(2), Ts = (int)st.range(3), Bs = N / Ts;
   const size_t n_qkv = (size_t)N * QKV, n_out = (size_t)N * H * D, n_stats = (size_t)Bs * H * Ts * 2;  // two per row
   auto qkv = randn(n_qkv * L, 0.3f), out = randn(n_out * L), stats = randn(n_stats * L);
@@ -131,6 +145,7 @@ void BM_xent(benchmark::State& st) {
 BENCHMARK(BM_xent)->Unit(benchmark::kMillisecond);
 
 void BM_swiglu(benchmark::State& st) {
+  trial_from_env();
   auto g = randn(N * K * F), u = randn(N * K * F), o = randn(N * K * F), dg = randn(N * K * F), du = randn(N * K * F);
   for (auto _ : st) {
     swiglu_forward(o.data(), g.data(), u.data(), N * K, F);
@@ -222,6 +237,7 @@ BENCHMARK(BM_tile_depth)->ArgsProduct({{32, 64, 128, 256, 512, 1024}, {0, 1}})->
 // once: range(0) 0 on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes
 // (gemm_bf16_produced, what the step does), 2 the SwiGLU rows alone (swiglu_forward); range(1) M.
 void BM_expert_down_produced(benchmark::State& st) {
+  trial_from_env();
   if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
   const int how = (int)st.range(0), M = (int)st.range(1), threads = omp_get_max_threads();
   constexpr int Nw = 256, Kw = 512, kCalls = 64;

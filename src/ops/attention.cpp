@@ -10,8 +10,10 @@
 // Where the products run in bf16 the forward converts p to bf16 for p·v anyway; it keeps those rows (the causal
 // blocks only, half of fp32's bytes per entry) and the backward reads them: no q·kᵀ and no exp a second time.
 // The protocol's steps took 0.979–0.995 of their time with them in four trials (heirloom bench --experiment).
+// On AVX512-BF16 dot products (no AMX) training rows and prefills from position 0 run in transposed blocks
+// instead (ops/attention_transposed.h): keys down the rows, each block's queries across the lanes.
 #include "ops/attention.h"
-#include "ops/attention_keys.h"
+#include "ops/attention_transposed.h"
 
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
@@ -38,7 +40,7 @@ namespace heirloom {
 // probabilities; products whose columns are keys read kᵀ or vᵀ, transposed once per (sequence, head));
 // without it, through the BLAS on the same views.
 namespace {
-constexpr int kRows = 32;
+constexpr int kRows = kAttnRows;
 constexpr int kPanel = 32;  // columns per gemm_f32_panel call
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
@@ -92,12 +94,9 @@ bool bf16_products(const AttnShape& s) {
 }
 
 // The probabilities a bf16 forward keeps for the backward (attention.h), per (sequence, head): block i's kRows
-// rows of round_up(nk_i, 32) values (nk_i its keys, pos0 = 0), the blocks one after another.
-int64_t kept_offset(int block, int T) {
-  int64_t n = 0;
-  for (int i = 0; i < block; ++i) n += (int64_t)kRows * round_up(std::min(T, (i + 1) * kRows), 32);
-  return n;
-}
+// rows of round_up(nk_i, 32) values (nk_i its keys, pos0 = 0), the blocks one after another (on dot products,
+// its keys' rows of kRows values in the same room: ops/attention_transposed.h).
+int64_t kept_offset(int block, int T) { return attention_kept_offset(block, T); }
 int64_t kept_per_head(int T) { return kept_offset((T + kRows - 1) / kRows, T); }
 // Head h of sequence b's block of query rows from t0, in a buffer of attention_kept_size values.
 template <class U>
@@ -195,8 +194,7 @@ void finish_probabilities(uint16_t* out, const float* p, int n_keys, int ld, flo
   scale_row(out, p, inv, n_keys);
   std::fill(out + n_keys, out + ld, (uint16_t)0);
 }
-// ds = p ⊙ (dp − rowsum(p ⊙ dp))·scale over a row's n_keys keys (d holds dp), zero to nk (softmax_grad_pairs,
-// ops/attention_keys.h, does the same from the kept bf16 p).
+// ds = p ⊙ (dp − rowsum(p ⊙ dp))·scale over a row's n_keys keys (d holds dp), zero to nk.
 void softmax_grad_row(float* d, const float* p, int n_keys, int nk, float scale) {
   const float pdp = row_dot(p, d, n_keys);
   int j = 0;
@@ -225,9 +223,13 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     }
     const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
     float* ob = out + (int64_t)b * s.T * HD + h * D;
+    const bool kept = keeps_probs(probs, s);
+    if (attention_transposed(s, bf16_products(s)))
+      return transposed_forward(ob, HD, row_stats ? row_stats + 2 * ((int64_t)b * s.H + h) * s.T : nullptr, qb,
+                                k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D, s,
+                                kept ? kept_block(probs, s, b, h, 0) : nullptr);
     float* pb = block_scratch(0, S);
     HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
-    const bool kept = keeps_probs(probs, s);
     // On bf16 products the probabilities go into bf16 rows as they are made: the kept ones, or else a block of
     // this thread's (the same bits as converting them after: finish_probabilities rounds as to_bf16_rows).
     uint16_t* own = !kept && bf16_products(s) ? block_scratch<uint16_t>(0, S) : nullptr;
@@ -272,88 +274,77 @@ void attention_forward_rotating(float* out, float* row_stats, float* q, float* k
   forward_units(out, row_stats, q, k, v, s, &rope, q, k, probs);
 }
 
+namespace {
+// One (sequence b, key head g) unit of the backward, where it does not take the transposed blocks: in fp32, or
+// on AMX tiles, or without kept probabilities (making p again from row_stats).
+void backward_unit(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
+                   const float* k, const float* v, const AttnShape& s, bool write, const uint16_t* probs, int b, int g) {
+  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
+  const float scale = 1.0f / std::sqrt((float)D);
+  const float* kb = k + b * s.kv_bstride + g * D;
+  const float* vb = v + b * s.kv_bstride + g * D;
+  float* dkb = dk + b * s.kv_bstride + g * D;
+  float* dvb = dv + b * s.kv_bstride + g * D;
+  const bool kept = keeps_probs(probs, s);
+  if (write) {  // dq's, dk's and dv's rows are added to below
+    for (int t = 0; t < s.T; ++t) std::fill_n(dq + ((int64_t)b * s.T + t) * s.ldq + g * group * D, group * D, 0.f);
+    for (int j = 0; j < S; ++j) {
+      std::fill_n(dkb + (int64_t)j * s.ldkv, D, 0.f);
+      std::fill_n(dvb + (int64_t)j * s.ldkv, D, 0.f);
+    }
+  }
+  std::optional<HeadProducts> scores;  // p again: q·kᵀ (no values), unless the forward kept it
+  if (!kept) scores.emplace(s, kb, nullptr, 0);
+  HeadProducts grads(s, vb, kb, kept ? 0 : 1);  // dp is a product against v (its "keys"), dq one over k (its "values")
+  float* pb = block_scratch(0, S);
+  float* ds = block_scratch(1, S);
+  for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
+    for (int t0 = 0; t0 < s.T; t0 += kRows) {
+      const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
+      const float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t0);
+      const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
+      const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
+      float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
+      if (kept) {  // the forward's bf16 probabilities (AMX), zero past each row's keys, in fp32 for the products
+        const uint16_t* p16 = kept_block(probs, s, b, h, t0);
+        for (int t = 0; t < R; ++t)
+          for (int j = 0; j < nk; ++j) pb[(int64_t)t * S + j] = load1(p16 + (int64_t)t * round_up(nk, 32) + j);
+      } else {
+        scores->times_keys(pb, S, qb, s.ldq, R, nk);
+        for (int t = 0; t < R; ++t) {
+          float* p = pb + (int64_t)t * S;
+          const int n_keys = s.pos0 + t0 + t + 1;
+          row_exp(p, p, n_keys, st[2 * t], scale);
+          finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
+        }
+      }
+      grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
+      grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
+      for (int t = 0; t < R; ++t) {
+        float* d = ds + (int64_t)t * S;
+        const int n_keys = s.pos0 + t0 + t + 1;
+        softmax_grad_row(d, pb + (int64_t)t * S, n_keys, nk, scale);
+      }
+      grads.times_values(dqb, s.ldq, ds, S, R, nk, true);  // dq += ds·k
+      grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
+    }
+  }
+}
+}  // namespace
+
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
                         const float* k, const float* v, const AttnShape& s, bool write, const RopeTable* rope,
                         const uint16_t* probs) {
-  const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
-  const float scale = 1.0f / std::sqrt((float)D);
+  const int group = s.H / s.Hkv;
   parallel_for((int64_t)s.B * s.Hkv, true, [&](int64_t unit) {  // (b, g) units, as the forward's
     const int b = (int)(unit / s.Hkv), g = (int)(unit % s.Hkv);
-    const float* kb = k + b * s.kv_bstride + g * D;
-    const float* vb = v + b * s.kv_bstride + g * D;
-    float* dkb = dk + b * s.kv_bstride + g * D;
-    float* dvb = dv + b * s.kv_bstride + g * D;
-    const bool kept = keeps_probs(probs, s);
-    KeyGrads* keys = kept && !bf16_amx_available() ? &key_grads(kRows, S, D) : nullptr;
-    if (write) {  // dq's blocks are each written once (by dq = ds·k below); dk and dv, unless keys, are added to
-      for (int t = 0; t < s.T && !keys; ++t)
-        std::fill_n(dq + ((int64_t)b * s.T + t) * s.ldq + g * group * D, group * D, 0.f);
-      for (int j = 0; j < S && !keys; ++j) {
-        std::fill_n(dkb + (int64_t)j * s.ldkv, D, 0.f);
-        std::fill_n(dvb + (int64_t)j * s.ldkv, D, 0.f);
-      }
-    }
-    std::optional<HeadProducts> scores;  // p again: q·kᵀ (no values), unless the forward kept it
-    if (!kept) scores.emplace(s, kb, nullptr, 0);
-    HeadProducts grads(s, vb, kb, kept ? 0 : 1);  // dp is a product against v (its "keys"), dq one over k (its "values")
-    float* pb = block_scratch(0, S);
-    float* ds = block_scratch(1, S);
-    for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v run in order: no races
-      for (int t0 = 0; t0 < s.T; t0 += kRows) {
-        const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, R = t1 - t0;
-        const float* st = row_stats + 2 * (((int64_t)b * s.H + h) * s.T + t0);
-        const float* dob = dout + ((int64_t)b * s.T + t0) * HD + h * D;
-        const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-        float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
-        // the forward's bf16 probabilities, zero past each row's keys
-        const uint16_t* p16 = kept ? kept_block(probs, s, b, h, t0) : nullptr;
-        if (kept && !keys) {  // the key-side products below take p in fp32
-          for (int t = 0; t < R; ++t)
-            for (int j = 0; j < nk; ++j) pb[(int64_t)t * S + j] = load1(p16 + (int64_t)t * round_up(nk, 32) + j);
-        } else if (!kept) {
-          scores->times_keys(pb, S, qb, s.ldq, R, nk);
-          for (int t = 0; t < R; ++t) {
-            float* p = pb + (int64_t)t * S;
-            const int n_keys = s.pos0 + t0 + t + 1;
-            row_exp(p, p, n_keys, st[2 * t], scale);
-            finish_probabilities(p, n_keys, nk, st[2 * t + 1]);
-          }
-        }
-        if (keys) {
-          const int ldk = round_up(nk, 32);
-          grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
-          softmax_grad_pairs(*keys, p16, ldk, ds, S, R, t0 + 1, scale);
-          grads.times_values(dqb, s.ldq, keys->ds_rows.data(), ldk, R, nk, !write);  // dq (+)= ds·k
-          // dv += pᵀ·dout, dk += dsᵀ·q: the keys from t0 on are new to the group's first head
-          const int seen = h == g * group ? t0 : nk;
-          size_b_bf16(keys->dout_b, R, D), size_b_bf16(keys->q_b, R, D);
-          pack_b_bf16_block(keys->dout_b, dob, HD, 0, R, D);
-          pack_b_bf16_block(keys->q_b, qb, s.ldq, 0, R, D);
-          for (const auto& [at, rows, out] : {std::tuple{keys->p_pairs.data(), &keys->dout_b, keys->dv.data()},
-                                              std::tuple{keys->ds_pairs.data(), &keys->q_b, keys->dk.data()}}) {
-            gemm_bf16_small_pairs(seen, D, R, at, keys->ja, *rows, out, D, true);
-            gemm_bf16_small_pairs(nk - seen, D, R, at + seen, keys->ja, *rows, out + (int64_t)seen * D, D, false);
-          }
-          continue;
-        }
-        grads.transposed_times(dvb, s.ldkv, pb, S, dob, HD, R, nk);  // dv += pᵀ·dout
-        grads.times_keys(ds, S, dob, HD, R, nk);  // dp = dout·vᵀ
-        for (int t = 0; t < R; ++t) {
-          float* d = ds + (int64_t)t * S;
-          const int n_keys = s.pos0 + t0 + t + 1;
-          softmax_grad_row(d, pb + (int64_t)t * S, n_keys, nk, scale);
-        }
-        grads.times_values(dqb, s.ldq, ds, S, R, nk, true);  // dq += ds·k
-        grads.transposed_times(dkb, s.ldkv, ds, S, qb, s.ldq, R, nk);  // dk += dsᵀ·q
-      }
-    }
-    if (keys) {
-      put_rows(dvb, s.ldkv, keys->dv.data(), S, D, !write);
-      put_rows(dkb, s.ldkv, keys->dk.data(), S, D, !write);
-    }
+    if (keeps_probs(probs, s) && attention_transposed(s, true))
+      transposed_backward(dq, dk, dv, dout, q, k, v, s, b, g, write, probs);
+    else
+      backward_unit(dq, dk, dv, dout, row_stats, q, k, v, s, write, probs, b, g);
     if (rope) {  // this unit's dq (its group's heads) and dk, still in its cache
-      rope_backward(dq + (int64_t)b * s.T * s.ldq + g * group * D, s.ldq, *rope, 1, s.T, group, D, s.pos0);
-      rope_backward(dkb, s.ldkv, *rope, 1, S, 1, D, 0);
+      rope_backward(dq + (int64_t)b * s.T * s.ldq + g * group * s.D, s.ldq, *rope, 1, s.T, group, s.D, s.pos0);
+      rope_backward(dk + b * s.kv_bstride + g * s.D, s.ldkv, *rope, 1, s.S(), 1, s.D, 0);
     }
   });
 }

@@ -1,0 +1,207 @@
+// Attention in transposed blocks on dot products: see ops/attention_transposed.h.
+//   forward:  Sᵀ = K·Qᵀ; m = scale·max_j Sᵀ[j]; e = exp(scale·Sᵀ − m); inv = 1/Σ_j e; p = e·inv; out = p·v
+//   backward: dPᵀ = V·doutᵀ; r = Σ_j p ⊙ dPᵀ; ds = p ⊙ (dPᵀ − r)·scale; dq = ds·k; dv += pᵀ·dout; dk += dsᵀ·q
+// (j over a block's keys, each a row of 32 queries: the sums down the rows are per query).
+#include "ops/attention_transposed.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "core/gemm_bf16.h"
+#include "core/gemm_tile.h"
+#include "ops/vec_math.h"
+
+namespace heirloom {
+
+namespace {
+
+constexpr int kQ = kAttnRows;  // a block's queries: the lanes of a key row (two vectors)
+static_assert(kQ == 32, "a key row is two 16-lane vectors");
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// This thread's buffers, reused across units and calls.
+struct Buffers {
+  std::vector<uint16_t> rows;        // K (forward) or V (backward) in bf16 rows: the A of Sᵀ or dPᵀ
+  PackedB qt, vk, rows_b[2];         // Qᵀ or doutᵀ [D, 32]; V (forward) or K (backward) [S, D]; dout, q [32, D]
+  std::vector<float> scores;         // Sᵀ or dPᵀ, [keys][32]
+  std::vector<uint32_t> pairs;       // p or ds in pairs of keys: pair i's 32 queries at i·ja
+  std::vector<uint16_t> ds;          // ds's key rows in bf16, [keys][32]
+  std::vector<float> dk, dv;         // [S, D]
+  int ja = 0;
+  void size(int S, int D) {
+    const size_t S32 = (size_t)round_up(S, 32);
+    ja = pair_stride(kQ);
+    if (rows.size() < S32 * round_up(D, 32)) rows.resize(S32 * round_up(D, 32));
+    if (scores.size() < S32 * kQ) scores.resize(S32 * kQ), ds.resize(S32 * kQ);
+    if (pairs.size() < S32 / 2 * ja) pairs.resize(S32 / 2 * ja);
+    if (dk.size() < (size_t)S * D) dk.resize((size_t)S * D), dv.resize((size_t)S * D);
+  }
+};
+Buffers& buffers(int S, int D) {
+  thread_local Buffers b;
+  b.size(S, D);
+  return b;
+}
+
+// The queries of lanes [16h, 16h + 16) that see key j of the block from t0: all before the block; of its own
+// keys, query i sees key t0 + i' for i' ≤ i.
+__mmask16 sees(int j, int t0, int h) {
+  const int jj = j - t0 - 16 * h;
+  return jj <= 0 ? (__mmask16)0xffff : jj >= 16 ? (__mmask16)0 : (__mmask16)(0xffff << jj);
+}
+
+// The lanes past a block's R < 32 rows of a [nk][32] product, which the product leaves as they were: zero.
+__attribute__((target("avx512f"))) void clear_lanes(float* x, int nk, int R) {
+  for (int j = 0; R < kQ && j < nk; ++j)
+    for (int h = 0; h < 2; ++h)
+      _mm512_mask_storeu_ps(x + j * kQ + 16 * h, (__mmask16)~first_columns(R - 16 * h), _mm512_setzero_ps());
+}
+
+// Two key rows' 16 lanes, x0 (key 2i) and x1 (key 2i + 1), in bf16: b0, b1, and their pairs word by word.
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw"), always_inline)) inline __m512i pair_words(
+    __m512 x0, __m512 x1, __m256i& b0, __m256i& b1) {
+  b0 = (__m256i)_mm512_cvtneps_pbh(x0), b1 = (__m256i)_mm512_cvtneps_pbh(x1);
+  return _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, b0),
+                         _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, b1), 16));
+}
+
+// y[j][d] = (add ? y[j][d] : 0) + x[j][d] for j < S, d < D; y with row stride ld, x [S, D].
+void put_rows(float* y, int ld, const float* x, int S, int D, bool add) {
+  for (int j = 0; j < S; ++j) {  // rows of D = 32: a memmove call per row took longer than the moving
+    float* row = y + (int64_t)j * ld;
+    const float* src = x + (int64_t)j * D;
+    int d = 0;
+    for (; d + 16 <= D; d += 16) store16(row + d, add ? load16(row + d) + load16(src + d) : load16(src + d));
+    for (; d < D; ++d) row[d] = add ? row[d] + src[d] : src[d];
+  }
+}
+
+}  // namespace
+
+int64_t attention_kept_offset(int block, int T) {
+  int64_t n = 0;
+  for (int i = 0; i < block; ++i) n += (int64_t)kAttnRows * round_up(std::min(T, (i + 1) * kAttnRows), 32);
+  return n;
+}
+
+bool attention_transposed(const AttnShape& s, bool bf16) { return bf16 && !bf16_amx_available() && s.pos0 == 0; }
+
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void transposed_forward(float* out, int ldo, float* row_stats, const float* q, const float* k, const float* v,
+                        const AttnShape& s, uint16_t* kept) {
+  const int S = s.S(), D = s.D, T = s.T, ldr = round_up(D, 32);
+  const f32x16 scale = f32x16{} + 1.0f / std::sqrt((float)D);
+  Buffers& b = buffers(S, D);
+  to_bf16_rows(k, s.ldkv, false, S, D, b.rows.data(), ldr);
+  pack_b_bf16_into(b.vk, v, s.ldkv, false, S, D);
+  float* sc = b.scores.data();
+  for (int t0 = 0; t0 < T; t0 += kQ) {
+    const int R = std::min(kQ, T - t0), nk = t0 + R;
+    pack_b_bf16_into(b.qt, q + (int64_t)t0 * s.ldq, s.ldq, true, D, R);
+    gemm_bf16_small(nk, R, D, b.rows.data(), ldr, b.qt, sc, kQ, false);  // Sᵀ [nk][32]
+    clear_lanes(sc, nk, R);
+    f32x16 m[2], sum[2] = {}, inv[2];
+    for (int h = 0; h < 2; ++h) {
+      __m512 mx = _mm512_set1_ps(-3.0e38f);
+      // (maskz: gcc 12 warns of the plain form's pass-through)
+      for (int j = 0; j < t0; ++j) mx = _mm512_maskz_max_ps(0xffff, mx, _mm512_loadu_ps(sc + j * kQ + 16 * h));
+      for (int j = t0; j < nk; ++j)
+        mx = _mm512_mask_max_ps(mx, sees(j, t0, h), mx, _mm512_loadu_ps(sc + j * kQ + 16 * h));
+      m[h] = (f32x16)mx * scale;  // scale > 0: the max of the scaled scores
+    }
+    for (int j = 0; j < nk; ++j)
+      for (int h = 0; h < 2; ++h) {
+        float* x = sc + j * kQ + 16 * h;
+        const f32x16 e = exp_fast(load16(x) * scale - m[h]);
+        const f32x16 ez = j < t0 ? e : (f32x16)_mm512_maskz_mov_ps(sees(j, t0, h), (__m512)e);
+        store16(x, ez);
+        sum[h] += ez;
+      }
+    for (int h = 0; h < 2; ++h) inv[h] = 1.0f / sum[h];
+    // p = e·inv, the lanes past the block's rows zero: in pairs of keys for p·v, and as kept rows
+    const __mmask16 lanes[2] = {first_columns(R), first_columns(R - 16)};
+    uint16_t* kb = kept ? kept + attention_kept_offset(t0 / kQ, T) : nullptr;
+    for (int j = 0; j < nk; j += 2) {
+      for (int h = 0; h < 2; ++h) {
+        const __m512 p0 = _mm512_maskz_mul_ps(lanes[h], _mm512_loadu_ps(sc + j * kQ + 16 * h), (__m512)inv[h]);
+        const __m512 p1 = j + 1 < nk
+            ? _mm512_maskz_mul_ps(lanes[h], _mm512_loadu_ps(sc + (j + 1) * kQ + 16 * h), (__m512)inv[h])
+            : _mm512_setzero_ps();
+        __m256i b0, b1;
+        _mm512_storeu_si512(b.pairs.data() + (int64_t)(j / 2) * b.ja + 16 * h, pair_words(p0, p1, b0, b1));
+        if (kb) {
+          _mm256_storeu_si256((__m256i*)(kb + j * kQ + 16 * h), b0);
+          _mm256_storeu_si256((__m256i*)(kb + (j + 1) * kQ + 16 * h), b1);
+        }
+      }
+    }
+    gemm_bf16_small_pairs(R, D, nk, b.pairs.data(), b.ja, b.vk, out + (int64_t)t0 * ldo, ldo, false);
+    if (row_stats) {
+      alignas(64) float st[2][kQ];
+      for (int h = 0; h < 2; ++h) store16(st[0] + 16 * h, m[h]), store16(st[1] + 16 * h, inv[h]);
+      for (int t = 0; t < R; ++t) row_stats[2 * (t0 + t)] = st[0][t], row_stats[2 * (t0 + t) + 1] = st[1][t];
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+void transposed_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                         const float* v, const AttnShape& s, int b, int g, bool write, const uint16_t* probs) {
+  const int S = s.S(), D = s.D, T = s.T, HD = s.H * D, group = s.H / s.Hkv, ldr = round_up(D, 32);
+  const float scale = 1.0f / std::sqrt((float)D);
+  const int64_t per_head = attention_kept_offset((T + kQ - 1) / kQ, T);
+  Buffers& bf = buffers(S, D);
+  const float* kb = k + b * s.kv_bstride + g * D;
+  const float* vb = v + b * s.kv_bstride + g * D;
+  to_bf16_rows(vb, s.ldkv, false, S, D, bf.rows.data(), ldr);  // dPᵀ's A
+  pack_b_bf16_into(bf.vk, kb, s.ldkv, false, S, D);              // dq's B
+  float* dp = bf.scores.data();
+  for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v in order: no races
+    for (int t0 = 0; t0 < T; t0 += kQ) {
+      const int R = std::min(kQ, T - t0), nk = t0 + R;
+      const float* dob = dout + ((int64_t)b * T + t0) * HD + h * D;
+      const float* qb = q + ((int64_t)b * T + t0) * s.ldq + h * D;
+      float* dqb = dq + ((int64_t)b * T + t0) * s.ldq + h * D;
+      const uint16_t* p = probs + ((int64_t)b * s.H + h) * per_head + attention_kept_offset(t0 / kQ, T);
+      pack_b_bf16_into(bf.qt, dob, HD, true, D, R);
+      gemm_bf16_small(nk, R, D, bf.rows.data(), ldr, bf.qt, dp, kQ, false);  // dPᵀ [nk][32]
+      clear_lanes(dp, nk, R);
+      f32x16 r[2] = {};
+      for (int j = 0; j < nk; ++j)
+        for (int h2 = 0; h2 < 2; ++h2) r[h2] += load16(p + j * kQ + 16 * h2) * load16(dp + j * kQ + 16 * h2);
+      // ds (zero where p is: past each query's keys and the block's rows), as key rows and in pairs of keys
+      uint16_t* dsr = bf.ds.data();
+      for (int j = 0; j < nk; j += 2)
+        for (int h2 = 0; h2 < 2; ++h2) {
+          auto grad = [&](int jj) {
+            const int o = jj * kQ + 16 * h2;
+            return (__m512)(load16(p + o) * (load16(dp + o) - r[h2]) * scale);
+          };
+          __m256i b0, b1;
+          const __m512i w = pair_words(grad(j), j + 1 < nk ? grad(j + 1) : _mm512_setzero_ps(), b0, b1);
+          _mm512_storeu_si512(bf.pairs.data() + (int64_t)(j / 2) * bf.ja + 16 * h2, w);
+          _mm256_storeu_si256((__m256i*)(dsr + j * kQ + 16 * h2), b0);
+          _mm256_storeu_si256((__m256i*)(dsr + (j + 1) * kQ + 16 * h2), b1);
+        }
+      gemm_bf16_small_pairs(R, D, nk, bf.pairs.data(), bf.ja, bf.vk, dqb, s.ldq, !write);  // dq (+)= ds·k
+      // dv += pᵀ·dout, dk += dsᵀ·q: the keys from t0 on are new to the group's first head
+      pack_b_bf16_into(bf.rows_b[0], dob, HD, false, R, D);
+      pack_b_bf16_into(bf.rows_b[1], qb, s.ldq, false, R, D);
+      const int seen = h == g * group ? t0 : nk;
+      for (const auto& [a, rows, acc] : {std::tuple{p, &bf.rows_b[0], bf.dv.data()},
+                                         std::tuple{(const uint16_t*)dsr, &bf.rows_b[1], bf.dk.data()}}) {
+        gemm_bf16_small(seen, D, R, a, kQ, *rows, acc, D, true);
+        gemm_bf16_small(nk - seen, D, R, a + seen * kQ, kQ, *rows, acc + (int64_t)seen * D, D, false);
+      }
+    }
+  }
+  put_rows(dv + b * s.kv_bstride + g * D, s.ldkv, bf.dv.data(), S, D, !write);
+  put_rows(dk + b * s.kv_bstride + g * D, s.ldkv, bf.dk.data(), S, D, !write);
+}
+
+}  // namespace heirloom

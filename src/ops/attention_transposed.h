@@ -1,0 +1,39 @@
+// Attention on AVX512-BF16 dot products (bf16 products without AMX), training rows from position 0: each
+// block of kAttnRows queries is worked on transposed, keys down the rows and the block's 32 queries across one
+// pair of vectors. The scores come as Sᵀ = K·Qᵀ; the softmax's max and sum then run down the columns, one
+// vector op per key for 16 queries, with no reduction across lanes and no masked tail per row (only the block's
+// own 32 keys are masked); p·v and dq = ds·k take p and ds in pairs of keys, two key rows side by side; and the
+// backward's dPᵀ = V·doutᵀ, dv += pᵀ·dout and dk += dsᵀ·q take the key rows as they are. Before, each query row
+// ran its own max, exp, sum and divide, and the backward moved p and ds into pairs of query rows.
+// Internal to ops/attention.cpp.
+#pragma once
+#include <cstdint>
+
+#include "ops/attention.h"
+
+namespace heirloom {
+
+constexpr int kAttnRows = 32;  // query rows per block: one pair of 16-lane vectors in the transposed blocks
+
+// Where block `block` of a (sequence, head)'s kept probabilities starts (pos0 = 0): kAttnRows·round_up(nk_i, 32)
+// values per earlier block i, nk_i = min(T, (i + 1)·kAttnRows) its keys.
+int64_t attention_kept_offset(int block, int T);
+
+// Whether attention takes the transposed blocks for s: bf16 products (`bf16`, the caller's decision) on dot
+// products, not AMX tiles, and rows from position 0.
+bool attention_transposed(const AttnShape& s, bool bf16);
+
+// One (sequence b, head h) of the forward: out's rows (stride ldo), row_stats' rows (null: none) as the other
+// path writes them (m, inv per query), and, when kept is not null, the head's probabilities for the backward:
+// block i at attention_kept_offset(i) holds its keys' rows of 32 bf16 values (query lanes past the block's
+// rows zero), round_up(nk_i, 2) of them.
+void transposed_forward(float* out, int ldo, float* row_stats, const float* q, const float* k, const float* v,
+                        const AttnShape& s, uint16_t* kept);
+
+// One (sequence b, key head g) unit of the backward from the probabilities the forward kept, for the group's
+// heads in turn: dq's rows written (write) or added to, dk's and dv's gathered over the heads and then written
+// or added to. Pointers as attention_backward's, whole; probs as attention_kept_size's buffer.
+void transposed_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                         const float* v, const AttnShape& s, int b, int g, bool write, const uint16_t* probs);
+
+}  // namespace heirloom
