@@ -31,7 +31,6 @@ struct Buffers {
   std::vector<float> scores;         // Sᵀ or dPᵀ, [keys][32]
   std::vector<uint32_t> pairs;       // p or ds in pairs of keys: pair i's 32 queries at i·ja
   std::vector<uint16_t> ds;          // ds's key rows in bf16, [keys][32]
-  std::vector<float> dk, dv;         // [S, D]
   int ja = 0;
   void size(int S, int D) {
     const size_t S32 = (size_t)round_up(S, 32);
@@ -39,7 +38,6 @@ struct Buffers {
     if (rows.size() < S32 * round_up(D, 32)) rows.resize(S32 * round_up(D, 32));
     if (scores.size() < S32 * kQ) scores.resize(S32 * kQ), ds.resize(S32 * kQ);
     if (pairs.size() < S32 / 2 * ja) pairs.resize(S32 / 2 * ja);
-    if (dk.size() < (size_t)S * D) dk.resize((size_t)S * D), dv.resize((size_t)S * D);
   }
 };
 Buffers& buffers(int S, int D) {
@@ -68,17 +66,6 @@ __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw"), always_inline)) i
   b0 = (__m256i)_mm512_cvtneps_pbh(x0), b1 = (__m256i)_mm512_cvtneps_pbh(x1);
   return _mm512_or_si512(_mm512_maskz_cvtepu16_epi32(0xffff, b0),
                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, b1), 16));
-}
-
-// y[j][d] = (add ? y[j][d] : 0) + x[j][d] for j < S, d < D; y with row stride ld, x [S, D].
-void put_rows(float* y, int ld, const float* x, int S, int D, bool add) {
-  for (int j = 0; j < S; ++j) {  // rows of D = 32: a memmove call per row took longer than the moving
-    float* row = y + (int64_t)j * ld;
-    const float* src = x + (int64_t)j * D;
-    int d = 0;
-    for (; d + 16 <= D; d += 16) store16(row + d, add ? load16(row + d) + load16(src + d) : load16(src + d));
-    for (; d < D; ++d) row[d] = add ? row[d] + src[d] : src[d];
-  }
 }
 
 }  // namespace
@@ -161,6 +148,8 @@ void transposed_backward(float* dq, float* dk, float* dv, const float* dout, con
   to_bf16_rows(vb, s.ldkv, false, S, D, bf.rows.data(), ldr);  // dPᵀ's A
   pack_b_bf16_into(bf.vk, kb, s.ldkv, false, S, D);              // dq's B
   float* dp = bf.scores.data();
+  float* dkb = dk + b * s.kv_bstride + g * D;
+  float* dvb = dv + b * s.kv_bstride + g * D;
   for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v in order: no races
     for (int t0 = 0; t0 < T; t0 += kQ) {
       const int R = std::min(kQ, T - t0), nk = t0 + R;
@@ -193,15 +182,13 @@ void transposed_backward(float* dq, float* dk, float* dv, const float* dout, con
       pack_b_bf16_into(bf.rows_b[0], dob, HD, false, R, D);
       pack_b_bf16_into(bf.rows_b[1], qb, s.ldq, false, R, D);
       const int seen = h == g * group ? t0 : nk;
-      for (const auto& [a, rows, acc] : {std::tuple{p, &bf.rows_b[0], bf.dv.data()},
-                                         std::tuple{(const uint16_t*)dsr, &bf.rows_b[1], bf.dk.data()}}) {
-        gemm_bf16_small(seen, D, R, a, kQ, *rows, acc, D, true);
-        gemm_bf16_small(nk - seen, D, R, a + seen * kQ, kQ, *rows, acc + (int64_t)seen * D, D, false);
+      for (const auto& [a, rows, acc] : {std::tuple{p, &bf.rows_b[0], dvb},
+                                         std::tuple{(const uint16_t*)dsr, &bf.rows_b[1], dkb}}) {
+        gemm_bf16_small(seen, D, R, a, kQ, *rows, acc, s.ldkv, true);
+        gemm_bf16_small(nk - seen, D, R, a + seen * kQ, kQ, *rows, acc + (int64_t)seen * s.ldkv, s.ldkv, !write);
       }
     }
   }
-  put_rows(dv + b * s.kv_bstride + g * D, s.ldkv, bf.dv.data(), S, D, !write);
-  put_rows(dk + b * s.kv_bstride + g * D, s.ldkv, bf.dk.data(), S, D, !write);
 }
 
 }  // namespace heirloom
