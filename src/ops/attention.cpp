@@ -10,8 +10,9 @@
 // Where the products run in bf16 the forward converts p to bf16 for p·v anyway; it keeps those rows (the causal
 // blocks only, half of fp32's bytes per entry) and the backward reads them: no q·kᵀ and no exp a second time.
 // The protocol's steps took 0.979–0.995 of their time with them in four trials (heirloom bench --experiment).
-// On AVX512-BF16 dot products (no AMX) training rows and prefills from position 0 run in transposed blocks
-// instead (ops/attention_transposed.h): keys down the rows, each block's queries across the lanes.
+// Rows from position 0 (training, prefills) run in transposed blocks instead (ops/attention_transposed.h: keys
+// down the rows, each block's queries across the lanes) in fp32 on AVX-512 and in bf16 on dot products; this
+// file's blocks serve generation after a cache, AMX tiles, and CPUs without AVX-512.
 #include "ops/attention.h"
 #include "ops/attention_transposed.h"
 
@@ -224,10 +225,13 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     const float* qb = q + (int64_t)b * s.T * s.ldq + h * D;
     float* ob = out + (int64_t)b * s.T * HD + h * D;
     const bool kept = keeps_probs(probs, s);
-    if (attention_transposed(s, bf16_products(s)))
-      return transposed_forward(ob, HD, row_stats ? row_stats + 2 * ((int64_t)b * s.H + h) * s.T : nullptr, qb,
-                                k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D, s,
-                                kept ? kept_block(probs, s, b, h, 0) : nullptr);
+    if (attention_transposed(s, bf16_products(s))) {
+      float* stats = row_stats ? row_stats + 2 * ((int64_t)b * s.H + h) * s.T : nullptr;
+      const float *kb = k + b * s.kv_bstride + g * D, *vb = v + b * s.kv_bstride + g * D;
+      if (bf16_products(s))
+        return transposed_forward(ob, HD, stats, qb, kb, vb, s, kept ? kept_block(probs, s, b, h, 0) : nullptr);
+      return transposed_forward_f32(ob, HD, stats, qb, kb, vb, s);
+    }
     float* pb = block_scratch(0, S);
     HeadProducts head(s, k + b * s.kv_bstride + g * D, v + b * s.kv_bstride + g * D);
     // On bf16 products the probabilities go into bf16 rows as they are made: the kept ones, or else a block of
@@ -340,6 +344,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const int b = (int)(unit / s.Hkv), g = (int)(unit % s.Hkv);
     if (keeps_probs(probs, s) && attention_transposed(s, true))
       transposed_backward(dq, dk, dv, dout, q, k, v, s, b, g, write, probs);
+    else if (!bf16_products(s) && attention_transposed(s, false))
+      transposed_backward_f32(dq, dk, dv, dout, row_stats, q, k, v, s, b, g, write);
     else
       backward_unit(dq, dk, dv, dout, row_stats, q, k, v, s, write, probs, b, g);
     if (rope) {  // this unit's dq (its group's heads) and dk, still in its cache

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 #include "core/gemm_tile.h"
+#include "core/transpose16.h"
 #include "ops/vec_math.h"
 
 namespace heirloom {
@@ -31,6 +33,8 @@ struct Buffers {
   std::vector<float> scores;         // Sᵀ or dPᵀ, [keys][32]
   std::vector<uint32_t> pairs;       // p or ds in pairs of keys: pair i's 32 queries at i·ja
   std::vector<uint16_t> ds;          // ds's key rows in bf16, [keys][32]
+  std::vector<float> grads;          // fp32: dPᵀ, then ds, [keys][32]
+  std::vector<float> block_t;        // fp32: a block's rows of q or dout transposed, [D][32]
   int ja = 0;
   void size(int S, int D) {
     const size_t S32 = (size_t)round_up(S, 32);
@@ -38,6 +42,8 @@ struct Buffers {
     if (rows.size() < S32 * round_up(D, 32)) rows.resize(S32 * round_up(D, 32));
     if (scores.size() < S32 * kQ) scores.resize(S32 * kQ), ds.resize(S32 * kQ);
     if (pairs.size() < S32 / 2 * ja) pairs.resize(S32 / 2 * ja);
+    if (grads.size() < S32 * kQ) grads.resize(S32 * kQ);
+    if (block_t.size() < (size_t)round_up(D, 16) * kQ) block_t.resize((size_t)round_up(D, 16) * kQ);
   }
 };
 Buffers& buffers(int S, int D) {
@@ -68,6 +74,62 @@ __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw"), always_inline)) i
                          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, b1), 16));
 }
 
+// The block's column maxima, scaled: m[h] = scale·max_j x[j] over the keys each query of lanes 16h.. sees.
+__attribute__((target("avx512f"))) void column_max(f32x16 (&m)[2], const float* x, int nk, int t0, f32x16 scale) {
+  for (int h = 0; h < 2; ++h) {
+    __m512 mx = _mm512_set1_ps(-3.0e38f);
+    // (maskz: gcc 12 warns of the plain form's pass-through)
+    for (int j = 0; j < t0; ++j) mx = _mm512_maskz_max_ps(0xffff, mx, _mm512_loadu_ps(x + j * kQ + 16 * h));
+    for (int j = t0; j < nk; ++j) mx = _mm512_mask_max_ps(mx, sees(j, t0, h), mx, _mm512_loadu_ps(x + j * kQ + 16 * h));
+    m[h] = (f32x16)mx * scale;  // scale > 0: the max of the scaled scores
+  }
+}
+
+// x = exp(scale·x − m) in place (zero where a query does not see the key); sum[h] gets each query's Σ_j. The
+// forward and a backward making p again both come here, with the same m: the same bits.
+__attribute__((target("avx512f"))) void column_exp(float* x, int nk, int t0, f32x16 scale, const f32x16 (&m)[2],
+                                                   f32x16 (&sum)[2]) {
+  for (int j = 0; j < nk; ++j)
+    for (int h = 0; h < 2; ++h) {
+      float* xj = x + j * kQ + 16 * h;
+      const f32x16 e = exp_fast(load16(xj) * scale - m[h]);
+      const f32x16 ez = j < t0 ? e : (f32x16)_mm512_maskz_mov_ps(sees(j, t0, h), (__m512)e);
+      store16(xj, ez);
+      sum[h] += ez;
+    }
+}
+
+// A block's m and inv per query, as row_stats holds them (two floats a row), to and from the lanes.
+void put_stats(float* row_stats, const f32x16 (&m)[2], const f32x16 (&inv)[2], int t0, int R) {
+  for (int t = 0; t < R; ++t) row_stats[2 * (t0 + t)] = m[t / 16][t % 16], row_stats[2 * (t0 + t) + 1] = inv[t / 16][t % 16];
+}
+void get_stats(f32x16 (&m)[2], f32x16 (&inv)[2], const float* row_stats, int t0, int R) {
+  for (int t = 0; t < kQ; ++t) {
+    m[t / 16][t % 16] = t < R ? row_stats[2 * (t0 + t)] : 0.f;
+    inv[t / 16][t % 16] = t < R ? row_stats[2 * (t0 + t) + 1] : 0.f;
+  }
+}
+
+// fp32: C[M, n] (+)= A · X[K, n] on gemm_f32_panel's micro-tiles, 32 columns at a time; A(r, k) = A[r·ars + k·aks].
+void f32_product(float* C, int64_t ldc, const float* A, int64_t ars, int64_t aks, const float* X, int64_t ldx, int M,
+                 int K, int n, bool accumulate) {
+  for (int c0 = 0; M > 0 && c0 < n; c0 += kQ)
+    gemm_f32_panel(M, K, A, ars, aks, X + c0, ldx, std::min(kQ, n - c0), C + c0, ldc, accumulate);
+}
+
+// xt[d][i] = x[i][d] for a block's R rows of D values (row stride ld), lanes from R on zero: 16 × 16 in registers.
+__attribute__((target("avx512f"))) void transpose_block(float* xt, const float* x, int64_t ld, int R, int D) {
+  for (int i0 = 0; i0 < kQ; i0 += 16)
+    for (int d0 = 0; d0 < D; d0 += 16) {
+      __m512i w[16];
+      const __mmask16 cols = first_columns(D - d0);
+      for (int i = 0; i < 16; ++i)
+        w[i] = i0 + i < R ? _mm512_maskz_loadu_epi32(cols, x + (i0 + i) * ld + d0) : _mm512_setzero_si512();
+      transpose16(w);
+      for (int c = 0; c < std::min(16, D - d0); ++c) _mm512_storeu_si512(xt + (d0 + c) * kQ + i0, w[c]);
+    }
+}
+
 }  // namespace
 
 int64_t attention_kept_offset(int block, int T) {
@@ -76,7 +138,9 @@ int64_t attention_kept_offset(int block, int T) {
   return n;
 }
 
-bool attention_transposed(const AttnShape& s, bool bf16) { return bf16 && !bf16_amx_available() && s.pos0 == 0; }
+bool attention_transposed(const AttnShape& s, bool bf16) {
+  return s.pos0 == 0 && (bf16 ? !bf16_amx_available() : f32_packed_available());
+}
 
 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 void transposed_forward(float* out, int ldo, float* row_stats, const float* q, const float* k, const float* v,
@@ -93,22 +157,8 @@ void transposed_forward(float* out, int ldo, float* row_stats, const float* q, c
     gemm_bf16_small(nk, R, D, b.rows.data(), ldr, b.qt, sc, kQ, false);  // Sᵀ [nk][32]
     clear_lanes(sc, nk, R);
     f32x16 m[2], sum[2] = {}, inv[2];
-    for (int h = 0; h < 2; ++h) {
-      __m512 mx = _mm512_set1_ps(-3.0e38f);
-      // (maskz: gcc 12 warns of the plain form's pass-through)
-      for (int j = 0; j < t0; ++j) mx = _mm512_maskz_max_ps(0xffff, mx, _mm512_loadu_ps(sc + j * kQ + 16 * h));
-      for (int j = t0; j < nk; ++j)
-        mx = _mm512_mask_max_ps(mx, sees(j, t0, h), mx, _mm512_loadu_ps(sc + j * kQ + 16 * h));
-      m[h] = (f32x16)mx * scale;  // scale > 0: the max of the scaled scores
-    }
-    for (int j = 0; j < nk; ++j)
-      for (int h = 0; h < 2; ++h) {
-        float* x = sc + j * kQ + 16 * h;
-        const f32x16 e = exp_fast(load16(x) * scale - m[h]);
-        const f32x16 ez = j < t0 ? e : (f32x16)_mm512_maskz_mov_ps(sees(j, t0, h), (__m512)e);
-        store16(x, ez);
-        sum[h] += ez;
-      }
+    column_max(m, sc, nk, t0, scale);
+    column_exp(sc, nk, t0, scale, m, sum);
     for (int h = 0; h < 2; ++h) inv[h] = 1.0f / sum[h];
     // p = e·inv, the lanes past the block's rows zero: in pairs of keys for p·v, and as kept rows
     const __mmask16 lanes[2] = {first_columns(R), first_columns(R - 16)};
@@ -128,11 +178,7 @@ void transposed_forward(float* out, int ldo, float* row_stats, const float* q, c
       }
     }
     gemm_bf16_small_pairs(R, D, nk, b.pairs.data(), b.ja, b.vk, out + (int64_t)t0 * ldo, ldo, false);
-    if (row_stats) {
-      alignas(64) float st[2][kQ];
-      for (int h = 0; h < 2; ++h) store16(st[0] + 16 * h, m[h]), store16(st[1] + 16 * h, inv[h]);
-      for (int t = 0; t < R; ++t) row_stats[2 * (t0 + t)] = st[0][t], row_stats[2 * (t0 + t) + 1] = st[1][t];
-    }
+    if (row_stats) put_stats(row_stats, m, inv, t0, R);
   }
 }
 
@@ -186,6 +232,80 @@ void transposed_backward(float* dq, float* dk, float* dv, const float* dout, con
                                          std::tuple{(const uint16_t*)dsr, &bf.rows_b[1], dkb}}) {
         gemm_bf16_small(seen, D, R, a, kQ, *rows, acc, s.ldkv, true);
         gemm_bf16_small(nk - seen, D, R, a + seen * kQ, kQ, *rows, acc + (int64_t)seen * s.ldkv, s.ldkv, !write);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f")))
+void transposed_forward_f32(float* out, int ldo, float* row_stats, const float* q, const float* k, const float* v,
+                            const AttnShape& s) {
+  const int S = s.S(), D = s.D, T = s.T;
+  const f32x16 scale = f32x16{} + 1.0f / std::sqrt((float)D);
+  Buffers& b = buffers(S, D);
+  float* sc = b.scores.data();
+  float* qt = b.block_t.data();
+  for (int t0 = 0; t0 < T; t0 += kQ) {
+    const int R = std::min(kQ, T - t0), nk = t0 + R;
+    transpose_block(qt, q + (int64_t)t0 * s.ldq, s.ldq, R, D);
+    f32_product(sc, kQ, k, s.ldkv, 1, qt, kQ, nk, D, kQ, false);  // Sᵀ [nk][32], lanes past R zero
+    f32x16 m[2], sum[2] = {}, inv[2];
+    column_max(m, sc, nk, t0, scale);
+    column_exp(sc, nk, t0, scale, m, sum);
+    for (int h = 0; h < 2; ++h) inv[h] = 1.0f / sum[h];
+    for (int j = 0; j < nk; ++j)
+      for (int h = 0; h < 2; ++h) store16(sc + j * kQ + 16 * h, load16(sc + j * kQ + 16 * h) * inv[h]);
+    f32_product(out + (int64_t)t0 * ldo, ldo, sc, 1, kQ, v, s.ldkv, R, nk, D, false);  // p·v, p read down the columns
+    if (row_stats) put_stats(row_stats, m, inv, t0, R);
+  }
+}
+
+__attribute__((target("avx512f")))
+void transposed_backward_f32(float* dq, float* dk, float* dv, const float* dout, const float* row_stats,
+                             const float* q, const float* k, const float* v, const AttnShape& s, int b, int g,
+                             bool write) {
+  const int S = s.S(), D = s.D, T = s.T, HD = s.H * D, group = s.H / s.Hkv;
+  const f32x16 scale = f32x16{} + 1.0f / std::sqrt((float)D);
+  Buffers& bf = buffers(S, D);
+  const float* kb = k + b * s.kv_bstride + g * D;
+  const float* vb = v + b * s.kv_bstride + g * D;
+  float* dkb = dk + b * s.kv_bstride + g * D;
+  float* dvb = dv + b * s.kv_bstride + g * D;
+  float* p = bf.scores.data();
+  float* dp = bf.grads.data();
+  float* xt = bf.block_t.data();
+  for (int h = g * group; h < (g + 1) * group; ++h) {  // heads sharing k, v in order: no races
+    const float* st = row_stats + 2 * ((int64_t)b * s.H + h) * T;
+    for (int t0 = 0; t0 < T; t0 += kQ) {
+      const int R = std::min(kQ, T - t0), nk = t0 + R;
+      const float* dob = dout + ((int64_t)b * T + t0) * HD + h * D;
+      const float* qb = q + ((int64_t)b * T + t0) * s.ldq + h * D;
+      float* dqb = dq + ((int64_t)b * T + t0) * s.ldq + h * D;
+      // p again, bit for bit the forward's: the same product, the forward's m and inv
+      transpose_block(xt, qb, s.ldq, R, D);
+      f32_product(p, kQ, kb, s.ldkv, 1, xt, kQ, nk, D, kQ, false);
+      f32x16 m[2], inv[2], unused[2] = {};
+      get_stats(m, inv, st, t0, R);
+      column_exp(p, nk, t0, scale, m, unused);
+      for (int j = 0; j < nk; ++j)
+        for (int h2 = 0; h2 < 2; ++h2) store16(p + j * kQ + 16 * h2, load16(p + j * kQ + 16 * h2) * inv[h2]);
+      transpose_block(xt, dob, HD, R, D);
+      f32_product(dp, kQ, vb, s.ldkv, 1, xt, kQ, nk, D, kQ, false);  // dPᵀ [nk][32], lanes past R zero
+      f32x16 r[2] = {};
+      for (int j = 0; j < nk; ++j)
+        for (int h2 = 0; h2 < 2; ++h2) r[h2] += load16(p + j * kQ + 16 * h2) * load16(dp + j * kQ + 16 * h2);
+      for (int j = 0; j < nk; ++j)
+        for (int h2 = 0; h2 < 2; ++h2) {
+          const int o = j * kQ + 16 * h2;
+          store16(dp + o, load16(p + o) * (load16(dp + o) - r[h2]) * scale);  // ds, zero where p is
+        }
+      f32_product(dqb, s.ldq, dp, 1, kQ, kb, s.ldkv, R, nk, D, !write);  // dq (+)= ds·k
+      // dv += pᵀ·dout, dk += dsᵀ·q: the keys from t0 on are new to the group's first head
+      const int seen = h == g * group ? t0 : nk;
+      for (const auto& [a, x, ldx, acc] : {std::tuple{(const float*)p, dob, (int64_t)HD, dvb},
+                                           std::tuple{(const float*)dp, qb, (int64_t)s.ldq, dkb}}) {
+        f32_product(acc, s.ldkv, a, kQ, 1, x, ldx, seen, R, D, true);
+        f32_product(acc + (int64_t)seen * s.ldkv, s.ldkv, a + seen * kQ, kQ, 1, x, ldx, nk - seen, R, D, !write);
       }
     }
   }
