@@ -1,4 +1,4 @@
-// Attention in transposed blocks on dot products: see ops/attention_transposed.h.
+// Attention in transposed blocks, in bf16 on dot products and in fp32 on AVX-512: see ops/attention_transposed.h.
 //   forward:  Sᵀ = K·Qᵀ; m = scale·max_j Sᵀ[j]; e = exp(scale·Sᵀ − m); inv = 1/Σ_j e; p = e·inv; out = p·v
 //   backward: dPᵀ = V·doutᵀ; r = Σ_j p ⊙ dPᵀ; ds = p ⊙ (dPᵀ − r)·scale; dq = ds·k; dv += pᵀ·dout; dk += dsᵀ·q
 // (j over a block's keys, each a row of 32 queries: the sums down the rows are per query).
@@ -162,7 +162,7 @@ void transposed_forward(float* out, int ldo, float* row_stats, const float* q, c
     for (int h = 0; h < 2; ++h) inv[h] = 1.0f / sum[h];
     // p = e·inv, the lanes past the block's rows zero: in pairs of keys for p·v, and as kept rows
     const __mmask16 lanes[2] = {first_columns(R), first_columns(R - 16)};
-    uint16_t* kb = kept ? kept + attention_kept_offset(t0 / kQ, T) : nullptr;
+    uint16_t* kept_rows = kept ? kept + attention_kept_offset(t0 / kQ, T) : nullptr;
     for (int j = 0; j < nk; j += 2) {
       for (int h = 0; h < 2; ++h) {
         const __m512 p0 = _mm512_maskz_mul_ps(lanes[h], _mm512_loadu_ps(sc + j * kQ + 16 * h), (__m512)inv[h]);
@@ -171,9 +171,9 @@ void transposed_forward(float* out, int ldo, float* row_stats, const float* q, c
             : _mm512_setzero_ps();
         __m256i b0, b1;
         _mm512_storeu_si512(b.pairs.data() + (int64_t)(j / 2) * b.ja + 16 * h, pair_words(p0, p1, b0, b1));
-        if (kb) {
-          _mm256_storeu_si256((__m256i*)(kb + j * kQ + 16 * h), b0);
-          _mm256_storeu_si256((__m256i*)(kb + (j + 1) * kQ + 16 * h), b1);
+        if (kept_rows) {
+          _mm256_storeu_si256((__m256i*)(kept_rows + j * kQ + 16 * h), b0);
+          _mm256_storeu_si256((__m256i*)(kept_rows + (j + 1) * kQ + 16 * h), b1);
         }
       }
     }
