@@ -96,14 +96,7 @@ bool bf16_products(const AttnShape& s) {
 
 // The probabilities a bf16 forward keeps for the backward (attention.h), per (sequence, head): block i's kRows
 // rows of round_up(nk_i, 32) values (nk_i its keys, pos0 = 0), the blocks one after another (on dot products,
-// its keys' rows of kRows values in the same room: ops/attention_transposed.h).
-int64_t kept_offset(int block, int T) { return attention_kept_offset(block, T); }
-int64_t kept_per_head(int T) { return kept_offset((T + kRows - 1) / kRows, T); }
-// Head h of sequence b's block of query rows from t0, in a buffer of attention_kept_size values.
-template <class U>
-U* kept_block(U* probs, const AttnShape& s, int b, int h, int t0) {
-  return probs + ((int64_t)b * s.H + h) * kept_per_head(s.T) + kept_offset(t0 / kRows, s.T);
-}
+// its keys' rows of kRows values in the same room), found by attention_kept_block (ops/attention_transposed.h).
 // Whether this call keeps (forward) or reads (backward) them: bf16 products, training rows (pos0 = 0).
 bool keeps_probs(const void* probs, const AttnShape& s) { return probs && s.pos0 == 0 && bf16_products(s); }
 class HeadProducts {
@@ -229,7 +222,8 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
       float* stats = row_stats ? row_stats + 2 * ((int64_t)b * s.H + h) * s.T : nullptr;
       const float *kb = k + b * s.kv_bstride + g * D, *vb = v + b * s.kv_bstride + g * D;
       if (bf16_products(s))
-        return transposed_forward(ob, HD, stats, qb, kb, vb, s, kept ? kept_block(probs, s, b, h, 0) : nullptr);
+        return transposed_forward(ob, HD, stats, qb, kb, vb, s,
+                                  kept ? attention_kept_block(probs, s, b, h, 0) : nullptr);
       return transposed_forward_f32(ob, HD, stats, qb, kb, vb, s);
     }
     float* pb = block_scratch(0, S);
@@ -240,7 +234,7 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
     for (int t0 = 0; t0 < s.T; t0 += kRows) {
       const int t1 = std::min(s.T, t0 + kRows), nk = s.pos0 + t1, ldk = round_up(nk, 32);
       head.times_keys(pb, S, qb + (int64_t)t0 * s.ldq, s.ldq, t1 - t0, nk);
-      uint16_t* a = kept ? kept_block(probs, s, b, h, t0) : own;
+      uint16_t* a = kept ? attention_kept_block(probs, s, b, h, t0) : own;
       for (int t = t0; t < t1; ++t) {
         float* p = pb + (int64_t)(t - t0) * S;
         const int n_keys = s.pos0 + t + 1;
@@ -264,7 +258,7 @@ void forward_units(float* out, float* row_stats, const float* q, const float* k,
 }
 }  // namespace
 
-int64_t attention_kept_size(int B, int H, int T) { return (int64_t)B * H * kept_per_head(T); }
+int64_t attention_kept_size(int B, int H, int T) { return (int64_t)B * H * attention_kept_per_head(T); }
 
 void attention_forward(float* out, float* row_stats, const float* q, const float* k, const float* v, const AttnShape& s,
                        uint16_t* probs) {
@@ -279,8 +273,8 @@ void attention_forward_rotating(float* out, float* row_stats, float* q, float* k
 }
 
 namespace {
-// One (sequence b, key head g) unit of the backward, where it does not take the transposed blocks: in fp32, or
-// on AMX tiles, or without kept probabilities (making p again from row_stats).
+// One (sequence b, key head g) unit of the backward where it does not take the transposed blocks: after a
+// cache, without AVX-512, on AMX tiles, or in bf16 without kept probabilities (making p again from row_stats).
 void backward_unit(float* dq, float* dk, float* dv, const float* dout, const float* row_stats, const float* q,
                    const float* k, const float* v, const AttnShape& s, bool write, const uint16_t* probs, int b, int g) {
   const int S = s.S(), D = s.D, HD = s.H * s.D, group = s.H / s.Hkv;
@@ -310,7 +304,7 @@ void backward_unit(float* dq, float* dk, float* dv, const float* dout, const flo
       const float* qb = q + ((int64_t)b * s.T + t0) * s.ldq + h * D;
       float* dqb = dq + ((int64_t)b * s.T + t0) * s.ldq + h * D;
       if (kept) {  // the forward's bf16 probabilities (AMX), zero past each row's keys, in fp32 for the products
-        const uint16_t* p16 = kept_block(probs, s, b, h, t0);
+        const uint16_t* p16 = attention_kept_block(probs, s, b, h, t0);
         for (int t = 0; t < R; ++t)
           for (int j = 0; j < nk; ++j) pb[(int64_t)t * S + j] = load1(p16 + (int64_t)t * round_up(nk, 32) + j);
       } else {

@@ -99,6 +99,20 @@ __attribute__((target("avx512f"))) void column_exp(float* x, int nk, int t0, f32
     }
 }
 
+// x[j] ⊙= inv down the block's key rows: each query lane by its own factor.
+__attribute__((target("avx512f"))) void column_scale(float* x, int nk, const f32x16 (&inv)[2]) {
+  for (int j = 0; j < nk; ++j)
+    for (int h = 0; h < 2; ++h) store16(x + j * kQ + 16 * h, load16(x + j * kQ + 16 * h) * inv[h]);
+}
+
+// r[h] = Σ_j p[j] ⊙ d[j] down the block's key rows, per query (p in fp32, or the kept bf16 rows).
+template <class P>
+__attribute__((target("avx512f"))) void column_dot(f32x16 (&r)[2], const P* p, const float* d, int nk) {
+  r[0] = r[1] = f32x16{};
+  for (int j = 0; j < nk; ++j)
+    for (int h = 0; h < 2; ++h) r[h] += load16(p + j * kQ + 16 * h) * load16(d + j * kQ + 16 * h);
+}
+
 // A block's m and inv per query, as row_stats holds them (two floats a row), to and from the lanes.
 void put_stats(float* row_stats, const f32x16 (&m)[2], const f32x16 (&inv)[2], int t0, int R) {
   for (int t = 0; t < R; ++t) row_stats[2 * (t0 + t)] = m[t / 16][t % 16], row_stats[2 * (t0 + t) + 1] = inv[t / 16][t % 16];
@@ -137,6 +151,8 @@ int64_t attention_kept_offset(int block, int T) {
   for (int i = 0; i < block; ++i) n += (int64_t)kAttnRows * round_up(std::min(T, (i + 1) * kAttnRows), 32);
   return n;
 }
+
+int64_t attention_kept_per_head(int T) { return attention_kept_offset((T + kAttnRows - 1) / kAttnRows, T); }
 
 bool attention_transposed(const AttnShape& s, bool bf16) {
   return s.pos0 == 0 && (bf16 ? !bf16_amx_available() : f32_packed_available());
@@ -187,7 +203,6 @@ void transposed_backward(float* dq, float* dk, float* dv, const float* dout, con
                          const float* v, const AttnShape& s, int b, int g, bool write, const uint16_t* probs) {
   const int S = s.S(), D = s.D, T = s.T, HD = s.H * D, group = s.H / s.Hkv, ldr = round_up(D, 32);
   const float scale = 1.0f / std::sqrt((float)D);
-  const int64_t per_head = attention_kept_offset((T + kQ - 1) / kQ, T);
   Buffers& bf = buffers(S, D);
   const float* kb = k + b * s.kv_bstride + g * D;
   const float* vb = v + b * s.kv_bstride + g * D;
@@ -202,13 +217,12 @@ void transposed_backward(float* dq, float* dk, float* dv, const float* dout, con
       const float* dob = dout + ((int64_t)b * T + t0) * HD + h * D;
       const float* qb = q + ((int64_t)b * T + t0) * s.ldq + h * D;
       float* dqb = dq + ((int64_t)b * T + t0) * s.ldq + h * D;
-      const uint16_t* p = probs + ((int64_t)b * s.H + h) * per_head + attention_kept_offset(t0 / kQ, T);
+      const uint16_t* p = attention_kept_block(probs, s, b, h, t0);
       pack_b_bf16_into(bf.qt, dob, HD, true, D, R);
       gemm_bf16_small(nk, R, D, bf.rows.data(), ldr, bf.qt, dp, kQ, false);  // dPᵀ [nk][32]
       clear_lanes(dp, nk, R);
-      f32x16 r[2] = {};
-      for (int j = 0; j < nk; ++j)
-        for (int h2 = 0; h2 < 2; ++h2) r[h2] += load16(p + j * kQ + 16 * h2) * load16(dp + j * kQ + 16 * h2);
+      f32x16 r[2];
+      column_dot(r, p, dp, nk);
       // ds (zero where p is: past each query's keys and the block's rows), as key rows and in pairs of keys
       uint16_t* dsr = bf.ds.data();
       for (int j = 0; j < nk; j += 2)
@@ -253,8 +267,7 @@ void transposed_forward_f32(float* out, int ldo, float* row_stats, const float* 
     column_max(m, sc, nk, t0, scale);
     column_exp(sc, nk, t0, scale, m, sum);
     for (int h = 0; h < 2; ++h) inv[h] = 1.0f / sum[h];
-    for (int j = 0; j < nk; ++j)
-      for (int h = 0; h < 2; ++h) store16(sc + j * kQ + 16 * h, load16(sc + j * kQ + 16 * h) * inv[h]);
+    column_scale(sc, nk, inv);
     f32_product(out + (int64_t)t0 * ldo, ldo, sc, 1, kQ, v, s.ldkv, R, nk, D, false);  // p·v, p read down the columns
     if (row_stats) put_stats(row_stats, m, inv, t0, R);
   }
@@ -287,13 +300,11 @@ void transposed_backward_f32(float* dq, float* dk, float* dv, const float* dout,
       f32x16 m[2], inv[2], unused[2] = {};
       get_stats(m, inv, st, t0, R);
       column_exp(p, nk, t0, scale, m, unused);
-      for (int j = 0; j < nk; ++j)
-        for (int h2 = 0; h2 < 2; ++h2) store16(p + j * kQ + 16 * h2, load16(p + j * kQ + 16 * h2) * inv[h2]);
+      column_scale(p, nk, inv);
       transpose_block(xt, dob, HD, R, D);
       f32_product(dp, kQ, vb, s.ldkv, 1, xt, kQ, nk, D, kQ, false);  // dPᵀ [nk][32], lanes past R zero
-      f32x16 r[2] = {};
-      for (int j = 0; j < nk; ++j)
-        for (int h2 = 0; h2 < 2; ++h2) r[h2] += load16(p + j * kQ + 16 * h2) * load16(dp + j * kQ + 16 * h2);
+      f32x16 r[2];
+      column_dot(r, p, dp, nk);
       for (int j = 0; j < nk; ++j)
         for (int h2 = 0; h2 < 2; ++h2) {
           const int o = j * kQ + 16 * h2;

@@ -20,6 +20,12 @@ constexpr int kAttnRows = 32;  // query rows per block: one pair of 16-lane vect
 // Where block `block` of a (sequence, head)'s kept probabilities starts (pos0 = 0): kAttnRows·round_up(nk_i, 32)
 // values per earlier block i, nk_i = min(T, (i + 1)·kAttnRows) its keys.
 int64_t attention_kept_offset(int block, int T);
+int64_t attention_kept_per_head(int T);  // all of a (sequence, head)'s blocks
+// Head h of sequence b's block of query rows from t0, in a buffer of attention_kept_size values.
+template <class U>
+U* attention_kept_block(U* probs, const AttnShape& s, int b, int h, int t0) {
+  return probs + ((int64_t)b * s.H + h) * attention_kept_per_head(s.T) + attention_kept_offset(t0 / kAttnRows, s.T);
+}
 
 // Whether attention takes the transposed blocks for s: rows from position 0, with bf16 products (`bf16`, the
 // caller's decision) on dot products, not AMX tiles, or in fp32 on AVX-512.
