@@ -280,6 +280,11 @@ ForwardResult forward(const Model& m, Workspace& ws, const Batch& batch,
     const int off[3] = {0, HD, HD + KD}, width[3] = {HD, KD, KD};  // q|k|v adjacent
     {
       const TimedOp part("q, k, v product");
+      // q, k and v through the caches: attention reads them right away, each head's 32 columns of every row (a
+      // stride the prefetchers did not follow when they came from memory). The protocol's steps took 0.988–0.992
+      // of their time (`heirloom bench --experiment`, seventeenth session); the output product's and the
+      // experts' outputs, read in whole rows, gained nothing so.
+      CachedOutputs read_next;
       product_forward(ws, A, l, {kLoraQ, kLoraK, kLoraV}, off, width, A.qkv.data(), QKV, A.ln1.data(), C, W.wq, C,
                       QKV, P ? &P->wq : nullptr);
     }
