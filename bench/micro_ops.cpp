@@ -12,6 +12,7 @@
 
 #include "heirloom/cache_line.h"
 #include "core/experiment.h"
+#include "core/fetch_ahead.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
@@ -156,10 +157,12 @@ BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
 
 // An expert's product (M x 512 x 256), one per thread at once as the experts run in a step, with its
 // operands in cache or not: range(0) 0 fp32 panels, 1 bf16 (AMX or dot products); range(1) 0 all in cache, 1 the weights cycled
-// through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled;
+// through 64 copies (never cached), 2 the outputs cycled through 256 buffers, 3 inputs and outputs cycled, 4 the
+// weights cycled as in 1, each product fetching its thread's next weight into L2 as a step's do (core/fetch_ahead.h);
 // range(2) M, the expert's rows: 250 (8x128 steps), 64 (the personalize protocol's 1x256 windows), 60 (whole
 // micro-tiles in both kernels: beside 64, the cost of the rows past them).
 void BM_expert_product_cache(benchmark::State& st) {
+  trial_from_env();
   const bool bf16 = st.range(0) != 0;
   const int cold = (int)st.range(1);
   if (bf16 && !bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
@@ -173,19 +176,35 @@ void BM_expert_product_cache(benchmark::State& st) {
   for (int i = 0; i < kWeights; ++i)
     if (bf16) w16.push_back(pack_b_bf16(w.data(), Nw, false, Kw, Nw));
     else w32.push_back(pack_b_f32(w.data(), Nw, false, Kw, Nw));
+  auto product = [&](int i, int wi, int t) {
+    const float* in = a.data() + (size_t)(cold == 3 ? i : t) * M * Kw;
+    float* out = c.data() + (size_t)(cold == 2 || cold == 3 ? i : t) * M * Nw;
+    if (bf16) gemm_bf16(M, in, Kw, w16[wi], out, Nw, false);
+    else gemm_f32_packed(M, in, Kw, w32[wi], out, Nw, false);
+  };
   for (auto _ : st) {
+    if (cold == 4) {
+#pragma omp parallel
+      {  // thread t takes weights t, t + n, ...: its next product's weight is known, and fetched ahead
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        for (int i = t; i < kBufs; i += n) {
+          const int next = (i + n) % kWeights;
+          if (bf16) fetch_ahead(w16[next].data.data(), (int64_t)(w16[next].data.size() * sizeof(uint16_t)));
+          else fetch_ahead(w32[next].data.data(), (int64_t)(w32[next].data.size() * sizeof(float)));
+          product(i, i % kWeights, t);
+        }
+      }
+      continue;
+    }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < kBufs; ++i) {
-      const int t = omp_get_thread_num(), wi = cold == 1 ? i % kWeights : t % kWeights;
-      const float* in = a.data() + (size_t)(cold == 3 ? i : t) * M * Kw;
-      float* out = c.data() + (size_t)(cold >= 2 ? i : t) * M * Nw;
-      if (bf16) gemm_bf16(M, in, Kw, w16[wi], out, Nw, false);
-      else gemm_f32_packed(M, in, Kw, w32[wi], out, Nw, false);
+      const int t = omp_get_thread_num();
+      product(i, cold == 1 ? i % kWeights : t % kWeights, t);
     }
   }
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw * kBufs, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3}, {250, 64, 60}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_expert_product_cache)->ArgsProduct({{0, 1}, {0, 1, 2, 3, 4}, {250, 64, 60}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // A dense bf16 product of the protocol's 1x256 step (M = 256 rows, both threads on one product, as the step's
 // qkv and attention-output products run): range(0) N, range(1) K (768 x 256 the qkv forward, 256 x 768 its
