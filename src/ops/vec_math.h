@@ -79,8 +79,9 @@ inline f32x16 exp_scalef(f32x16 x) {
 }
 #endif
 inline float exp_fast(float x) { return exp_poly<float, int32_t>(x); }
-// 16 lanes: exp_scalef where the compiler targets AVX-512 (the protocol's steps took 0.986–0.991 of their time
-// in bf16, 0.984–0.993 in fp32: `heirloom bench --experiment`, seventeenth session), else exp_poly.
+// 16 lanes: exp_scalef where the compiler targets AVX-512 (the protocol's steps took 0.989–0.993 of their time
+// in bf16, 0.993–0.996 in fp32, the bf16 norm step 0.983–0.989: `heirloom bench --experiment`, seventeenth
+// session), else exp_poly.
 inline f32x16 exp_fast(f32x16 x) {
 #if defined(__AVX512F__)
   return exp_scalef(x);
