@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -59,6 +60,7 @@ TEST(VecMath, ExpScalefIsWithinItsStatedAccuracy) {
     const f32x16 e = exp_scalef(load16(xs.data() + i));
     for (int j = 0; j < 16; ++j) worst = std::max(worst, std::fabs(e[j] / std::exp((double)xs[i + j]) - 1.0));
   }
+  std::printf("exp_scalef: worst relative error %.3g over %zu inputs in [-87, 88]\n", worst, xs.size());
   EXPECT_LT(worst, 3.6e-7);  // 3 ulp
   EXPECT_EQ(exp_scalef(f32x16{} + 0.f)[0], 1.f);
   const float edge[16] = {-inf, -1000.f, -200.f, inf, 1000.f, 89.f, nan, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
