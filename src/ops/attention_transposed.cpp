@@ -183,6 +183,10 @@ void transposed_forward(float* out, int ldo, float* row_stats, const float* q, c
     // The protocol's steps took 0.997 of their time (`heirloom bench --experiment`, three trials, seventeenth
     // session).
     const bool stream_kept = kept_rows && reinterpret_cast<uintptr_t>(kept_rows) % 64 == 0;
+    auto keep = [&](uint16_t* row, __m256i v) {
+      if (stream_kept) _mm256_stream_si256((__m256i*)row, v);
+      else _mm256_storeu_si256((__m256i*)row, v);
+    };
     for (int j = 0; j < nk; j += 2) {
       for (int h = 0; h < 2; ++h) {
         const __m512 p0 = _mm512_maskz_mul_ps(lanes[h], _mm512_loadu_ps(sc + j * kQ + 16 * h), (__m512)inv[h]);
@@ -191,13 +195,7 @@ void transposed_forward(float* out, int ldo, float* row_stats, const float* q, c
             : _mm512_setzero_ps();
         __m256i b0, b1;
         _mm512_storeu_si512(b.pairs.data() + (int64_t)(j / 2) * b.ja + 16 * h, pair_words(p0, p1, b0, b1));
-        if (kept_rows && stream_kept) {
-          _mm256_stream_si256((__m256i*)(kept_rows + j * kQ + 16 * h), b0);
-          _mm256_stream_si256((__m256i*)(kept_rows + (j + 1) * kQ + 16 * h), b1);
-        } else if (kept_rows) {
-          _mm256_storeu_si256((__m256i*)(kept_rows + j * kQ + 16 * h), b0);
-          _mm256_storeu_si256((__m256i*)(kept_rows + (j + 1) * kQ + 16 * h), b1);
-        }
+        if (kept_rows) keep(kept_rows + j * kQ + 16 * h, b0), keep(kept_rows + (j + 1) * kQ + 16 * h, b1);
       }
     }
     if (stream_kept) _mm_sfence();
