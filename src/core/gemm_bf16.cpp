@@ -250,9 +250,10 @@ void amx_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conve
 
 // The products of many rows: on AMX tiles where the CPU has them, else on AVX512-BF16 dot products.
 // With `rank`, the dot products add it as they store C (core/rank_update.h); the tiles add it after.
+// `repeatable`: convert has no side effects, and may be asked for a row more than once (dot_gemm).
 template <class Convert>
 void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Convert convert,
-               const RankUpdate* rank = nullptr) {
+               const RankUpdate* rank = nullptr, bool repeatable = false) {
   if (bf16_amx_available()) {
     take_fetch_ahead(0);  // AMX blocks fetch their own next column block; a hint is not used there
     amx_gemm(M, B, C, ldc, accumulate, convert);
@@ -260,7 +261,7 @@ void many_rows(int M, const PackedB& B, float* C, int ldc, bool accumulate, Conv
     return;
   }
   const bool fused = rank && fusable_in_panels(*rank, B.N);
-  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert, nullptr, 0, fused ? rank : nullptr);
+  dot_gemm(M, B, C, ldc, accumulate, ALayout::rows, convert, nullptr, 0, fused ? rank : nullptr, nullptr, repeatable);
   if (rank && !fused) apply_rank_update(*rank, C, ldc, M);
 }
 
@@ -343,7 +344,8 @@ void gemm_bf16(int M, const float* A, int lda, const PackedB& B, float* C, int l
     return;
   }
   many_rows(M, B, C, ldc, accumulate,
-           [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); }, rank);
+           [&](int r0, int r1, uint16_t* a, int ld) { convert_rows(A, lda, M, B.K, B.Kp, ld, r0, r1, a); }, rank,
+           true);
 }
 
 int64_t bf16_rows_stride(int M, const PackedB& B) {

@@ -239,7 +239,7 @@ int pair_stride(int words) {
 }
 
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
-              const uint32_t* given, int64_t given_ld, const RankUpdate* rank, uint16_t* C16) {
+              const uint32_t* given, int64_t given_ld, const RankUpdate* rank, uint16_t* C16, bool repeatable) {
   if (rank && !fusable_in_panels(*rank, B.N))
     throw Error("internal: a rank update off the product's panels", "report this as a bug");
   if (C16 && (C || accumulate)) throw Error("internal: a bf16 output beside an fp32 one, or added to", "report this as a bug");
@@ -253,8 +253,16 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
   const int threads = omp_get_max_threads();
   const bool one_thread = in_team() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16);
-  // Each thread converts its own rows and multiplies them by all of B (see below).
-  const bool shares = !one_thread && rows_first && row_tasks >= 2 * threads;
+  // A B at least twice A's width (the protocol's q, k, v product: 256 rows by 768 columns) is split by its
+  // columns instead, where A may be converted more than once (`repeatable`, or given): each thread converts all
+  // of A and multiplies it by its own share of B's panels, row block by row block, fetching only that share of B
+  // from memory, not all of it. The protocol's bf16 steps took 0.993–0.995 of their time (`heirloom bench
+  // --experiment`, three trials, eighteenth session); with the rows converted once, a share per thread, and a
+  // barrier, 0.999–1.005 of the time of converting them twice. Split so wherever B is as wide as A (adding the
+  // output product and the q, k, v input gradient), the steps took 1.004–1.010: A's conversion doubles.
+  const bool columns = !one_thread && rows_first && panels >= threads && 2 * M <= B.N && (repeatable || given);
+  // Else each thread converts its own rows and multiplies them by all of B (see below).
+  const bool shares = !columns && !one_thread && rows_first && row_tasks >= 2 * threads;
   const bool pairs = layout == ALayout::pairs, convert_here = given == nullptr;
   // In the pairs layout, share t's words start on a cache line of their own, `shift` words to the right of
   // its first row: the threads would otherwise write the same line of every pair as they convert side by side.
@@ -291,7 +299,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     return C16 ? static_cast<void*>(C16 + i) : static_cast<void*>(C + i);
   };
   const auto& micro = micro_tiles(layout, bc);
-  auto task = [&](int rt, int p, int shift) {
+  auto task = [&](int rt, int p, int shift, const uint32_t* a) {
     const int r0 = rt * task_rows, r1 = std::min(M, r0 + task_rows), col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + p * panel_words;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;
@@ -311,7 +319,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     }
     if (stream) _mm_sfence();
   };
-  auto run = [&](int t) { rows_first ? task(t / panels, t % panels, 0) : task(t % row_tasks, t / row_tasks, 0); };
+  auto run = [&](int t) { rows_first ? task(t / panels, t % panels, 0, a) : task(t % row_tasks, t / row_tasks, 0, a); };
   if (one_thread) {
     if (convert_here) convert(0, Mp, a16, lda);
     for (int t = 0; t < tasks; ++t) run(t);
@@ -323,7 +331,20 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     parallel_shares(row_tasks, panels, false, [&](int t, int) {
       if (convert_here)
         convert(first_task(t) * task_rows, std::min(Mp, first_task(t + 1) * task_rows), a16 + 2 * shift_of(t), lda);
-    }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels), shift_of_task((int)(u / panels))); });
+    }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels), shift_of_task((int)(u / panels)), a); });
+    return;
+  }
+  if (columns) {
+    run_team(threads, [&](int t, int nt) {
+      const uint32_t* own = a;
+      if (convert_here) {  // into the running thread's own buffer
+        if (abuf.size() < need) abuf.resize(need);
+        convert(0, Mp, abuf.data(), lda);
+        own = reinterpret_cast<const uint32_t*>(abuf.data());
+      }
+      for (int rt = 0; rt < row_tasks; ++rt)
+        for (int p = panels * t / nt; p < panels * (t + 1) / nt; ++p) task(rt, p, 0, own);
+    });
     return;
   }
   // Every task reads rows from every thread's conversion (which may be costly: the head's backward makes each

@@ -32,10 +32,11 @@ using ConvertRows = std::function<void(int r0, int r1, uint16_t* out, int ld)>;
 // convert is not called). Every output element is one dot-product chain over the k-pairs in order, whatever the
 // layout. With `rank` (its parts on the 32-column panels: fusable_in_panels), that update is added as each
 // micro-tile stores its rows (core/rank_update.h). With C16 (and C null, not accumulating), C is written in bf16
-// there instead, each value the fp32 one rounded to nearest even.
+// there instead, each value the fp32 one rounded to nearest even. `repeatable`: convert may be asked for the
+// same rows more than once (it has no side effects, as a plain conversion); else each row is asked for once.
 void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayout layout, const ConvertRows& convert,
               const uint32_t* given = nullptr, int64_t given_ld = 0, const RankUpdate* rank = nullptr,
-              uint16_t* C16 = nullptr);
+              uint16_t* C16 = nullptr, bool repeatable = false);
 
 // gemm_bf16_small (core/gemm_bf16.h) on dot products: the calling thread only, no tiles to configure.
 void dot_gemm_small(int M, int N, int K, const uint16_t* a, int lda, const PackedB& B, float* C, int ldc,
