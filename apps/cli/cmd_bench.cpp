@@ -83,7 +83,7 @@ Action add_bench(CLI::App& app, Common& common) {
   sub->add_option("--experiment", o->experiment,
                   "a trial of a local change under experiment(NAME) (src/core/experiment.h): the traced run alternates "
                   "steps without and with it, each pair on one window, and reports the median B/A (implies --trace); "
-                  "the full, norm-only and LoRA step rows run 20 such pairs on their batch too");
+                  "the full, norm-only and LoRA step rows and the forward row run 20 such pairs on their batch too");
   auto show_parts = std::make_shared<bool>(false);
   sub->add_flag("--ops", *show_parts,
                 "also show each task's parts (the norms, attention, the experts, the head, ...): their time, share and "
@@ -102,9 +102,9 @@ Action add_bench(CLI::App& app, Common& common) {
     }
     auto runs = [&](const char* task) { return std::find(o->only.begin(), o->only.end(), task) != o->only.end(); };
     if (!o->experiment.empty() && !o->only.empty() && !runs("personalize") && !runs("full") && !runs("norm") &&
-        !runs("lora"))
-      throw Error("--experiment runs a trial on the training tasks (personalize, full, norm, lora), which --only "
-                  "leaves out",
+        !runs("lora") && !runs("forward"))
+      throw Error("--experiment runs a trial on the training tasks (personalize, full, norm, lora) and the forward, "
+                  "which --only leaves out",
                   "add one of them to --only");
     if (!plot_path->empty()) {  // said before the run, not after minutes of it
       const std::filesystem::path dir = std::filesystem::path(*plot_path).parent_path();

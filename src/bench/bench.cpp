@@ -321,7 +321,7 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
   };
   const std::string shape = std::to_string(o.batch) + "x" + std::to_string(o.seq);
 
-  // A trial on the last row's batch steps (full, norm-only, LoRA): kTrialSteps steps, alternating.
+  // A trial on the last row's batch steps (full, norm-only, LoRA) or forward passes: kTrialSteps, alternating.
   auto batch_trial = [&](auto&& step) {
     if (o.experiment.empty()) return;
     BenchRow& row = rep.rows.back();
@@ -409,9 +409,9 @@ BenchReport run_bench(const BenchOptions& o, bool progress) {
     auto fws = make_workspace();
     for (Precision p : precisions) {
       fws->frozen = packed[p];
-      add("forward 1x" + std::to_string(T), p,
-          timing(o.repeats, [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); }), T,
-          forward_flops_per_token(c, T) * T);
+      auto pass = [&] { forward(m, *fws, Batch{t1.data(), nullptr, 1, T}, {}, ForwardOptions{}); };
+      add("forward 1x" + std::to_string(T), p, timing(o.repeats, pass), T, forward_flops_per_token(c, T) * T);
+      batch_trial(pass);
     }
     bar.update(++done);
   }

@@ -253,14 +253,15 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   const bool rows_first = (int64_t)Kp * B.Np * 2 <= kRowsFirstBytes;
   const int threads = omp_get_max_threads();
   const bool one_thread = in_team() || threads == 1 || tasks == 1 || (int64_t)M * B.Np * Kp < (1 << 16);
-  // A B at least twice A's width (the protocol's q, k, v product: 256 rows by 768 columns) is split by its
-  // columns instead, where A may be converted more than once (`repeatable`, or given): each thread converts all
-  // of A and multiplies it by its own share of B's panels, row block by row block, fetching only that share of B
-  // from memory, not all of it. The protocol's bf16 steps took 0.993–0.995 of their time (`heirloom bench
-  // --experiment`, three trials, eighteenth session); with the rows converted once, a share per thread, and a
-  // barrier, 0.999–1.005 of the time of converting them twice. Split so wherever B is as wide as A (adding the
-  // output product and the q, k, v input gradient), the steps took 1.004–1.010: A's conversion doubles.
-  const bool columns = !one_thread && rows_first && panels >= threads && 2 * M <= B.N && (repeatable || given);
+  // A B at least one and a half times A's width (the q, k, v product: 768 columns, the protocol's 256 rows or the
+  // forward's 512) is split by its columns instead, where A may be converted more than once (`repeatable`, or
+  // given): each thread converts all of A and multiplies it by its own share of B's panels, row block by row
+  // block, fetching only that share of B from memory, not all of it. The protocol's bf16 steps took 0.993–0.995
+  // of their time (`heirloom bench --experiment`, three trials, eighteenth session), the 1x512 forward 0.990–0.995
+  // (five); with the rows converted once, a share per thread, and a barrier, 0.999–1.005 of the time of converting
+  // them twice. Split so wherever B is as wide as A (adding the output product and the q, k, v input gradient),
+  // the steps took 1.004–1.010: A's conversion doubles.
+  const bool columns = !one_thread && rows_first && panels >= threads && 3 * M <= 2 * B.N && (repeatable || given);
   // Else each thread converts its own rows and multiplies them by all of B (see below).
   const bool shares = !columns && !one_thread && rows_first && row_tasks >= 2 * threads;
   const bool pairs = layout == ALayout::pairs, convert_here = given == nullptr;

@@ -140,8 +140,8 @@ TEST(Cli, BenchPlotDrawsTheTasksAndTheTrace) {
   EXPECT_NE(fleet.out.find("bench fleet does not run"), std::string::npos) << fleet.out;
 }
 
-// A trial (--experiment) reports its step pairs in the personalize row's trace and in the full step's, and is
-// refused, with a hint, when --only leaves both tasks out.
+// A trial (--experiment) reports its step pairs in the personalize row's trace and in the full, LoRA and forward
+// rows', and is refused, with a hint, when --only leaves all of those tasks out.
 TEST(Cli, BenchExperimentReportsItsPairsOrSaysWhatIsMissing) {
   const CliResult r = run("bench --preset tiny --only personalize --precision fp32 --repeats 1 --experiment probe --json");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -157,7 +157,11 @@ TEST(Cli, BenchExperimentReportsItsPairsOrSaysWhatIsMissing) {
   ASSERT_EQ(lora.code, 0) << lora.out;
   const auto lora_trial = nlohmann::json::parse(lora.out)["results"][0]["trace"]["experiment"];
   EXPECT_EQ(lora_trial["pairs"].get<int>(), 20) << lora_trial.dump();
-  const CliResult bad = run("bench --preset tiny --only forward --experiment probe");
+  const CliResult fwd = run("bench --preset tiny --only forward --precision fp32 --repeats 1 --experiment probe --json");
+  ASSERT_EQ(fwd.code, 0) << fwd.out;
+  const auto fwd_trial = nlohmann::json::parse(fwd.out)["results"][0]["trace"]["experiment"];
+  EXPECT_EQ(fwd_trial["pairs"].get<int>(), 20) << fwd_trial.dump();
+  const CliResult bad = run("bench --preset tiny --only generate --experiment probe");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("add one of them to --only"), std::string::npos) << bad.out;
 }

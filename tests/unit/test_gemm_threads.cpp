@@ -1,5 +1,5 @@
 // The packed products split across two threads give the bits of one thread, whichever way they split: by rows
-// (A taller than B is wide), or by B's columns (B at least as wide as A is tall in fp32, twice as wide in bf16,
+// (A taller than B is wide), or by B's columns (B at least as wide as A is tall in fp32, 1.5 times in bf16,
 // each thread multiplying all of A by its own share of B's panels). ctest runs with OMP_NUM_THREADS=1, so these
 // are the tests that run the splits.
 #include <gtest/gtest.h>
@@ -33,9 +33,10 @@ std::vector<float> on_threads(int threads, const std::vector<float>& C0, Run&& r
   return C;
 }
 
-// M x N x K: 64 x 768 and 97 x 256 split by columns in fp32 (and the first in bf16), 300 x 256 by rows, the
-// last (N not a multiple of the 32-column panels) by columns with a partial panel in a thread's share.
-constexpr std::array<std::array<int, 3>, 4> kShapes = {{{64, 768, 256}, {97, 256, 256}, {300, 256, 256}, {40, 200, 96}}};
+// M x N x K: 64 x 768 and 97 x 256 split by columns in fp32 (the first, and 100 x 160, in bf16), 300 x 256 by
+// rows, 40 x 200 by columns with a partial panel in a thread's share.
+constexpr std::array<std::array<int, 3>, 5> kShapes = {
+    {{64, 768, 256}, {97, 256, 256}, {300, 256, 256}, {40, 200, 96}, {100, 160, 64}}};
 
 // product(M, N, K, A, B, C, accumulate) on two threads and on one, for each shape, written and added to.
 template <class Product>
