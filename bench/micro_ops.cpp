@@ -25,6 +25,7 @@
 #include "ops/rmsnorm.h"
 #include "ops/rope.h"
 #include "ops/swiglu.h"
+#include "ops/vec_math.h"
 #include "ops/xent.h"
 
 namespace heirloom {
@@ -252,9 +253,11 @@ void BM_tile_depth(benchmark::State& st) {
 }
 BENCHMARK(BM_tile_depth)->ArgsProduct({{32, 64, 128, 256, 512, 1024}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
-// An expert's down projection, M x 256 x 512, as a step's forward runs it on bf16 packs, one per thread at
-// once: range(0) 0 on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes
-// (gemm_bf16_produced, what the step does), 2 the SwiGLU rows alone (swiglu_forward); range(1) M.
+// An expert's products of shape M x 256 x 512 on bf16 packs, one per thread at once: range(0) 0 the down
+// projection on h stored in fp32 (gemm_bf16), 1 making h = silu(hg)·hu row by row as it goes
+// (gemm_bf16_produced, what the step's forward does), 2 the SwiGLU rows alone (swiglu_forward); the backward's
+// input gradients as the step runs them: 3 the gate's, making dhg's rows (and dhu's beside them, in bf16) from dh
+// and the bf16 hg and hu, 4 the up's, copying dhu's bf16 rows; range(1) M.
 void BM_expert_down_produced(benchmark::State& st) {
   trial_from_env();
   if (!bf16_gemm_available()) return st.SkipWithError("this CPU has no AVX512-BF16");
@@ -263,6 +266,8 @@ void BM_expert_down_produced(benchmark::State& st) {
   const auto w = randn((size_t)Kw * Nw, 0.05f), hg = randn((size_t)M * Kw * threads), hu = randn((size_t)M * Kw * threads);
   const PackedB w16 = pack_b_bf16(w.data(), Nw, false, Kw, Nw);
   AlignedFloats h((size_t)M * Kw * threads), c((size_t)M * Nw * threads);
+  std::vector<uint16_t> hg16(hg.size()), hu16(hu.size());  // hg and hu in bf16, as a step keeps them for the backward
+  for (size_t i = 0; i < hg.size(); ++i) hg16[i] = to_bf16(hg[i]), hu16[i] = to_bf16(hu[i]);
   for (int t = 0; t < threads; ++t)
     swiglu_forward(h.data() + (size_t)t * M * Kw, hg.data() + (size_t)t * M * Kw, hu.data() + (size_t)t * M * Kw, M, Kw);
   for (auto _ : st) {
@@ -270,37 +275,63 @@ void BM_expert_down_produced(benchmark::State& st) {
     for (int i = 0; i < kCalls; ++i) {
       const size_t t = omp_get_thread_num();
       const float *g = hg.data() + t * M * Kw, *u = hu.data() + t * M * Kw;
+      const uint16_t *g16 = hg16.data() + t * M * Kw, *u16 = hu16.data() + t * M * Kw;
       float* out = c.data() + t * M * Nw;
       if (how == 0) gemm_bf16(M, h.data() + t * M * Kw, Kw, w16, out, Nw, false);
       else if (how == 1)
         gemm_bf16_produced(M, [&](int r, uint16_t* row) { swiglu_forward_row(row, g + (size_t)r * Kw, u + (size_t)r * Kw, Kw); },
                            w16, out, Nw, false);
-      else swiglu_forward(h.data() + t * M * Kw, g, u, M, Kw);
+      else if (how == 2)
+        swiglu_forward(h.data() + t * M * Kw, g, u, M, Kw);
+      else if (how == 3)  // dh in h's place; dhu's rows into hu16 (read by how 4)
+        gemm_bf16_produced(M, [&](int r, uint16_t* row) {
+          swiglu_backward_row(row, hu16.data() + (t * M + r) * Kw, h.data() + (t * M + r) * Kw, g16 + (size_t)r * Kw,
+                              u16 + (size_t)r * Kw, Kw);
+        }, w16, out, Nw, true);
+      else
+        gemm_bf16_produced(M, [&](int r, uint16_t* row) {
+          std::memcpy(row, hu16.data() + (t * M + r) * Kw, sizeof(uint16_t) * Kw);
+        }, w16, out, Nw, true);
     }
   }
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * Nw * Kw * kCalls, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_expert_down_produced)->ArgsProduct({{0, 1, 2}, {250, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_expert_down_produced)->ArgsProduct({{0, 1, 2, 3, 4}, {250, 64}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The head's input gradient in fp32, dX[M, 256] = dlogits[M, 8192] · W[8192, 256] on panels packed once, both
-// threads on one product, with dlogits and W (8 MB each) cycled through 4 copies so that neither is cached:
-// range(0) M, the step's rows (256 for the personalize protocol's 1x256 windows, 1024 for 8x128).
+// The head's input gradient, dX[M, 256] = dlogits[M, 8192] · W[8192, 256] on a weight packed once, both threads
+// on one product, with dlogits and W cycled through 4 copies so that neither is cached: range(0) M, the step's rows
+// (256 for the personalize protocol's 1x256 windows, 1024 for 8x128); range(1) 0 fp32 panels, 1 bf16 with dlogits
+// given as the product's bf16 rows (not made as it goes from the logits, as a step's backward makes them).
 void BM_head_input_grad(benchmark::State& st) {
-  if (!f32_packed_available()) return st.SkipWithError("this CPU has no AVX-512F");
   const int M = (int)st.range(0);
+  const bool bf16 = st.range(1) == 1;
+  if (bf16 ? !bf16_gemm_available() : !f32_packed_available()) return st.SkipWithError("this CPU lacks the kernel");
   constexpr int V = 8192, C = 256, kCopies = 4;
   const auto w = randn((size_t)V * C), d = randn((size_t)M * V * kCopies, 0.01f);
-  std::vector<PackedF32> packs;
-  for (int i = 0; i < kCopies; ++i) packs.push_back(pack_b_f32(w.data(), C, false, V, C));
   std::vector<float> dx((size_t)M * C);
   int i = 0;
-  for (auto _ : st) {
-    gemm_f32_packed(M, d.data() + (size_t)(i % kCopies) * M * V, V, packs[i % kCopies], dx.data(), C, false);
-    ++i;
+  if (bf16) {
+    std::vector<PackedB> packs;
+    for (int c = 0; c < kCopies; ++c) packs.push_back(pack_b_bf16(w.data(), C, false, V, C));
+    const int64_t ld = bf16_rows_stride(M, packs[0]);
+    const size_t copy = (size_t)(M + 32) * ld;  // to_bf16_rows writes whole blocks of 32 rows
+    std::vector<uint16_t> rows(copy * kCopies, 0);
+    for (int c = 0; c < kCopies; ++c) to_bf16_rows(d.data() + (size_t)c * M * V, V, false, M, V, rows.data() + c * copy, (int)ld);
+    for (auto _ : st) {
+      gemm_bf16_on_rows(rows.data() + (i % kCopies) * copy, ld, M, packs[i % kCopies], dx.data(), C, false);
+      ++i;
+    }
+  } else {
+    std::vector<PackedF32> packs;
+    for (int c = 0; c < kCopies; ++c) packs.push_back(pack_b_f32(w.data(), C, false, V, C));
+    for (auto _ : st) {
+      gemm_f32_packed(M, d.data() + (size_t)(i % kCopies) * M * V, V, packs[i % kCopies], dx.data(), C, false);
+      ++i;
+    }
   }
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * V * C, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_head_input_grad)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_head_input_grad)->ArgsProduct({{256, 1024}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Packing an expert's fp32 weight [512, 256] per call, as the full fp32 step does (its weights change every
 // step), one weight per thread at once: range(0) 1 = transposed (the forward's B = Wᵀ), 0 = as stored (the
