@@ -318,8 +318,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     const RankTiles parts = panel_parts(rank, col);
     // The task's rows in tiles of even heights: the 16 rows left of 256 (four tasks of 60 before them) ran as
     // 15 + 1, and a tile of one row waits on its two chains (8 + 8: the protocol's steps took 0.996–0.999 of
-    // their time in three trials). The attention's 32 rows (dot_gemm_small) stay 15 + 15 + 2, or 14 + 14 + 4:
-    // as 11 + 11 + 10 they were no faster on a Zen 4 or a Zen 5.
+    // their time in three trials). Attention's small products (small_tiles) take even heights too.
     const RowTiles tiles(r1 - r0, mr);
     for (int i = 0; i < tiles.n; ++i) {
       const int m = r0 + tiles.start(i), h = tiles.start(i + 1) - tiles.start(i);
@@ -374,13 +373,18 @@ void small_tiles(int M, int N, int K, const uint32_t* a, int64_t ja, ALayout lay
   const int mr = tile_rows(bc);
   const auto& micro = micro_tiles(layout, bc);
   const bool pairs = layout == ALayout::pairs;
+  // Tiles of even heights, as dot_gemm's tasks: attention's Sᵀ and dPᵀ (M = a block's keys) ended in a tile of
+  // 2 rows at 128 keys, 4 at 256, which waits on its few chains. The protocol's steps took 0.996–1.001 of their
+  // time in ten trials, nine below 1 (`heirloom bench --experiment`, nineteenth session); the same bits.
+  const RowTiles tiles(M, mr);
   for (int col = 0; col < N; col += kNr) {
     const uint32_t* b0 = b + (int64_t)(col / 16) * JB * kWords;
     const int w = std::min(kNr, N - col);
-    for (int m = 0; m < M; m += mr)
-      micro[std::min(mr, M - m) - 1](a + (pairs ? m : m * ja), ja, J, b0, (int64_t)JB * kWords,
-                                     C + (int64_t)m * ldc + col, ldc, first_columns(w), first_columns(w - 16),
-                                     accumulate, nullptr, false, nullptr, 0, false);
+    for (int i = 0; i < tiles.n; ++i) {
+      const int m = tiles.start(i), h = tiles.start(i + 1) - m;
+      micro[h - 1](a + (pairs ? m : m * ja), ja, J, b0, (int64_t)JB * kWords, C + (int64_t)m * ldc + col, ldc,
+                   first_columns(w), first_columns(w - 16), accumulate, nullptr, false, nullptr, 0, false);
+    }
   }
 }
 }  // namespace
