@@ -258,8 +258,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   // rows, the protocol's experts: 13 + 13 + 13 + 13 + 12, not 14 + 14 + 14 + 14, then 8 with every panel again).
   // The protocol's steps took 0.995–0.998 of their time in six trials (`heirloom bench --experiment`, nineteenth
   // session); the same bits.
-  const bool merged = one_thread && row_tasks >= 2 && M - (row_tasks - 1) * task_rows <= task_rows / 2;
-  if (merged) --row_tasks;
+  if (one_thread && row_tasks >= 2 && M - (row_tasks - 1) * task_rows <= task_rows / 2) --row_tasks;
   const int tasks = row_tasks * panels;
   // A B at least one and a half times A's width (the q, k, v product: 768 columns, the protocol's 256 rows or the
   // forward's 512) is split by its columns instead, where A may be converted more than once (`repeatable`, or
@@ -309,7 +308,7 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
   };
   const auto& micro = micro_tiles(layout, bc);
   auto task = [&](int rt, int p, int shift, const uint32_t* a) {
-    const int r0 = rt * task_rows, r1 = merged && rt == row_tasks - 1 ? M : std::min(M, r0 + task_rows);
+    const int r0 = rt * task_rows, r1 = rt == row_tasks - 1 ? M : r0 + task_rows;  // the last: joined, or short
     const int col = p * kNr, w = std::min(kNr, B.N - col);
     const uint32_t* b0 = b + p * panel_words;
     const uint32_t* next = !rows_first && r0 == 0 && p + 1 < panels ? b0 + panel_words : nullptr;

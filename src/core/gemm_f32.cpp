@@ -32,11 +32,23 @@ namespace {
 
 constexpr int kNr = 32;             // columns per panel: two zmm
 constexpr int kMr = 12;             // rows per micro-tile
-constexpr int kTaskTiles = 4;       // micro-tiles per task (RowTiles: 4 · kMr rows at most)
+constexpr int kTaskTiles = 4;       // micro-tiles per task (RowTiles: 4 · kMr rows at most; a joined last one up to 6)
 constexpr int64_t kRowsFirstBytes = 1 << 20;  // a packed B up to this size is walked row block by row block
 constexpr int kKSlice = 1024;  // a task's micro-tiles run over K in slices of this many (128 KB of a panel)
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Row tasks over n micro-tiles: kTaskTiles tiles each, or, with `join` (products on one thread), a last task of
+// at most half that joined to the one before, so that its rows do not walk every panel again on their own (the
+// protocol's experts, about 64 rows: 44 + 20 rows before). Task rt covers tiles [rt·kTaskTiles, the next task's
+// first, or n for the last). The protocol's fp32 steps took 0.993–0.997 of their time in six trials
+// (`heirloom bench --experiment`, nineteenth session); the same bits.
+constexpr int kMaxTaskTiles = kTaskTiles + kTaskTiles / 2;
+int row_tasks_of(int n, bool join) {
+  const int tasks = (n + kTaskTiles - 1) / kTaskTiles;
+  return join && tasks >= 2 && n - (tasks - 1) * kTaskTiles <= kTaskTiles / 2 ? tasks - 1 : tasks;
+}
+int task_end_tile(int rt, int tasks, int n) { return rt == tasks - 1 ? n : (rt + 1) * kTaskTiles; }
 
 bool detect_avx512f() {
   // HEIRLOOM_NO_AVX512=1 runs this CPU as one without AVX-512 (and so without AMX): the paths such CPUs take.
@@ -252,15 +264,12 @@ void gemm_f32_produced(int M, const std::function<void(int, float*)>& row, const
   const FetchAhead ahead = take_fetch_ahead(M);
   const int64_t panel_floats = (int64_t)K * kNr;
   thread_local std::vector<float> buf;  // per calling thread: experts multiply inside parallel regions
-  const int block_tiles = kTaskTiles + kTaskTiles / 2;  // a block and a short last one joined (below)
-  if (buf.size() < (size_t)block_tiles * kMr * lda) buf.resize((size_t)block_tiles * kMr * lda);
+  if (buf.size() < (size_t)kMaxTaskTiles * kMr * lda) buf.resize((size_t)kMaxTaskTiles * kMr * lda);
   const RowTiles tiles(M, kMr);
   const bool may_stream = !outputs_cached();
-  // A row block made, then multiplied by every panel; a last block of at most half a block's tiles joins the one
-  // before it, so that every panel is read once more, not twice (see gemm_f32_strided).
-  for (int t0 = 0, step; t0 < tiles.n; t0 += step) {
-    step = tiles.n - t0 <= block_tiles ? tiles.n - t0 : kTaskTiles;
-    const int r0 = tiles.start(t0), rows = tiles.start(std::min(tiles.n, t0 + step)) - r0;
+  const int row_tasks = row_tasks_of(tiles.n, true);
+  for (int rt = 0; rt < row_tasks; ++rt) {  // a row block made, then multiplied by every panel
+    const int r0 = tiles.start(rt * kTaskTiles), rows = tiles.start(task_end_tile(rt, row_tasks, tiles.n)) - r0;
     for (int r = 0; r < rows; ++r) row(r0 + r, buf.data() + (int64_t)r * lda);
     for (int p = 0; p < panels; ++p) {
       const float* later = r0 == 0 ? later_panel(ahead, p, panel_floats) : nullptr;
@@ -286,16 +295,8 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
     return;
   }
   const RowTiles tiles(M, kMr);
-  int row_tasks = (tiles.n + kTaskTiles - 1) / kTaskTiles;
-  const int panels = B.Np / kNr;
-  // On one thread (an expert's products), a last row task of at most half a task's tiles joins the one before
-  // it: each panel then comes into L1 once for its rows too (the protocol's experts, about 64 rows: 44 + 20 rows
-  // before). The protocol's fp32 steps took 0.993–0.997 of their time in six trials (`heirloom bench
-  // --experiment`, nineteenth session), with the same joining in gemm_f32_produced; the same bits.
-  const bool joined = (in_team() || omp_get_max_threads() == 1) && row_tasks >= 2 &&
-                      tiles.n - (row_tasks - 1) * kTaskTiles <= kTaskTiles / 2;
-  if (joined) --row_tasks;
-  const int tasks = row_tasks * panels;
+  const int row_tasks = row_tasks_of(tiles.n, in_team() || omp_get_max_threads() == 1);
+  const int panels = B.Np / kNr, tasks = row_tasks * panels;
   // Consecutive tasks share a row block when all of B stays in L2: its rows are then read from L1 and its
   // outputs written whole lines at a time. A larger B (the head's 8 MB) would be fetched again for every row
   // block, so there consecutive tasks share a panel instead.
@@ -308,8 +309,7 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
   const bool may_stream = !outputs_cached();  // on the calling thread: a CachedOutputs holds for every task
   auto task = [&](int t) {
     const int p = rows_first ? t % panels : t / row_tasks, t0 = (rows_first ? t / panels : t % row_tasks) * kTaskTiles;
-    const int r0 = tiles.start(t0);
-    const int r1 = joined && t0 / kTaskTiles == row_tasks - 1 ? M : tiles.start(std::min(tiles.n, t0 + kTaskTiles));
+    const int r0 = tiles.start(t0), r1 = tiles.start(task_end_tile(t0 / kTaskTiles, row_tasks, tiles.n));
     const float* later = rows_first ? later_panel(ahead, p, panel_floats) : nullptr;
     rows_by_panel(r0, r1 - r0, p, A + (int64_t)r0 * ars, ars, aks, B, C + (int64_t)r0 * ldc, ldc,
                   accumulate, later, may_stream);
