@@ -6,50 +6,26 @@
 #include <omp.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "heirloom/cache_line.h"
-#include "core/experiment.h"
 #include "core/fetch_ahead.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
-#include "core/rng.h"
 #include "core/thread_team.h"
 #include "heirloom/engine.h"
 #include "heirloom/train.h"
 #include "ops/attention.h"
+#include "micro_common.h"
 #include "ops/moe.h"
-#include "ops/rmsnorm.h"
-#include "ops/rope.h"
 #include "ops/swiglu.h"
 #include "ops/vec_math.h"
 #include "ops/xent.h"
 
 namespace heirloom {
 namespace {
-
-constexpr int B = 8, T = 128, N = B * T, C = 256, H = 8, D = 32, F = 512, E = 8, K = 2, V = 8192;
-
-// HEIRLOOM_EXPERIMENT=NAME runs a benchmark that calls this with the trial `NAME` on (core/experiment.h): an A/B of a
-// local change in two runs of this program. (Called by the benchmark, not at static initialisation, which may run
-// before the trial's own name is constructed.)
-void trial_from_env() {
-  static const bool once = [] {
-    if (const char* name = std::getenv("HEIRLOOM_EXPERIMENT")) set_experiment(name, true);
-    return true;
-  }();
-  (void)once;
-}
-
-std::vector<float> randn(size_t n, float s = 1.f) {
-  static Rng rng(1);
-  std::vector<float> v(n);
-  for (auto& x : v) x = s * rng.normal();
-  return v;
-}
 
 // One team of the machine's threads doing nothing, opened and joined: heirloom's own (Arg 1, core/thread_team.h),
 // then an OpenMP parallel region (Arg 0), in that order: OpenMP's threads spin for a while after their last
@@ -67,16 +43,6 @@ void BM_team_fork_join(benchmark::State& st) {
   }
 }
 BENCHMARK(BM_team_fork_join)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond)->UseRealTime();
-
-void BM_rmsnorm_fwd_bwd(benchmark::State& st) {
-  auto x = randn(N * C), w = randn(C), out = randn(N * C), dx = randn(N * C), dw = randn(C);
-  std::vector<float> rstd(N);
-  for (auto _ : st) {
-    rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
-    rmsnorm_backward(dx.data(), dw.data(), out.data(), x.data(), w.data(), rstd.data(), N, C);
-  }
-}
-BENCHMARK(BM_rmsnorm_fwd_bwd)->Unit(benchmark::kMillisecond);
 
 // range(0): forward + backward; range(1): bf16 products; range(2): layers whose buffers are taken in turn
 // (16: out of cache as in a step, 1: kept in cache); range(3): sequence length (N tokens in all: 8 x 128 as in
@@ -133,28 +99,6 @@ void BM_head_products(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_head_products)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
-
-void BM_xent(benchmark::State& st) {
-  auto logits = randn((size_t)N * V), dl = randn((size_t)N * V);
-  std::vector<float> losses(N);
-  std::vector<int32_t> tgt(N, 5);
-  int n;
-  for (auto _ : st) {
-    xent_forward(losses.data(), logits.data(), tgt.data(), N, V, &n);
-    xent_backward(dl.data(), logits.data(), tgt.data(), 1.f / N, N, V);
-  }
-}
-BENCHMARK(BM_xent)->Unit(benchmark::kMillisecond);
-
-void BM_swiglu(benchmark::State& st) {
-  trial_from_env();
-  auto g = randn(N * K * F), u = randn(N * K * F), o = randn(N * K * F), dg = randn(N * K * F), du = randn(N * K * F);
-  for (auto _ : st) {
-    swiglu_forward(o.data(), g.data(), u.data(), N * K, F);
-    swiglu_backward(dg.data(), du.data(), o.data(), g.data(), u.data(), N * K, F);
-  }
-}
-BENCHMARK(BM_swiglu)->Unit(benchmark::kMillisecond);
 
 // An expert's product (M x 512 x 256), one per thread at once as the experts run in a step, with its
 // operands in cache or not: range(0) 0 fp32 panels, 1 bf16 (AMX or dot products); range(1) 0 all in cache, 1 the weights cycled

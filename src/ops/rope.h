@@ -11,6 +11,7 @@ struct RopeTable {
   float base = 0.f;
   std::vector<float> freqs;     // as given (empty = none)
   std::vector<float> cos, sin;  // [n_ctx, D/2]
+  std::vector<float> cs;        // [n_ctx, D]: each pair's (cos, sin), for whole vectors of pairs
   bool matches(int n, int d, float b, const std::vector<float>& f) const { return n_ctx == n && D == d && base == b && freqs == f; }
 };
 RopeTable make_rope_table(int n_ctx, int D, float base, const std::vector<float>& freqs = {});

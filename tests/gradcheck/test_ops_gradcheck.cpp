@@ -294,6 +294,28 @@ TEST(OpRope, StridedMatchRefAndGradCheck) {
   EXPECT_TRUE(expect_grad("rope dx (ref)", num, gather(dx_ref.data(), idx)));
 }
 
+// Head widths of whole vectors (32, 64, 128: the rows' straight-line paths) and a partial one (40), over two
+// sequences whose rows a block of 16 may straddle (T = 9): each row at its own position, pairs in order.
+TEST(OpRope, WholeVectorWidthsMatchRef) {
+  for (const int D : {32, 40, 64, 128}) {
+    const int B = 2, T = 9, H = 3, HD = H * D, ld = HD + 5, pos0 = 3;
+    const float base = 10000.f;
+    const RopeTable tab = make_rope_table(64, D, base);
+    Rng rng(37 + D);
+    const Vec x = randn((size_t)B * T * ld, rng);
+    Vec y = x, y_ref = x, d = x, d_ref = x;
+    rope_forward(y.data(), ld, tab, B, T, H, D, pos0);
+    rope_forward_ref(y_ref.data(), ld, base, B, T, H, D, pos0);
+    rope_backward(d.data(), ld, tab, B, T, H, D, pos0);
+    rope_backward_ref(d_ref.data(), ld, base, B, T, H, D, pos0);
+    const std::string at = " at D = " + std::to_string(D);
+    EXPECT_TRUE(all_close("rope forward vs ref" + at, y, y_ref, 1e-6, 1e-6));
+    EXPECT_TRUE(all_close("rope backward vs ref" + at, d, d_ref, 1e-6, 1e-6));
+    for (int n = 0; n < B * T; ++n)
+      for (int c = HD; c < ld; ++c) ASSERT_EQ(y[n * ld + c], x[n * ld + c]) << "padding written" << at;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // swiglu
 
