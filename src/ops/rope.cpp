@@ -16,15 +16,12 @@ RopeTable make_rope_table(int n_ctx, int D, float base, const std::vector<float>
   t.D = D;
   t.base = base;
   t.freqs = freqs;
-  t.cos.resize((size_t)n_ctx * D / 2);
-  t.sin.resize((size_t)n_ctx * D / 2);
   t.cs.resize((size_t)n_ctx * D);
   for (int p = 0; p < n_ctx; ++p)
     for (int i = 0; i < D / 2; ++i) {
       const double theta = p * std::pow((double)base, -2.0 * i / D) / (freqs.empty() ? 1.0 : (double)freqs[i]);
       const float c = (float)std::cos(theta), s = (float)std::sin(theta);
       const size_t at = (size_t)p * D / 2 + i;
-      t.cos[at] = c, t.sin[at] = s;
       t.cs[2 * at] = c, t.cs[2 * at + 1] = s;
     }
   return t;
@@ -75,18 +72,14 @@ void rotate(float* x, int ld, const RopeTable& tab, int B, int T, int H, int D, 
     if (D == 128) return rotate_rows<128>(x0, ld, cs, t0, T, n, H, D, sign);
     return rotate_rows<0>(x0, ld, cs, t0, T, n, H, D, sign);
 #else
-    const int half = D / 2;
     for (int64_t r = r0; r < r1; ++r) {
-      const int t = (int)(r % T);
-      float* row = x + r * ld;
-      const float* c = tab.cos.data() + (int64_t)(pos0 + t) * half;
-      const float* s = tab.sin.data() + (int64_t)(pos0 + t) * half;
+      const float* cs = tab.cs.data() + (int64_t)(pos0 + r % T) * D;  // pair i: (cos, sin) at 2i, 2i + 1
       for (int h = 0; h < H; ++h) {
-        float* v = row + h * D;
-        for (int i = 0; i < half; ++i) {
-          const float x0 = v[2 * i], x1 = v[2 * i + 1], si = sign * s[i];
-          v[2 * i] = x0 * c[i] - x1 * si;
-          v[2 * i + 1] = x0 * si + x1 * c[i];
+        float* v = x + r * ld + h * D;
+        for (int i = 0; i < D / 2; ++i) {
+          const float x0 = v[2 * i], x1 = v[2 * i + 1], c = cs[2 * i], si = sign * cs[2 * i + 1];
+          v[2 * i] = x0 * c - x1 * si;
+          v[2 * i + 1] = x0 * si + x1 * c;
         }
       }
     }

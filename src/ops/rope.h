@@ -10,8 +10,7 @@ struct RopeTable {
   int n_ctx = 0, D = 0;
   float base = 0.f;
   std::vector<float> freqs;     // as given (empty = none)
-  std::vector<float> cos, sin;  // [n_ctx, D/2]
-  std::vector<float> cs;        // [n_ctx, D]: each pair's (cos, sin), for whole vectors of pairs
+  std::vector<float> cs;  // [n_ctx, D]: position p's pair i has cos at p·D + 2i, sin at p·D + 2i + 1
   bool matches(int n, int d, float b, const std::vector<float>& f) const { return n_ctx == n && D == d && base == b && freqs == f; }
 };
 RopeTable make_rope_table(int n_ctx, int D, float base, const std::vector<float>& freqs = {});

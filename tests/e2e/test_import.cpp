@@ -122,10 +122,10 @@ TEST(Import, RopeFrequencyFactorsDivideTheAngle) {
   for (int p = 0; p < 16; ++p)
     for (int i = 0; i < 4; ++i) {
       const double theta = p * std::pow(10000.0, -2.0 * i / 8) / f[i];
-      EXPECT_NEAR(t.cos[p * 4 + i], std::cos(theta), 1e-6);
-      EXPECT_NEAR(t.sin[p * 4 + i], std::sin(theta), 1e-6);
+      EXPECT_NEAR(t.cs[(p * 4 + i) * 2], std::cos(theta), 1e-6);
+      EXPECT_NEAR(t.cs[(p * 4 + i) * 2 + 1], std::sin(theta), 1e-6);
     }
-  EXPECT_EQ(make_rope_table(16, 8, 10000.f, {1.f, 1.f, 1.f, 1.f}).cos, plain.cos);
+  EXPECT_EQ(make_rope_table(16, 8, 10000.f, {1.f, 1.f, 1.f, 1.f}).cs, plain.cs);
   ModelConfig c = preset_config("tiny");
   Model m = init_model(c, byte_vocab(), 2);
   const std::vector<int32_t> tokens = encode(m.vocab, "rotary positions", true);
