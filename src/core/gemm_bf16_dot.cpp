@@ -23,6 +23,7 @@
 #include "core/fetch_ahead.h"
 #include "core/gemm.h"
 #include "core/gemm_tile.h"
+#include "core/paced_split.h"
 #include "core/parallel.h"
 #include "core/thread_team.h"
 #include "heirloom/error.h"
@@ -342,16 +343,16 @@ void dot_gemm(int M, const PackedB& B, float* C, int ldc, bool accumulate, ALayo
     }, [&](int64_t u) { task((int)(u / panels), (int)(u % panels), shift_of_task((int)(u / panels)), a); });
     return;
   }
-  if (columns) {
-    run_team(threads, [&](int t, int nt) {
-      const uint32_t* own = a;
+  if (columns) {  // each thread a share of the panels by its pace (core/paced_split.h)
+    run_paced(panels, threads, [&](int) {
       if (convert_here) {  // into the running thread's own buffer
         if (abuf.size() < need) abuf.resize(need);
         convert(0, Mp, abuf.data(), lda);
-        own = reinterpret_cast<const uint32_t*>(abuf.data());
       }
+    }, [&](int, int64_t p0, int64_t p1) {
+      const uint32_t* own = convert_here ? reinterpret_cast<const uint32_t*>(abuf.data()) : a;
       for (int rt = 0; rt < row_tasks; ++rt)
-        for (int p = panels * t / nt; p < panels * (t + 1) / nt; ++p) task(rt, p, 0, own);
+        for (int p = (int)p0; p < (int)p1; ++p) task(rt, p, 0, own);
     });
     return;
   }

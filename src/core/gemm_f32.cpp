@@ -20,6 +20,7 @@
 #include "core/fetch_ahead.h"
 #include "core/gemm.h"
 #include "core/gemm_tile.h"
+#include "core/paced_split.h"
 #include "core/parallel.h"
 #include "core/product_time.h"
 #include "core/thread_team.h"
@@ -322,9 +323,9 @@ void gemm_f32_strided(int M, const float* A, int64_t ars, int64_t aks, const Pac
   // (`heirloom bench --experiment`, three trials, eighteenth session); split so only where B is twice as wide,
   // 0.981–0.991. The 8x128 steps' products (M = 1024) gained nothing so (0.995–1.012, four trials).
   if (worth && rows_first && M <= B.N && panels >= threads && threads > 1 && !in_team()) {
-    run_team(threads, [&](int t, int nt) {
+    run_paced(panels, threads, [](int) {}, [&](int, int64_t p0, int64_t p1) {
       for (int rt = 0; rt < row_tasks; ++rt)
-        for (int p = panels * t / nt; p < panels * (t + 1) / nt; ++p) task(rt * panels + p);
+        for (int p = (int)p0; p < (int)p1; ++p) task(rt * panels + p);
     });
     return;
   }

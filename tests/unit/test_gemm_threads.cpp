@@ -10,6 +10,7 @@
 
 #include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
+#include "core/paced_split.h"
 #include "core/rng.h"
 #include "heirloom/threads.h"
 
@@ -64,6 +65,25 @@ TEST(GemmThreads, Bf16TwoThreadsGiveOneThreadsBits) {
   expect_one_threads_bits([](int M, int N, int K, const float* A, const float* B, float* C, bool accumulate) {
     gemm_bf16(M, A, K, pack_b_bf16(B, K, true, K, N), C, N, accumulate);
   });
+}
+
+// The column splits share B's panels by the threads' paces (core/paced_split.h): with thread 0 recorded as three
+// times as fast, the shares are uneven, and the bits are still one thread's.
+TEST(GemmThreads, UnevenPacedSplitsGiveOneThreadsBits) {
+  for (int i = 0; i < 40; ++i) {
+    const PacedSplit s = paced_split(24, 2);
+    const double seconds[2] = {1e-6 * (double)s.first[1], 3e-6 * (double)(s.first[2] - s.first[1])};
+    record_paces(s, seconds);
+  }
+  ASSERT_GE(paced_split(24, 2).first[1], 17);
+  if (f32_packed_available())
+    expect_one_threads_bits([](int M, int N, int K, const float* A, const float* B, float* C, bool accumulate) {
+      gemm_f32_packed(M, A, K, pack_b_f32(B, K, true, K, N), C, N, accumulate);
+    });
+  if (bf16_gemm_available())
+    expect_one_threads_bits([](int M, int N, int K, const float* A, const float* B, float* C, bool accumulate) {
+      gemm_bf16(M, A, K, pack_b_bf16(B, K, true, K, N), C, N, accumulate);
+    });
 }
 
 }  // namespace
