@@ -30,20 +30,14 @@ void record_paces(const PacedSplit& s, const double* seconds);
 // team of nt, the items split by paced_split and timed for record_paces.
 template <class Prepare, class Body>
 void run_paced(int64_t n, int nt, Prepare&& prepare, Body&& body) {
-  if (nt > kPacedThreads) {
-    return run_team(nt, [&](int t, int n_team) {
-      prepare(t);
-      const TeamShare share = team_share(n, t, n_team);
-      body(t, share.first, share.last);
-    });
-  }
-  const PacedSplit s = paced_split(n, nt);
+  const bool paced = nt <= kPacedThreads;
+  const PacedSplit s = paced ? paced_split(n, nt) : PacedSplit{};
   double seconds[kPacedThreads] = {};
-  bool whole_team = true;
+  bool timed = paced;
   run_team(nt, [&](int t, int n_team) {
     prepare(t);
-    if (n_team != nt) {  // a smaller team than asked for (an OpenMP thread limit): even shares, not timed
-      if (t == 0) whole_team = false;
+    if (!paced || n_team != nt) {  // a large team, or a smaller one than asked for (an OpenMP thread limit)
+      if (t == 0) timed = false;
       const TeamShare share = team_share(n, t, n_team);
       return body(t, share.first, share.last);
     }
@@ -51,7 +45,7 @@ void run_paced(int64_t n, int nt, Prepare&& prepare, Body&& body) {
     body(t, s.first[t], s.first[t + 1]);
     seconds[t] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   });
-  if (whole_team) record_paces(s, seconds);
+  if (timed) record_paces(s, seconds);
 }
 
 }  // namespace heirloom
