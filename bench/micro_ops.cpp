@@ -395,6 +395,7 @@ BENCHMARK(BM_head_backward_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMilli
 // the backward's du = s·dout·B, dB += s·doutᵀ·u, dA += duᵀ·x and dx += du·A), through gemm() as the adapter
 // calls them: range(0) picks the product, in that order.
 void BM_lora_thin(benchmark::State& st) {
+  trial_from_env();
   constexpr int R = 8;
   const int which = (int)st.range(0);
   const auto x = randn((size_t)N * C), dout = randn((size_t)N * C), a = randn((size_t)R * C, 0.1f),
